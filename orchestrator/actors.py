@@ -1,0 +1,52 @@
+"""Who is acting, through which interface: the subject of every policy check and audit event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from orchestrator.context import current_request_id
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    from orchestrator.models import ApiToken
+
+__all__ = ["Actor"]
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: AbstractBaseUser | AnonymousUser | None
+    source: str  # one of AuditEvent.Source
+    token: ApiToken | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def system(cls) -> Actor:
+        """The platform itself: reconciler, SLA checks, automatic actions."""
+        return cls(user=None, source="system", request_id=current_request_id())
+
+    @classmethod
+    def cli(cls, user: AbstractBaseUser | None = None) -> Actor:
+        """A platform operator at a shell (management commands)."""
+        return cls(user=user, source="cli", request_id=current_request_id())
+
+    @property
+    def is_platform(self) -> bool:
+        """Platform operators: the system, the CLI, and superusers in the Django admin."""
+        if self.source in ("system", "cli"):
+            return True
+        return self.source == "admin" and bool(getattr(self.user, "is_superuser", False))
+
+    @property
+    def user_id(self) -> int | None:
+        if self.user is None or not self.user.is_authenticated:
+            return None
+        return int(self.user.pk)
+
+    @property
+    def label(self) -> str:
+        if self.user is not None and self.user.is_authenticated:
+            return str(self.user.get_username())
+        return self.source

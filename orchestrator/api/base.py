@@ -1,0 +1,102 @@
+"""The bases every REST endpoint builds on: tenant resolution and authorisation once, in
+`initial`; querysets that subclasses can only narrow; serializers that refuse unknown
+fields."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models
+from django.http import HttpResponseBase
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.request import Request
+
+from orchestrator.actors import Actor
+from orchestrator.context import tenant_scope
+from orchestrator.models import ApiToken, Role, Tenant
+from orchestrator.policy import authorize
+from orchestrator.selectors import get_tenant
+
+__all__ = ["StrictSerializer", "TenantScopedViewSet", "actor_from_request"]
+
+
+def actor_from_request(request: Request, source: str = "api") -> Actor:
+    token = request.auth if isinstance(request.auth, ApiToken) else None
+    return Actor(
+        user=request.user,
+        source=source,
+        token=token,
+        request_id=getattr(request, "request_id", None),
+    )
+
+
+class StrictSerializer(serializers.Serializer[Any]):
+    """Rejects fields it does not know, naming the ones it accepts."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                accepted = ", ".join(n for n, f in self.fields.items() if not f.read_only)
+                raise serializers.ValidationError(
+                    {name: [f"unknown field; accepted: {accepted}"] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+TENANT_PARAMETER = OpenApiParameter(
+    "tenant", OpenApiTypes.STR, OpenApiParameter.PATH, description="Tenant slug"
+)
+
+
+@extend_schema(parameters=[TENANT_PARAMETER])
+class TenantScopedViewSet(viewsets.GenericViewSet[Any]):
+    """Resolves `{tenant}` from the URL, authorises the action with the policy, and scopes
+    every tenant-owned queryset to that tenant for the rest of the request.
+
+    Subclasses set `permissions` (view action -> policy permission) and `model`, and narrow
+    the queryset in `safely_get_queryset`; overriding `get_queryset` is refused."""
+
+    permissions: ClassVar[dict[str, str]] = {}
+    model: ClassVar[type[models.Model]]
+    lookup_value_regex = "[^/]+"
+
+    actor: Actor
+    tenant: Tenant
+    role: Role
+    _scope: AbstractContextManager[Any] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "get_queryset" in cls.__dict__:
+            raise ImproperlyConfigured(f"{cls.__name__}: override safely_get_queryset instead")
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        permission = self.permissions.get(self.action or "")
+        if permission is None:
+            raise ImproperlyConfigured(f"{type(self).__name__}: no permission for {self.action}")
+        self.actor = actor_from_request(request)
+        self.tenant = get_tenant(kwargs["tenant"])
+        self.role = authorize(self.actor, permission, self.tenant)
+        self._scope = tenant_scope([self.tenant])
+        self._scope.__enter__()
+
+    def finalize_response(
+        self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        if self._scope is not None:
+            self._scope.__exit__(None, None, None)
+            self._scope = None
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def get_queryset(self) -> models.QuerySet[Any]:
+        return self.safely_get_queryset(self.model.objects.all())  # type: ignore[attr-defined]
+
+    def safely_get_queryset(self, queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
+        return queryset

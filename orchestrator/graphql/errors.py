@@ -1,0 +1,58 @@
+"""Domain errors as GraphQL errors with `extensions.code` (DESIGN.md section 7)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from graphql import GraphQLError, GraphQLResolveInfo
+from rest_framework import serializers
+from strawberry.extensions import SchemaExtension
+
+from orchestrator.api.errors import flatten_errors
+from orchestrator.errors import Conflict, DomainError, FieldError, Forbidden, Invalid, NotFound
+
+__all__ = ["DomainErrorExtension", "bad_input", "unauthenticated", "validate"]
+
+CODES: dict[type[DomainError], str] = {
+    NotFound: "NOT_FOUND",
+    Forbidden: "FORBIDDEN",
+    Invalid: "BAD_USER_INPUT",
+    Conflict: "CONFLICT",
+}
+
+
+def unauthenticated(message: str = "sign in or send Authorization: Bearer <token>") -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "UNAUTHENTICATED"})
+
+
+def bad_input(errors: list[FieldError]) -> GraphQLError:
+    message = "; ".join(f"{p}: {m}" if p else m for p, m in errors)
+    return GraphQLError(
+        message,
+        extensions={"code": "BAD_USER_INPUT",
+                    "errors": [{"path": p, "message": m} for p, m in errors]},
+    )
+
+
+def validate(serializer_class: type[serializers.Serializer[Any]], data: dict[str, Any],
+             **kwargs: Any) -> dict[str, Any]:
+    """Validate mutation input with the REST serializer, so both check the same rules."""
+    serializer = serializer_class(data={k: v for k, v in data.items() if v is not None}, **kwargs)
+    if not serializer.is_valid():
+        raise bad_input(list(flatten_errors(serializer.errors)))
+    return dict(serializer.validated_data)
+
+
+class DomainErrorExtension(SchemaExtension):
+    def resolve(
+        self, _next: Callable[..., Any], root: Any, info: GraphQLResolveInfo, *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        try:
+            return _next(root, info, *args, **kwargs)
+        except DomainError as exc:
+            extensions: dict[str, Any] = {"code": CODES.get(type(exc), "INTERNAL_SERVER_ERROR")}
+            if isinstance(exc, Invalid):
+                extensions["errors"] = [{"path": p, "message": m} for p, m in exc.errors]
+            raise GraphQLError(exc.message, extensions=extensions) from exc

@@ -1,0 +1,180 @@
+"""The platform core's GraphQL queries and mutations, through the same services and policy
+as REST. Apps add their own Query/Mutation classes to the root schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import strawberry
+from django.conf import settings
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.scalars import JSON
+from strawberry.types import Info
+from strawberry_django.optimizer import DjangoOptimizerExtension
+
+from orchestrator import models, services
+from orchestrator.api import serializers as s
+from orchestrator.context import tenant_scope
+from orchestrator.errors import NotFound
+from orchestrator.graphql.errors import DomainErrorExtension, validate
+from orchestrator.graphql.types import (
+    ApiTokenType,
+    CreatedToken,
+    MembershipRef,
+    MemberType,
+    MeType,
+    ServiceAccountType,
+    TenantType,
+    actor_of,
+)
+from orchestrator.policy import authorize
+from orchestrator.selectors import get_tenant, memberships_of, tenants_visible_to
+
+__all__ = ["schema"]
+
+
+def _tenant(info: Info, slug: str, permission: str) -> models.Tenant:
+    tenant = get_tenant(slug)
+    authorize(actor_of(info), permission, tenant)
+    return tenant
+
+
+def _member(tenant: models.Tenant, username: str) -> models.Membership:
+    with tenant_scope([tenant]):
+        membership = (
+            models.Membership.objects.select_related("user", "tenant")
+            .filter(user__username=username)
+            .first()
+        )
+    if membership is None:
+        raise NotFound(f"{username!r} is not a member of {tenant.slug!r}")
+    return membership
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def me(self, info: Info) -> MeType:
+        actor = actor_of(info)
+        user = actor.user
+        return MeType(
+            id=actor.user_id or 0,
+            username=actor.label,
+            email=getattr(user, "email", ""),
+            is_staff=bool(getattr(user, "is_staff", False)),
+            memberships=[MembershipRef(tenant=m.tenant.slug, role=m.role)
+                         for m in memberships_of(actor)],
+            token_prefix=actor.token.prefix if actor.token else None,
+        )
+
+    @strawberry.field
+    def tenants(self, info: Info) -> list[TenantType]:
+        return list(tenants_visible_to(actor_of(info)))  # type: ignore[arg-type]
+
+    @strawberry.field(description="Null, with a NOT_FOUND error, when invisible to you.")
+    def tenant(self, info: Info, slug: str) -> TenantType | None:
+        return _tenant(info, slug, "tenant.view")  # type: ignore[return-value]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    def create_tenant(self, info: Info, slug: str, name: str) -> TenantType:
+        data = validate(s.TenantSerializer, {"slug": slug, "name": name})
+        return services.create_tenant(actor=actor_of(info), **data)  # type: ignore[return-value]
+
+    @strawberry.mutation
+    def update_tenant(
+        self, info: Info, slug: str, name: str | None = None, quotas: JSON | None = None
+    ) -> TenantType:
+        tenant = _tenant(info, slug, "tenant.update")
+        data = validate(s.TenantUpdateSerializer, {"name": name, "quotas": quotas}, partial=True)
+        return services.update_tenant(  # type: ignore[return-value]
+            actor=actor_of(info), tenant=tenant, **data
+        )
+
+    @strawberry.mutation
+    def archive_tenant(self, info: Info, slug: str) -> bool:
+        services.archive_tenant(actor=actor_of(info), tenant=_tenant(info, slug, "tenant.archive"))
+        return True
+
+    @strawberry.mutation
+    def add_member(self, info: Info, tenant: str, username: str, role: str) -> MemberType:
+        t = _tenant(info, tenant, "member.view")
+        data = validate(s.MembershipSerializer, {"username": username, "role": role})
+        user = services.find_user(data["user"]["username"])
+        return services.add_member(  # type: ignore[return-value]
+            actor=actor_of(info), tenant=t, user=user, role=data["role"]
+        )
+
+    @strawberry.mutation
+    def change_member_role(self, info: Info, tenant: str, username: str, role: str) -> MemberType:
+        t = _tenant(info, tenant, "member.view")
+        data = validate(s.MembershipUpdateSerializer, {"role": role})
+        return services.change_member_role(  # type: ignore[return-value]
+            actor=actor_of(info), membership=_member(t, username), role=data["role"]
+        )
+
+    @strawberry.mutation
+    def remove_member(self, info: Info, tenant: str, username: str) -> bool:
+        t = _tenant(info, tenant, "member.view")
+        services.remove_member(actor=actor_of(info), membership=_member(t, username))
+        return True
+
+    @strawberry.mutation
+    def create_service_account(
+        self, info: Info, tenant: str, name: str, role: str, description: str | None = None
+    ) -> ServiceAccountType:
+        t = _tenant(info, tenant, "service_account.manage")
+        data = validate(s.ServiceAccountSerializer,
+                        {"name": name, "role": role, "description": description})
+        return services.create_service_account(  # type: ignore[return-value]
+            actor=actor_of(info), tenant=t, **data
+        )
+
+    @strawberry.mutation
+    def create_token(
+        self,
+        info: Info,
+        tenant: str,
+        name: str,
+        role: str,
+        service_account: str | None = None,
+        expires_at: dt.datetime | None = None,
+    ) -> CreatedToken:
+        t = _tenant(info, tenant, "token.manage")
+        data = validate(s.TokenSerializer, {"name": name, "role": role,
+                                            "service_account": service_account,
+                                            "expires_at": expires_at})
+        holder = None
+        if account_name := data.pop("service_account", None):
+            with tenant_scope([t]):
+                account = models.ServiceAccount.objects.select_related("user").filter(
+                    name=account_name).first()
+            if account is None:
+                raise NotFound(f"no service account named {account_name!r} in {t.slug!r}")
+            holder = account.user
+        token, raw = services.create_token(actor=actor_of(info), tenant=t, user=holder, **data)
+        return CreatedToken(token=raw, api_token=token)  # type: ignore[arg-type]
+
+    @strawberry.mutation
+    def revoke_token(self, info: Info, tenant: str, prefix: str) -> ApiTokenType:
+        t = _tenant(info, tenant, "token.manage")
+        with tenant_scope([t]):
+            token = models.ApiToken.objects.select_related("tenant").filter(prefix=prefix).first()
+        if token is None:
+            raise NotFound(f"no token {prefix!r} in {t.slug!r}")
+        return services.revoke_token(actor=actor_of(info), token=token)  # type: ignore[return-value]
+
+
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    extensions=[
+        DjangoOptimizerExtension(),
+        QueryDepthLimiter(max_depth=settings.GRAPHQL_MAX_DEPTH),
+        MaxAliasesLimiter(max_alias_count=settings.GRAPHQL_MAX_ALIASES),
+        MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
+        DomainErrorExtension(),
+    ],
+)

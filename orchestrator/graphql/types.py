@@ -1,0 +1,190 @@
+"""GraphQL types of the platform core. Nested lists check the policy for their own tenant."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import strawberry
+import strawberry_django
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from orchestrator import models
+from orchestrator.actors import Actor
+from orchestrator.context import tenant_scope
+from orchestrator.graphql.errors import unauthenticated
+from orchestrator.policy import authorize, effective_role
+
+__all__ = ["ApiTokenType", "AuditEventType", "MeType", "MemberType", "TenantType", "actor_of"]
+
+
+def actor_of(info: Info) -> Actor:
+    actor: Actor | None = info.context.actor
+    if actor is None or actor.user_id is None:
+        raise unauthenticated()
+    return actor
+
+
+@strawberry_django.type(models.Membership)
+class MemberType:
+    id: strawberry.auto
+    role: str
+    created_at: strawberry.auto
+    updated_at: strawberry.auto
+
+    @strawberry_django.field(only=["user__username"], select_related=["user"])
+    def username(self, root: models.Membership) -> str:
+        return str(root.user.username)
+
+    @strawberry_django.field
+    def is_service_account(self, root: models.Membership) -> bool:
+        return hasattr(root.user, "service_account")
+
+
+@strawberry_django.type(models.ServiceAccount)
+class ServiceAccountType:
+    id: strawberry.auto
+    name: strawberry.auto
+    description: strawberry.auto
+    created_at: strawberry.auto
+
+
+@strawberry_django.type(models.ApiToken)
+class ApiTokenType:
+    """Token metadata: the token itself is returned once, by createToken."""
+
+    id: strawberry.auto
+    name: strawberry.auto
+    prefix: strawberry.auto
+    role: str
+    created_at: strawberry.auto
+    expires_at: strawberry.auto
+    revoked_at: strawberry.auto
+    last_used_at: strawberry.auto
+
+    @strawberry_django.field
+    def username(self, root: models.ApiToken) -> str:
+        return str(root.user.username)
+
+
+@strawberry_django.type(models.AuditEvent)
+class AuditEventType:
+    id: strawberry.auto
+    seq: strawberry.auto
+    created_at: strawberry.auto
+    source: str
+    request_id: strawberry.auto
+    action: strawberry.auto
+    object_type: strawberry.auto
+    object_id: strawberry.auto
+    object_repr: strawberry.auto
+    token_prefix: strawberry.auto
+    hash: strawberry.auto
+    prev_hash: strawberry.auto
+
+    @strawberry_django.field
+    def actor(self, root: models.AuditEvent) -> str:
+        return root.actor_label
+
+    @strawberry_django.field
+    def changes(self, root: models.AuditEvent) -> JSON:
+        return root.changes  # type: ignore[no-any-return]
+
+
+def _listed(info: Info, tenant: models.Tenant, permission: str, model: Any) -> list[Any]:
+    """The tenant's rows of `model`, after the policy allowed `permission`."""
+    authorize(actor_of(info), permission, tenant)
+    with tenant_scope([tenant]):
+        return list(model.objects.all().select_related(*_RELATED.get(model, ())))
+
+
+_RELATED: dict[Any, tuple[str, ...]] = {
+    models.Membership: ("user", "user__service_account"),
+    models.ApiToken: ("user",),
+    models.ServiceAccount: ("user",),
+}
+
+
+@strawberry_django.type(models.Tenant)
+class TenantType:
+    id: strawberry.auto
+    slug: strawberry.auto
+    name: strawberry.auto
+    created_at: strawberry.auto
+    updated_at: strawberry.auto
+
+    @strawberry_django.field
+    def quotas(self, root: models.Tenant) -> JSON:
+        return root.quotas  # type: ignore[no-any-return]
+
+    @strawberry_django.field
+    def policy(self, root: models.Tenant) -> JSON:
+        return root.policy  # type: ignore[no-any-return]
+
+    @strawberry_django.field
+    def role(self, root: models.Tenant, info: Info) -> str | None:
+        role = effective_role(actor_of(info), root)
+        return role.value if role is not None else None
+
+    @strawberry_django.field
+    def members(self, root: models.Tenant, info: Info) -> list[MemberType]:
+        return _listed(info, root, "member.view", models.Membership)
+
+    @strawberry_django.field
+    def service_accounts(self, root: models.Tenant, info: Info) -> list[ServiceAccountType]:
+        return _listed(info, root, "service_account.view", models.ServiceAccount)
+
+    @strawberry_django.field
+    def tokens(self, root: models.Tenant, info: Info) -> list[ApiTokenType]:
+        return _listed(info, root, "token.view", models.ApiToken)
+
+    @strawberry_django.field
+    def audit_events(
+        self,
+        root: models.Tenant,
+        info: Info,
+        action: str | None = None,
+        actor: str | None = None,
+        since: dt.datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[AuditEventType]:
+        """Newest first; page with `beforeId` = the last id you received."""
+        authorize(actor_of(info), "audit.view", root)
+        limit = max(1, min(limit, 500))
+        with tenant_scope([root]):
+            qs = models.AuditEvent.objects.all().order_by("-id")
+            if action:
+                qs = qs.filter(action__startswith=action) if action.endswith(".") else qs.filter(
+                    action=action
+                )
+            if actor:
+                qs = qs.filter(actor_label=actor)
+            if since:
+                qs = qs.filter(created_at__gte=since)
+            if before_id:
+                qs = qs.filter(id__lt=before_id)
+            return list(qs[:limit])  # type: ignore[arg-type]
+
+
+@strawberry.type
+class MembershipRef:
+    tenant: str
+    role: str
+
+
+@strawberry.type
+class MeType:
+    id: int
+    username: str
+    email: str
+    is_staff: bool
+    memberships: list[MembershipRef]
+    token_prefix: str | None
+
+
+@strawberry.type
+class CreatedToken:
+    token: str = strawberry.field(description="Shown only here, once. Store it now.")
+    api_token: ApiTokenType

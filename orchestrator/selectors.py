@@ -1,0 +1,38 @@
+"""Read queries of the platform core."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from orchestrator.actors import Actor
+from orchestrator.errors import NotFound
+from orchestrator.models import Membership, Tenant
+
+__all__ = ["get_tenant", "memberships_of", "tenants_visible_to"]
+
+
+def get_tenant(slug: str) -> Tenant:
+    """The tenant by slug (the policy decides whether the caller may see it)."""
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None:
+        raise NotFound(f"tenant {slug!r} not found")
+    return tenant
+
+
+def memberships_of(actor: Actor) -> QuerySet[Membership]:
+    """The actor's memberships in live tenants (only the token's tenant, for a token)."""
+    if actor.user_id is None:
+        return Membership.objects.none()
+    # A user's memberships span tenants by nature: this is the one place that lists them.
+    qs = Membership.objects.dangerously_unscoped().filter(
+        user_id=actor.user_id, tenant__archived_at__isnull=True
+    )
+    if actor.token is not None:
+        qs = qs.filter(tenant_id=actor.token.tenant_id)
+    return qs.select_related("tenant").order_by("tenant__slug")
+
+
+def tenants_visible_to(actor: Actor) -> QuerySet[Tenant]:
+    return Tenant.objects.filter(
+        pk__in=memberships_of(actor).values("tenant_id")
+    ).order_by("slug")

@@ -1,0 +1,358 @@
+"""Every change to the platform core: one keyword-only function per use case, transactional,
+authorised by the policy and audited in the same transaction. REST, GraphQL, the admin
+and the CLI all call these."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from orchestrator import audit, tokens
+from orchestrator.actors import Actor
+from orchestrator.errors import Conflict, Forbidden, Invalid, NotFound
+from orchestrator.models import ApiToken, Membership, Role, ServiceAccount, Tenant
+from orchestrator.policy import authorize, require_role_at_most
+from orchestrator.tenancy import validate_policy, validate_quotas
+
+__all__ = [
+    "add_member",
+    "archive_tenant",
+    "change_member_role",
+    "create_service_account",
+    "create_tenant",
+    "create_token",
+    "delete_service_account",
+    "remove_member",
+    "revoke_token",
+    "unarchive_tenant",
+    "update_tenant",
+]
+
+User = get_user_model()
+UNSET: Any = object()
+
+
+# --- tenants --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def create_tenant(
+    *,
+    actor: Actor,
+    slug: str,
+    name: str,
+    owner: AbstractBaseUser | None = None,
+    quotas: dict[str, Any] | None = None,
+) -> Tenant:
+    """Create a tenant; its owner is `owner`, or the acting user."""
+    if settings.TENANT_CREATION_STAFF_ONLY and not (
+        actor.is_platform or getattr(actor.user, "is_staff", False)
+    ):
+        raise Forbidden("only platform staff may create tenants on this installation")
+    if actor.token is not None:
+        raise Forbidden("API tokens are bound to one tenant and cannot create tenants")
+    owner = owner if owner is not None else actor.user  # type: ignore[assignment]
+    if owner is None or not owner.is_authenticated:
+        raise Invalid([("owner", "a tenant needs an owner: a signed-in user or --owner")])
+    if Tenant.objects.filter(slug=slug).exists():
+        raise Conflict(f"tenant slug {slug!r} is taken; choose another")
+    tenant = Tenant.objects.create(
+        slug=slug, name=name, quotas=validate_quotas(quotas or {}), policy={}
+    )
+    membership = Membership.objects.dangerously_unscoped().create(
+        tenant=tenant, user=owner, role=Role.OWNER
+    )
+    audit.record(actor=actor, action="tenant.create", tenant=tenant, obj=tenant,
+                 after=audit.snapshot(tenant))
+    audit.record(actor=actor, action="membership.create", tenant=tenant, obj=membership,
+                 object_repr=owner.get_username(), after=audit.snapshot(membership))
+    return tenant
+
+
+def _locked_tenant(tenant: Tenant) -> Tenant:
+    """Lock the tenant row: member changes and quota checks on one tenant run one at a time."""
+    return Tenant.objects.select_for_update().get(pk=tenant.pk)
+
+
+@transaction.atomic
+def update_tenant(
+    *,
+    actor: Actor,
+    tenant: Tenant,
+    name: str = UNSET,
+    quotas: dict[str, Any] = UNSET,
+    policy: dict[str, Any] = UNSET,
+) -> Tenant:
+    """Owners rename and set quotas (within platform limits); policy is platform staff's."""
+    authorize(actor, "tenant.update", tenant)
+    tenant = _locked_tenant(tenant)
+    before = audit.snapshot(tenant)
+    if name is not UNSET:
+        tenant.name = name
+    if quotas is not UNSET:
+        tenant.quotas = validate_quotas(quotas)
+    if policy is not UNSET:
+        if not actor.is_platform:
+            raise Forbidden("a tenant's policy is set by platform staff")
+        tenant.policy = validate_policy(policy)
+    after = audit.snapshot(tenant)
+    if after == before:
+        return tenant
+    tenant.save()
+    audit.record(actor=actor, action="tenant.update", tenant=tenant, obj=tenant,
+                 before=before, after=audit.snapshot(tenant))
+    return tenant
+
+
+@transaction.atomic
+def archive_tenant(*, actor: Actor, tenant: Tenant) -> Tenant:
+    """Hide the tenant from every interface; its rows and history are kept."""
+    authorize(actor, "tenant.archive", tenant)
+    tenant = _locked_tenant(tenant)
+    before = audit.snapshot(tenant)
+    tenant.archived_at = timezone.now()
+    tenant.save(update_fields=["archived_at", "updated_at"])
+    audit.record(actor=actor, action="tenant.archive", tenant=tenant, obj=tenant,
+                 before=before, after=audit.snapshot(tenant))
+    return tenant
+
+
+@transaction.atomic
+def unarchive_tenant(*, actor: Actor, tenant: Tenant) -> Tenant:
+    if not actor.is_platform:
+        raise Forbidden("only platform staff can restore an archived tenant")
+    tenant = _locked_tenant(tenant)
+    before = audit.snapshot(tenant)
+    tenant.archived_at = None
+    tenant.save(update_fields=["archived_at", "updated_at"])
+    audit.record(actor=actor, action="tenant.unarchive", tenant=tenant, obj=tenant,
+                 before=before, after=audit.snapshot(tenant))
+    return tenant
+
+
+# --- members --------------------------------------------------------------------------
+
+
+def _owner_count(tenant: Tenant) -> int:
+    return Membership.objects.dangerously_unscoped().filter(tenant=tenant, role=Role.OWNER).count()
+
+
+def _revoke_tokens_above(
+    *, actor: Actor, tenant: Tenant, user_id: int, role: Role | None
+) -> None:
+    """Revoke the user's live tokens in the tenant whose role is above `role` (all if None)."""
+    live = ApiToken.objects.dangerously_unscoped().filter(
+        tenant=tenant, user_id=user_id, revoked_at__isnull=True
+    )
+    for token in live:
+        if role is None or not role.includes(token.role):
+            _revoke(actor=actor, token=token, reason="member demoted or removed")
+
+
+@transaction.atomic
+def add_member(
+    *, actor: Actor, tenant: Tenant, user: AbstractBaseUser, role: Role | str
+) -> Membership:
+    actor_role = authorize(actor, "member.manage", tenant)
+    require_role_at_most(actor_role, role, "grant a role")
+    tenant = _locked_tenant(tenant)
+    if hasattr(user, "service_account"):
+        raise Invalid([("username", "service accounts are added through service-accounts/")])
+    members = Membership.objects.dangerously_unscoped()
+    if members.filter(tenant=tenant, user=user).exists():
+        raise Conflict(f"{user.get_username()!r} is already a member of {tenant.slug!r}")
+    membership = members.create(tenant=tenant, user=user, role=Role(role))
+    audit.record(actor=actor, action="membership.create", tenant=tenant, obj=membership,
+                 object_repr=user.get_username(), after=audit.snapshot(membership))
+    return membership
+
+
+@transaction.atomic
+def change_member_role(*, actor: Actor, membership: Membership, role: Role | str) -> Membership:
+    tenant = membership.tenant
+    actor_role = authorize(actor, "member.manage", tenant)
+    new_role = Role(role)
+    require_role_at_most(actor_role, new_role, "grant a role")
+    require_role_at_most(actor_role, membership.role, "change a member")
+    tenant = _locked_tenant(tenant)
+    membership = Membership.objects.dangerously_unscoped().get(pk=membership.pk)
+    if membership.role == new_role:
+        return membership
+    if membership.role == Role.OWNER and _owner_count(tenant) == 1:
+        raise Conflict(f"{membership.user.get_username()!r} is the last owner of "
+                       f"{tenant.slug!r}; make someone else owner first")
+    before = audit.snapshot(membership)
+    membership.role = new_role
+    membership.save(update_fields=["role", "updated_at"])
+    audit.record(actor=actor, action="membership.update", tenant=tenant, obj=membership,
+                 object_repr=membership.user.get_username(), before=before,
+                 after=audit.snapshot(membership))
+    _revoke_tokens_above(actor=actor, tenant=tenant, user_id=membership.user_id, role=new_role)
+    return membership
+
+
+@transaction.atomic
+def remove_member(*, actor: Actor, membership: Membership) -> None:
+    """Admins remove members up to their own role; anyone may leave."""
+    tenant = membership.tenant
+    if membership.user_id == actor.user_id and not actor.is_platform:
+        authorize(actor, "member.view", tenant)
+    else:
+        actor_role = authorize(actor, "member.manage", tenant)
+        require_role_at_most(actor_role, membership.role, "remove a member")
+    tenant = _locked_tenant(tenant)
+    membership = Membership.objects.dangerously_unscoped().get(pk=membership.pk)
+    if membership.role == Role.OWNER and _owner_count(tenant) == 1:
+        raise Conflict(f"{membership.user.get_username()!r} is the last owner of "
+                       f"{tenant.slug!r}; make someone else owner first")
+    before = audit.snapshot(membership)
+    _revoke_tokens_above(actor=actor, tenant=tenant, user_id=membership.user_id, role=None)
+    membership.delete()
+    audit.record(actor=actor, action="membership.delete", tenant=tenant,
+                 object_type="membership", object_id=str(before["id"]),
+                 object_repr=membership.user.get_username(), before=before)
+
+
+# --- service accounts -----------------------------------------------------------------
+
+
+@transaction.atomic
+def create_service_account(
+    *, actor: Actor, tenant: Tenant, name: str, role: Role | str, description: str = ""
+) -> ServiceAccount:
+    actor_role = authorize(actor, "service_account.manage", tenant)
+    require_role_at_most(actor_role, role, "create a service account")
+    tenant = _locked_tenant(tenant)
+    if ServiceAccount.objects.dangerously_unscoped().filter(tenant=tenant, name=name).exists():
+        raise Conflict(f"service account {name!r} already exists in {tenant.slug!r}")
+    username = f"sa.{tenant.slug}.{name}"
+    if User.objects.filter(username=username).exists():
+        raise Conflict(f"user name {username!r} is taken")
+    user = User(username=username, is_active=True)
+    user.set_unusable_password()
+    user.save()
+    account = ServiceAccount.objects.dangerously_unscoped().create(
+        tenant=tenant, name=name, description=description, user=user,
+        created_by_id=actor.user_id,
+    )
+    membership = Membership.objects.dangerously_unscoped().create(
+        tenant=tenant, user=user, role=Role(role)
+    )
+    audit.record(actor=actor, action="service_account.create", tenant=tenant, obj=account,
+                 after={**audit.snapshot(account), "role": membership.role})
+    return account
+
+
+@transaction.atomic
+def delete_service_account(*, actor: Actor, account: ServiceAccount) -> None:
+    """Remove its membership, revoke its tokens and deactivate its user; the row stays."""
+    tenant = account.tenant
+    membership = Membership.objects.dangerously_unscoped().filter(
+        tenant=tenant, user_id=account.user_id
+    ).first()
+    actor_role = authorize(actor, "service_account.manage", tenant)
+    if membership is not None:
+        require_role_at_most(actor_role, membership.role, "delete a service account")
+    before = {**audit.snapshot(account), "role": membership.role if membership else None}
+    _revoke_tokens_above(actor=actor, tenant=tenant, user_id=account.user_id, role=None)
+    if membership is not None:
+        membership.delete()
+    User.objects.filter(pk=account.user_id).update(is_active=False)
+    account.delete()
+    audit.record(actor=actor, action="service_account.delete", tenant=tenant,
+                 object_type="serviceaccount", object_id=str(before["id"]),
+                 object_repr=account.name, before=before)
+
+
+# --- API tokens -----------------------------------------------------------------------
+
+
+@transaction.atomic
+def create_token(
+    *,
+    actor: Actor,
+    tenant: Tenant,
+    name: str,
+    role: Role | str,
+    user: AbstractBaseUser | None = None,
+    expires_at: dt.datetime | None = None,
+) -> tuple[ApiToken, str]:
+    """Mint a token for the acting user or one of the tenant's service accounts.
+
+    Returns the row and the plaintext token, which is never stored and shown only once."""
+    actor_role = authorize(actor, "token.manage", tenant)
+    role = Role(role)
+    require_role_at_most(actor_role, role, "create a token")
+    holder = user if user is not None else actor.user
+    if holder is None or not holder.is_authenticated:
+        raise Invalid([("service_account", "name the service account the token is for")])
+    holder_role = (
+        Membership.objects.dangerously_unscoped()
+        .filter(tenant=tenant, user_id=holder.pk)
+        .values_list("role", flat=True)
+        .first()
+    )
+    if holder_role is None:
+        raise Invalid([("service_account", f"{holder.get_username()!r} is not a member of "
+                        f"{tenant.slug!r}")])
+    if not Role(holder_role).includes(role):
+        raise Invalid([("role", f"{holder.get_username()!r} holds {holder_role}; a token "
+                        f"can have that role or a lower one")])
+    if expires_at is not None and expires_at <= timezone.now():
+        raise Invalid([("expires_at", "must be in the future")])
+    tenant = _locked_tenant(tenant)
+    live = ApiToken.objects.dangerously_unscoped().filter(tenant=tenant, revoked_at__isnull=True)
+    limit = int(tenant.quotas.get("max_tokens", settings.DEFAULT_TENANT_QUOTAS["max_tokens"]))
+    if live.count() >= limit:
+        raise Conflict(f"tenant {tenant.slug!r} has {limit} live tokens, its quota; "
+                       "revoke one first")
+    for _ in range(5):
+        prefix, raw = tokens.generate()
+        try:
+            with transaction.atomic():
+                token = ApiToken.objects.dangerously_unscoped().create(
+                    tenant=tenant, name=name, prefix=prefix, token_hash=tokens.hash_token(raw),
+                    user=holder, role=role, created_by_id=actor.user_id, expires_at=expires_at,
+                )
+            break
+        except IntegrityError:  # prefix collision: astronomically rare, try another
+            continue
+    else:
+        raise RuntimeError("could not allocate a unique token prefix")
+    audit.record(actor=actor, action="token.create", tenant=tenant, obj=token,
+                 after=audit.snapshot(token))
+    return token, raw
+
+
+def _revoke(*, actor: Actor, token: ApiToken, reason: str) -> None:
+    before = audit.snapshot(token)
+    updated = ApiToken.objects.dangerously_unscoped().filter(
+        pk=token.pk, revoked_at__isnull=True
+    ).update(revoked_at=timezone.now())
+    if updated != 1:
+        return  # already revoked by someone else
+    token.refresh_from_db()
+    audit.record(actor=actor, action="token.revoke", tenant=token.tenant, obj=token,
+                 before=before, after=audit.snapshot(token), extra={"reason": reason})
+
+
+@transaction.atomic
+def revoke_token(*, actor: Actor, token: ApiToken) -> ApiToken:
+    authorize(actor, "token.manage", token.tenant)
+    if token.revoked_at is not None:
+        raise Conflict(f"token {token.prefix!r} is already revoked")
+    _revoke(actor=actor, token=token, reason="revoked")
+    return token
+
+
+def find_user(username: str, *, path: str = "username") -> AbstractBaseUser:
+    try:
+        return User.objects.get(username=username, is_active=True)
+    except User.DoesNotExist:
+        raise Invalid([(path, f"no active user named {username!r}")]) from None
