@@ -25,7 +25,7 @@ from django.utils import timezone
 from orchestrator.actors import Actor
 from orchestrator.models import AuditChainHead, AuditEvent, Tenant
 
-__all__ = ["ChainReport", "MASK", "chain_key", "record", "snapshot", "verify_chain"]
+__all__ = ["MASK", "ChainReport", "chain_key", "record", "snapshot", "verify_chain"]
 
 MASK = "********"
 GENESIS = "0" * 64

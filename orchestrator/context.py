@@ -21,9 +21,7 @@ __all__ = [
     "tenant_scope",
 ]
 
-_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "request_id", default=None
-)
+_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _tenant_ids: contextvars.ContextVar[frozenset[int] | None] = contextvars.ContextVar(
     "tenant_ids", default=None
 )

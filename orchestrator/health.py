@@ -25,5 +25,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
     error = broker_reachable(app)
     checks["broker"] = "ok" if error is None else f"error: {error}"
     ready = all(v == "ok" for v in checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks},
-                        status=200 if ready else 503)
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )

@@ -187,9 +187,7 @@ class AuditQuerySet(models.QuerySet["AuditEvent"]):
 
 class AuditManager(TenantScopedManager):
     def get_queryset(self) -> models.QuerySet[Any]:
-        return AuditQuerySet(self.model, using=self._db).filter(
-            tenant_id__in=current_tenant_ids()
-        )
+        return AuditQuerySet(self.model, using=self._db).filter(tenant_id__in=current_tenant_ids())
 
     def dangerously_unscoped(self) -> models.QuerySet[Any]:
         return AuditQuerySet(self.model, using=self._db)

@@ -33,6 +33,4 @@ def memberships_of(actor: Actor) -> QuerySet[Membership]:
 
 
 def tenants_visible_to(actor: Actor) -> QuerySet[Tenant]:
-    return Tenant.objects.filter(
-        pk__in=memberships_of(actor).values("tenant_id")
-    ).order_by("slug")
+    return Tenant.objects.filter(pk__in=memberships_of(actor).values("tenant_id")).order_by("slug")

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from orchestrator import audit, tokens
 from orchestrator.actors import Actor
-from orchestrator.errors import Conflict, Forbidden, Invalid, NotFound
+from orchestrator.errors import Conflict, Forbidden, Invalid
 from orchestrator.models import ApiToken, Membership, Role, ServiceAccount, Tenant
 from orchestrator.policy import authorize, require_role_at_most
 from orchestrator.tenancy import validate_policy, validate_quotas
@@ -68,10 +68,17 @@ def create_tenant(
     membership = Membership.objects.dangerously_unscoped().create(
         tenant=tenant, user=owner, role=Role.OWNER
     )
-    audit.record(actor=actor, action="tenant.create", tenant=tenant, obj=tenant,
-                 after=audit.snapshot(tenant))
-    audit.record(actor=actor, action="membership.create", tenant=tenant, obj=membership,
-                 object_repr=owner.get_username(), after=audit.snapshot(membership))
+    audit.record(
+        actor=actor, action="tenant.create", tenant=tenant, obj=tenant, after=audit.snapshot(tenant)
+    )
+    audit.record(
+        actor=actor,
+        action="membership.create",
+        tenant=tenant,
+        obj=membership,
+        object_repr=owner.get_username(),
+        after=audit.snapshot(membership),
+    )
     return tenant
 
 
@@ -105,8 +112,14 @@ def update_tenant(
     if after == before:
         return tenant
     tenant.save()
-    audit.record(actor=actor, action="tenant.update", tenant=tenant, obj=tenant,
-                 before=before, after=audit.snapshot(tenant))
+    audit.record(
+        actor=actor,
+        action="tenant.update",
+        tenant=tenant,
+        obj=tenant,
+        before=before,
+        after=audit.snapshot(tenant),
+    )
     return tenant
 
 
@@ -118,8 +131,14 @@ def archive_tenant(*, actor: Actor, tenant: Tenant) -> Tenant:
     before = audit.snapshot(tenant)
     tenant.archived_at = timezone.now()
     tenant.save(update_fields=["archived_at", "updated_at"])
-    audit.record(actor=actor, action="tenant.archive", tenant=tenant, obj=tenant,
-                 before=before, after=audit.snapshot(tenant))
+    audit.record(
+        actor=actor,
+        action="tenant.archive",
+        tenant=tenant,
+        obj=tenant,
+        before=before,
+        after=audit.snapshot(tenant),
+    )
     return tenant
 
 
@@ -131,8 +150,14 @@ def unarchive_tenant(*, actor: Actor, tenant: Tenant) -> Tenant:
     before = audit.snapshot(tenant)
     tenant.archived_at = None
     tenant.save(update_fields=["archived_at", "updated_at"])
-    audit.record(actor=actor, action="tenant.unarchive", tenant=tenant, obj=tenant,
-                 before=before, after=audit.snapshot(tenant))
+    audit.record(
+        actor=actor,
+        action="tenant.unarchive",
+        tenant=tenant,
+        obj=tenant,
+        before=before,
+        after=audit.snapshot(tenant),
+    )
     return tenant
 
 
@@ -143,9 +168,7 @@ def _owner_count(tenant: Tenant) -> int:
     return Membership.objects.dangerously_unscoped().filter(tenant=tenant, role=Role.OWNER).count()
 
 
-def _revoke_tokens_above(
-    *, actor: Actor, tenant: Tenant, user_id: int, role: Role | None
-) -> None:
+def _revoke_tokens_above(*, actor: Actor, tenant: Tenant, user_id: int, role: Role | None) -> None:
     """Revoke the user's live tokens in the tenant whose role is above `role` (all if None)."""
     live = ApiToken.objects.dangerously_unscoped().filter(
         tenant=tenant, user_id=user_id, revoked_at__isnull=True
@@ -168,8 +191,14 @@ def add_member(
     if members.filter(tenant=tenant, user=user).exists():
         raise Conflict(f"{user.get_username()!r} is already a member of {tenant.slug!r}")
     membership = members.create(tenant=tenant, user=user, role=Role(role))
-    audit.record(actor=actor, action="membership.create", tenant=tenant, obj=membership,
-                 object_repr=user.get_username(), after=audit.snapshot(membership))
+    audit.record(
+        actor=actor,
+        action="membership.create",
+        tenant=tenant,
+        obj=membership,
+        object_repr=user.get_username(),
+        after=audit.snapshot(membership),
+    )
     return membership
 
 
@@ -185,14 +214,22 @@ def change_member_role(*, actor: Actor, membership: Membership, role: Role | str
     if membership.role == new_role:
         return membership
     if membership.role == Role.OWNER and _owner_count(tenant) == 1:
-        raise Conflict(f"{membership.user.get_username()!r} is the last owner of "
-                       f"{tenant.slug!r}; make someone else owner first")
+        raise Conflict(
+            f"{membership.user.get_username()!r} is the last owner of "
+            f"{tenant.slug!r}; make someone else owner first"
+        )
     before = audit.snapshot(membership)
     membership.role = new_role
     membership.save(update_fields=["role", "updated_at"])
-    audit.record(actor=actor, action="membership.update", tenant=tenant, obj=membership,
-                 object_repr=membership.user.get_username(), before=before,
-                 after=audit.snapshot(membership))
+    audit.record(
+        actor=actor,
+        action="membership.update",
+        tenant=tenant,
+        obj=membership,
+        object_repr=membership.user.get_username(),
+        before=before,
+        after=audit.snapshot(membership),
+    )
     _revoke_tokens_above(actor=actor, tenant=tenant, user_id=membership.user_id, role=new_role)
     return membership
 
@@ -209,14 +246,22 @@ def remove_member(*, actor: Actor, membership: Membership) -> None:
     tenant = _locked_tenant(tenant)
     membership = Membership.objects.dangerously_unscoped().get(pk=membership.pk)
     if membership.role == Role.OWNER and _owner_count(tenant) == 1:
-        raise Conflict(f"{membership.user.get_username()!r} is the last owner of "
-                       f"{tenant.slug!r}; make someone else owner first")
+        raise Conflict(
+            f"{membership.user.get_username()!r} is the last owner of "
+            f"{tenant.slug!r}; make someone else owner first"
+        )
     before = audit.snapshot(membership)
     _revoke_tokens_above(actor=actor, tenant=tenant, user_id=membership.user_id, role=None)
     membership.delete()
-    audit.record(actor=actor, action="membership.delete", tenant=tenant,
-                 object_type="membership", object_id=str(before["id"]),
-                 object_repr=membership.user.get_username(), before=before)
+    audit.record(
+        actor=actor,
+        action="membership.delete",
+        tenant=tenant,
+        object_type="membership",
+        object_id=str(before["id"]),
+        object_repr=membership.user.get_username(),
+        before=before,
+    )
 
 
 # --- service accounts -----------------------------------------------------------------
@@ -238,14 +283,22 @@ def create_service_account(
     user.set_unusable_password()
     user.save()
     account = ServiceAccount.objects.dangerously_unscoped().create(
-        tenant=tenant, name=name, description=description, user=user,
+        tenant=tenant,
+        name=name,
+        description=description,
+        user=user,
         created_by_id=actor.user_id,
     )
     membership = Membership.objects.dangerously_unscoped().create(
         tenant=tenant, user=user, role=Role(role)
     )
-    audit.record(actor=actor, action="service_account.create", tenant=tenant, obj=account,
-                 after={**audit.snapshot(account), "role": membership.role})
+    audit.record(
+        actor=actor,
+        action="service_account.create",
+        tenant=tenant,
+        obj=account,
+        after={**audit.snapshot(account), "role": membership.role},
+    )
     return account
 
 
@@ -253,9 +306,11 @@ def create_service_account(
 def delete_service_account(*, actor: Actor, account: ServiceAccount) -> None:
     """Remove its membership, revoke its tokens and deactivate its user; the row stays."""
     tenant = account.tenant
-    membership = Membership.objects.dangerously_unscoped().filter(
-        tenant=tenant, user_id=account.user_id
-    ).first()
+    membership = (
+        Membership.objects.dangerously_unscoped()
+        .filter(tenant=tenant, user_id=account.user_id)
+        .first()
+    )
     actor_role = authorize(actor, "service_account.manage", tenant)
     if membership is not None:
         require_role_at_most(actor_role, membership.role, "delete a service account")
@@ -265,9 +320,15 @@ def delete_service_account(*, actor: Actor, account: ServiceAccount) -> None:
         membership.delete()
     User.objects.filter(pk=account.user_id).update(is_active=False)
     account.delete()
-    audit.record(actor=actor, action="service_account.delete", tenant=tenant,
-                 object_type="serviceaccount", object_id=str(before["id"]),
-                 object_repr=account.name, before=before)
+    audit.record(
+        actor=actor,
+        action="service_account.delete",
+        tenant=tenant,
+        object_type="serviceaccount",
+        object_id=str(before["id"]),
+        object_repr=account.name,
+        before=before,
+    )
 
 
 # --- API tokens -----------------------------------------------------------------------
@@ -299,47 +360,72 @@ def create_token(
         .first()
     )
     if holder_role is None:
-        raise Invalid([("service_account", f"{holder.get_username()!r} is not a member of "
-                        f"{tenant.slug!r}")])
+        raise Invalid(
+            [("service_account", f"{holder.get_username()!r} is not a member of {tenant.slug!r}")]
+        )
     if not Role(holder_role).includes(role):
-        raise Invalid([("role", f"{holder.get_username()!r} holds {holder_role}; a token "
-                        f"can have that role or a lower one")])
+        raise Invalid(
+            [
+                (
+                    "role",
+                    f"{holder.get_username()!r} holds {holder_role}; a token "
+                    f"can have that role or a lower one",
+                )
+            ]
+        )
     if expires_at is not None and expires_at <= timezone.now():
         raise Invalid([("expires_at", "must be in the future")])
     tenant = _locked_tenant(tenant)
     live = ApiToken.objects.dangerously_unscoped().filter(tenant=tenant, revoked_at__isnull=True)
     limit = int(tenant.quotas.get("max_tokens", settings.DEFAULT_TENANT_QUOTAS["max_tokens"]))
     if live.count() >= limit:
-        raise Conflict(f"tenant {tenant.slug!r} has {limit} live tokens, its quota; "
-                       "revoke one first")
+        raise Conflict(
+            f"tenant {tenant.slug!r} has {limit} live tokens, its quota; revoke one first"
+        )
     for _ in range(5):
         prefix, raw = tokens.generate()
         try:
             with transaction.atomic():
                 token = ApiToken.objects.dangerously_unscoped().create(
-                    tenant=tenant, name=name, prefix=prefix, token_hash=tokens.hash_token(raw),
-                    user=holder, role=role, created_by_id=actor.user_id, expires_at=expires_at,
+                    tenant=tenant,
+                    name=name,
+                    prefix=prefix,
+                    token_hash=tokens.hash_token(raw),
+                    user=holder,
+                    role=role,
+                    created_by_id=actor.user_id,
+                    expires_at=expires_at,
                 )
             break
         except IntegrityError:  # prefix collision: astronomically rare, try another
             continue
     else:
         raise RuntimeError("could not allocate a unique token prefix")
-    audit.record(actor=actor, action="token.create", tenant=tenant, obj=token,
-                 after=audit.snapshot(token))
+    audit.record(
+        actor=actor, action="token.create", tenant=tenant, obj=token, after=audit.snapshot(token)
+    )
     return token, raw
 
 
 def _revoke(*, actor: Actor, token: ApiToken, reason: str) -> None:
     before = audit.snapshot(token)
-    updated = ApiToken.objects.dangerously_unscoped().filter(
-        pk=token.pk, revoked_at__isnull=True
-    ).update(revoked_at=timezone.now())
+    updated = (
+        ApiToken.objects.dangerously_unscoped()
+        .filter(pk=token.pk, revoked_at__isnull=True)
+        .update(revoked_at=timezone.now())
+    )
     if updated != 1:
         return  # already revoked by someone else
     token.refresh_from_db()
-    audit.record(actor=actor, action="token.revoke", tenant=token.tenant, obj=token,
-                 before=before, after=audit.snapshot(token), extra={"reason": reason})
+    audit.record(
+        actor=actor,
+        action="token.revoke",
+        tenant=token.tenant,
+        obj=token,
+        before=before,
+        after=audit.snapshot(token),
+        extra={"reason": reason},
+    )
 
 
 @transaction.atomic

@@ -50,7 +50,7 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-INSECURE_DEV_SECRET_KEY = "django-insecure-orchestrator-development-key-do-not-use-in-production"
+INSECURE_DEV_SECRET_KEY = "django-insecure-orchestrator-development-key-do-not-use-in-production"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY") or INSECURE_DEV_SECRET_KEY
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -163,9 +163,10 @@ if not STATIC_ROOT.exists():
 # so a key is rotated by putting a new one in front. Each is 32 url-safe base64 bytes.
 ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS")
 # Key of the HMAC that chains audit events. Defaults to one derived from SECRET_KEY.
-AUDIT_HMAC_KEY = env_str("AUDIT_HMAC_KEY") or hashlib.sha256(
-    f"orchestrator-audit:{SECRET_KEY}".encode()
-).hexdigest()
+AUDIT_HMAC_KEY = (
+    env_str("AUDIT_HMAC_KEY")
+    or hashlib.sha256(f"orchestrator-audit:{SECRET_KEY}".encode()).hexdigest()
+)
 # Only platform staff may create tenants when true; otherwise any signed-in user may.
 TENANT_CREATION_STAFF_ONLY = env_bool("TENANT_CREATION_STAFF_ONLY", False)
 # What a tenant's owner may set its quotas to, at most. New tenants get DEFAULT_TENANT_QUOTAS.

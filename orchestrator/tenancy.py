@@ -29,11 +29,15 @@ def validate_quotas(value: Any, *, path: str = "quotas") -> dict[str, int]:
     merged = dict(settings.DEFAULT_TENANT_QUOTAS)
     for key, item in value.items():
         if key not in limits:
-            errors.append((f"{path}.{key}", f"unknown quota; accepted: {', '.join(sorted(limits))}"))
+            errors.append(
+                (f"{path}.{key}", f"unknown quota; accepted: {', '.join(sorted(limits))}")
+            )
         elif isinstance(item, bool) or not isinstance(item, int):
             errors.append((f"{path}.{key}", "expected an integer"))
         elif not 0 <= item <= limits[key]:
-            errors.append((f"{path}.{key}", f"must be between 0 and {limits[key]} (platform limit)"))
+            errors.append(
+                (f"{path}.{key}", f"must be between 0 and {limits[key]} (platform limit)")
+            )
         else:
             merged[key] = item
     if errors:

@@ -11,7 +11,7 @@ __all__ = ["generate", "hash_token", "parse"]
 
 PREFIX_LEN = 10
 _ALPHABET = string.ascii_lowercase + string.digits
-_TOKEN_RE = re.compile(r"^orc_([a-z0-9]{%d})_([A-Za-z0-9_-]{32,128})$" % PREFIX_LEN)
+_TOKEN_RE = re.compile(rf"^orc_([a-z0-9]{{{PREFIX_LEN}}})_([A-Za-z0-9_-]{{32,128}})$")
 
 
 def generate() -> tuple[str, str]:

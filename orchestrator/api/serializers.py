@@ -25,8 +25,10 @@ class TenantSerializer(StrictSerializer):
     id = serializers.IntegerField(read_only=True)
     slug = serializers.SlugField(max_length=63)
     name = serializers.CharField(max_length=200)
-    quotas = serializers.DictField(required=False, help_text="Owners set these within the "
-                                   "platform's limits; unknown keys are refused.")
+    quotas = serializers.DictField(
+        required=False,
+        help_text="Owners set these within the platform's limits; unknown keys are refused.",
+    )
     policy = serializers.DictField(read_only=True, help_text="Set by platform staff.")
     role = serializers.SerializerMethodField(help_text="Your role in this tenant.")
     created_at = serializers.DateTimeField(read_only=True)
@@ -64,8 +66,9 @@ class ServiceAccountSerializer(StrictSerializer):
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
     role = serializers.ChoiceField(choices=ROLE_CHOICES)
     username = serializers.CharField(source="user.username", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True,
-                                       allow_null=True)
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, allow_null=True
+    )
     created_at = serializers.DateTimeField(read_only=True)
 
     def to_representation(self, instance: ServiceAccount) -> dict[str, Any]:
@@ -79,14 +82,17 @@ class TokenSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100)
     role = serializers.ChoiceField(choices=ROLE_CHOICES)
     service_account = serializers.SlugField(
-        max_length=63, required=False, write_only=True,
+        max_length=63,
+        required=False,
+        write_only=True,
         help_text="Name of the tenant's service account the token acts as; "
         "omit for a token acting as yourself.",
     )
     prefix = serializers.CharField(read_only=True)
     username = serializers.CharField(source="user.username", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True,
-                                       allow_null=True)
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, allow_null=True
+    )
     created_at = serializers.DateTimeField(read_only=True)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     revoked_at = serializers.DateTimeField(read_only=True)
@@ -106,9 +112,21 @@ class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
     class Meta:
         model = AuditEvent
         fields = [
-            "id", "seq", "created_at", "actor", "actor_id", "token_prefix", "source",
-            "request_id", "action", "object_type", "object_id", "object_repr", "changes",
-            "prev_hash", "hash",
+            "id",
+            "seq",
+            "created_at",
+            "actor",
+            "actor_id",
+            "token_prefix",
+            "source",
+            "request_id",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "changes",
+            "prev_hash",
+            "hash",
         ]
         read_only_fields = fields
 

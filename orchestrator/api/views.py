@@ -89,7 +89,9 @@ class TenantViewSet(
     def create(self, request: Request) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        tenant = services.create_tenant(actor=actor_from_request(request), **serializer.validated_data)
+        tenant = services.create_tenant(
+            actor=actor_from_request(request), **serializer.validated_data
+        )
         return Response(self.get_serializer(tenant).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.TenantUpdateSerializer)

@@ -30,13 +30,16 @@ def bad_input(errors: list[FieldError]) -> GraphQLError:
     message = "; ".join(f"{p}: {m}" if p else m for p, m in errors)
     return GraphQLError(
         message,
-        extensions={"code": "BAD_USER_INPUT",
-                    "errors": [{"path": p, "message": m} for p, m in errors]},
+        extensions={
+            "code": "BAD_USER_INPUT",
+            "errors": [{"path": p, "message": m} for p, m in errors],
+        },
     )
 
 
-def validate(serializer_class: type[serializers.Serializer[Any]], data: dict[str, Any],
-             **kwargs: Any) -> dict[str, Any]:
+def validate(
+    serializer_class: type[serializers.Serializer[Any]], data: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
     """Validate mutation input with the REST serializer, so both check the same rules."""
     serializer = serializer_class(data={k: v for k, v in data.items() if v is not None}, **kwargs)
     if not serializer.is_valid():
@@ -46,7 +49,11 @@ def validate(serializer_class: type[serializers.Serializer[Any]], data: dict[str
 
 class DomainErrorExtension(SchemaExtension):
     def resolve(
-        self, _next: Callable[..., Any], root: Any, info: GraphQLResolveInfo, *args: Any,
+        self,
+        _next: Callable[..., Any],
+        root: Any,
+        info: GraphQLResolveInfo,
+        *args: Any,
         **kwargs: Any,
     ) -> Any:
         try:

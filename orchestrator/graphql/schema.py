@@ -7,9 +7,10 @@ import datetime as dt
 
 import strawberry
 from django.conf import settings
+from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.scalars import JSON
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from orchestrator import models, services
@@ -62,8 +63,9 @@ class Query:
             username=actor.label,
             email=getattr(user, "email", ""),
             is_staff=bool(getattr(user, "is_staff", False)),
-            memberships=[MembershipRef(tenant=m.tenant.slug, role=m.role)
-                         for m in memberships_of(actor)],
+            memberships=[
+                MembershipRef(tenant=m.tenant.slug, role=m.role) for m in memberships_of(actor)
+            ],
             token_prefix=actor.token.prefix if actor.token else None,
         )
 
@@ -126,8 +128,9 @@ class Mutation:
         self, info: Info, tenant: str, name: str, role: str, description: str | None = None
     ) -> ServiceAccountType:
         t = _tenant(info, tenant, "service_account.manage")
-        data = validate(s.ServiceAccountSerializer,
-                        {"name": name, "role": role, "description": description})
+        data = validate(
+            s.ServiceAccountSerializer, {"name": name, "role": role, "description": description}
+        )
         return services.create_service_account(  # type: ignore[return-value]
             actor=actor_of(info), tenant=t, **data
         )
@@ -143,14 +146,23 @@ class Mutation:
         expires_at: dt.datetime | None = None,
     ) -> CreatedToken:
         t = _tenant(info, tenant, "token.manage")
-        data = validate(s.TokenSerializer, {"name": name, "role": role,
-                                            "service_account": service_account,
-                                            "expires_at": expires_at})
+        data = validate(
+            s.TokenSerializer,
+            {
+                "name": name,
+                "role": role,
+                "service_account": service_account,
+                "expires_at": expires_at,
+            },
+        )
         holder = None
         if account_name := data.pop("service_account", None):
             with tenant_scope([t]):
-                account = models.ServiceAccount.objects.select_related("user").filter(
-                    name=account_name).first()
+                account = (
+                    models.ServiceAccount.objects.select_related("user")
+                    .filter(name=account_name)
+                    .first()
+                )
             if account is None:
                 raise NotFound(f"no service account named {account_name!r} in {t.slug!r}")
             holder = account.user
@@ -167,7 +179,17 @@ class Mutation:
         return services.revoke_token(actor=actor_of(info), token=token)  # type: ignore[return-value]
 
 
-schema = strawberry.Schema(
+class Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log only unexpected errors: a caller's mistake (a coded error) is not ours."""
+        unexpected = [e for e in errors if not (e.extensions or {}).get("code")]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
+schema = Schema(
     query=Query,
     mutation=Mutation,
     extensions=[

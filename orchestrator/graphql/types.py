@@ -156,8 +156,10 @@ class TenantType:
         with tenant_scope([root]):
             qs = models.AuditEvent.objects.all().order_by("-id")
             if action:
-                qs = qs.filter(action__startswith=action) if action.endswith(".") else qs.filter(
-                    action=action
+                qs = (
+                    qs.filter(action__startswith=action)
+                    if action.endswith(".")
+                    else qs.filter(action=action)
                 )
             if actor:
                 qs = qs.filter(actor_label=actor)

@@ -44,19 +44,23 @@ class OrchestratorGraphQLView(GraphQLView[GraphQLContext, None]):
         elif request.method == "POST" and request.user.is_authenticated:
             # Browser sessions must prove the request came from our pages (as DRF does).
             reason = CsrfViewMiddleware(lambda r: HttpResponse()).process_view(
-                request, None, (), {}  # type: ignore[arg-type]
+                request,
+                None,
+                (),
+                {},  # type: ignore[arg-type]
             )
             if reason is not None:
                 return _reject("CSRF check failed for a session-authenticated request", 403)
         request.graphql_actor = Actor(  # type: ignore[attr-defined]
-            user=request.user, source="graphql", token=token,
+            user=request.user,
+            source="graphql",
+            token=token,
             request_id=getattr(request, "request_id", None),
         )
         return super().dispatch(request, *args, **kwargs)
 
     def get_context(self, request: HttpRequest, response: HttpResponse) -> GraphQLContext:
-        return GraphQLContext(request=request, response=response,
-                              actor=request.graphql_actor)  # type: ignore[attr-defined]
+        return GraphQLContext(request=request, response=response, actor=request.graphql_actor)  # type: ignore[attr-defined]
 
 
 graphql_view = csrf_exempt(
