@@ -35,7 +35,9 @@ def require_real_broker() -> None:
     from django.conf import settings
 
     if settings.EMBEDDED_BROKER and not _embedded_allowed:
-        raise SystemExit(f"error: {EMBEDDED_BROKER_MESSAGE}")
+        # Straight to fd 2: Celery redirects sys.stderr into its logger, which may be quiet.
+        os.write(2, f"error: {EMBEDDED_BROKER_MESSAGE}\n".encode())
+        raise SystemExit(2)
 
 
 @signals.worker_init.connect

@@ -154,9 +154,9 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "var" / "static")
 STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-if not STATIC_ROOT.exists():
-    # Serve the apps' static files directly until `collectstatic` has run (embedded mode).
-    WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Also serve static files straight from the apps, so the embedded mode needs no collectstatic.
+WHITENOISE_USE_FINDERS = True
 
 # --- Platform: secrets, audit, tenancy ----------------------------------------------
 # Fernet keys, newest first: new values are encrypted with the first, every key decrypts,

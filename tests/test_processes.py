@@ -1,0 +1,135 @@
+"""The service as a user starts it: real processes, real sockets, no test client."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(**overrides: str) -> dict[str, str]:
+    """The environment of a fresh shell: none of the test run's database or broker."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}}
+    env.update(overrides)
+    return env
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback)
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """`manage.py demo` on SQLite with the in-process broker, as `make demo` runs it."""
+    port = _free_port()
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "demo", "--port", str(port)],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            env=_env(VAR_DIR=str(tmp_path / "var"), DEBUG="1"),
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            match = re.search(r"API token\s+(orc_\S+)", log.read_text())
+            try:
+                if match and _get(f"{base}/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"demo did not come up in 60 s:\n{log.read_text()}")
+        yield base, match.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert process.returncode == 0, log.read_text()
+    assert (tmp_path / "var" / "orchestrator.sqlite3").exists()
+
+
+def test_it_serves_health_and_the_api_in_standalone_mode(demo: tuple[str, str]) -> None:
+    base, token = demo
+    assert _get(f"{base}/healthz") == (200, {"status": "ok"})
+    status, ready = _get(f"{base}/readyz")
+    assert status == 200 and ready["checks"] == {"database": "ok", "broker": "ok"}
+    status, me = _get(f"{base}/api/v1/me", token)
+    assert status == 200
+    assert me["username"] == "admin"
+    assert me["memberships"] == [{"tenant": "demo", "tenant_name": "Demo", "role": "owner"}]
+    status, problem = _get(f"{base}/api/v1/me", token[:-2] + "xx")
+    assert status == 401 and problem["status"] == 401
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "celery", "-A", "orchestrator", "worker", "--loglevel", "ERROR"],
+        ["-m", "celery", "-A", "orchestrator", "beat", "--loglevel", "ERROR"],
+        ["-c", "import orchestrator.wsgi"],
+    ],
+    ids=["worker", "beat", "wsgi"],
+)
+def test_it_refuses_to_start_without_a_broker_outside_standalone(
+    argv: list[str], tmp_path: Path
+) -> None:
+    env = _env(VAR_DIR=str(tmp_path))
+    # A migrated database, as a user who forgot CELERY_BROKER_URL would have.
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env,
+                   check=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert result.returncode != 0
+    assert "CELERY_BROKER_URL is not set" in result.stdout + result.stderr
+
+
+def test_it_passes_check_deploy_with_production_settings(tmp_path: Path) -> None:
+    production = _env(
+        VAR_DIR=str(tmp_path),
+        DEBUG="0",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="orchestrator.example.com",
+        SECURE_SSL_REDIRECT="1",
+        SECURE_HSTS_SECONDS="31536000",
+        SECURE_HSTS_INCLUDE_SUBDOMAINS="1",
+        SECURE_HSTS_PRELOAD="1",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=production,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
