@@ -163,6 +163,7 @@ WHITENOISE_USE_FINDERS = True
 # so a key is rotated by putting a new one in front. Each is 32 url-safe base64 bytes.
 ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS")
 # Key of the HMAC that chains audit events. Defaults to one derived from SECRET_KEY.
+AUDIT_HMAC_KEY_FROM_ENV = bool(env_str("AUDIT_HMAC_KEY"))
 AUDIT_HMAC_KEY = (
     env_str("AUDIT_HMAC_KEY")
     or hashlib.sha256(f"orchestrator-audit:{SECRET_KEY}".encode()).hexdigest()

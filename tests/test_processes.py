@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -126,6 +127,8 @@ def test_it_passes_check_deploy_with_production_settings(tmp_path: Path) -> None
         SECURE_HSTS_INCLUDE_SUBDOMAINS="1",
         SECURE_HSTS_PRELOAD="1",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+        ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        AUDIT_HMAC_KEY=secrets.token_urlsafe(50),
     )
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
