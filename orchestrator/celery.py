@@ -50,7 +50,7 @@ def _check_beat_broker(**kwargs: Any) -> None:
     require_real_broker()
 
 
-def broker_reachable(celery_app: Celery, timeout: float = 2.0) -> str | None:
+def broker_reachable(celery_app: Celery, timeout: int = 2) -> str | None:
     """None when the broker answers, else why not."""
     try:
         with celery_app.connection_for_write() as conn:

@@ -37,8 +37,8 @@ def _fernet(keys: tuple[str, ...]) -> MultiFernet:
         except ValueError:
             raise ImproperlyConfigured(
                 f"ENCRYPTION_KEYS[{index}] is not a Fernet key (32 url-safe base64-encoded "
-                "bytes); make one with: python -c \"from cryptography.fernet import Fernet; "
-                "print(Fernet.generate_key().decode())\""
+                'bytes); make one with: python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"'
             ) from None
     return MultiFernet(fernets)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from django.conf import settings
 from django.db import models
@@ -75,13 +75,16 @@ class Tenant(models.Model):
         return self.archived_at is not None
 
 
-class TenantScopedManager(models.Manager[Any]):
+_M = TypeVar("_M", bound=models.Model)
+
+
+class TenantScopedManager(models.Manager[_M]):
     """Fails closed: rows only of the tenants in scope, an error when none is."""
 
-    def get_queryset(self) -> models.QuerySet[Any]:
+    def get_queryset(self) -> models.QuerySet[_M]:
         return super().get_queryset().filter(tenant_id__in=current_tenant_ids())
 
-    def dangerously_unscoped(self) -> models.QuerySet[Any]:
+    def dangerously_unscoped(self) -> models.QuerySet[_M]:
         """Every tenant's rows. Only for code that must cross tenants, on purpose."""
         return super().get_queryset()
 
@@ -185,11 +188,11 @@ class AuditQuerySet(models.QuerySet["AuditEvent"]):
         raise TypeError("audit events are append-only")
 
 
-class AuditManager(TenantScopedManager):
-    def get_queryset(self) -> models.QuerySet[Any]:
+class AuditManager(TenantScopedManager["AuditEvent"]):
+    def get_queryset(self) -> models.QuerySet[AuditEvent]:
         return AuditQuerySet(self.model, using=self._db).filter(tenant_id__in=current_tenant_ids())
 
-    def dangerously_unscoped(self) -> models.QuerySet[Any]:
+    def dangerously_unscoped(self) -> models.QuerySet[AuditEvent]:
         return AuditQuerySet(self.model, using=self._db)
 
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from orchestrator.actors import Actor
 from orchestrator.errors import Forbidden, NotFound
-from orchestrator.models import Membership, Role, Tenant
+from orchestrator.models import ApiToken, Membership, Role, Tenant
 
-__all__ = ["PERMISSIONS", "authorize", "effective_role", "require_role_at_most"]
+__all__ = [
+    "PERMISSIONS",
+    "authorize",
+    "capped_role",
+    "effective_role",
+    "require_role_at_most",
+]
 
 # permission -> the lowest role that holds it. Later apps add their permissions here.
 PERMISSIONS: dict[str, Role] = {
@@ -40,11 +46,14 @@ def effective_role(actor: Actor, tenant: Tenant) -> Role | None:
         .values_list("role", flat=True)
         .first()
     )
-    if role is None:
-        return None
-    if token is not None and Role(token.role).rank < Role(role).rank:
+    return None if role is None else capped_role(role, token)
+
+
+def capped_role(membership_role: str, token: ApiToken | None) -> Role:
+    """A token acts with its own role, never above its holder's membership role."""
+    if token is not None and Role(token.role).rank < Role(membership_role).rank:
         return Role(token.role)
-    return Role(role)
+    return Role(membership_role)
 
 
 def authorize(actor: Actor, permission: str, tenant: Tenant) -> Role:

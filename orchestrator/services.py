@@ -8,8 +8,7 @@ import datetime as dt
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -34,7 +33,6 @@ __all__ = [
     "update_tenant",
 ]
 
-User = get_user_model()
 UNSET: Any = object()
 
 
@@ -47,7 +45,7 @@ def create_tenant(
     actor: Actor,
     slug: str,
     name: str,
-    owner: AbstractBaseUser | None = None,
+    owner: User | None = None,
     quotas: dict[str, Any] | None = None,
 ) -> Tenant:
     """Create a tenant; its owner is `owner`, or the acting user."""
@@ -179,9 +177,7 @@ def _revoke_tokens_above(*, actor: Actor, tenant: Tenant, user_id: int, role: Ro
 
 
 @transaction.atomic
-def add_member(
-    *, actor: Actor, tenant: Tenant, user: AbstractBaseUser, role: Role | str
-) -> Membership:
+def add_member(*, actor: Actor, tenant: Tenant, user: User, role: Role | str) -> Membership:
     actor_role = authorize(actor, "member.manage", tenant)
     require_role_at_most(actor_role, role, "grant a role")
     tenant = _locked_tenant(tenant)
@@ -341,7 +337,7 @@ def create_token(
     tenant: Tenant,
     name: str,
     role: Role | str,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     expires_at: dt.datetime | None = None,
 ) -> tuple[ApiToken, str]:
     """Mint a token for the acting user or one of the tenant's service accounts.
@@ -351,6 +347,7 @@ def create_token(
     role = Role(role)
     require_role_at_most(actor_role, role, "create a token")
     holder = user if user is not None else actor.user
+    assert holder is None or isinstance(holder, User | AnonymousUser)
     if holder is None or not holder.is_authenticated:
         raise Invalid([("service_account", "name the service account the token is for")])
     holder_role = (
@@ -437,7 +434,7 @@ def revoke_token(*, actor: Actor, token: ApiToken) -> ApiToken:
     return token
 
 
-def find_user(username: str, *, path: str = "username") -> AbstractBaseUser:
+def find_user(username: str, *, path: str = "username") -> User:
     try:
         return User.objects.get(username=username, is_active=True)
     except User.DoesNotExist:

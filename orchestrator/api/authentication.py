@@ -27,7 +27,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="orchestrator"'
 
 
-class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[misc]
+class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[misc,no-untyped-call]
     """Describes the bearer token in the OpenAPI schema."""
 
     target_class = BearerTokenAuthentication

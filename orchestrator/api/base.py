@@ -10,11 +10,11 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
-from django.http import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
@@ -88,8 +88,8 @@ class TenantScopedViewSet(viewsets.GenericViewSet[Any]):
         self._scope.__enter__()
 
     def finalize_response(
-        self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
-    ) -> HttpResponseBase:
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
         if self._scope is not None:
             self._scope.__exit__(None, None, None)
             self._scope = None

@@ -17,7 +17,7 @@ from orchestrator import services
 from orchestrator.api import serializers as s
 from orchestrator.api.base import TenantScopedViewSet, actor_from_request
 from orchestrator.models import ApiToken, AuditEvent, Membership, ServiceAccount, Tenant
-from orchestrator.policy import authorize
+from orchestrator.policy import authorize, capped_role
 from orchestrator.selectors import get_tenant, memberships_of, tenants_visible_to
 
 __all__ = [
@@ -62,20 +62,13 @@ class TenantViewSet(
         return tenants_visible_to(actor_from_request(self.request))
 
     def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
-        if getattr(self, "swagger_fake_view", False):
-            return context
-        actor = actor_from_request(self.request)
-        context["roles"] = {m.tenant_id: self._effective(m) for m in memberships_of(actor)}
+        context = dict(super().get_serializer_context())
+        if not getattr(self, "swagger_fake_view", False):
+            actor = actor_from_request(self.request)
+            context["roles"] = {
+                m.tenant_id: capped_role(m.role, actor.token) for m in memberships_of(actor)
+            }
         return context
-
-    def _effective(self, membership: Membership) -> str:
-        token = actor_from_request(self.request).token
-        if token is not None and s.ROLE_CHOICES.index(token.role) < s.ROLE_CHOICES.index(
-            membership.role
-        ):
-            return token.role
-        return membership.role
 
     def _tenant(self, permission: str) -> Tenant:
         tenant = get_tenant(self.kwargs["slug"])
@@ -171,7 +164,7 @@ class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Te
         return queryset.select_related("user", "created_by")
 
     def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
+        context = dict(super().get_serializer_context())
         if hasattr(self, "tenant"):
             context["roles"] = dict(
                 Membership.objects.filter(user__service_account__isnull=False).values_list(

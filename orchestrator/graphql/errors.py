@@ -52,7 +52,7 @@ class DomainErrorExtension(SchemaExtension):
         self,
         _next: Callable[..., Any],
         root: Any,
-        info: GraphQLResolveInfo,
+        info: GraphQLResolveInfo[Any],
         *args: Any,
         **kwargs: Any,
     ) -> Any:

@@ -73,7 +73,7 @@ class Query:
     def tenants(self, info: Info) -> list[TenantType]:
         return list(tenants_visible_to(actor_of(info)))  # type: ignore[arg-type]
 
-    @strawberry.field(description="Null, with a NOT_FOUND error, when invisible to you.")
+    @strawberry.field(description="Null, with a NOT_FOUND error, when invisible to you.")  # type: ignore[untyped-decorator]
     def tenant(self, info: Info, slug: str) -> TenantType | None:
         return _tenant(info, slug, "tenant.view")  # type: ignore[return-value]
 
@@ -192,11 +192,11 @@ class Schema(strawberry.Schema):
 schema = Schema(
     query=Query,
     mutation=Mutation,
-    extensions=[
-        DjangoOptimizerExtension(),
-        QueryDepthLimiter(max_depth=settings.GRAPHQL_MAX_DEPTH),
-        MaxAliasesLimiter(max_alias_count=settings.GRAPHQL_MAX_ALIASES),
-        MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
-        DomainErrorExtension(),
+    extensions=[  # factories: a fresh extension per request, no state shared
+        DjangoOptimizerExtension,
+        lambda: QueryDepthLimiter(max_depth=settings.GRAPHQL_MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.GRAPHQL_MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
+        DomainErrorExtension,
     ],
 )

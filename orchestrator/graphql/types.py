@@ -33,7 +33,7 @@ class MemberType:
     created_at: strawberry.auto
     updated_at: strawberry.auto
 
-    @strawberry_django.field(only=["user__username"], select_related=["user"])
+    @strawberry_django.field(only=["user__username"], select_related=["user"])  # type: ignore[untyped-decorator]
     def username(self, root: models.Membership) -> str:
         return str(root.user.username)
 

@@ -26,33 +26,37 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--setup-only", action="store_true",
-                            help="set up and print the credentials, but do not serve")
+        parser.add_argument(
+            "--setup-only",
+            action="store_true",
+            help="set up and print the credentials, but do not serve",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         password, token = self.set_up()
         base = f"http://{options['host']}:{options['port']}"
         self.stdout.write(
-            "\n".join([
-                "",
-                "Orchestrator demo",
-                f"  health        {base}/healthz",
-                f"  API docs      {base}/api/docs/",
-                f"  GraphQL       {base}/graphql",
-                f"  admin         {base}/admin/   login: {DEMO_USER} / {password}",
-                f"  tenant        {DEMO_TENANT} (you are its owner)",
-                f"  API token     {token}",
-                "",
-                "Try:",
-                f"  curl -H 'Authorization: Bearer {token}' {base}/api/v1/me",
-                "",
-            ])
+            "\n".join(
+                [
+                    "",
+                    "Orchestrator demo",
+                    f"  health        {base}/healthz",
+                    f"  API docs      {base}/api/docs/",
+                    f"  GraphQL       {base}/graphql",
+                    f"  admin         {base}/admin/   login: {DEMO_USER} / {password}",
+                    f"  tenant        {DEMO_TENANT} (you are its owner)",
+                    f"  API token     {token}",
+                    "",
+                    "Try:",
+                    f"  curl -H 'Authorization: Bearer {token}' {base}/api/v1/me",
+                    "",
+                ]
+            )
         )
         self.stdout.flush()
         if not options["setup_only"]:
-            call_command("standalone", host=options["host"], port=options["port"],
-                         no_migrate=True)
+            call_command("standalone", host=options["host"], port=options["port"], no_migrate=True)
 
     @transaction.atomic
     def set_up(self) -> tuple[str, str]:
@@ -67,9 +71,7 @@ class Command(BaseCommand):
         user.save()
         tenant = Tenant.objects.filter(slug=DEMO_TENANT).first()
         if tenant is None:
-            tenant = services.create_tenant(
-                actor=actor, slug=DEMO_TENANT, name="Demo", owner=user
-            )
+            tenant = services.create_tenant(actor=actor, slug=DEMO_TENANT, name="Demo", owner=user)
         # Only the newest demo token stays live: restarts must not pile them up.
         with tenant_scope([tenant]):
             for old in ApiToken.objects.filter(name="demo", user=user, revoked_at__isnull=True):

@@ -6,6 +6,7 @@ nothing but this command may use it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -29,8 +30,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
-        parser.add_argument("--concurrency", type=int, default=4,
-                            help="worker threads executing tasks (default 4)")
+        parser.add_argument(
+            "--concurrency", type=int, default=4, help="worker threads executing tasks (default 4)"
+        )
         parser.add_argument("--web-threads", type=int, default=8)
         parser.add_argument("--no-migrate", action="store_true")
 
@@ -39,7 +41,7 @@ class Command(BaseCommand):
         if not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
         worker = start_worker(concurrency=options["concurrency"])
-        beat = EmbeddedService(app, thread=True, scheduler_cls=settings.CELERY_BEAT_SCHEDULER)
+        beat: Any = EmbeddedService(app, thread=True, scheduler_cls=settings.CELERY_BEAT_SCHEDULER)
         beat.start()
         broker = "in-process" if settings.EMBEDDED_BROKER else settings.CELERY_BROKER_URL
         self.stdout.write(
@@ -83,7 +85,5 @@ def serve(host: str, port: int, threads: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    try:
+    with contextlib.suppress(OSError):  # the listening socket was closed by stop()
         server.run()
-    except OSError:  # the listening socket was closed by stop()
-        pass
