@@ -12,10 +12,11 @@ __all__ = [
     "authorize",
     "capped_role",
     "effective_role",
+    "register_permissions",
     "require_role_at_most",
 ]
 
-# permission -> the lowest role that holds it. Later apps add their permissions here.
+# permission -> the lowest role that holds it. Apps add theirs with register_permissions.
 PERMISSIONS: dict[str, Role] = {
     "tenant.view": Role.VIEWER,
     "tenant.update": Role.OWNER,
@@ -28,6 +29,14 @@ PERMISSIONS: dict[str, Role] = {
     "token.manage": Role.ADMIN,
     "audit.view": Role.ADMIN,
 }
+
+
+def register_permissions(permissions: dict[str, Role]) -> None:
+    """Apps add their permissions at start-up (AppConfig.ready); names must be new."""
+    clash = set(permissions) & set(PERMISSIONS)
+    if clash:
+        raise ValueError(f"permissions already registered: {sorted(clash)}")
+    PERMISSIONS.update(permissions)
 
 
 def effective_role(actor: Actor, tenant: Tenant) -> Role | None:

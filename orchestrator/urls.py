@@ -6,11 +6,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from orchestrator import health
 from orchestrator.graphql.view import graphql_view
+from workflows.api.views import SpecSchemaView
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/", include("orchestrator.api.urls")),
+    path("api/v1/tenants/<str:tenant>/", include("workflows.api.urls")),
+    path("api/v1/workflow-spec.schema.json", SpecSchemaView.as_view(), name="workflow-spec-schema"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("graphql", graphql_view, name="graphql"),

@@ -10,6 +10,7 @@ from django.conf import settings
 from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.scalars import JSON
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
@@ -27,17 +28,11 @@ from orchestrator.graphql.types import (
     ServiceAccountType,
     TenantType,
     actor_of,
+    tenant_for,
 )
-from orchestrator.policy import authorize
-from orchestrator.selectors import get_tenant, memberships_of, tenants_visible_to
+from orchestrator.selectors import memberships_of, tenants_visible_to
 
 __all__ = ["schema"]
-
-
-def _tenant(info: Info, slug: str, permission: str) -> models.Tenant:
-    tenant = get_tenant(slug)
-    authorize(actor_of(info), permission, tenant)
-    return tenant
 
 
 def _member(tenant: models.Tenant, username: str) -> models.Membership:
@@ -75,7 +70,7 @@ class Query:
 
     @strawberry.field(description="Null, with a NOT_FOUND error, when invisible to you.")  # type: ignore[untyped-decorator]
     def tenant(self, info: Info, slug: str) -> TenantType | None:
-        return _tenant(info, slug, "tenant.view")  # type: ignore[return-value]
+        return tenant_for(info, slug, "tenant.view")  # type: ignore[return-value]
 
 
 @strawberry.type
@@ -89,7 +84,7 @@ class Mutation:
     def update_tenant(
         self, info: Info, slug: str, name: str | None = None, quotas: JSON | None = None
     ) -> TenantType:
-        tenant = _tenant(info, slug, "tenant.update")
+        tenant = tenant_for(info, slug, "tenant.update")
         data = validate(s.TenantUpdateSerializer, {"name": name, "quotas": quotas}, partial=True)
         return services.update_tenant(  # type: ignore[return-value]
             actor=actor_of(info), tenant=tenant, **data
@@ -97,12 +92,14 @@ class Mutation:
 
     @strawberry.mutation
     def archive_tenant(self, info: Info, slug: str) -> bool:
-        services.archive_tenant(actor=actor_of(info), tenant=_tenant(info, slug, "tenant.archive"))
+        services.archive_tenant(
+            actor=actor_of(info), tenant=tenant_for(info, slug, "tenant.archive")
+        )
         return True
 
     @strawberry.mutation
     def add_member(self, info: Info, tenant: str, username: str, role: str) -> MemberType:
-        t = _tenant(info, tenant, "member.view")
+        t = tenant_for(info, tenant, "member.view")
         data = validate(s.MembershipSerializer, {"username": username, "role": role})
         user = services.find_user(data["user"]["username"])
         return services.add_member(  # type: ignore[return-value]
@@ -111,7 +108,7 @@ class Mutation:
 
     @strawberry.mutation
     def change_member_role(self, info: Info, tenant: str, username: str, role: str) -> MemberType:
-        t = _tenant(info, tenant, "member.view")
+        t = tenant_for(info, tenant, "member.view")
         data = validate(s.MembershipUpdateSerializer, {"role": role})
         return services.change_member_role(  # type: ignore[return-value]
             actor=actor_of(info), membership=_member(t, username), role=data["role"]
@@ -119,7 +116,7 @@ class Mutation:
 
     @strawberry.mutation
     def remove_member(self, info: Info, tenant: str, username: str) -> bool:
-        t = _tenant(info, tenant, "member.view")
+        t = tenant_for(info, tenant, "member.view")
         services.remove_member(actor=actor_of(info), membership=_member(t, username))
         return True
 
@@ -127,7 +124,7 @@ class Mutation:
     def create_service_account(
         self, info: Info, tenant: str, name: str, role: str, description: str | None = None
     ) -> ServiceAccountType:
-        t = _tenant(info, tenant, "service_account.manage")
+        t = tenant_for(info, tenant, "service_account.manage")
         data = validate(
             s.ServiceAccountSerializer, {"name": name, "role": role, "description": description}
         )
@@ -145,7 +142,7 @@ class Mutation:
         service_account: str | None = None,
         expires_at: dt.datetime | None = None,
     ) -> CreatedToken:
-        t = _tenant(info, tenant, "token.manage")
+        t = tenant_for(info, tenant, "token.manage")
         data = validate(
             s.TokenSerializer,
             {
@@ -171,7 +168,7 @@ class Mutation:
 
     @strawberry.mutation
     def revoke_token(self, info: Info, tenant: str, prefix: str) -> ApiTokenType:
-        t = _tenant(info, tenant, "token.manage")
+        t = tenant_for(info, tenant, "token.manage")
         with tenant_scope([t]):
             token = models.ApiToken.objects.select_related("tenant").filter(prefix=prefix).first()
         if token is None:
@@ -189,9 +186,13 @@ class Schema(strawberry.Schema):
             super().process_errors(unexpected, execution_context)
 
 
+# The root schema assembles every app's Query and Mutation (the one place that imports apps).
+from workflows.graphql.schema import Mutation as WorkflowMutation  # noqa: E402
+from workflows.graphql.schema import Query as WorkflowQuery  # noqa: E402
+
 schema = Schema(
-    query=Query,
-    mutation=Mutation,
+    query=merge_types("Query", (Query, WorkflowQuery)),
+    mutation=merge_types("Mutation", (Mutation, WorkflowMutation)),
     extensions=[  # factories: a fresh extension per request, no state shared
         DjangoOptimizerExtension,
         lambda: QueryDepthLimiter(max_depth=settings.GRAPHQL_MAX_DEPTH),

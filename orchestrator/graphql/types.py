@@ -15,8 +15,24 @@ from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.graphql.errors import unauthenticated
 from orchestrator.policy import authorize, effective_role
+from orchestrator.selectors import get_tenant
 
-__all__ = ["ApiTokenType", "AuditEventType", "MeType", "MemberType", "TenantType", "actor_of"]
+__all__ = [
+    "ApiTokenType",
+    "AuditEventType",
+    "MeType",
+    "MemberType",
+    "TenantType",
+    "actor_of",
+    "tenant_for",
+]
+
+
+def tenant_for(info: Info, slug: str, permission: str) -> models.Tenant:
+    """The tenant by slug, once the policy allowed the permission (else NOT_FOUND/FORBIDDEN)."""
+    tenant = get_tenant(slug)
+    authorize(actor_of(info), permission, tenant)
+    return tenant
 
 
 def actor_of(info: Info) -> Actor:

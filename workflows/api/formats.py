@@ -1,0 +1,43 @@
+"""YAML in and out of the REST API, for workflow specs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer
+
+from workflows.services import spec_yaml
+
+__all__ = ["YAML_TYPES", "RawSpecParser", "YAMLRenderer"]
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+
+
+class RawSpecParser(BaseParser):
+    """Hands the view the raw bytes (JSON or YAML): the view parses them within the
+    tenant's size limit and reports syntax errors with their position."""
+
+    media_type = "*/*"
+
+    def parse(
+        self,
+        stream: Any,
+        media_type: str | None = None,
+        parser_context: dict[str, Any] | None = None,
+    ) -> bytes:
+        return stream.read() if stream is not None else b""
+
+
+class YAMLRenderer(BaseRenderer):
+    media_type = "application/yaml"
+    format = "yaml"
+    charset = "utf-8"
+
+    def render(
+        self,
+        data: Any,
+        accepted_media_type: str | None = None,
+        renderer_context: dict[str, Any] | None = None,
+    ) -> bytes:
+        return spec_yaml(data).encode() if data is not None else b""

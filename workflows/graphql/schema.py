@@ -1,0 +1,128 @@
+"""Workflows over GraphQL: the same selectors, services and policy as REST."""
+
+from __future__ import annotations
+
+import strawberry
+import strawberry_django
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from orchestrator.context import tenant_scope
+from orchestrator.graphql.types import actor_of, tenant_for
+from workflows import models, services
+from workflows.selectors import get_workflow, live_workflows
+
+__all__ = ["Mutation", "Query"]
+
+
+@strawberry_django.type(models.WorkflowVersion)
+class WorkflowVersionType:
+    id: strawberry.auto
+    number: strawberry.auto
+    content_hash: strawberry.auto
+    created_at: strawberry.auto
+
+    @strawberry_django.field
+    def spec(self, root: models.WorkflowVersion) -> JSON:
+        return root.spec  # type: ignore[no-any-return]
+
+    @strawberry_django.field
+    def spec_yaml(self, root: models.WorkflowVersion) -> str:
+        return services.spec_yaml(root.spec)
+
+
+@strawberry_django.type(models.Workflow)
+class WorkflowType:
+    id: strawberry.auto
+    name: strawberry.auto
+    description: strawberry.auto
+    paused: strawberry.auto
+    created_at: strawberry.auto
+    updated_at: strawberry.auto
+
+    @strawberry_django.field
+    def tags(self, root: models.Workflow) -> list[str]:
+        return list(root.tags)
+
+    @strawberry_django.field
+    def current_version(self, root: models.Workflow) -> WorkflowVersionType | None:
+        return root.current_version  # type: ignore[return-value]
+
+    @strawberry_django.field
+    def versions(self, root: models.Workflow) -> list[WorkflowVersionType]:
+        with tenant_scope([root.tenant_id]):
+            return list(root.versions.order_by("-number"))  # type: ignore[arg-type]
+
+
+@strawberry.type
+class ApplyWorkflowResult:
+    workflow: WorkflowType
+    version: WorkflowVersionType
+    created: bool
+    changed: bool
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def workflows(
+        self,
+        info: Info,
+        tenant: str,
+        tag: str | None = None,
+        paused: bool | None = None,
+        search: str | None = None,
+    ) -> list[WorkflowType]:
+        t = tenant_for(info, tenant, "workflow.view")
+        with tenant_scope([t]):
+            return list(live_workflows(tag=tag, paused=paused, search=search))  # type: ignore[arg-type]
+
+    @strawberry.field(description="Null, with a NOT_FOUND error, when it does not exist.")  # type: ignore[untyped-decorator]
+    def workflow(self, info: Info, tenant: str, name: str) -> WorkflowType | None:
+        t = tenant_for(info, tenant, "workflow.view")
+        with tenant_scope([t]):
+            return get_workflow(name)  # type: ignore[return-value]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Create a workflow or give it a new version from a "
+        "spec in YAML or JSON; an identical spec changes nothing."
+    )  # type: ignore[untyped-decorator]
+    def apply_workflow(self, info: Info, tenant: str, spec: str) -> ApplyWorkflowResult:
+        t = tenant_for(info, tenant, "workflow.edit")
+        with tenant_scope([t]):
+            result = services.apply_workflow(
+                actor=actor_of(info), tenant=t, data=services.parse_spec(spec, t)
+            )
+        return ApplyWorkflowResult(
+            workflow=result.workflow,  # type: ignore[arg-type]
+            version=result.version,  # type: ignore[arg-type]
+            created=result.created,
+            changed=result.changed,
+        )
+
+    @strawberry.mutation
+    def delete_workflow(self, info: Info, tenant: str, name: str, force: bool = False) -> bool:
+        t = tenant_for(info, tenant, "workflow.edit")
+        with tenant_scope([t]):
+            services.delete_workflow(actor=actor_of(info), workflow=get_workflow(name), force=force)
+        return True
+
+    @strawberry.mutation
+    def pause_workflow(self, info: Info, tenant: str, name: str) -> WorkflowType:
+        return _set_paused(info, tenant, name, paused=True)
+
+    @strawberry.mutation
+    def unpause_workflow(self, info: Info, tenant: str, name: str) -> WorkflowType:
+        return _set_paused(info, tenant, name, paused=False)
+
+
+def _set_paused(info: Info, tenant: str, name: str, *, paused: bool) -> WorkflowType:
+    t = tenant_for(info, tenant, "workflow.pause")
+    with tenant_scope([t]):
+        workflow = services.set_paused(
+            actor=actor_of(info), workflow=get_workflow(name), paused=paused
+        )
+    return workflow  # type: ignore[return-value]

@@ -1,0 +1,194 @@
+"""Every change to workflows: apply (create or new version), delete, pause, unpause.
+Transactional, authorised by the policy, audited in the same transaction."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from orchestrator import audit
+from orchestrator.actors import Actor
+from orchestrator.errors import Conflict, Invalid
+from orchestrator.models import Tenant
+from orchestrator.policy import authorize
+from workflows.models import Workflow, WorkflowVersion
+from workflows.validation import Limits, ValidSpec, parse_document, validate_spec
+
+__all__ = [
+    "DELETE_GUARDS",
+    "ApplyResult",
+    "apply_workflow",
+    "delete_workflow",
+    "limits_for",
+    "parse_spec",
+    "set_paused",
+    "spec_diff",
+    "spec_yaml",
+]
+
+# Checks run before a workflow is deleted; each returns why not (e.g. "3 runs are active"),
+# or None. The engine registers its own, so this app needs no knowledge of runs.
+DELETE_GUARDS: list[Callable[[Workflow], str | None]] = []
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    workflow: Workflow
+    version: WorkflowVersion
+    created: bool  # a new workflow
+    changed: bool  # a new version (False: identical to the current one, nothing stored)
+
+
+def _quota(tenant: Tenant, key: str) -> int:
+    return int(tenant.quotas.get(key, settings.DEFAULT_TENANT_QUOTAS[key]))
+
+
+def limits_for(tenant: Tenant) -> Limits:
+    allowed = tenant.policy.get("allowed_task_types")
+    return Limits(
+        allowed_task_types=list(allowed) if allowed is not None else None,
+        max_tasks=_quota(tenant, "max_tasks_per_workflow"),
+        max_spec_bytes=_quota(tenant, "max_spec_bytes"),
+    )
+
+
+def parse_spec(text: str | bytes, tenant: Tenant) -> Any:
+    """Parse YAML or JSON text within the tenant's size limit."""
+    return parse_document(text, max_bytes=limits_for(tenant).max_spec_bytes)
+
+
+def _snapshot(workflow: Workflow) -> dict[str, Any]:
+    version = workflow.current_version
+    return {
+        **audit.snapshot(workflow, ["name", "description", "tags", "paused", "deleted_at"]),
+        "version": version.number if version else None,
+        "spec": version.spec if version else None,
+    }
+
+
+@transaction.atomic
+def apply_workflow(
+    *, actor: Actor, tenant: Tenant, data: Any, name: str | None = None
+) -> ApplyResult:
+    """Create the workflow or give it a new version; nothing when the spec is unchanged.
+
+    `name`, when given (PUT to a workflow's URL), must match the spec's name."""
+    authorize(actor, "workflow.edit", tenant)
+    valid: ValidSpec = validate_spec(data, limits_for(tenant))
+    spec_name = valid.spec.name
+    if name is not None and spec_name != name:
+        raise Invalid([("name", f"the spec is named {spec_name!r} but was sent to {name!r}")])
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)  # one apply per tenant at once
+    workflow = (
+        Workflow.objects.select_related("current_version")
+        .filter(tenant=tenant, name=spec_name, deleted_at__isnull=True)
+        .first()
+    )
+    created = workflow is None
+    if workflow is None:
+        live = Workflow.objects.filter(tenant=tenant, deleted_at__isnull=True).count()
+        limit = _quota(tenant, "max_workflows")
+        if live >= limit:
+            raise Conflict(f"tenant {tenant.slug!r} has {live} workflows, its quota ({limit})")
+        workflow = Workflow.objects.create(tenant=tenant, name=spec_name)
+    elif workflow.current_version and workflow.current_version.content_hash == valid.content_hash:
+        return ApplyResult(workflow, workflow.current_version, created=False, changed=False)
+    before = None if created else _snapshot(workflow)
+    last = WorkflowVersion.objects.filter(workflow=workflow).aggregate(n=Max("number"))["n"]
+    version = WorkflowVersion.objects.create(
+        tenant=tenant,
+        workflow=workflow,
+        number=(last or 0) + 1,
+        spec=valid.canonical,
+        content_hash=valid.content_hash,
+        author_id=actor.user_id,
+    )
+    workflow.current_version = version
+    workflow.description = valid.spec.description or ""
+    workflow.tags = list(valid.spec.tags)
+    workflow.save()
+    audit.record(
+        actor=actor,
+        action="workflow.create" if created else "workflow.update",
+        tenant=tenant,
+        obj=workflow,
+        before=before,
+        after=_snapshot(workflow),
+        extra={"content_hash": version.content_hash},
+    )
+    return ApplyResult(workflow, version, created=created, changed=True)
+
+
+@transaction.atomic
+def delete_workflow(*, actor: Actor, workflow: Workflow, force: bool = False) -> Workflow:
+    """Soft-delete: the name is freed; versions, runs and history are kept."""
+    authorize(actor, "workflow.edit", workflow.tenant)
+    workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+    if workflow.deleted_at is not None:
+        raise Conflict(f"workflow {workflow.name!r} is already deleted")
+    if not force:
+        reasons = [r for guard in DELETE_GUARDS if (r := guard(workflow))]
+        if reasons:
+            raise Conflict(
+                f"workflow {workflow.name!r} cannot be deleted: "
+                f"{'; '.join(reasons)} (pass force to delete anyway)"
+            )
+    before = _snapshot(workflow)
+    workflow.deleted_at = timezone.now()
+    workflow.save(update_fields=["deleted_at", "updated_at"])
+    audit.record(
+        actor=actor,
+        action="workflow.delete",
+        tenant=workflow.tenant,
+        obj=workflow,
+        before=before,
+        after=_snapshot(workflow),
+        extra={"force": force},
+    )
+    return workflow
+
+
+@transaction.atomic
+def set_paused(*, actor: Actor, workflow: Workflow, paused: bool) -> Workflow:
+    """Pause or unpause; doing what is already so changes nothing and audits nothing."""
+    authorize(actor, "workflow.pause", workflow.tenant)
+    updated = Workflow.objects.filter(pk=workflow.pk, paused=not paused).update(
+        paused=paused, updated_at=timezone.now()
+    )
+    workflow.refresh_from_db()
+    if updated:
+        audit.record(
+            actor=actor,
+            action="workflow.pause" if paused else "workflow.unpause",
+            tenant=workflow.tenant,
+            obj=workflow,
+            before={"paused": not paused},
+            after={"paused": paused},
+        )
+    return workflow
+
+
+def spec_yaml(spec: dict[str, Any]) -> str:
+    """The canonical YAML of a spec: keys in spec order, block style, unicode as is."""
+    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def spec_diff(old: WorkflowVersion, new: WorkflowVersion) -> str:
+    """Unified diff of two versions' canonical YAML."""
+    name = old.workflow.name
+    return "".join(
+        difflib.unified_diff(
+            spec_yaml(old.spec).splitlines(keepends=True),
+            spec_yaml(new.spec).splitlines(keepends=True),
+            fromfile=f"{name}@v{old.number}",
+            tofile=f"{name}@v{new.number}",
+        )
+    )

@@ -1,0 +1,434 @@
+"""The workflow spec (DESIGN.md section 5) as pydantic models: one source for validation,
+the canonical form and the published JSON Schema. Pure: no Django."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from croniter import croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+
+from workflows.durations import ACCEPTED as DURATION_ACCEPTED
+from workflows.durations import format_duration, parse_duration
+
+__all__ = [
+    "CATCHUP_POLICIES",
+    "TASK_MODELS",
+    "TRIGGER_RULES",
+    "Task",
+    "WorkflowSpec",
+]
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+TASK_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,99}$"
+TRIGGER_RULES = (
+    "all_success",
+    "all_failed",
+    "all_done",
+    "all_done_min_one_success",
+    "all_skipped",
+    "one_success",
+    "one_failed",
+    "one_done",
+    "none_failed",
+    "none_failed_min_one_success",
+    "none_skipped",
+    "always",
+)
+CATCHUP_POLICIES = ("none", "latest", "all")
+CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
+Duration = Annotated[
+    int,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "description": f"Duration: {DURATION_ACCEPTED}",
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {
+                    "type": "string",
+                    "pattern": r"^\s*(\d+|(\d+[dD])?(\d+[hH])?(\d+[mM])?(\d+[sS])?)\s*$",
+                },
+            ],
+        }
+    ),
+]
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
+Text = Annotated[str, StringConstraints(max_length=10_000)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,50}$")]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+HttpStatus = Annotated[int, Field(ge=100, le=599)]
+DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- workflow-level ----------------------------------------------------------------------
+
+
+def _check_cron(value: str) -> str:
+    text = " ".join(value.split())
+    if text.startswith("@"):
+        if text not in CRON_MACROS:
+            raise ValueError(f"unknown cron macro {value!r}; accepted: {', '.join(CRON_MACROS)}")
+        return text
+    if len(text.split()) != 5 or not croniter.is_valid(text):
+        raise ValueError(
+            f"{value!r} is not a valid cron expression: expected 5 fields "
+            "(minute hour day-of-month month day-of-week), e.g. '0 2 * * *', or a macro "
+            f"({', '.join(CRON_MACROS)})"
+        )
+    return text
+
+
+def _check_timezone(value: str) -> str:
+    if value not in zoneinfo.available_timezones():
+        raise ValueError(
+            f"unknown timezone {value!r}: use an IANA name such as UTC, Europe/Berlin, "
+            "America/New_York"
+        )
+    return value
+
+
+class Schedule(Strict):
+    """When the workflow runs by itself."""
+
+    cron: Annotated[str, AfterValidator(_check_cron)] = Field(
+        description="5-field cron expression or macro, evaluated in `timezone`"
+    )
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"
+    catchup: Literal["none", "latest", "all"] = Field(
+        "latest",
+        description="after downtime or on unpause: none = skip missed intervals, "
+        "latest = one run for the newest, all = every missed interval (capped)",
+    )
+    start: date | datetime | None = None
+    end: date | datetime | None = None
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> Schedule:
+        if self.start is not None and self.end is not None and str(self.end) <= str(self.start):
+            raise ValueError("schedule.end must be after schedule.start")
+        return self
+
+
+ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
+
+
+class Param(Strict):
+    """A run parameter: a subset of JSON Schema, checked when a run is triggered."""
+
+    type: ParamType
+    description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    default: Any = None
+    enum: Annotated[list[Any], Field(min_length=1)] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    required: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Param:
+        if self.pattern is not None:
+            if self.type != "string":
+                raise ValueError("pattern applies only to type string")
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+        if (self.minimum is not None or self.maximum is not None) and self.type not in (
+            "integer",
+            "number",
+        ):
+            raise ValueError("minimum/maximum apply only to types integer and number")
+        if self.default is not None:
+            from workflows.params import param_errors
+
+            for problem in param_errors(self, self.default):
+                raise ValueError(f"default {problem}")
+        return self
+
+
+class Defaults(Strict):
+    """Task settings applied to every task that does not set its own."""
+
+    retries: Annotated[int, Field(ge=0, le=100)] | None = None
+    retry_delay: Duration | None = None
+    retry_backoff: Annotated[float, Field(ge=1, le=10)] | None = None
+    max_retry_delay: Duration | None = None
+    timeout: Duration | None = None
+    priority: Annotated[int, Field(ge=-1000, le=1000)] | None = None
+
+
+class Sla(Strict):
+    run_duration: Duration | None = Field(None, description="alert when a run takes longer")
+
+
+# --- tasks -------------------------------------------------------------------------------
+
+
+class TaskBase(Strict):
+    description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    depends_on: list[TaskId] = Field(default_factory=list, description="upstream task ids")
+    trigger_rule: Literal[
+        "all_success",
+        "all_failed",
+        "all_done",
+        "all_done_min_one_success",
+        "all_skipped",
+        "one_success",
+        "one_failed",
+        "one_done",
+        "none_failed",
+        "none_failed_min_one_success",
+        "none_skipped",
+        "always",
+    ] = "all_success"
+    retries: Annotated[int, Field(ge=0, le=100)] | None = None
+    retry_delay: Duration | None = None
+    retry_backoff: Annotated[float, Field(ge=1, le=10)] | None = None
+    max_retry_delay: Duration | None = None
+    timeout: Duration | None = Field(None, description="per attempt; the attempt fails after it")
+    allow_failure: bool = Field(False, description="this task failing does not fail the run")
+    priority: Annotated[int, Field(ge=-1000, le=1000)] | None = None
+    inlets: list[ShortText] = Field(default_factory=list, description="datasets read")
+    outlets: list[ShortText] = Field(default_factory=list, description="datasets written")
+
+
+class NoopTask(TaskBase):
+    """Does nothing: a join point or a placeholder."""
+
+    type: Literal["noop"]
+
+
+class Rlimits(Strict):
+    cpu_seconds: Annotated[int, Field(ge=1)] | None = None
+    memory_mb: Annotated[int, Field(ge=16)] | None = None
+    open_files: Annotated[int, Field(ge=16)] | None = None
+    processes: Annotated[int, Field(ge=1)] | None = None
+
+
+class ShellTask(TaskBase):
+    """Runs a command in a child process (its own process group)."""
+
+    type: Literal["shell"]
+    command: Annotated[list[Text], Field(min_length=1)] | Text = Field(
+        description="argv list; a single string only with shell: true"
+    )
+    shell: bool = Field(False, description="run `command` through /bin/sh -c")
+    env: dict[EnvName, Text] = Field(default_factory=dict)
+    cwd: Text | None = None
+    skip_exit_code: Annotated[int, Field(ge=1, le=255)] = Field(
+        99, description="this exit code ends the task `skipped`"
+    )
+    rlimits: Rlimits | None = None
+
+    @model_validator(mode="after")
+    def _string_needs_shell(self) -> ShellTask:
+        if isinstance(self.command, str) and not self.shell:
+            raise ValueError(
+                "command is a string, which needs shell: true; or give an argv list such "
+                'as ["python", "-m", "job"]'
+            )
+        return self
+
+
+class PythonTask(TaskBase):
+    """Calls a function from the platform's allow-listed modules in a child process."""
+
+    type: Literal["python"]
+    callable: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
+    ] = Field(description="module:function, e.g. reports.daily:build")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def _check_url(value: str) -> str:
+    if value.startswith("{{") or value.startswith("{%"):
+        return value  # the scheme is checked again when the rendered URL is requested
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(f"{value!r} is not an http(s) URL: it must start with http:// or https://")
+    return value
+
+
+Url = Annotated[Text, AfterValidator(_check_url)]
+
+
+class HttpTask(TaskBase):
+    """Calls an HTTP API; the (size-capped) response body is the task's result."""
+
+    type: Literal["http"]
+    method: HttpMethod = "GET"
+    url: Url
+    headers: dict[Annotated[str, StringConstraints(min_length=1, max_length=200)], Text] = Field(
+        default_factory=dict
+    )
+    query: dict[str, Text | int | float | bool] = Field(default_factory=dict)
+    json_body: Any = Field(None, alias="json", description="request body sent as JSON")
+    body: Text | None = Field(None, description="raw request body")
+    connection: Name | None = Field(None, description="an http connection for auth and base URL")
+    request_timeout: Duration | None = None
+    expected_status: list[HttpStatus] | None = Field(
+        None, description="status codes that count as success (default: any 2xx)"
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_body(self) -> HttpTask:
+        if self.json_body is not None and self.body is not None:
+            raise ValueError("give either json or body, not both")
+        return self
+
+
+class SqlTask(TaskBase):
+    """Runs SQL against a named connection; rows (capped) are the result."""
+
+    type: Literal["sql"]
+    connection: Name
+    sql: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
+    parameters: dict[str, Any] | list[Any] = Field(
+        default_factory=dict, description="bound by the driver, never interpolated"
+    )
+    read_only: bool = False
+    statement_timeout: Duration | None = None
+    max_rows: Annotated[int, Field(ge=0, le=100_000)] = 1000
+
+
+class ResourceAmounts(Strict):
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+
+class Resources(Strict):
+    requests: ResourceAmounts | None = None
+    limits: ResourceAmounts | None = None
+
+
+class ContainerTask(TaskBase):
+    """Runs an image as a Kubernetes Job."""
+
+    type: Literal["container"]
+    image: Annotated[str, StringConstraints(pattern=r"^[^\s]{1,500}$")]
+    command: list[Text] | None = None
+    args: list[Text] | None = None
+    env: dict[EnvName, Text] = Field(default_factory=dict)
+    resources: Resources | None = None
+    namespace: DnsLabel | None = None
+    service_account: DnsLabel | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+
+
+class SensorBase(TaskBase):
+    type: Literal["wait_for"]
+    poke_interval: Duration = Field(60, description="time between checks (worker slot freed)")
+
+    @model_validator(mode="after")
+    def _interval(self) -> SensorBase:
+        if self.poke_interval < 1:
+            raise ValueError("poke_interval must be at least 1s")
+        return self
+
+
+class WaitForHttp(SensorBase):
+    """Until the URL answers with an expected status (and `until` holds, if given)."""
+
+    kind: Literal["http"]
+    url: Url
+    method: Literal["GET", "HEAD"] = "GET"
+    headers: dict[str, Text] = Field(default_factory=dict)
+    connection: Name | None = None
+    expected_status: list[HttpStatus] | None = None
+    until: Text | None = Field(
+        None,
+        description="Jinja expression over `response` (status, json, text), "
+        "e.g. response.json.state == 'done'",
+    )
+
+
+class WaitForSql(SensorBase):
+    """Until the query's first cell is truthy."""
+
+    kind: Literal["sql"]
+    connection: Name
+    sql: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
+    parameters: dict[str, Any] | list[Any] = Field(default_factory=dict)
+
+
+class WaitForTime(SensorBase):
+    """Until a point in time (ISO 8601 or a template such as {{ data_interval_end }})."""
+
+    kind: Literal["time"]
+    at: Text
+
+
+class WaitForDataset(SensorBase):
+    """Until a dataset URI is updated (by another workflow's outlet)."""
+
+    kind: Literal["dataset"]
+    uri: ShortText
+
+
+WaitForTask = Annotated[
+    WaitForHttp | WaitForSql | WaitForTime | WaitForDataset, Field(discriminator="kind")
+]
+Task = Annotated[
+    NoopTask | ShellTask | PythonTask | HttpTask | SqlTask | ContainerTask | WaitForTask,
+    Field(discriminator="type"),
+]
+TASK_MODELS: dict[str, type[TaskBase] | dict[str, type[TaskBase]]] = {
+    "noop": NoopTask,
+    "shell": ShellTask,
+    "python": PythonTask,
+    "http": HttpTask,
+    "sql": SqlTask,
+    "container": ContainerTask,
+    "wait_for": {
+        "http": WaitForHttp,
+        "sql": WaitForSql,
+        "time": WaitForTime,
+        "dataset": WaitForDataset,
+    },
+}
+
+
+class WorkflowSpec(Strict):
+    """A workflow: a DAG of tasks, with its schedule, params and limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Workflow")
+
+    name: Name = Field(description="slug, unique per tenant: lowercase letters, digits, - and _")
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    tags: Annotated[list[Tag], Field(max_length=20)] = Field(default_factory=list)
+    schedule: Schedule | None = None
+    params: dict[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")], Param
+    ] = Field(default_factory=dict)
+    defaults: Defaults | None = None
+    max_active_runs: Annotated[int, Field(ge=1, le=1000)] = 16
+    max_active_tasks: Annotated[int, Field(ge=1, le=1000)] = 16
+    sla: Sla | None = None
+    tasks: Annotated[dict[TaskId, Task], Field(min_length=1)]

@@ -1,0 +1,28 @@
+"""The registry of task types: the one source for what the spec accepts (workflows.spec)
+and what this installation can run (the engine registers its executors here)."""
+
+from __future__ import annotations
+
+from orchestrator.tenancy import TASK_TYPES
+from workflows.spec import TASK_MODELS
+
+__all__ = ["TASK_TYPES", "is_runnable", "register_executor", "runnable_types"]
+
+assert tuple(TASK_MODELS) == TASK_TYPES, "workflows.spec and orchestrator.tenancy disagree"
+
+_runnable: set[str] = set()
+
+
+def register_executor(task_type: str) -> None:
+    """Called by the engine for each task type it can execute."""
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"unknown task type {task_type!r}")
+    _runnable.add(task_type)
+
+
+def is_runnable(task_type: str) -> bool:
+    return task_type in _runnable
+
+
+def runnable_types() -> list[str]:
+    return [t for t in TASK_TYPES if t in _runnable]

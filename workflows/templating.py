@@ -1,0 +1,97 @@
+"""Sandboxed Jinja2 templates in task fields: syntax and reference checks at apply time
+(rendering happens at run time, in the engine). Pure: no Django."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["CONTEXT_NAMES", "TemplateProblem", "check_template", "environment", "strings_in"]
+
+# What a template may reference (DESIGN.md section 6, "Templating").
+CONTEXT_NAMES = (
+    "run",
+    "params",
+    "ds",
+    "logical_date",
+    "data_interval_start",
+    "data_interval_end",
+    "tasks",
+    "vars",
+    "secrets",
+    "try_number",
+    "task",
+)
+
+_environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def environment() -> ImmutableSandboxedEnvironment:
+    """The one sandboxed environment that parses and renders every template."""
+    return _environment
+
+
+@dataclass(frozen=True)
+class TemplateProblem:
+    message: str
+
+
+def strings_in(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string inside a JSON-like value, with its dotted path."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings_in(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from strings_in(item, f"{path}[{index}]")
+
+
+def _attribute_of(node: nodes.Node, name: str) -> Iterator[str]:
+    """Names read as `name.x` or `name['x']` in a template's syntax tree."""
+    for getattr_node in node.find_all(nodes.Getattr):
+        if isinstance(getattr_node.node, nodes.Name) and getattr_node.node.name == name:
+            yield getattr_node.attr
+    for getitem in node.find_all(nodes.Getitem):
+        if (
+            isinstance(getitem.node, nodes.Name)
+            and getitem.node.name == name
+            and isinstance(getitem.arg, nodes.Const)
+            and isinstance(getitem.arg.value, str)
+        ):
+            yield getitem.arg.value
+
+
+def check_template(source: str, *, params: set[str], upstream: set[str]) -> list[str]:
+    """Problems of one template: syntax, unknown names, unknown params, tasks that are not
+    upstream of the task using the template. Empty when fine (or when not a template)."""
+    if "{{" not in source and "{%" not in source and "{#" not in source:
+        return []
+    try:
+        tree = _environment.parse(source)
+    except TemplateSyntaxError as exc:
+        return [f"template syntax error on line {exc.lineno}: {exc.message}"]
+    problems = []
+    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    for name_node in tree.find_all(nodes.Name):
+        name = name_node.name
+        if name_node.ctx == "load" and name not in CONTEXT_NAMES and name not in assigned:
+            problems.append(
+                f"unknown template variable {name!r}; available: {', '.join(CONTEXT_NAMES)}"
+            )
+    for param in sorted(set(_attribute_of(tree, "params"))):
+        if param not in params:
+            declared = ", ".join(sorted(params)) or "none declared"
+            problems.append(f"unknown param {param!r} (params: {declared})")
+    for task in sorted(set(_attribute_of(tree, "tasks"))):
+        if task not in upstream:
+            problems.append(
+                f"task {task!r} is not upstream of this task, so its result is not "
+                "available here; add it to depends_on (directly or through another task)"
+            )
+    return sorted(set(problems), key=problems.index)

@@ -1,0 +1,350 @@
+"""Parse and validate a submitted spec: every error at once, each with its exact path and
+what would be accepted. Pure (no Django): `manage.py validate` runs it without a database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from orchestrator.errors import FieldError, Invalid
+from workflows import dag
+from workflows.spec import NAME_PATTERN, TASK_ID_PATTERN, TASK_MODELS, WorkflowSpec
+from workflows.task_types import TASK_TYPES, is_runnable, runnable_types
+from workflows.templating import check_template, environment, strings_in
+
+__all__ = ["Limits", "ValidSpec", "canonical_json", "parse_document", "validate_spec"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the tenant allows: task types (None = all), task count and spec size."""
+
+    allowed_task_types: Sequence[str] | None = None
+    max_tasks: int | None = None
+    max_spec_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class ValidSpec:
+    spec: WorkflowSpec
+    canonical: dict[str, Any]
+    content_hash: str
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses duplicate keys (PyYAML would silently keep the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    result: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        result[key] = loader.construct_object(value_node, deep=True)
+    return result
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def parse_document(text: str | bytes, *, max_bytes: int | None = None) -> Any:
+    """YAML (a superset of JSON) or JSON text -> data. Raises Invalid with the position."""
+    raw = text.encode() if isinstance(text, str) else text
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise Invalid([("", f"spec is {len(raw)} bytes; this tenant's limit is {max_bytes}")])
+    source = raw.decode("utf-8", errors="replace")
+    if source.lstrip().startswith("{"):
+        try:
+            return json.loads(source, object_pairs_hook=_unique_pairs)
+        except ValueError as exc:
+            raise Invalid([("", f"invalid JSON: {exc}")]) from None
+    try:
+        return yaml.load(source, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise Invalid([("", f"invalid YAML{where}: {problem}")]) from None
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- pydantic errors as paths ------------------------------------------------------------
+
+PATTERN_HINTS = {
+    NAME_PATTERN: "a name is lowercase letters, digits, - and _, starting with a letter or "
+    "digit, at most 63 characters (e.g. daily-sales)",
+    TASK_ID_PATTERN: "a task id is letters, digits, - and _, starting with a letter or _, "
+    "at most 100 characters",
+}
+
+
+def _model_fields(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _task_model(task: Any) -> type[BaseModel] | None:
+    if not isinstance(task, Mapping):
+        return None
+    entry = TASK_MODELS.get(str(task.get("type")))
+    if isinstance(entry, dict):
+        return entry.get(str(task.get("kind")))
+    return entry
+
+
+def _path(loc: tuple[int | str, ...], data: Any) -> tuple[str, type[BaseModel] | None]:
+    """Dotted path of a pydantic location, without union tags; and the model found there."""
+    parts: list[str] = []
+    model: type[BaseModel] | None = WorkflowSpec
+    node: Any = data
+    index = 0
+    while index < len(loc):
+        item = loc[index]
+        if parts[:1] == ["tasks"] and len(parts) == 2 and isinstance(node, Mapping):
+            # Inside one task: skip the discriminator tags pydantic puts in the location.
+            model = _task_model(node)
+            if item == node.get("type"):
+                index += 1
+                if index < len(loc) and item == "wait_for" and loc[index] == node.get("kind"):
+                    index += 1
+                continue
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item == "[key]":
+            index += 1
+            continue
+        else:
+            parts.append(str(item))
+        node = (
+            node.get(item)
+            if isinstance(node, Mapping)
+            else (
+                node[item]
+                if isinstance(node, list) and isinstance(item, int) and item < len(node)
+                else None
+            )
+        )
+        model = _submodel(model, item)
+        index += 1
+    return ".".join(parts), model
+
+
+def _submodel(model: type[BaseModel] | None, item: int | str) -> type[BaseModel] | None:
+    if model is None or isinstance(item, int):
+        return model
+    by_alias = {(f.alias or n): f for n, f in model.model_fields.items()}
+    info = by_alias.get(str(item))
+    if info is None:
+        return model if str(item) not in by_alias else None
+    annotation = info.annotation
+    for candidate in _flatten(annotation):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _flatten(annotation: Any) -> list[Any]:
+    args = getattr(annotation, "__args__", None)
+    if not args:
+        return [annotation]
+    out: list[Any] = []
+    for arg in args:
+        out.extend(_flatten(arg))
+    return out
+
+
+def _message(error: ErrorDetails, model: type[BaseModel] | None, key: str) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    if kind == "extra_forbidden":
+        accepted = ", ".join(_model_fields(model)) if model else ""
+        return f"unknown field {key!r}" + (f"; accepted: {accepted}" if accepted else "")
+    if kind == "missing":
+        return "required field missing"
+    if kind == "union_tag_invalid":
+        what = "task type" if ctx.get("discriminator") == "'type'" else "kind"
+        return f"unknown {what} {ctx.get('tag')!r}; accepted: {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return f"missing {ctx.get('discriminator')}; accepted: " + (
+            ", ".join(TASK_TYPES)
+            if ctx.get("discriminator") == "'type'"
+            else "http, sql, time, dataset"
+        )
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in PATTERN_HINTS:
+        return f"{error['input']!r} is not accepted: {PATTERN_HINTS[ctx['pattern']]}"
+    if kind == "too_short" and key == "tasks":
+        return "a workflow needs at least one task"
+    if kind == "literal_error":
+        return f"{error['input']!r} is not accepted; expected {ctx.get('expected')}"
+    return str(error["msg"])
+
+
+def _pydantic_errors(exc: ValidationError, data: Any) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        path, model = _path(loc, data)
+        if error["type"] == "extra_forbidden":
+            model = _path(loc[:-1], data)[1] if loc[:-1] else WorkflowSpec
+        key = str(loc[-1]) if loc else ""
+        errors.append((path, _message(error, model, key)))
+    return errors
+
+
+# --- graph, templates, policy --------------------------------------------------------------
+
+
+def _graph_errors(tasks: Mapping[str, Any]) -> tuple[list[FieldError], dict[str, list[str]]]:
+    errors: list[FieldError] = []
+    graph: dict[str, list[str]] = {}
+    for task_id, task in tasks.items():
+        deps = task.get("depends_on", []) if isinstance(task, Mapping) else []
+        if not isinstance(deps, list):
+            graph[str(task_id)] = []
+            continue
+        seen: set[str] = set()
+        graph[str(task_id)] = []
+        for i, dep in enumerate(deps):
+            path = f"tasks.{task_id}.depends_on[{i}]"
+            if not isinstance(dep, str):
+                continue  # the type error is reported by the schema
+            if dep == task_id:
+                errors.append((path, f"task {task_id!r} cannot depend on itself"))
+            elif dep in seen:
+                errors.append((path, f"duplicate dependency {dep!r}"))
+            elif dep not in tasks:
+                known = ", ".join(sorted(str(t) for t in tasks))
+                errors.append((path, f"unknown task {dep!r}; tasks: {known}"))
+            else:
+                graph[str(task_id)].append(dep)
+            seen.add(dep)
+    cycle = dag.find_cycle(graph)
+    if cycle:
+        flow = " -> ".join(reversed(cycle))
+        errors.append((f"tasks.{cycle[0]}.depends_on", f"cycle: {flow}"))
+    return errors, graph
+
+
+def _template_errors(
+    tasks: Mapping[str, Any], graph: dict[str, list[str]], params: set[str], acyclic: bool
+) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for task_id, task in tasks.items():
+        if not isinstance(task, Mapping):
+            continue
+        upstream = dag.upstream_of(graph, str(task_id)) if acyclic else set(graph.get(task_id, []))
+        for key, value in task.items():
+            if key in ("type", "kind", "depends_on", "trigger_rule"):
+                continue
+            path = f"tasks.{task_id}.{key}"
+            if key == "until" and isinstance(value, str) and task.get("type") == "wait_for":
+                try:
+                    environment().compile_expression(value)
+                except Exception as exc:  # any jinja2 error is a bad expression
+                    errors.append((path, f"invalid expression: {exc}"))
+                continue
+            for where, text in strings_in(value, path):
+                errors.extend(
+                    (where, p) for p in check_template(text, params=params, upstream=upstream)
+                )
+    return errors
+
+
+def _policy_errors(tasks: Mapping[str, Any], limits: Limits) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if limits.max_tasks is not None and len(tasks) > limits.max_tasks:
+        errors.append(("tasks", f"{len(tasks)} tasks; this tenant's limit is {limits.max_tasks}"))
+    for task_id, task in tasks.items():
+        task_type = task.get("type") if isinstance(task, Mapping) else None
+        if task_type not in TASK_TYPES:
+            continue
+        path = f"tasks.{task_id}.type"
+        allowed = limits.allowed_task_types
+        if allowed is not None and task_type not in allowed:
+            errors.append(
+                (
+                    path,
+                    f"task type {task_type!r} is not allowed in this tenant "
+                    f"(allowed: {', '.join(allowed) or 'none'})",
+                )
+            )
+        elif not is_runnable(task_type):
+            errors.append(
+                (
+                    path,
+                    f"task type {task_type!r} is valid but this installation "
+                    "cannot run it yet: its executor is not built (runnable: "
+                    f"{', '.join(runnable_types()) or 'none'})",
+                )
+            )
+    return errors
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+
+def validate_spec(data: Any, limits: Limits | None = None) -> ValidSpec:
+    """Validate parsed spec data; raise Invalid with every error found."""
+    limits = limits or Limits()
+    if not isinstance(data, Mapping):
+        raise Invalid([("", "a workflow spec is a mapping with at least name and tasks")])
+    errors: list[FieldError] = []
+    spec: WorkflowSpec | None = None
+    try:
+        spec = WorkflowSpec.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(_pydantic_errors(exc, data))
+    tasks = data.get("tasks")
+    if isinstance(tasks, Mapping):
+        graph_errors, graph = _graph_errors(tasks)
+        errors.extend(graph_errors)
+        params = data.get("params")
+        names = {str(k) for k in params} if isinstance(params, Mapping) else set()
+        acyclic = dag.find_cycle(graph) is None
+        errors.extend(_template_errors(tasks, graph, names, acyclic))
+        errors.extend(_policy_errors(tasks, limits))
+    if errors or spec is None:
+        raise Invalid(_dedupe(errors))
+    canonical = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    canonical["tasks"] = {tid: _type_first(task) for tid, task in canonical["tasks"].items()}
+    digest = hashlib.sha256(canonical_json(canonical).encode()).hexdigest()
+    return ValidSpec(spec=spec, canonical=canonical, content_hash=digest)
+
+
+def _type_first(task: dict[str, Any]) -> dict[str, Any]:
+    """`type` (and `kind`) first, so the canonical YAML reads the way people write it."""
+    head = {k: task[k] for k in ("type", "kind") if k in task}
+    return {**head, **{k: v for k, v in task.items() if k not in head}}
+
+
+def _dedupe(errors: list[FieldError]) -> list[FieldError]:
+    return list(dict.fromkeys(errors))
