@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from kombu import Queue
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -246,6 +247,24 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Task execution and housekeeping on separate queues; a worker serves both unless told
+# otherwise (`celery worker -Q tasks` / `-Q housekeeping` to split them into pools).
+CELERY_TASK_DEFAULT_QUEUE = "tasks"
+CELERY_TASK_QUEUES = [Queue("tasks"), Queue("housekeeping")]
+CELERY_TASK_ROUTES = {"runs.reconcile": {"queue": "housekeeping"}}
+
+# --- Engine -------------------------------------------------------------------------
+# A running attempt renews its lease every third of this; when it lapses (the worker died)
+# the reconciler fails the try (and retries it if tries remain).
+TASK_LEASE_SECONDS = env_int("TASK_LEASE_SECONDS", 30)
+TASK_LOG_FLUSH_SECONDS = 0.5
+TASK_LOG_MAX_BYTES = env_int("TASK_LOG_MAX_BYTES", 5 * 1024 * 1024)
+TASK_RESULT_MAX_BYTES = env_int("TASK_RESULT_MAX_BYTES", 64 * 1024)
+# Instances queued longer than this get their message sent again (it was lost).
+QUEUED_RESEND_AFTER_SECONDS = env_int("QUEUED_RESEND_AFTER_SECONDS", 60)
+RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 2)
+# Modules (and their submodules) whose functions `python` tasks may call.
+PYTHON_TASK_MODULES = env_list("PYTHON_TASK_MODULES", "runs.library")
 CELERY_TIMEZONE = "UTC"
 
 # --- Logging ------------------------------------------------------------------------

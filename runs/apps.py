@@ -3,3 +3,17 @@ from django.apps import AppConfig
 
 class RunsConfig(AppConfig):
     name = "runs"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from orchestrator.models import Role
+        from orchestrator.policy import register_permissions
+        from runs.executor import EXECUTORS
+        from runs.periodic import ensure_periodic_tasks
+        from workflows.task_types import register_executor
+
+        post_migrate.connect(ensure_periodic_tasks, sender=self)
+        for task_type in EXECUTORS:
+            register_executor(task_type)
+        register_permissions({"run.view": Role.VIEWER, "run.operate": Role.OPERATOR})

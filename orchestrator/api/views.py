@@ -227,7 +227,7 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def _parse_time(raw: str, name: str) -> dt.datetime:
+def parse_time(raw: str, name: str) -> dt.datetime:
     value = parse_datetime(raw)
     if value is None or value.tzinfo is None:
         raise exceptions.ValidationError(
@@ -268,7 +268,7 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
             if object_id:
                 queryset = queryset.filter(object_id=object_id)
         if since := params.get("since"):
-            queryset = queryset.filter(created_at__gte=_parse_time(since, "since"))
+            queryset = queryset.filter(created_at__gte=parse_time(since, "since"))
         if until := params.get("until"):
-            queryset = queryset.filter(created_at__lt=_parse_time(until, "until"))
+            queryset = queryset.filter(created_at__lt=parse_time(until, "until"))
         return queryset

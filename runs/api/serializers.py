@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from orchestrator.api.base import StrictSerializer
+from runs.models import TaskAttempt, TaskInstance, WorkflowRun
+
+__all__ = ["AttemptSerializer", "RunSerializer", "TaskInstanceSerializer", "TriggerSerializer"]
+
+
+class TriggerSerializer(StrictSerializer):
+    params = serializers.DictField(
+        required=False, default=dict, help_text="Run params; defaults fill what is left out."
+    )
+
+
+class RunSerializer(serializers.ModelSerializer[WorkflowRun]):
+    workflow = serializers.CharField(source="workflow.name", read_only=True)
+    version = serializers.IntegerField(source="version.number", read_only=True)
+    triggered_by = serializers.CharField(
+        source="triggered_by.username", read_only=True, allow_null=True
+    )
+    tasks = serializers.SerializerMethodField(
+        help_text="task instance count per state (in the detail view)"
+    )
+
+    class Meta:
+        model = WorkflowRun
+        fields = [
+            "id",
+            "workflow",
+            "version",
+            "state",
+            "params",
+            "logical_date",
+            "data_interval_start",
+            "data_interval_end",
+            "trigger_source",
+            "triggered_by",
+            "created_at",
+            "queued_at",
+            "started_at",
+            "ended_at",
+            "tasks",
+        ]
+        read_only_fields = fields
+
+    def get_tasks(self, run: WorkflowRun) -> dict[str, int] | None:
+        summaries: dict[int, dict[str, int]] = self.context.get("summaries", {})
+        return summaries.get(run.pk)
+
+
+class AttemptSerializer(serializers.ModelSerializer[TaskAttempt]):
+    class Meta:
+        model = TaskAttempt
+        fields = [
+            "id",
+            "try_number",
+            "state",
+            "worker",
+            "pid",
+            "lease_expires_at",
+            "started_at",
+            "ended_at",
+            "exit_code",
+            "error",
+            "rendered",
+            "log_bytes",
+        ]
+        read_only_fields = fields
+
+
+class TaskInstanceSerializer(serializers.ModelSerializer[TaskInstance]):
+    attempts = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TaskInstance
+        fields = [
+            "id",
+            "task_id",
+            "map_index",
+            "task_type",
+            "state",
+            "try_number",
+            "max_tries",
+            "priority",
+            "next_attempt_at",
+            "queued_at",
+            "started_at",
+            "ended_at",
+            "result",
+            "attempts",
+        ]
+        read_only_fields = fields
+
+    def get_attempts(self, ti: TaskInstance) -> list[dict[str, Any]] | None:
+        if not self.context.get("with_attempts"):
+            return None
+        return AttemptSerializer(ti.attempts.order_by("try_number"), many=True).data  # type: ignore[return-value]

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from runs.api import views
+
+router = SimpleRouter(trailing_slash=True)
+router.register("runs", views.RunViewSet, basename="run")
+
+workflow_router = SimpleRouter(trailing_slash=True)
+workflow_router.register("runs", views.WorkflowRunViewSet, basename="workflow-run")
+
+task_router = SimpleRouter(trailing_slash=True)
+task_router.register("tasks", views.TaskInstanceViewSet, basename="task-instance")
+
+# Mounted under /api/v1/tenants/<tenant>/ by the root urls.
+urlpatterns = [
+    path("", include(router.urls)),
+    path("workflows/<str:workflow_name>/", include(workflow_router.urls)),
+    path("runs/<str:run_pk>/", include(task_router.urls)),
+]

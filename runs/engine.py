@@ -1,0 +1,405 @@
+"""The run and task state machines. Every transition is a compare-and-set UPDATE on the
+state (and the try number), so a duplicate message, a second reconciler or a late worker
+can never run a try twice or revive a finished instance.
+
+Concurrency: every transaction that moves tasks of a run forward locks the run row first
+(`_lock_run`). Finishing a task, deciding its downstream tasks and dispatching new ones
+therefore happen one transaction at a time per run, which makes joins race-free (no lost
+wake-ups under READ COMMITTED) and keeps max_active_tasks exact. Messages are sent only
+after commit (`transaction.on_commit`): the database is the truth, the broker a doorbell.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from runs.graph import VersionGraph, graph_for
+from runs.models import TaskAttempt, TaskInstance, WorkflowRun
+from runs.trigger_rules import Counts, decide
+from workflows.models import Workflow
+
+__all__ = [
+    "Outcome",
+    "claim",
+    "create_run",
+    "dispatch",
+    "finish",
+    "retry_delay",
+    "start_queued_runs",
+]
+
+logger = logging.getLogger(__name__)
+TI = TaskInstance.State
+RUN = WorkflowRun.State
+
+# Instances cross tenants in the engine by design: it acts for every tenant.
+tis = TaskInstance.objects.dangerously_unscoped
+runs = WorkflowRun.objects.dangerously_unscoped
+attempts = TaskAttempt.objects.dangerously_unscoped
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as the executor saw it."""
+
+    state: str  # success | failed | skipped
+    error: str = ""
+    exit_code: int | None = None
+    result: Any = None
+    rendered: dict[str, Any] = field(default_factory=dict)
+
+
+def send(ti_id: int, try_number: int) -> None:
+    """Ring the doorbell: a worker will claim this try (after commit)."""
+    from runs.tasks import execute_task_instance
+
+    transaction.on_commit(lambda: execute_task_instance.delay(ti_id, try_number))
+
+
+# --- runs --------------------------------------------------------------------------------
+
+
+def create_run(
+    *,
+    workflow: Workflow,
+    params: dict[str, Any],
+    source: str,
+    user_id: int | None,
+    logical_date: dt.datetime | None = None,
+    interval: tuple[dt.datetime, dt.datetime] | None = None,
+) -> WorkflowRun:
+    """A queued run of the workflow's current version, with all its task instances."""
+    version = workflow.current_version
+    assert version is not None
+    graph = graph_for(version)
+    now = timezone.now()
+    run = runs().create(
+        tenant_id=workflow.tenant_id,
+        workflow=workflow,
+        version=version,
+        params=params,
+        state=RUN.QUEUED,
+        logical_date=logical_date or now,
+        trigger_source=source,
+        triggered_by_id=user_id,
+        queued_at=now,
+        data_interval_start=interval[0] if interval else None,
+        data_interval_end=interval[1] if interval else None,
+    )
+    instances = []
+    for task_id, task in graph.spec.tasks.items():
+        effective = graph.effective(task_id)
+        instances.append(
+            TaskInstance(
+                tenant_id=workflow.tenant_id,
+                run=run,
+                task_id=task_id,
+                task_type=task.type,  # type: ignore[attr-defined]
+                state=TI.PENDING,
+                max_tries=effective.retries + 1,
+                priority=effective.priority,
+                pending_upstreams=len(graph.upstream[task_id]),
+            )
+        )
+    tis().bulk_create(instances)
+    return run
+
+
+def start_queued_runs(workflow_id: int) -> list[int]:
+    """Start queued runs, oldest first, while the workflow has free run slots."""
+    with transaction.atomic():
+        workflow = (
+            Workflow.objects.dangerously_unscoped()
+            .select_for_update()
+            .select_related("current_version")
+            .get(pk=workflow_id)
+        )
+        limit = (
+            graph_for(workflow.current_version).spec.max_active_runs
+            if (workflow.current_version)
+            else 1
+        )
+        active = runs().filter(workflow_id=workflow_id, state=RUN.RUNNING).count()
+        started = []
+        queued = runs().filter(workflow_id=workflow_id, state=RUN.QUEUED).order_by("id")
+        for run_id in queued.values_list("id", flat=True)[: max(0, limit - active)]:
+            if (
+                runs()
+                .filter(pk=run_id, state=RUN.QUEUED)
+                .update(state=RUN.RUNNING, started_at=timezone.now())
+                != 1
+            ):
+                continue
+            run = _lock_run(run_id)
+            # Every pending instance: roots run, and `always` runs whatever its upstreams.
+            _advance(
+                run, graph_for(run.version), tis().filter(run=run, state=TI.PENDING).order_by("id")
+            )
+            started.append(run_id)
+        return started
+
+
+def _lock_run(run_id: int) -> WorkflowRun:
+    return runs().select_for_update().select_related("version").get(pk=run_id)
+
+
+def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:
+    """Settle the run once every instance has finished: failed if any failed or
+    upstream_failed without allow_failure, else success."""
+    if tis().filter(run=run).exclude(state__in=TaskInstance.FINISHED).exists():
+        return False
+    failing = tis().filter(run=run, state__in=[TI.FAILED, TI.UPSTREAM_FAILED])
+    fails = any(not graph.task(t).allow_failure for t in failing.values_list("task_id", flat=True))
+    state = RUN.FAILED if fails else RUN.SUCCESS
+    if runs().filter(pk=run.pk, state=RUN.RUNNING).update(state=state, ended_at=timezone.now()):
+        workflow_id = run.workflow_id
+        transaction.on_commit(lambda: start_queued_runs(workflow_id))
+        return True
+    return False
+
+
+# --- task instances ----------------------------------------------------------------------
+
+
+def _advance(run: WorkflowRun, graph: VersionGraph, candidates: Iterable[TaskInstance]) -> None:
+    """Decide pending candidates by their trigger rules, propagate what settles, dispatch
+    what is ready, and settle the run if nothing is left. The run row is locked."""
+    queue = deque(candidates)
+    while queue:
+        ti = queue.popleft()
+        ups = graph.upstream[ti.task_id]
+        # The counter says whether any upstream finished; if none did, no need to look.
+        finished_any = ti.pending_upstreams < len(ups)
+        states = (
+            list(tis().filter(run=run, task_id__in=ups).values_list("state", flat=True))
+            if finished_any
+            else []
+        )
+        decision = decide(graph.task(ti.task_id).trigger_rule, Counts.of(len(ups), states))
+        if decision == "wait":
+            continue
+        if decision == "run":
+            tis().filter(pk=ti.pk, state=TI.PENDING).update(state=TI.SCHEDULED)
+            continue
+        new = TI.SKIPPED if decision == "skip" else TI.UPSTREAM_FAILED
+        if tis().filter(pk=ti.pk, state=TI.PENDING).update(state=new, ended_at=timezone.now()):
+            queue.extend(_downstream_pending(run, graph, [ti.task_id]))
+    dispatch(run, graph)
+    _finish_run_if_done(run, graph)
+
+
+def _downstream_pending(
+    run: WorkflowRun, graph: VersionGraph, finished: list[str]
+) -> list[TaskInstance]:
+    """Count the finished tasks off their downstream instances; return those still pending."""
+    targets: set[str] = set()
+    for task_id in finished:
+        down = graph.downstream[task_id]
+        if down:
+            tis().filter(run=run, task_id__in=down).update(pending_upstreams=_minus_one())
+            targets.update(down)
+    if not targets:
+        return []
+    return list(tis().filter(run=run, task_id__in=targets, state=TI.PENDING).order_by("id"))
+
+
+def _minus_one() -> Any:
+    from django.db.models import F
+    from django.db.models.functions import Greatest
+
+    return Greatest(F("pending_upstreams") - 1, 0)
+
+
+def dispatch(run: WorkflowRun, graph: VersionGraph | None = None) -> list[tuple[int, int]]:
+    """Queue scheduled instances, highest priority first, up to max_active_tasks; their
+    messages go out after commit. The run row must be locked by the caller."""
+    if run.state != RUN.RUNNING:
+        return []
+    graph = graph or graph_for(run.version)
+    active = tis().filter(run=run, state__in=[TI.QUEUED, TI.RUNNING]).count()
+    room = graph.spec.max_active_tasks - active
+    if room <= 0:
+        return []
+    ids = list(
+        tis()
+        .filter(run=run, state=TI.SCHEDULED)
+        .order_by("-priority", "id")
+        .values_list("id", flat=True)[:room]
+    )
+    if not ids:
+        return []
+    table = TaskInstance._meta.db_table
+    marks = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET state = %s, try_number = try_number + 1, queued_at = %s "  # noqa: S608
+            f"WHERE id IN ({marks}) AND state = %s RETURNING id, try_number",
+            [TI.QUEUED, timezone.now(), *ids, TI.SCHEDULED],
+        )
+        queued = [(int(r[0]), int(r[1])) for r in cursor.fetchall()]
+    for ti_id, try_number in queued:
+        send(ti_id, try_number)
+    return queued
+
+
+def claim(ti_id: int, try_number: int, *, worker: str, pid: int) -> TaskAttempt | None:
+    """Take a queued try for this worker; None when it is not (or no longer) ours to run:
+    a duplicate message, a stale try, a cancelled instance."""
+    now = timezone.now()
+    with transaction.atomic():
+        if (
+            tis()
+            .filter(pk=ti_id, state=TI.QUEUED, try_number=try_number)
+            .update(state=TI.RUNNING, started_at=now)
+            != 1
+        ):
+            return None
+        tenant_id = tis().filter(pk=ti_id).values_list("tenant_id", flat=True).get()
+        return attempts().create(
+            tenant_id=tenant_id,
+            task_instance_id=ti_id,
+            try_number=try_number,
+            worker=worker,
+            pid=pid,
+            started_at=now,
+            lease_expires_at=now + dt.timedelta(seconds=settings.TASK_LEASE_SECONDS),
+        )
+
+
+def renew_lease(attempt_id: int) -> bool:
+    """Extend the lease; False when the attempt is no longer running (cancelled, expired)."""
+    expires = timezone.now() + dt.timedelta(seconds=settings.TASK_LEASE_SECONDS)
+    return (
+        attempts()
+        .filter(pk=attempt_id, state=TaskAttempt.State.RUNNING)
+        .update(lease_expires_at=expires)
+        == 1
+    )
+
+
+def retry_delay(*, delay: int, backoff: float, cap: int, try_number: int) -> float:
+    """Seconds before the next try: delay * backoff^(try-1), jittered by up to 10% when
+    backing off exponentially (so retries of many tasks spread out), never above the cap."""
+    seconds = delay * backoff ** max(0, try_number - 1)
+    if backoff > 1:
+        seconds *= random.uniform(0.9, 1.1)  # noqa: S311 (not cryptographic)
+    return float(min(seconds, cap))
+
+
+def finish(attempt_id: int, outcome: Outcome) -> str | None:
+    """Record how an attempt ended and move the run on. Returns the instance's new state,
+    or None when the attempt had already been settled elsewhere (nothing changes)."""
+    now = timezone.now()
+    with transaction.atomic():
+        attempt = attempts().select_related("task_instance").get(pk=attempt_id)
+        run = _lock_run(attempt.task_instance.run_id)
+        if (
+            attempts()
+            .filter(pk=attempt_id, state=TaskAttempt.State.RUNNING)
+            .update(
+                state=outcome.state,
+                ended_at=now,
+                exit_code=outcome.exit_code,
+                error=outcome.error[:10000],
+                rendered=outcome.rendered,
+            )
+            != 1
+        ):
+            return None
+        ti = tis().get(pk=attempt.task_instance_id)
+        graph = graph_for(run.version)
+        new, next_at = outcome.state, None
+        if outcome.state == TI.FAILED and ti.try_number < ti.max_tries:
+            eff = graph.effective(ti.task_id)
+            new = TI.UP_FOR_RETRY
+            next_at = now + dt.timedelta(
+                seconds=retry_delay(
+                    delay=eff.retry_delay,
+                    backoff=eff.retry_backoff,
+                    cap=eff.max_retry_delay,
+                    try_number=ti.try_number,
+                )
+            )
+        changes: dict[str, Any] = {"state": new, "next_attempt_at": next_at}
+        if new != TI.UP_FOR_RETRY:
+            changes["ended_at"] = now
+        if outcome.state == TI.SUCCESS:
+            changes["result"] = outcome.result
+        if (
+            tis()
+            .filter(pk=ti.pk, state=TI.RUNNING, try_number=attempt.try_number)
+            .update(**changes)
+            != 1
+        ):
+            return None
+        if new == TI.UP_FOR_RETRY:
+            dispatch(run, graph)  # its slot is free until the retry is due
+        else:
+            _advance(run, graph, _downstream_pending(run, graph, [ti.task_id]))
+        return new
+
+
+def schedule_due_retries(ti_ids: Iterable[int]) -> int:
+    """Move due retries back to `scheduled` and dispatch them."""
+    moved = 0
+    for run_id, ids in _by_run(ti_ids).items():
+        with transaction.atomic():
+            run = _lock_run(run_id)
+            moved += (
+                tis()
+                .filter(pk__in=ids, state=TI.UP_FOR_RETRY)
+                .update(state=TI.SCHEDULED, next_attempt_at=None)
+            )
+            dispatch(run)
+    return moved
+
+
+def _by_run(ti_ids: Iterable[int]) -> dict[int, list[int]]:
+    grouped: dict[int, list[int]] = {}
+    for ti_id, run_id in tis().filter(pk__in=list(ti_ids)).values_list("id", "run_id"):
+        grouped.setdefault(run_id, []).append(ti_id)
+    return grouped
+
+
+def unstick(run_id: int) -> None:
+    """Re-evaluate a running run from the database alone: pending instances whose rules
+    can be decided, scheduled ones not dispatched, a run whose instances all finished."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run.state != RUN.RUNNING:
+            return
+        _advance(
+            run, graph_for(run.version), tis().filter(run=run, state=TI.PENDING).order_by("id")
+        )
+
+
+def active_runs_needing_attention() -> list[int]:
+    """Running runs with pending or scheduled instances but nothing queued or running."""
+    busy = Count(
+        "task_instances",
+        filter=Q(task_instances__state__in=[TI.QUEUED, TI.RUNNING, TI.UP_FOR_RETRY]),
+    )
+    waiting = Count(
+        "task_instances", filter=Q(task_instances__state__in=[TI.PENDING, TI.SCHEDULED])
+    )
+    unfinished = Count(
+        "task_instances", filter=~Q(task_instances__state__in=list(TaskInstance.FINISHED))
+    )
+    return list(
+        runs()
+        .filter(state=RUN.RUNNING)
+        .annotate(busy=busy, waiting=waiting, unfinished=unfinished)
+        .filter(Q(busy=0, waiting__gt=0) | Q(unfinished=0))
+        .values_list("id", flat=True)
+    )

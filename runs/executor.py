@@ -1,0 +1,353 @@
+"""Executing one claimed try on a worker: render the task's templates, run it (shell and
+python in a child process), keep the lease alive, stream the log, report the outcome."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from jinja2 import TemplateError
+
+from runs import engine
+from runs.graph import graph_for
+from runs.models import TaskAttempt, TaskInstance, TaskLog
+from runs.process import OutputSink, ProcessResult, run_process
+from runs.skip import SKIP_EXIT_CODE
+from workflows import dag
+from workflows.templating import environment
+
+__all__ = ["execute"]
+
+logger = logging.getLogger(__name__)
+NATIVE_FIELDS = {"kwargs", "parameters", "json"}  # whole-expression templates keep their type
+NOT_RENDERED = {"type", "kind", "depends_on", "trigger_rule", "description", "until"}
+WORKER = socket.gethostname()
+
+
+@dataclass
+class Attempt:
+    """What an executor gets: the rendered task, its context, where output goes."""
+
+    attempt_id: int
+    ti: TaskInstance
+    task: dict[str, Any]
+    context: dict[str, Any]
+    sink: OutputSink
+    should_stop: Callable[[], bool]
+
+
+# --- templates ---------------------------------------------------------------------------
+
+
+def _render_value(value: Any, context: dict[str, Any], native: bool) -> Any:
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        text = value.strip()
+        env = environment()
+        if native and text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
+            return env.compile_expression(text[2:-2].strip())(**context)
+        return env.from_string(value).render(**context)
+    if isinstance(value, list):
+        return [_render_value(v, context, native) for v in value]
+    if isinstance(value, dict):
+        return {k: _render_value(v, context, native) for k, v in value.items()}
+    return value
+
+
+def render_task(task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value if key in NOT_RENDERED else _render_value(value, context, key in NATIVE_FIELDS)
+        for key, value in task.items()
+    }
+
+
+def build_context(ti: TaskInstance) -> dict[str, Any]:
+    run = ti.run
+    graph = graph_for(run.version)
+    upstream = dag.upstream_of(graph.upstream, ti.task_id)
+    results = dict(
+        TaskInstance.objects.dangerously_unscoped()
+        .filter(run=run, task_id__in=upstream)
+        .values_list("task_id", "result")
+    )
+    logical = run.logical_date
+    return {
+        "run": {
+            "id": run.pk,
+            "logical_date": logical,
+            "trigger_source": run.trigger_source,
+            "workflow": run.workflow.name,
+            "version": run.version.number,
+        },
+        "params": run.params,
+        "ds": logical.date().isoformat(),
+        "logical_date": logical,
+        "data_interval_start": run.data_interval_start or logical,
+        "data_interval_end": run.data_interval_end or logical,
+        "tasks": {tid: {"result": results.get(tid)} for tid in upstream},
+        "try_number": ti.try_number,
+        "task": {"id": ti.task_id, "type": ti.task_type},
+    }
+
+
+# --- executors -----------------------------------------------------------------------------
+
+
+def _base_env(a: Attempt) -> dict[str, str]:
+    """A clean environment: nothing of the worker's (database URL, keys) reaches a task."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "HOME": tempfile.gettempdir(),
+        "ORCHESTRATOR_RUN_ID": str(a.ti.run_id),
+        "ORCHESTRATOR_TASK_ID": a.ti.task_id,
+        "ORCHESTRATOR_TRY_NUMBER": str(a.ti.try_number),
+        "ORCHESTRATOR_LOGICAL_DATE": a.context["logical_date"].isoformat(),
+    }
+
+
+def _last_line_result(output: bytes) -> Any:
+    """A shell task's result: its last line of output, as JSON when it parses."""
+    lines = [line for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
+    if not lines:
+        return None
+    try:
+        return json.loads(lines[-1])
+    except ValueError:
+        return lines[-1]
+
+
+def _process_outcome(
+    result: ProcessResult, a: Attempt, skip_code: int, timeout: int | None, value: Callable[[], Any]
+) -> engine.Outcome:
+    if result.error:
+        return engine.Outcome("failed", error=result.error)
+    if result.timed_out:
+        return engine.Outcome(
+            "failed",
+            exit_code=result.exit_code,
+            error=f"timed out after {timeout}s; the process group was killed",
+        )
+    if result.cancelled:
+        return engine.Outcome(
+            "failed",
+            exit_code=result.exit_code,
+            error="stopped: the attempt was cancelled or lost its lease",
+        )
+    if result.exit_code == 0:
+        return engine.Outcome("success", exit_code=0, result=value())
+    if result.exit_code == skip_code:
+        return engine.Outcome("skipped", exit_code=result.exit_code)
+    return engine.Outcome(
+        "failed", exit_code=result.exit_code, error=f"exit code {result.exit_code}"
+    )
+
+
+class _Tail(OutputSink):
+    """An OutputSink that also remembers the last bytes written (for the shell result)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.tail = b""
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.tail = (self.tail + data)[-settings.TASK_RESULT_MAX_BYTES :]
+
+
+def run_shell(a: Attempt) -> engine.Outcome:
+    task = a.task
+    command = task["command"]
+    argv = (
+        ["/bin/sh", "-c", command if isinstance(command, str) else " ".join(command)]
+        if (task.get("shell"))
+        else list(command)
+    )
+    if task.get("rlimits"):
+        argv = [sys.executable, "-m", "runs.rlimit_exec", json.dumps(task["rlimits"]), "--", *argv]
+    timeout = task.get("timeout")
+    with tempfile.TemporaryDirectory(prefix="orc-task-") as scratch:
+        result = run_process(
+            argv,
+            env={**_base_env(a), **task.get("env", {})},
+            cwd=task.get("cwd") or scratch,
+            timeout=timeout,
+            sink=a.sink,
+            should_stop=a.should_stop,
+        )
+    tail = a.sink.tail if isinstance(a.sink, _Tail) else b""
+    return _process_outcome(
+        result,
+        a,
+        task.get("skip_exit_code", SKIP_EXIT_CODE),
+        timeout,
+        lambda: _last_line_result(tail),
+    )
+
+
+def run_python(a: Attempt) -> engine.Outcome:
+    task = a.task
+    module = task["callable"].partition(":")[0]
+    allowed: list[str] = settings.PYTHON_TASK_MODULES
+    if not any(module == p or module.startswith(p + ".") for p in allowed):
+        return engine.Outcome(
+            "failed",
+            error=(
+                f"module {module!r} is not allowed for python tasks; allowed: {', '.join(allowed)} "
+                "(platform setting PYTHON_TASK_MODULES)"
+            ),
+        )
+    timeout = task.get("timeout")
+    payload = json.dumps(
+        {"callable": task["callable"], "kwargs": task.get("kwargs", {}), "allowed": allowed},
+        default=str,
+    ).encode()
+    with tempfile.TemporaryDirectory(prefix="orc-task-") as scratch:
+        result_file = os.path.join(scratch, "result.json")
+        env = {
+            **_base_env(a),
+            "ORCHESTRATOR_RESULT_FILE": result_file,
+            "PYTHONPATH": os.pathsep.join(sys.path),
+        }
+        result = run_process(
+            [sys.executable, "-m", "runs.pyrunner"],
+            env=env,
+            cwd=scratch,
+            timeout=timeout,
+            sink=a.sink,
+            should_stop=a.should_stop,
+            stdin=payload,
+        )
+
+        def value() -> Any:
+            with open(result_file) as handle:
+                return json.load(handle)
+
+        return _process_outcome(result, a, SKIP_EXIT_CODE, timeout, value)
+
+
+def run_noop(a: Attempt) -> engine.Outcome:
+    return engine.Outcome("success")
+
+
+EXECUTORS: dict[str, Callable[[Attempt], engine.Outcome]] = {
+    "noop": run_noop,
+    "shell": run_shell,
+    "python": run_python,
+}
+
+
+# --- the attempt's life ----------------------------------------------------------------
+
+
+class Heartbeat(threading.Thread):
+    """Renews the lease and writes new output to the log while the attempt runs. When the
+    lease cannot be renewed (cancelled, or expired and given away), it asks the executor to
+    stop, which kills the child's process group."""
+
+    def __init__(self, attempt_id: int, tenant_id: int, sink: OutputSink) -> None:
+        super().__init__(name=f"heartbeat-{attempt_id}", daemon=True)
+        self.attempt_id, self.tenant_id, self.sink = attempt_id, tenant_id, sink
+        self.lost = threading.Event()
+        self.done = threading.Event()
+        self.offset = 0
+
+    def run(self) -> None:
+        interval = max(0.2, settings.TASK_LEASE_SECONDS / 3)
+        waited = 0.0
+        try:
+            while not self.done.wait(settings.TASK_LOG_FLUSH_SECONDS):
+                self.flush()
+                waited += settings.TASK_LOG_FLUSH_SECONDS
+                if waited >= interval:
+                    waited = 0.0
+                    if not engine.renew_lease(self.attempt_id):
+                        self.lost.set()
+        except Exception:  # a database hiccup must not kill the attempt: the lease decides
+            logger.exception("heartbeat of attempt %s failed", self.attempt_id)
+        finally:
+            connection.close()
+
+    def flush(self) -> None:
+        data = self.sink.drain()
+        if not data:
+            return
+        TaskLog.objects.dangerously_unscoped().create(
+            tenant_id=self.tenant_id, attempt_id=self.attempt_id, offset=self.offset, data=data
+        )
+        self.offset += len(data)
+        TaskAttempt.objects.dangerously_unscoped().filter(pk=self.attempt_id).update(
+            log_bytes=self.offset
+        )
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+        self.flush()
+
+
+def execute(ti_id: int, try_number: int) -> str | None:
+    """Run one try if it is still ours to run; returns the instance's new state."""
+    close_old_connections()
+    attempt = engine.claim(ti_id, try_number, worker=WORKER, pid=os.getpid())
+    if attempt is None:
+        logger.info("task instance %s try %s is not queued any more; skipping", ti_id, try_number)
+        return None
+    ti = (
+        TaskInstance.objects.dangerously_unscoped()
+        .select_related("run", "run__version", "run__workflow")
+        .get(pk=ti_id)
+    )
+    sink = _Tail(settings.TASK_LOG_MAX_BYTES)
+    heartbeat = Heartbeat(attempt.pk, ti.tenant_id, sink)
+    heartbeat.start()
+    rendered: dict[str, Any] = {}
+    try:
+        graph = graph_for(ti.run.version)
+        task = graph.task(ti.task_id).model_dump(mode="json", by_alias=True, exclude_none=True)
+        task["timeout"] = graph.effective(ti.task_id).timeout
+        context = build_context(ti)
+        try:
+            rendered = render_task(task, context)
+        except TemplateError as exc:
+            outcome = engine.Outcome("failed", error=f"template error: {exc}")
+        else:
+            a = Attempt(attempt.pk, ti, rendered, context, sink, heartbeat.lost.is_set)
+            outcome = EXECUTORS[ti.task_type](a)
+        outcome = _check_result(outcome)
+    except Exception:  # an executor bug must still end the attempt, with the traceback
+        outcome = engine.Outcome("failed", error=f"internal error:\n{traceback.format_exc()}")
+    finally:
+        heartbeat.stop()
+    return engine.finish(
+        attempt.pk,
+        engine.Outcome(
+            outcome.state, outcome.error, outcome.exit_code, outcome.result, rendered=rendered
+        ),
+    )
+
+
+def _check_result(outcome: engine.Outcome) -> engine.Outcome:
+    if outcome.result is None:
+        return outcome
+    size = len(json.dumps(outcome.result))
+    cap = settings.TASK_RESULT_MAX_BYTES
+    if size > cap:
+        return engine.Outcome(
+            "failed",
+            exit_code=outcome.exit_code,
+            error=f"the result is {size} bytes of JSON; the cap is {cap}",
+        )
+    return outcome

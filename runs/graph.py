@@ -1,0 +1,73 @@
+"""A version's spec as the engine needs it: parsed once per process (versions never
+change), with upstream/downstream maps and each task's effective settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from workflows import dag
+from workflows.spec import TaskBase, WorkflowSpec
+
+__all__ = ["Effective", "VersionGraph", "graph_for"]
+
+DEFAULT_RETRY_DELAY = 30
+DEFAULT_MAX_RETRY_DELAY = 3600
+
+
+@dataclass(frozen=True)
+class Effective:
+    """A task's settings after the workflow's `defaults` are applied."""
+
+    retries: int
+    retry_delay: int
+    retry_backoff: float
+    max_retry_delay: int
+    timeout: int | None
+    priority: int
+
+
+@dataclass(frozen=True)
+class VersionGraph:
+    spec: WorkflowSpec
+    upstream: dict[str, list[str]]
+    downstream: dict[str, list[str]]
+
+    def task(self, task_id: str) -> TaskBase:
+        return self.spec.tasks[task_id]  # type: ignore[return-value]
+
+    def effective(self, task_id: str) -> Effective:
+        task = self.task(task_id)
+        defaults = self.spec.defaults
+
+        def pick(name: str, fallback: Any) -> Any:
+            value = getattr(task, name)
+            if value is None and defaults is not None:
+                value = getattr(defaults, name)
+            return fallback if value is None else value
+
+        return Effective(
+            retries=pick("retries", 0),
+            retry_delay=pick("retry_delay", DEFAULT_RETRY_DELAY),
+            retry_backoff=pick("retry_backoff", 1.0),
+            max_retry_delay=pick("max_retry_delay", DEFAULT_MAX_RETRY_DELAY),
+            timeout=pick("timeout", None),
+            priority=pick("priority", 0),
+        )
+
+
+_cache: dict[int, VersionGraph] = {}
+_CACHE_SIZE = 512
+
+
+def graph_for(version: Any) -> VersionGraph:
+    """The graph of a WorkflowVersion, cached by id: a version's spec never changes."""
+    graph = _cache.get(version.pk)
+    if graph is None:
+        spec = WorkflowSpec.model_validate(version.spec)
+        upstream = {tid: list(task.depends_on) for tid, task in spec.tasks.items()}
+        graph = VersionGraph(spec=spec, upstream=upstream, downstream=dag.downstream(upstream))
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)))
+        _cache[version.pk] = graph
+    return graph

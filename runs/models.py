@@ -1,0 +1,193 @@
+"""Runs, task instances and attempts: the engine's state, the source of truth.
+
+Every state change is a compare-and-set UPDATE in runs.engine; these models hold data and
+constraints only."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from orchestrator.models import TenantOwnedModel
+from workflows.models import Workflow, WorkflowVersion
+
+__all__ = ["TaskAttempt", "TaskInstance", "TaskLog", "WorkflowRun"]
+
+
+class WorkflowRun(TenantOwnedModel):
+    class State(models.TextChoices):
+        QUEUED = "queued"  # waiting for a slot (max_active_runs, tenant quota)
+        RUNNING = "running"
+        SUCCESS = "success"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINISHED: ClassVar = (State.SUCCESS, State.FAILED, State.CANCELLED)
+
+    class Source(models.TextChoices):
+        API = "api"
+        GRAPHQL = "graphql"
+        CLI = "cli"
+        SCHEDULE = "schedule"
+        BACKFILL = "backfill"
+        ADMIN = "admin"
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs")
+    version = models.ForeignKey(WorkflowVersion, on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    params = models.JSONField(default=dict)
+    logical_date = models.DateTimeField()
+    data_interval_start = models.DateTimeField(null=True, blank=True)
+    data_interval_end = models.DateTimeField(null=True, blank=True)
+    trigger_source = models.CharField(max_length=16, choices=Source.choices)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes: ClassVar = [
+            models.Index(fields=["tenant", "-id"]),
+            models.Index(fields=["tenant", "workflow", "-id"]),
+            models.Index(fields=["tenant", "state", "-id"]),
+            models.Index(fields=["workflow", "state", "id"], name="run_workflow_state"),
+        ]
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(state__in=["queued", "running", "success", "failed", "cancelled"]),
+                name="run_state_valid",
+            ),
+        ]
+        ordering: ClassVar = ["-id"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.workflow_id} ({self.state})"
+
+
+class TaskInstance(TenantOwnedModel):
+    """One task of one run. `pending_upstreams` counts upstreams not finished yet; the
+    transaction that finishes an upstream decrements it, so a join is never forgotten."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # upstreams unfinished
+        SCHEDULED = "scheduled"  # ready, waiting for a slot
+        QUEUED = "queued"  # message sent to the broker
+        RUNNING = "running"
+        SUCCESS = "success"
+        FAILED = "failed"
+        SKIPPED = "skipped"
+        UPSTREAM_FAILED = "upstream_failed"
+        UP_FOR_RETRY = "up_for_retry"
+        CANCELLED = "cancelled"
+
+    FINISHED: ClassVar = (
+        State.SUCCESS,
+        State.FAILED,
+        State.SKIPPED,
+        State.UPSTREAM_FAILED,
+        State.CANCELLED,
+    )
+
+    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="task_instances")
+    task_id = models.CharField(max_length=100)
+    map_index = models.IntegerField(default=-1)
+    task_type = models.CharField(max_length=16)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    try_number = models.PositiveIntegerField(default=0)
+    max_tries = models.PositiveIntegerField(default=1)
+    priority = models.IntegerField(default=0)
+    pending_upstreams = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["run", "task_id", "map_index"], name="ti_unique"),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["run", "state"], name="ti_run_state"),
+            models.Index(
+                fields=["state", "next_attempt_at"],
+                name="ti_state_due",
+                condition=Q(state__in=["up_for_retry", "queued", "scheduled"]),
+            ),
+            models.Index(fields=["tenant", "-id"], name="ti_tenant_id"),
+        ]
+        ordering: ClassVar = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} of run {self.run_id} ({self.state}, try {self.try_number})"
+
+
+class TaskAttempt(TenantOwnedModel):
+    """One try of a task instance: who ran it, its lease, how it ended."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        SUCCESS = "success"
+        FAILED = "failed"
+        SKIPPED = "skipped"
+        CANCELLED = "cancelled"
+
+    task_instance = models.ForeignKey(
+        TaskInstance, on_delete=models.CASCADE, related_name="attempts"
+    )
+    try_number = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    worker = models.CharField(max_length=255, blank=True)
+    pid = models.IntegerField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    rendered = models.JSONField(default=dict, blank=True)
+    log_bytes = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["task_instance", "try_number"], name="attempt_unique_try"
+            ),
+        ]
+        indexes: ClassVar = [
+            models.Index(
+                fields=["lease_expires_at"],
+                name="attempt_running_lease",
+                condition=Q(state="running"),
+            ),
+        ]
+        ordering: ClassVar = ["task_instance", "try_number"]
+
+    def __str__(self) -> str:
+        return f"try {self.try_number} of {self.task_instance_id} ({self.state})"
+
+
+class TaskLog(TenantOwnedModel):
+    """A chunk of an attempt's output (bytes); `offset` is its first byte in the whole log."""
+
+    attempt = models.ForeignKey(TaskAttempt, on_delete=models.CASCADE, related_name="logs")
+    offset = models.PositiveBigIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["attempt", "offset"], name="tasklog_unique_offset"),
+        ]
+        ordering: ClassVar = ["attempt", "offset"]
+
+    def __str__(self) -> str:
+        return f"log of {self.attempt_id} at {self.offset}"

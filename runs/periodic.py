@@ -1,0 +1,30 @@
+"""The platform's periodic jobs, kept in django-celery-beat's tables so staff can see and
+tune them in the admin. Created when missing (after migrate); never overwritten."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+__all__ = ["ensure_periodic_tasks"]
+
+
+def ensure_periodic_tasks(**kwargs: Any) -> None:
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
+
+    every, _ = IntervalSchedule.objects.get_or_create(
+        every=settings.RECONCILE_INTERVAL_SECONDS, period=IntervalSchedule.SECONDS
+    )
+    _, created = PeriodicTask.objects.get_or_create(
+        name="runs.reconcile",
+        defaults={
+            "task": "runs.reconcile",
+            "interval": every,
+            "queue": "housekeeping",
+            "description": "Repairs runs: expired leases, lost messages, due retries, "
+            "stuck runs, queued runs waiting for a slot.",
+        },
+    )
+    if created:
+        PeriodicTasks.update_changed()

@@ -1,0 +1,98 @@
+"""The reconciler: a periodic job that only repairs, never drives the hot path. Safe to
+run twice at once: every step is a compare-and-set that only one caller wins."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from runs import engine
+from runs.models import TaskAttempt, TaskInstance, WorkflowRun
+
+__all__ = ["reconcile"]
+
+logger = logging.getLogger(__name__)
+TI = TaskInstance.State
+
+
+def expire_leases() -> int:
+    """Attempts whose worker stopped heartbeating (died, or lost the database)."""
+    now = timezone.now()
+    expired = (
+        TaskAttempt.objects.dangerously_unscoped()
+        .filter(state=TaskAttempt.State.RUNNING, lease_expires_at__lt=now)
+        .values_list("id", flat=True)
+    )
+    count = 0
+    for attempt_id in list(expired):
+        outcome = engine.Outcome(
+            "failed",
+            error="lease expired: the worker stopped heartbeating (it died or lost its "
+            "database connection); the try is failed and retried if tries remain",
+        )
+        if engine.finish(attempt_id, outcome) is not None:
+            count += 1
+    return count
+
+
+def resend_lost_messages() -> int:
+    """Instances queued too long: the message was lost (broker restart, crash between
+    commit and send). Re-sent with the same try number, so a late duplicate is harmless."""
+    now = timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.QUEUED_RESEND_AFTER_SECONDS)
+    stale = (
+        TaskInstance.objects.dangerously_unscoped()
+        .filter(state=TI.QUEUED, queued_at__lt=cutoff)
+        .values_list("id", "try_number", "queued_at")
+    )
+    count = 0
+    for ti_id, try_number, queued_at in list(stale[:1000]):
+        with transaction.atomic():
+            if (
+                TaskInstance.objects.dangerously_unscoped()
+                .filter(pk=ti_id, state=TI.QUEUED, try_number=try_number, queued_at=queued_at)
+                .update(queued_at=now)
+            ):
+                engine.send(ti_id, try_number)
+                count += 1
+    return count
+
+
+def schedule_due_retries() -> int:
+    due = (
+        TaskInstance.objects.dangerously_unscoped()
+        .filter(state=TI.UP_FOR_RETRY, next_attempt_at__lte=timezone.now())
+        .values_list("id", flat=True)
+    )
+    return engine.schedule_due_retries(list(due[:1000]))
+
+
+def repair_runs() -> int:
+    """Running runs that nothing moves any more; queued runs that could start."""
+    stuck = engine.active_runs_needing_attention()
+    for run_id in stuck:
+        engine.unstick(run_id)
+    workflows = set(
+        WorkflowRun.objects.dangerously_unscoped()
+        .filter(state=WorkflowRun.State.QUEUED)
+        .values_list("workflow_id", flat=True)
+    )
+    for workflow_id in workflows:
+        engine.start_queued_runs(workflow_id)
+    return len(stuck)
+
+
+def reconcile() -> dict[str, int]:
+    done = {
+        "expired_leases": expire_leases(),
+        "resent_messages": resend_lost_messages(),
+        "due_retries": schedule_due_retries(),
+        "repaired_runs": repair_runs(),
+    }
+    if any(done.values()):
+        logger.info("reconciler: %s", done)
+    return done
