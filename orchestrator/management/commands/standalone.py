@@ -7,7 +7,6 @@ nothing but this command may use it."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import threading
@@ -21,8 +20,6 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from orchestrator.celery import allow_embedded_broker, app
 
-logger = logging.getLogger(__name__)
-
 
 class Command(BaseCommand):
     help = "Run web server, Celery worker and beat in one process (embedded mode)."
@@ -31,59 +28,78 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
         parser.add_argument(
-            "--concurrency", type=int, default=4, help="worker threads executing tasks (default 4)"
+            "--concurrency", type=int, default=4, help="worker threads executing tasks"
         )
         parser.add_argument("--web-threads", type=int, default=8)
         parser.add_argument("--no-migrate", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        allow_embedded_broker()
         if not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
-        worker = start_worker(concurrency=options["concurrency"])
-        beat: Any = EmbeddedService(app, thread=True, scheduler_cls=settings.CELERY_BEAT_SCHEDULER)
-        beat.start()
-        broker = "in-process" if settings.EMBEDDED_BROKER else settings.CELERY_BROKER_URL
-        self.stdout.write(
-            f"standalone: web on http://{options['host']}:{options['port']}/, worker "
-            f"({options['concurrency']} threads) and beat in this process; broker {broker}; "
-            f"database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}"
+        service = Standalone(
+            **{k: options[k] for k in ("host", "port", "concurrency", "web_threads")}
         )
+        service.start()
+        self.stdout.write(service.banner())
         self.stdout.flush()
-        try:
-            serve(options["host"], options["port"], options["web_threads"])
-        finally:
-            beat.stop()
-            worker.stop(in_sighandler=False)
+        service.wait()
 
 
-def start_worker(*, concurrency: int) -> Any:
-    """A Celery worker in a background thread (heartbeats, mingle and gossip off: they need
-    a broker with fan-out, which the in-process one has not)."""
-    worker = app.WorkController(
-        pool_cls="threads",
-        concurrency=concurrency,
-        hostname=f"standalone@{os.uname().nodename}",
-        without_heartbeat=True,
-        without_mingle=True,
-        without_gossip=True,
-        loglevel=settings.LOG_LEVEL,
-    )
-    threading.Thread(target=worker.start, name="celery-worker", daemon=True).start()
-    return worker
+class Standalone:
+    """Web server, worker and beat of one process; `wait()` blocks until SIGINT/SIGTERM."""
 
+    def __init__(self, *, host: str, port: int, concurrency: int, web_threads: int) -> None:
+        self.host, self.port = host, port
+        self.concurrency, self.web_threads = concurrency, web_threads
+        self.stopped = threading.Event()
 
-def serve(host: str, port: int, threads: int) -> None:
-    from waitress.server import create_server
+    def start(self) -> None:
+        allow_embedded_broker()  # before the WSGI module, which checks for a real broker
+        from waitress.server import create_server
 
-    from orchestrator.wsgi import application
+        from orchestrator.wsgi import application
 
-    server = create_server(application, host=host, port=port, threads=threads)
+        self.worker = app.WorkController(
+            pool_cls="threads",
+            concurrency=self.concurrency,
+            hostname=f"standalone@{os.uname().nodename}",
+            # Heartbeats, mingle and gossip need a broker with fan-out: the memory one has not.
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            loglevel=settings.LOG_LEVEL,
+        )
+        threading.Thread(target=self.worker.start, name="celery-worker", daemon=True).start()
+        self.beat: Any = EmbeddedService(
+            app, thread=True, scheduler_cls=settings.CELERY_BEAT_SCHEDULER
+        )
+        self.beat.start()
+        self.server = create_server(
+            application, host=self.host, port=self.port, threads=self.web_threads
+        )
+        threading.Thread(target=self._serve, name="web", daemon=True).start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        server.close()
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # the listening socket was closed by stop()
+            self.server.run()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    with contextlib.suppress(OSError):  # the listening socket was closed by stop()
-        server.run()
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopped.set()
+
+    def banner(self) -> str:
+        broker = "in-process" if settings.EMBEDDED_BROKER else settings.CELERY_BROKER_URL
+        engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+        return (
+            f"standalone: web on http://{self.host}:{self.port}/, worker "
+            f"({self.concurrency} threads) and beat in this process; broker {broker}; "
+            f"database {engine}"
+        )
+
+    def wait(self) -> None:
+        while not self.stopped.wait(0.5):
+            pass
+        self.server.close()
+        self.beat.stop()
+        self.worker.stop(in_sighandler=False)
