@@ -121,7 +121,7 @@ def start_queued_runs(workflow_id: int) -> list[int]:
     with transaction.atomic():
         workflow = (
             Workflow.objects.dangerously_unscoped()
-            .select_for_update()
+            .select_for_update(of=("self",))
             .select_related("current_version")
             .get(pk=workflow_id)
         )
@@ -151,7 +151,7 @@ def start_queued_runs(workflow_id: int) -> list[int]:
 
 
 def _lock_run(run_id: int) -> WorkflowRun:
-    return runs().select_for_update().select_related("version").get(pk=run_id)
+    return runs().select_for_update(of=("self",)).select_related("version").get(pk=run_id)
 
 
 def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:

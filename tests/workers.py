@@ -1,0 +1,129 @@
+"""Real Celery worker and beat processes for engine tests, on the test database and a
+Redis key prefix of their own (so parallel runs never take each other's messages)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+from django.db import connection
+
+from orchestrator.celery import app
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+LEASE_SECONDS = 3
+
+
+class Workers:
+    """`count` worker processes (prefork, `concurrency` each) and one beat."""
+
+    def __init__(self, count: int = 2, concurrency: int = 2, beat: bool = True) -> None:
+        self.count, self.concurrency, self.with_beat = count, concurrency, beat
+        self.prefix = f"orc-test-{uuid.uuid4().hex[:10]}:"
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+        db = connection.settings_dict
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "CELERY_BROKER_URL": REDIS_URL,
+            "CELERY_KEY_PREFIX": self.prefix,
+            "TASK_LEASE_SECONDS": str(LEASE_SECONDS),
+            "QUEUED_RESEND_AFTER_SECONDS": "5",
+            "VAR_DIR": str(Path(os.environ.get("TMPDIR", "/tmp")) / self.prefix.strip(":")),
+        }
+
+    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+        return self._spawn(name, [
+            "-m", "celery", "-A", "orchestrator", "worker", "-n", f"{name}@%h", "-l", "INFO",
+            "-c", str(self.concurrency), "--pool", "prefork", "-Q", "tasks,housekeeping",
+            "--without-heartbeat", "--without-gossip", "--without-mingle",
+        ])
+
+    def start_beat(self) -> subprocess.Popen[bytes]:
+        schedule = Path(self.env["VAR_DIR"])
+        schedule.mkdir(parents=True, exist_ok=True)
+        return self._spawn("beat", ["-m", "celery", "-A", "orchestrator", "beat", "-l", "INFO"])
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = Path(self.env["VAR_DIR"]) / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            process = subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=self.env,
+                                       stdout=out, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        self.processes.append(process)
+        self.logs.append(log)
+        return process
+
+    def start(self) -> None:
+        for index in range(self.count):
+            self.start_worker(f"w{index + 1}")
+        if self.with_beat:
+            self.start_beat()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(f"{self.prefix}*"))
+        if keys:
+            client.delete(*keys)
+
+    def log_text(self) -> str:
+        return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-5000:]}"
+                         for p in self.logs if p.exists())
+
+
+@contextmanager
+def publishing_to(workers: Workers) -> Iterator[None]:
+    """Point this process's Celery app at the workers' broker and key prefix."""
+    saved: dict[str, Any] = {
+        "broker_url": app.conf.broker_url,
+        "broker_transport_options": app.conf.broker_transport_options,
+    }
+    app.conf.update(broker_url=REDIS_URL,
+                    broker_transport_options={"global_keyprefix": workers.prefix,
+                                              "visibility_timeout": 3600})
+    _reset_pools()
+    try:
+        yield
+    finally:
+        app.conf.update(**saved)
+        _reset_pools()
+
+
+def _reset_pools() -> None:
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+def wait_for(predicate: Any, timeout: float, what: str, workers: Workers | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    logs = workers.log_text() if workers else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
