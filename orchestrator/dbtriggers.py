@@ -47,12 +47,14 @@ def _statements(table: str, vendor: str, up: bool) -> list[str]:
 
 
 def append_only(table: str) -> migrations.RunPython:
+    # params=None: the SQL is sent as it is. With the default (), PostgreSQL's schema editor
+    # interpolates client-side and the `%` of RAISE's format string breaks every migrate.
     def forward(apps: Any, schema_editor: Any) -> None:
         for sql in _statements(table, schema_editor.connection.vendor, up=True):
-            schema_editor.execute(sql)
+            schema_editor.execute(sql, params=None)
 
     def backward(apps: Any, schema_editor: Any) -> None:
         for sql in _statements(table, schema_editor.connection.vendor, up=False):
-            schema_editor.execute(sql)
+            schema_editor.execute(sql, params=None)
 
     return migrations.RunPython(forward, backward)

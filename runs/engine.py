@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,11 +59,21 @@ class Outcome:
     rendered: dict[str, Any] = field(default_factory=dict)
 
 
-def send(ti_id: int, try_number: int) -> None:
-    """Ring the doorbell: a worker will claim this try (after commit)."""
-    from runs.tasks import execute_task_instance
+def send(*tries: tuple[int, int]) -> None:
+    """Ring the doorbell for (instance id, try number) pairs, after commit: a worker will
+    claim each try. One producer connection serves the whole batch."""
+    if not tries:
+        return
 
-    transaction.on_commit(lambda: execute_task_instance.delay(ti_id, try_number))
+    def publish() -> None:
+        from orchestrator.celery import app
+        from runs.tasks import execute_task_instance
+
+        with app.producer_or_acquire() as producer:
+            for ti_id, try_number in tries:
+                execute_task_instance.apply_async((ti_id, try_number), producer=producer)
+
+    transaction.on_commit(publish)
 
 
 # --- runs --------------------------------------------------------------------------------
@@ -80,14 +89,14 @@ def create_run(
     interval: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> WorkflowRun:
     """A queued run of the workflow's current version, with all its task instances."""
-    version = workflow.current_version
-    assert version is not None
-    graph = graph_for(version)
+    version_id = workflow.current_version_id
+    assert version_id is not None
+    graph = graph_for(version_id)
     now = timezone.now()
     run = runs().create(
         tenant_id=workflow.tenant_id,
         workflow=workflow,
-        version=version,
+        version_id=version_id,
         params=params,
         state=RUN.QUEUED,
         logical_date=logical_date or now,
@@ -119,15 +128,10 @@ def create_run(
 def start_queued_runs(workflow_id: int) -> list[int]:
     """Start queued runs, oldest first, while the workflow has free run slots."""
     with transaction.atomic():
-        workflow = (
-            Workflow.objects.dangerously_unscoped()
-            .select_for_update(of=("self",))
-            .select_related("current_version")
-            .get(pk=workflow_id)
-        )
+        workflow = Workflow.objects.dangerously_unscoped().select_for_update().get(pk=workflow_id)
         limit = (
-            graph_for(workflow.current_version).spec.max_active_runs
-            if (workflow.current_version)
+            graph_for(workflow.current_version_id).spec.max_active_runs
+            if workflow.current_version_id
             else 1
         )
         active = runs().filter(workflow_id=workflow_id, state=RUN.RUNNING).count()
@@ -144,14 +148,16 @@ def start_queued_runs(workflow_id: int) -> list[int]:
             run = _lock_run(run_id)
             # Every pending instance: roots run, and `always` runs whatever its upstreams.
             _advance(
-                run, graph_for(run.version), tis().filter(run=run, state=TI.PENDING).order_by("id")
+                run,
+                graph_for(run.version_id),
+                tis().filter(run=run, state=TI.PENDING).order_by("id"),
             )
             started.append(run_id)
         return started
 
 
 def _lock_run(run_id: int) -> WorkflowRun:
-    return runs().select_for_update(of=("self",)).select_related("version").get(pk=run_id)
+    return runs().select_for_update(of=("self",)).get(pk=run_id)
 
 
 def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:
@@ -173,28 +179,43 @@ def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:
 
 
 def _advance(run: WorkflowRun, graph: VersionGraph, candidates: Iterable[TaskInstance]) -> None:
-    """Decide pending candidates by their trigger rules, propagate what settles, dispatch
-    what is ready, and settle the run if nothing is left. The run row is locked."""
-    queue = deque(candidates)
-    while queue:
-        ti = queue.popleft()
-        ups = graph.upstream[ti.task_id]
-        # The counter says whether any upstream finished; if none did, no need to look.
-        finished_any = ti.pending_upstreams < len(ups)
+    """Decide pending candidates by their trigger rules, wave by wave: what settles
+    (skipped, upstream_failed) is counted off its downstream, which forms the next wave.
+    Then dispatch what is ready and settle the run if nothing is left. The run is locked,
+    so no pending instance changes under our feet."""
+    wave = list(candidates)
+    while wave:
+        # The counters say which upstreams may have finished; read only those states.
+        needed = {
+            up
+            for ti in wave
+            if ti.pending_upstreams < len(graph.upstream[ti.task_id])
+            for up in graph.upstream[ti.task_id]
+        }
         states = (
-            list(tis().filter(run=run, task_id__in=ups).values_list("state", flat=True))
-            if finished_any
-            else []
+            dict(tis().filter(run=run, task_id__in=needed).values_list("task_id", "state"))
+            if needed
+            else {}
         )
-        decision = decide(graph.task(ti.task_id).trigger_rule, Counts.of(len(ups), states))
-        if decision == "wait":
-            continue
-        if decision == "run":
-            tis().filter(pk=ti.pk, state=TI.PENDING).update(state=TI.SCHEDULED)
-            continue
-        new = TI.SKIPPED if decision == "skip" else TI.UPSTREAM_FAILED
-        if tis().filter(pk=ti.pk, state=TI.PENDING).update(state=new, ended_at=timezone.now()):
-            queue.extend(_downstream_pending(run, graph, [ti.task_id]))
+        verdicts: dict[str, list[TaskInstance]] = {"run": [], "skip": [], "upstream_failed": []}
+        for ti in wave:
+            ups = graph.upstream[ti.task_id]
+            counts = Counts.of(len(ups), (states[u] for u in ups if u in states))
+            decision = decide(graph.task(ti.task_id).trigger_rule, counts)
+            if decision != "wait":
+                verdicts[decision].append(ti)
+        if verdicts["run"]:
+            tis().filter(pk__in=[t.pk for t in verdicts["run"]], state=TI.PENDING).update(
+                state=TI.SCHEDULED
+            )
+        settled: list[str] = []
+        for decision, new in (("skip", TI.SKIPPED), ("upstream_failed", TI.UPSTREAM_FAILED)):
+            if verdicts[decision]:
+                tis().filter(pk__in=[t.pk for t in verdicts[decision]], state=TI.PENDING).update(
+                    state=new, ended_at=timezone.now()
+                )
+                settled += [t.task_id for t in verdicts[decision]]
+        wave = _downstream_pending(run, graph, settled)
     dispatch(run, graph)
     _finish_run_if_done(run, graph)
 
@@ -226,7 +247,7 @@ def dispatch(run: WorkflowRun, graph: VersionGraph | None = None) -> list[tuple[
     messages go out after commit. The run row must be locked by the caller."""
     if run.state != RUN.RUNNING:
         return []
-    graph = graph or graph_for(run.version)
+    graph = graph or graph_for(run.version_id)
     active = tis().filter(run=run, state__in=[TI.QUEUED, TI.RUNNING]).count()
     room = graph.spec.max_active_tasks - active
     if room <= 0:
@@ -248,8 +269,7 @@ def dispatch(run: WorkflowRun, graph: VersionGraph | None = None) -> list[tuple[
             [TI.QUEUED, timezone.now(), *ids, TI.SCHEDULED],
         )
         queued = [(int(r[0]), int(r[1])) for r in cursor.fetchall()]
-    for ti_id, try_number in queued:
-        send(ti_id, try_number)
+    send(*queued)
     return queued
 
 
@@ -318,7 +338,7 @@ def finish(attempt_id: int, outcome: Outcome) -> str | None:
         ):
             return None
         ti = tis().get(pk=attempt.task_instance_id)
-        graph = graph_for(run.version)
+        graph = graph_for(run.version_id)
         new, next_at = outcome.state, None
         if outcome.state == TI.FAILED and ti.try_number < ti.max_tries:
             eff = graph.effective(ti.task_id)
@@ -380,7 +400,7 @@ def unstick(run_id: int) -> None:
         if run.state != RUN.RUNNING:
             return
         _advance(
-            run, graph_for(run.version), tis().filter(run=run, state=TI.PENDING).order_by("id")
+            run, graph_for(run.version_id), tis().filter(run=run, state=TI.PENDING).order_by("id")
         )
 
 

@@ -75,7 +75,7 @@ def render_task(task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]
 
 def build_context(ti: TaskInstance) -> dict[str, Any]:
     run = ti.run
-    graph = graph_for(run.version)
+    graph = graph_for(run.version_id)
     upstream = dag.upstream_of(graph.upstream, ti.task_id)
     results = dict(
         TaskInstance.objects.dangerously_unscoped()
@@ -89,7 +89,7 @@ def build_context(ti: TaskInstance) -> dict[str, Any]:
             "logical_date": logical,
             "trigger_source": run.trigger_source,
             "workflow": run.workflow.name,
-            "version": run.version.number,
+            "version": graph.number,
         },
         "params": run.params,
         "ds": logical.date().isoformat(),
@@ -307,7 +307,7 @@ def execute(ti_id: int, try_number: int) -> str | None:
         return None
     ti = (
         TaskInstance.objects.dangerously_unscoped()
-        .select_related("run", "run__version", "run__workflow")
+        .select_related("run", "run__workflow")
         .get(pk=ti_id)
     )
     sink = _Tail(settings.TASK_LOG_MAX_BYTES)
@@ -315,7 +315,7 @@ def execute(ti_id: int, try_number: int) -> str | None:
     heartbeat.start()
     rendered: dict[str, Any] = {}
     try:
-        graph = graph_for(ti.run.version)
+        graph = graph_for(ti.run.version_id)
         task = graph.task(ti.task_id).model_dump(mode="json", by_alias=True, exclude_none=True)
         task["timeout"] = graph.effective(ti.task_id).timeout
         context = build_context(ti)

@@ -30,6 +30,7 @@ class Effective:
 @dataclass(frozen=True)
 class VersionGraph:
     spec: WorkflowSpec
+    number: int
     upstream: dict[str, list[str]]
     downstream: dict[str, list[str]]
 
@@ -60,14 +61,25 @@ _cache: dict[int, VersionGraph] = {}
 _CACHE_SIZE = 512
 
 
-def graph_for(version: Any) -> VersionGraph:
-    """The graph of a WorkflowVersion, cached by id: a version's spec never changes."""
-    graph = _cache.get(version.pk)
+def graph_for(version_id: int) -> VersionGraph:
+    """The graph of a WorkflowVersion, cached by id: a version's spec never changes, so it
+    is read from the database (and parsed) once per process."""
+    graph = _cache.get(version_id)
     if graph is None:
-        spec = WorkflowSpec.model_validate(version.spec)
+        from workflows.models import WorkflowVersion
+
+        raw, number = (
+            WorkflowVersion.objects.dangerously_unscoped()
+            .filter(pk=version_id)
+            .values_list("spec", "number")
+            .get()
+        )
+        spec = WorkflowSpec.model_validate(raw)
         upstream = {tid: list(task.depends_on) for tid, task in spec.tasks.items()}
-        graph = VersionGraph(spec=spec, upstream=upstream, downstream=dag.downstream(upstream))
+        graph = VersionGraph(
+            spec=spec, number=number, upstream=upstream, downstream=dag.downstream(upstream)
+        )
         if len(_cache) >= _CACHE_SIZE:
             _cache.pop(next(iter(_cache)))
-        _cache[version.pk] = graph
+        _cache[version_id] = graph
     return graph

@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from amqp.exceptions import ChannelError
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from orchestrator.celery import app
 from runs import engine
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 
@@ -39,25 +41,43 @@ def expire_leases() -> int:
     return count
 
 
+def broker_backlog(queue: str = "tasks") -> int:
+    """Messages waiting in the task queue (0 when it does not exist yet)."""
+    # kombu's virtual transports (redis, memory) answer `_size`; queue_declare(passive=True)
+    # misses queues under a global key prefix on redis.
+    with app.connection_for_read() as conn:
+        try:
+            return int(conn.default_channel._size(queue))
+        except (ChannelError, AttributeError, KeyError):
+            return 0
+
+
 def resend_lost_messages() -> int:
-    """Instances queued too long: the message was lost (broker restart, crash between
-    commit and send). Re-sent with the same try number, so a late duplicate is harmless."""
+    """Instances queued too long: their message was lost (broker restart or flush, a crash
+    between commit and send). Re-sent with the same try number, so if the first message
+    turns up after all, the second claim finds nothing to do.
+
+    An instance may also wait simply because workers are busy with a backlog; re-sending
+    then would only add duplicates to the backlog. So while the task queue holds messages,
+    only instances queued ten times longer than the threshold are re-sent."""
     now = timezone.now()
-    cutoff = now - dt.timedelta(seconds=settings.QUEUED_RESEND_AFTER_SECONDS)
+    threshold = dt.timedelta(seconds=settings.QUEUED_RESEND_AFTER_SECONDS)
+    if broker_backlog() > 0:
+        threshold *= 10
     stale = (
         TaskInstance.objects.dangerously_unscoped()
-        .filter(state=TI.QUEUED, queued_at__lt=cutoff)
+        .filter(state=TI.QUEUED, queued_at__lt=now - threshold)
         .values_list("id", "try_number", "queued_at")
     )
     count = 0
-    for ti_id, try_number, queued_at in list(stale[:1000]):
+    for ti_id, try_number, queued_at in list(stale[:500]):
         with transaction.atomic():
             if (
                 TaskInstance.objects.dangerously_unscoped()
                 .filter(pk=ti_id, state=TI.QUEUED, try_number=try_number, queued_at=queued_at)
                 .update(queued_at=now)
             ):
-                engine.send(ti_id, try_number)
+                engine.send((ti_id, try_number))
                 count += 1
     return count
 

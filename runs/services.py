@@ -22,8 +22,8 @@ __all__ = ["resolve_params", "trigger_run"]
 
 def resolve_params(workflow: Workflow, given: Any) -> dict[str, Any]:
     """The run's params: defaults applied, then checked against the workflow's params."""
-    assert workflow.current_version is not None
-    declared = graph_for(workflow.current_version).spec.params
+    assert workflow.current_version_id is not None
+    declared = graph_for(workflow.current_version_id).spec.params
     if not isinstance(given, dict):
         raise Invalid([("params", "expected an object of param values")])
     errors: list[FieldError] = []

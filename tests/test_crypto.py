@@ -30,6 +30,9 @@ def test_it_rotates_to_the_newest_key_and_still_reads_old_values() -> None:
 
 
 def test_it_names_a_bad_key_by_position() -> None:
-    with override_settings(ENCRYPTION_KEYS=[Fernet.generate_key().decode(), "not-a-key"]):
-        with pytest.raises(ImproperlyConfigured, match=r"ENCRYPTION_KEYS\[1\]"):
-            crypto.encrypt("x")
+    keys = [Fernet.generate_key().decode(), "not-a-key"]
+    with (
+        override_settings(ENCRYPTION_KEYS=keys),
+        pytest.raises(ImproperlyConfigured, match=r"ENCRYPTION_KEYS\[1\]"),
+    ):
+        crypto.encrypt("x")

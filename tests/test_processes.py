@@ -30,14 +30,18 @@ def _free_port() -> int:
 
 def _env(**overrides: str) -> dict[str, str]:
     """The environment of a fresh shell: none of the test run's database or broker."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}
+    }
     env.update(overrides)
     return env
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(url)
+    assert url.startswith("http://127.0.0.1:")  # loopback only
+    request = urllib.request.Request(url)  # noqa: S310
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -55,7 +59,9 @@ def demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "demo", "--port", str(port)],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             env=_env(VAR_DIR=str(tmp_path / "var"), DEBUG="1"),
         )
     base = f"http://127.0.0.1:{port}"
@@ -84,13 +90,15 @@ def test_it_serves_health_and_the_api_in_standalone_mode(demo: tuple[str, str]) 
     base, token = demo
     assert _get(f"{base}/healthz") == (200, {"status": "ok"})
     status, ready = _get(f"{base}/readyz")
-    assert status == 200 and ready["checks"] == {"database": "ok", "broker": "ok"}
+    assert status == 200
+    assert ready["checks"] == {"database": "ok", "broker": "ok"}
     status, me = _get(f"{base}/api/v1/me", token)
     assert status == 200
     assert me["username"] == "admin"
     assert me["memberships"] == [{"tenant": "demo", "tenant_name": "Demo", "role": "owner"}]
     status, problem = _get(f"{base}/api/v1/me", token[:-2] + "xx")
-    assert status == 401 and problem["status"] == 401
+    assert status == 401
+    assert problem["status"] == 401
 
 
 @pytest.mark.parametrize(
@@ -107,10 +115,16 @@ def test_it_refuses_to_start_without_a_broker_outside_standalone(
 ) -> None:
     env = _env(VAR_DIR=str(tmp_path))
     # A migrated database, as a user who forgot CELERY_BROKER_URL would have.
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env,
-                   check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120
+    )
     result = subprocess.run(
-        [sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env,
+        [sys.executable, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert result.returncode != 0
     assert "CELERY_BROKER_URL is not set" in result.stdout + result.stderr
@@ -132,7 +146,11 @@ def test_it_passes_check_deploy_with_production_settings(tmp_path: Path) -> None
     )
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, env=production,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=production,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout

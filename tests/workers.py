@@ -3,10 +3,13 @@ Redis key prefix of their own (so parallel runs never take each other's messages
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +25,12 @@ from orchestrator.celery import app
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 LEASE_SECONDS = 3
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when the test run dies, so no worker outlives it."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Workers:
@@ -40,15 +49,33 @@ class Workers:
             "CELERY_KEY_PREFIX": self.prefix,
             "TASK_LEASE_SECONDS": str(LEASE_SECONDS),
             "QUEUED_RESEND_AFTER_SECONDS": "5",
-            "VAR_DIR": str(Path(os.environ.get("TMPDIR", "/tmp")) / self.prefix.strip(":")),
+            "VAR_DIR": str(Path(tempfile.gettempdir()) / self.prefix.strip(":")),
         }
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        return self._spawn(name, [
-            "-m", "celery", "-A", "orchestrator", "worker", "-n", f"{name}@%h", "-l", "INFO",
-            "-c", str(self.concurrency), "--pool", "prefork", "-Q", "tasks,housekeeping",
-            "--without-heartbeat", "--without-gossip", "--without-mingle",
-        ])
+        return self._spawn(
+            name,
+            [
+                "-m",
+                "celery",
+                "-A",
+                "orchestrator",
+                "worker",
+                "-n",
+                f"{name}@%h",
+                "-l",
+                "INFO",
+                "-c",
+                str(self.concurrency),
+                "--pool",
+                "prefork",
+                "-Q",
+                "tasks,housekeeping",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+        )
 
     def start_beat(self) -> subprocess.Popen[bytes]:
         schedule = Path(self.env["VAR_DIR"])
@@ -59,9 +86,15 @@ class Workers:
         log = Path(self.env["VAR_DIR"]) / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
-            process = subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=self.env,
-                                       stdout=out, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                [sys.executable, *argv],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         self.processes.append(process)
         self.logs.append(log)
         return process
@@ -89,8 +122,9 @@ class Workers:
             client.delete(*keys)
 
     def log_text(self) -> str:
-        return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-5000:]}"
-                         for p in self.logs if p.exists())
+        return "\n".join(
+            f"== {p.name}\n{p.read_text(errors='replace')[-5000:]}" for p in self.logs if p.exists()
+        )
 
 
 @contextmanager
@@ -100,9 +134,10 @@ def publishing_to(workers: Workers) -> Iterator[None]:
         "broker_url": app.conf.broker_url,
         "broker_transport_options": app.conf.broker_transport_options,
     }
-    app.conf.update(broker_url=REDIS_URL,
-                    broker_transport_options={"global_keyprefix": workers.prefix,
-                                              "visibility_timeout": 3600})
+    app.conf.update(
+        broker_url=REDIS_URL,
+        broker_transport_options={"global_keyprefix": workers.prefix, "visibility_timeout": 3600},
+    )
     _reset_pools()
     try:
         yield

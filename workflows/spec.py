@@ -295,8 +295,6 @@ class HttpTask(TaskBase):
         None, description="status codes that count as success (default: any 2xx)"
     )
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
     @model_validator(mode="after")
     def _one_body(self) -> HttpTask:
         if self.json_body is not None and self.body is not None:

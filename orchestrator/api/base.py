@@ -90,10 +90,21 @@ class TenantScopedViewSet(viewsets.GenericViewSet[Any]):
     def finalize_response(
         self, request: Request, response: Response, *args: Any, **kwargs: Any
     ) -> Response:
+        self._leave_scope()
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # An unhandled error skips finalize_response: leave the scope anyway, or the
+        # thread's next request would start inside this tenant instead of failing closed.
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            self._leave_scope()
+
+    def _leave_scope(self) -> None:
         if self._scope is not None:
             self._scope.__exit__(None, None, None)
             self._scope = None
-        return super().finalize_response(request, response, *args, **kwargs)
 
     def get_queryset(self) -> models.QuerySet[Any]:
         return self.safely_get_queryset(self.model.objects.all())  # type: ignore[attr-defined]

@@ -60,21 +60,25 @@ class MembershipUpdateSerializer(StrictSerializer):
     role = serializers.ChoiceField(choices=ROLE_CHOICES)
 
 
+class AccountRoleField(serializers.ChoiceField):
+    """The role of a service account's membership, from the context `roles` (user id ->
+    role): the ServiceAccount model has no such attribute to read."""
+
+    def get_attribute(self, instance: ServiceAccount) -> str | None:
+        roles: dict[int, str] = self.context.get("roles", {})
+        return roles.get(instance.user_id)
+
+
 class ServiceAccountSerializer(StrictSerializer):
     id = serializers.IntegerField(read_only=True)
     name = serializers.SlugField(max_length=63)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
-    role = serializers.ChoiceField(choices=ROLE_CHOICES)
+    role = AccountRoleField(choices=ROLE_CHOICES)
     username = serializers.CharField(source="user.username", read_only=True)
     created_by = serializers.CharField(
         source="created_by.username", read_only=True, allow_null=True
     )
     created_at = serializers.DateTimeField(read_only=True)
-
-    def to_representation(self, instance: ServiceAccount) -> dict[str, Any]:
-        data: dict[str, Any] = super().to_representation(instance)
-        data["role"] = self.context.get("roles", {}).get(instance.user_id)
-        return data
 
 
 class TokenSerializer(StrictSerializer):

@@ -135,6 +135,6 @@ class Mutation:
         t = tenant_for(info, tenant, "run.operate")
         with tenant_scope([t]):
             run = services.trigger_run(
-                actor=actor_of(info), workflow=get_workflow(workflow), params=params or {}
+                actor=actor_of(info), workflow=get_workflow(workflow), params=params
             )
         return run  # type: ignore[return-value]

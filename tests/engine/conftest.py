@@ -38,8 +38,13 @@ class Engine:
     def __init__(self, workers: Workers) -> None:
         self.workers = workers
         self.user = User.objects.create_user("owner")
-        self.tenant = services.create_tenant(actor=Actor.cli(), slug="eng", name="Engine",
-                                             owner=self.user)
+        self.tenant = services.create_tenant(
+            actor=Actor.cli(),
+            slug="eng",
+            name="Engine",
+            owner=self.user,
+            quotas={"max_tasks_per_workflow": 2000},
+        )
         self.actor = Actor(user=self.user, source="api")
 
     def apply(self, spec: dict[str, Any]) -> Any:
@@ -53,4 +58,3 @@ class Engine:
 @pytest.fixture
 def engine(transactional_db: None, workers: Workers) -> Engine:
     return Engine(workers)
-

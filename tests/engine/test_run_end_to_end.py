@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from runs.models import TaskInstance, WorkflowRun
@@ -18,20 +20,31 @@ def finished(run: WorkflowRun) -> bool:
 
 
 def test_it_runs_a_workflow_to_success_in_dependency_order(engine: Engine) -> None:
-    workflow = engine.apply({
-        "name": "etl",
-        "params": {"who": {"type": "string", "default": "world"}},
-        "tasks": {
-            "start": {"type": "noop"},
-            "hello": {"type": "shell", "command": ["sh", "-c", 'echo "{\\"n\\": 41}"'],
-                      "depends_on": ["start"]},
-            "add": {"type": "python", "callable": "runs.library:add",
+    workflow = engine.apply(
+        {
+            "name": "etl",
+            "params": {"who": {"type": "string", "default": "world"}},
+            "tasks": {
+                "start": {"type": "noop"},
+                "hello": {
+                    "type": "shell",
+                    "command": ["sh", "-c", 'echo "{\\"n\\": 41}"'],
+                    "depends_on": ["start"],
+                },
+                "add": {
+                    "type": "python",
+                    "callable": "runs.library:add",
                     "kwargs": {"a": "{{ tasks.hello.result.n }}", "b": 1},
-                    "depends_on": ["hello"]},
-            "greet": {"type": "shell", "command": ["echo", "hi {{ params.who }}"],
-                      "depends_on": ["add"]},
-        },
-    })
+                    "depends_on": ["hello"],
+                },
+                "greet": {
+                    "type": "shell",
+                    "command": ["echo", "hi {{ params.who }}"],
+                    "depends_on": ["add"],
+                },
+            },
+        }
+    )
     with engine.scope():
         run = trigger_run(actor=engine.actor, workflow=workflow, params={"who": "you"})
     wait_for(lambda: finished(run), 30, "the run to finish", engine.workers)
@@ -43,5 +56,5 @@ def test_it_runs_a_workflow_to_success_in_dependency_order(engine: Engine) -> No
     assert tis["add"].result == 42
     assert tis["greet"].result == "hi you"
     order = ["start", "hello", "add", "greet"]
-    for up, down in zip(order, order[1:], strict=False):
+    for up, down in itertools.pairwise(order):
         assert tis[up].ended_at <= tis[down].started_at

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework.parsers import BaseParser
-from rest_framework.renderers import BaseRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 
 from workflows.services import spec_yaml
 
@@ -40,4 +40,8 @@ class YAMLRenderer(BaseRenderer):
         accepted_media_type: str | None = None,
         renderer_context: dict[str, Any] | None = None,
     ) -> bytes:
+        response = (renderer_context or {}).get("response")
+        if response is not None and response.exception:
+            # Errors stay application/problem+json (JSON), whatever the client accepts.
+            return JSONRenderer().render(data, accepted_media_type, renderer_context)
         return spec_yaml(data).encode() if data is not None else b""

@@ -1,0 +1,30 @@
+"""Fixtures of the cross-app tests: `team` (tenant A: a member and an API token per role)
+and `outsider` (tenant B: an owner and a token), so every test can check isolation."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.testing import Team, allow_flush_of_append_only_tables, make_team
+
+__all__ = ["allow_flush_of_append_only_tables", "outsider", "team"]
+
+
+@pytest.fixture
+def team(db: None) -> Team:
+    return make_team("acme")
+
+
+@pytest.fixture
+def outsider(db: None) -> Team:
+    return make_team("globex", roles=["owner"])
+
+
+@pytest.fixture(autouse=True)
+def _transactional_tests_can_flush(request: pytest.FixtureRequest) -> None:
+    """Transactional tests end with a TRUNCATE that append-only tables would refuse."""
+    marker = request.node.get_closest_marker("django_db")
+    if (marker is not None and marker.kwargs.get("transaction")) or (
+        "transactional_db" in request.fixturenames
+    ):
+        request.getfixturevalue("allow_flush_of_append_only_tables")

@@ -1,0 +1,162 @@
+"""Trigger rules decide a task from the states of its direct upstreams, as Airflow 3's
+scheduler does (trigger_rule_dep.py with flag_upstream_failed): some rules settle a task
+early (`skip`, `upstream_failed`) before every upstream has finished; `one_*` rules run
+as soon as one upstream qualifies; root tasks and `always` run at once."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from runs.trigger_rules import Counts, decide
+from workflows.spec import TRIGGER_RULES
+
+# Upstream states as the engine reads them: unfinished ones count only towards `upstream`.
+S, F, K, UF = "success", "failed", "skipped", "upstream_failed"
+P, R = "pending", "running"
+
+TABLE: list[tuple[str, tuple[str, ...], str]] = [
+    # all_success: every upstream succeeded; a failure or a skip settles it at once.
+    ("all_success", (P, P), "wait"),
+    ("all_success", (S, R), "wait"),
+    ("all_success", (S, S), "run"),
+    ("all_success", (S, S, S), "run"),
+    ("all_success", (F, R), "upstream_failed"),
+    ("all_success", (UF, P), "upstream_failed"),
+    ("all_success", (K, R), "skip"),
+    ("all_success", (S, K), "skip"),
+    ("all_success", (K, F, S), "upstream_failed"),  # a failure outweighs a skip
+    # all_failed: every upstream failed or upstream_failed; a success or skip skips it.
+    ("all_failed", (P, P), "wait"),
+    ("all_failed", (F, R), "wait"),
+    ("all_failed", (F, F), "run"),
+    ("all_failed", (F, UF), "run"),
+    ("all_failed", (UF, UF), "run"),
+    ("all_failed", (S, R), "skip"),
+    ("all_failed", (K, R), "skip"),
+    ("all_failed", (F, F, S), "skip"),
+    # all_done: every upstream finished, however.
+    ("all_done", (P, P), "wait"),
+    ("all_done", (S, R), "wait"),
+    ("all_done", (F, UF, R), "wait"),
+    ("all_done", (S, F), "run"),
+    ("all_done", (K, K), "run"),
+    ("all_done", (F, UF, K), "run"),
+    # all_done_min_one_success: every upstream finished, none skipped, one succeeded.
+    ("all_done_min_one_success", (P, P), "wait"),
+    ("all_done_min_one_success", (S, R), "wait"),
+    ("all_done_min_one_success", (F, R), "wait"),
+    ("all_done_min_one_success", (S, F), "run"),
+    ("all_done_min_one_success", (S, UF, F), "run"),
+    ("all_done_min_one_success", (S, S), "run"),
+    ("all_done_min_one_success", (F, F), "upstream_failed"),
+    ("all_done_min_one_success", (F, UF), "upstream_failed"),
+    ("all_done_min_one_success", (K, R), "skip"),  # Airflow's code: any skip skips it
+    ("all_done_min_one_success", (S, K), "skip"),
+    # all_skipped: every upstream skipped; anything else finished skips it at once.
+    ("all_skipped", (P, P), "wait"),
+    ("all_skipped", (K, R), "wait"),
+    ("all_skipped", (K, K), "run"),
+    ("all_skipped", (S, R), "skip"),
+    ("all_skipped", (F, R), "skip"),
+    ("all_skipped", (UF, K), "skip"),
+    # one_success: runs at the first success without waiting for the others.
+    ("one_success", (P, P, P), "wait"),
+    ("one_success", (S, P, R), "run"),
+    ("one_success", (F, K, R), "wait"),
+    ("one_success", (F, F, S), "run"),
+    ("one_success", (K, S), "run"),
+    ("one_success", (F, F, F), "upstream_failed"),
+    ("one_success", (F, K, UF), "upstream_failed"),
+    ("one_success", (K, K, K), "skip"),
+    # one_failed: runs at the first failed or upstream_failed upstream.
+    ("one_failed", (P, P, P), "wait"),
+    ("one_failed", (F, P, R), "run"),
+    ("one_failed", (UF, P, R), "run"),
+    ("one_failed", (S, S, R), "wait"),
+    ("one_failed", (S, K, F), "run"),
+    ("one_failed", (S, S, S), "skip"),
+    ("one_failed", (S, K, K), "skip"),
+    # one_done: runs at the first success or failure; upstream_failed does not count.
+    ("one_done", (P, P, P), "wait"),
+    ("one_done", (S, P, R), "run"),
+    ("one_done", (F, P, R), "run"),
+    ("one_done", (UF, P, R), "wait"),
+    ("one_done", (K, UF, R), "wait"),
+    ("one_done", (UF, UF, F), "run"),
+    ("one_done", (UF, K, UF), "skip"),
+    ("one_done", (K, K, K), "skip"),
+    # none_failed: every upstream succeeded or skipped; a failure settles it at once.
+    ("none_failed", (P, P), "wait"),
+    ("none_failed", (S, R), "wait"),
+    ("none_failed", (S, K), "run"),
+    ("none_failed", (K, K), "run"),
+    ("none_failed", (F, R), "upstream_failed"),
+    ("none_failed", (UF, S), "upstream_failed"),
+    # none_failed_min_one_success: as none_failed, but all skipped skips it.
+    ("none_failed_min_one_success", (P, P), "wait"),
+    ("none_failed_min_one_success", (K, R), "wait"),
+    ("none_failed_min_one_success", (S, K), "run"),
+    ("none_failed_min_one_success", (S, S), "run"),
+    ("none_failed_min_one_success", (K, K), "skip"),
+    ("none_failed_min_one_success", (F, R), "upstream_failed"),
+    ("none_failed_min_one_success", (UF, K), "upstream_failed"),
+    # none_skipped: every upstream finished and none skipped; a skip settles it at once.
+    ("none_skipped", (P, P), "wait"),
+    ("none_skipped", (S, R), "wait"),
+    ("none_skipped", (S, F), "run"),
+    ("none_skipped", (F, UF), "run"),
+    ("none_skipped", (K, R), "skip"),
+    ("none_skipped", (S, K), "skip"),
+    # always: whatever the upstreams.
+    ("always", (P, P), "run"),
+    ("always", (F, UF), "run"),
+    ("always", (K, R), "run"),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "upstream", "expected"),
+    TABLE,
+    ids=[f"{rule}-{'_'.join(states)}" for rule, states, _ in TABLE],
+)
+def test_it_decides_like_airflow(rule: str, upstream: tuple[str, ...], expected: str) -> None:
+    assert decide(rule, Counts.of(len(upstream), upstream)) == expected
+
+
+def test_it_covers_every_rule_of_the_spec() -> None:
+    assert {rule for rule, _, _ in TABLE} == set(TRIGGER_RULES)
+
+
+@pytest.mark.parametrize("rule", TRIGGER_RULES)
+def test_it_runs_root_tasks_whatever_the_rule(rule: str) -> None:
+    assert decide(rule, Counts(upstream=0)) == "run"
+
+
+def test_it_refuses_an_unknown_rule() -> None:
+    with pytest.raises(ValueError, match="unknown trigger rule 'all_sucess'"):
+        decide("all_sucess", Counts.of(1, ["success"]))
+
+
+@st.composite
+def finished_upstreams(draw: st.DrawFn) -> Counts:
+    """1 to 8 upstreams, every one finished in some state."""
+    success, skipped, failed, upstream_failed = (
+        draw(st.integers(min_value=0, max_value=8)) for _ in range(4)
+    )
+    total = success + skipped + failed + upstream_failed
+    if total == 0:
+        success = total = 1
+    return Counts(total, success, skipped, failed, upstream_failed)
+
+
+@given(rule=st.sampled_from(TRIGGER_RULES), counts=finished_upstreams())
+def test_it_never_waits_once_every_upstream_has_finished(rule: str, counts: Counts) -> None:
+    assert decide(rule, counts) != "wait"
+
+
+@given(rule=st.sampled_from(TRIGGER_RULES), upstream=st.integers(min_value=1, max_value=8))
+def test_it_decides_nothing_before_an_upstream_finishes(rule: str, upstream: int) -> None:
+    expected = "run" if rule == "always" else "wait"
+    assert decide(rule, Counts(upstream)) == expected
