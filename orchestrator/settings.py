@@ -261,7 +261,9 @@ TASK_LOG_FLUSH_SECONDS = 0.5
 TASK_LOG_MAX_BYTES = env_int("TASK_LOG_MAX_BYTES", 5 * 1024 * 1024)
 TASK_RESULT_MAX_BYTES = env_int("TASK_RESULT_MAX_BYTES", 64 * 1024)
 # Instances queued longer than this get their message sent again (it was lost).
+# (While the task queue has a backlog, only after QUEUED_RESEND_MAX_SECONDS: see reconciler.)
 QUEUED_RESEND_AFTER_SECONDS = env_int("QUEUED_RESEND_AFTER_SECONDS", 60)
+QUEUED_RESEND_MAX_SECONDS = env_int("QUEUED_RESEND_MAX_SECONDS", 1800)
 RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 2)
 # Modules (and their submodules) whose functions `python` tasks may call.
 PYTHON_TASK_MODULES = env_list("PYTHON_TASK_MODULES", "runs.library")

@@ -235,6 +235,28 @@ def _downstream_pending(
     return list(tis().filter(run=run, task_id__in=targets, state=TI.PENDING).order_by("id"))
 
 
+# Rules that neither run nor settle a task on one more upstream success while other
+# upstreams are unfinished: they wait for all upstreams, and settle early only on a failure
+# or a skip (which would already have settled a still-pending task).
+_WAIT_FOR_ALL = frozenset(
+    {
+        "all_success",
+        "all_done",
+        "all_done_min_one_success",
+        "none_failed",
+        "none_failed_min_one_success",
+        "none_skipped",
+        "one_failed",
+    }
+)
+
+
+def _unmoved_by_success(ti: TaskInstance, graph: VersionGraph) -> bool:
+    """True when an upstream's success cannot change this instance yet: spares a join of
+    N upstreams from reading N states on each of its N upstream completions."""
+    return ti.pending_upstreams > 0 and graph.task(ti.task_id).trigger_rule in _WAIT_FOR_ALL
+
+
 def _minus_one() -> Any:
     from django.db.models import F
     from django.db.models.functions import Greatest
@@ -277,15 +299,16 @@ def claim(ti_id: int, try_number: int, *, worker: str, pid: int) -> TaskAttempt 
     """Take a queued try for this worker; None when it is not (or no longer) ours to run:
     a duplicate message, a stale try, a cancelled instance."""
     now = timezone.now()
-    with transaction.atomic():
-        if (
-            tis()
-            .filter(pk=ti_id, state=TI.QUEUED, try_number=try_number)
-            .update(state=TI.RUNNING, started_at=now)
-            != 1
-        ):
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TaskInstance._meta.db_table} SET state = %s, started_at = %s "  # noqa: S608
+            "WHERE id = %s AND state = %s AND try_number = %s RETURNING tenant_id",
+            [TI.RUNNING, now, ti_id, TI.QUEUED, try_number],
+        )
+        row = cursor.fetchone()
+        if row is None:
             return None
-        tenant_id = tis().filter(pk=ti_id).values_list("tenant_id", flat=True).get()
+        tenant_id = row[0]
         return attempts().create(
             tenant_id=tenant_id,
             task_instance_id=ti_id,
@@ -365,8 +388,11 @@ def finish(attempt_id: int, outcome: Outcome) -> str | None:
             return None
         if new == TI.UP_FOR_RETRY:
             dispatch(run, graph)  # its slot is free until the retry is due
-        else:
-            _advance(run, graph, _downstream_pending(run, graph, [ti.task_id]))
+            return new
+        candidates = _downstream_pending(run, graph, [ti.task_id])
+        if new == TI.SUCCESS:
+            candidates = [c for c in candidates if not _unmoved_by_success(c, graph)]
+        _advance(run, graph, candidates)
         return new
 
 

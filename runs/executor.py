@@ -294,7 +294,8 @@ class Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self.done.set()
-        self.join()
+        if self.is_alive():
+            self.join()
         self.flush()
 
 
@@ -312,7 +313,8 @@ def execute(ti_id: int, try_number: int) -> str | None:
     )
     sink = _Tail(settings.TASK_LOG_MAX_BYTES)
     heartbeat = Heartbeat(attempt.pk, ti.tenant_id, sink)
-    heartbeat.start()
+    if ti.task_type != "noop":  # nothing to keep alive or to log: done in microseconds
+        heartbeat.start()
     rendered: dict[str, Any] = {}
     try:
         graph = graph_for(ti.run.version_id)

@@ -58,12 +58,13 @@ def resend_lost_messages() -> int:
     turns up after all, the second claim finds nothing to do.
 
     An instance may also wait simply because workers are busy with a backlog; re-sending
-    then would only add duplicates to the backlog. So while the task queue holds messages,
-    only instances queued ten times longer than the threshold are re-sent."""
+    then would only double the backlog. So while the task queue holds messages, only
+    instances queued longer than QUEUED_RESEND_MAX_SECONDS are re-sent; the others are
+    re-sent once the queue has drained and they are still waiting."""
     now = timezone.now()
     threshold = dt.timedelta(seconds=settings.QUEUED_RESEND_AFTER_SECONDS)
     if broker_backlog() > 0:
-        threshold *= 10
+        threshold = dt.timedelta(seconds=settings.QUEUED_RESEND_MAX_SECONDS)
     stale = (
         TaskInstance.objects.dangerously_unscoped()
         .filter(state=TI.QUEUED, queued_at__lt=now - threshold)
