@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from orchestrator.celery import app
 from runs import engine
+from runs.graph import graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 
 __all__ = ["reconcile"]
@@ -35,6 +36,36 @@ def expire_leases() -> int:
             "failed",
             error="lease expired: the worker stopped heartbeating (it died or lost its "
             "database connection); the try is failed and retried if tries remain",
+        )
+        if engine.finish(attempt_id, outcome) is not None:
+            count += 1
+    return count
+
+
+TIMEOUT_GRACE_SECONDS = 30
+
+
+def enforce_timeouts() -> int:
+    """Backstop for a worker that is alive but no longer enforcing a task's timeout (its
+    own loop kills the process group at the timeout): fail attempts running well past it.
+    The worker's heartbeat then finds its lease gone and stops the task."""
+    now = timezone.now()
+    running = (
+        TaskAttempt.objects.dangerously_unscoped()
+        .filter(state=TaskAttempt.State.RUNNING)
+        .values_list("id", "started_at", "task_instance__task_id", "task_instance__run__version_id")
+    )
+    count = 0
+    for attempt_id, started_at, task_id, version_id in list(running):
+        timeout = graph_for(version_id).effective(task_id).timeout
+        if timeout is None or now - started_at < dt.timedelta(
+            seconds=timeout + TIMEOUT_GRACE_SECONDS
+        ):
+            continue
+        outcome = engine.Outcome(
+            "failed",
+            error=f"timed out after {timeout}s (enforced by "
+            "the reconciler: the worker did not stop the task)",
         )
         if engine.finish(attempt_id, outcome) is not None:
             count += 1
@@ -110,6 +141,7 @@ def repair_runs() -> int:
 def reconcile() -> dict[str, int]:
     done = {
         "expired_leases": expire_leases(),
+        "timed_out": enforce_timeouts(),
         "resent_messages": resend_lost_messages(),
         "due_retries": schedule_due_retries(),
         "repaired_runs": repair_runs(),

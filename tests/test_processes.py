@@ -52,7 +52,7 @@ def _get(url: str, token: str | None = None) -> tuple[int, dict[str, object]]:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
+def demo(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     """`manage.py demo` on SQLite with the in-process broker, as `make demo` runs it."""
     port = _free_port()
     log = tmp_path / "demo.log"
@@ -71,14 +71,18 @@ def demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
             assert process.poll() is None, log.read_text()
             match = re.search(r"API token\s+(orc_\S+)", log.read_text())
             try:
-                if match and _get(f"{base}/healthz")[0] == 200:
+                if (
+                    match
+                    and "Serving until" in log.read_text()
+                    and _get(f"{base}/healthz")[0] == 200
+                ):
                     break
             except OSError:
                 pass
             time.sleep(0.2)
         else:
             pytest.fail(f"demo did not come up in 60 s:\n{log.read_text()}")
-        yield base, match.group(1)
+        yield base, match.group(1), log
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -86,8 +90,8 @@ def demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
     assert (tmp_path / "var" / "orchestrator.sqlite3").exists()
 
 
-def test_it_serves_health_and_the_api_in_standalone_mode(demo: tuple[str, str]) -> None:
-    base, token = demo
+def test_it_serves_health_and_the_api_in_standalone_mode(demo: tuple[str, str, Path]) -> None:
+    base, token, _ = demo
     assert _get(f"{base}/healthz") == (200, {"status": "ok"})
     status, ready = _get(f"{base}/readyz")
     assert status == 200
@@ -99,6 +103,19 @@ def test_it_serves_health_and_the_api_in_standalone_mode(demo: tuple[str, str]) 
     status, problem = _get(f"{base}/api/v1/me", token[:-2] + "xx")
     assert status == 401
     assert problem["status"] == 401
+
+
+def test_it_runs_an_example_workflow_to_success_in_the_demo(
+    demo: tuple[str, str, Path],
+) -> None:
+    base, token, log = demo
+    text = log.read_text()
+    assert "example fan-in-report.yaml: fan-in-report created" in text
+    assert "Run 1 finished: success" in text
+    status, run = _get(f"{base}/api/v1/tenants/demo/runs/1/", token)
+    assert status == 200
+    assert run["state"] == "success"
+    assert run["tasks"] == {"success": 6, "skipped": 1}
 
 
 @pytest.mark.parametrize(

@@ -95,3 +95,34 @@ def test_it_fails_a_template_error_with_a_clear_message(engine: Engine) -> None:
     assert attempt.state == "failed"
     assert attempt.error.startswith("template error:")
     assert "nope" in attempt.error
+
+
+RULE_OUTCOMES = {  # upstreams: one success, one failure, one skip
+    "all_success": "upstream_failed",
+    "all_failed": "skipped",
+    "all_done": "success",
+    "all_done_min_one_success": "skipped",
+    "all_skipped": "skipped",
+    "one_success": "success",
+    "one_failed": "success",
+    "one_done": "success",
+    "none_failed": "upstream_failed",
+    "none_failed_min_one_success": "upstream_failed",
+    "none_skipped": "skipped",
+    "always": "success",
+}
+
+
+def test_it_applies_every_trigger_rule_to_mixed_upstreams(engine: Engine) -> None:
+    tasks: dict[str, dict[str, object]] = {
+        "s": {"type": "noop"},
+        "f": {"type": "shell", "command": ["false"]},
+        # The skip comes a second after the failure: all_success settles on whichever
+        # comes first (as in Airflow), and this table expects the failure first.
+        "k": {"type": "shell", "command": ["sh", "-c", "sleep 1; exit 99"]},
+    }
+    for rule in RULE_OUTCOMES:
+        tasks[rule] = {"type": "noop", "depends_on": ["s", "f", "k"], "trigger_rule": rule}
+    run = run_to_end(engine, {"name": "every-rule", "tasks": tasks})
+    got = states(engine, run)
+    assert {rule: got[rule] for rule in RULE_OUTCOMES} == RULE_OUTCOMES
