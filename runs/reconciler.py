@@ -78,7 +78,7 @@ def broker_backlog(queue: str = "tasks") -> int:
     # misses queues under a global key prefix on redis.
     with app.connection_for_read() as conn:
         try:
-            return int(conn.default_channel._size(queue))
+            return int(conn.default_channel._size(queue))  # type: ignore[attr-defined]
         except (ChannelError, AttributeError, KeyError):
             return 0
 

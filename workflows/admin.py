@@ -73,7 +73,7 @@ class WorkflowVersionAdmin(ReadOnlyAdmin):
     list_display = ["workflow", "number", "tenant", "author", "created_at", "content_hash"]
     list_filter = ["tenant"]
     search_fields = ["workflow__name", "content_hash"]
-    fields = [
+    fields = readonly_fields = (
         "workflow",
         "number",
         "tenant",
@@ -82,8 +82,7 @@ class WorkflowVersionAdmin(ReadOnlyAdmin):
         "content_hash",
         "spec_yaml",
         "diff_with_previous",
-    ]
-    readonly_fields = fields
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[WorkflowVersion]:
         return WorkflowVersion.objects.dangerously_unscoped().select_related(

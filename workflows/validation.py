@@ -342,7 +342,7 @@ def validate_spec(data: Any, limits: Limits | None = None) -> ValidSpec:
 
 def _type_first(task: dict[str, Any]) -> dict[str, Any]:
     """`type` (and `kind`) first, so the canonical YAML reads the way people write it."""
-    head = {k: task[k] for k in ("type", "kind") if k in task}
+    head: dict[str, Any] = {k: task[k] for k in ("type", "kind") if k in task}
     return {**head, **{k: v for k, v in task.items() if k not in head}}
 
 

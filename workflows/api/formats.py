@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework.parsers import BaseParser
@@ -20,11 +21,11 @@ class RawSpecParser(BaseParser):
 
     media_type = "*/*"
 
-    def parse(
+    def parse(  # type: ignore[override]  # raw bytes on purpose: the view parses them
         self,
         stream: Any,
         media_type: str | None = None,
-        parser_context: dict[str, Any] | None = None,
+        parser_context: Mapping[str, Any] | None = None,
     ) -> bytes:
         return stream.read() if stream is not None else b""
 
@@ -38,7 +39,7 @@ class YAMLRenderer(BaseRenderer):
         self,
         data: Any,
         accepted_media_type: str | None = None,
-        renderer_context: dict[str, Any] | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
     ) -> bytes:
         response = (renderer_context or {}).get("response")
         if response is not None and response.exception:

@@ -70,10 +70,10 @@ class Standalone:
             loglevel=settings.LOG_LEVEL,
         )
         threading.Thread(target=self.worker.start, name="celery-worker", daemon=True).start()
-        self.beat: Any = EmbeddedService(
+        self.beat: Any = EmbeddedService(  # thread=True gives the threaded service
             app, thread=True, scheduler_cls=settings.CELERY_BEAT_SCHEDULER
         )
-        self.beat.start()
+        self.beat.start()  # type: ignore[union-attr]
         self.server = create_server(
             application, host=self.host, port=self.port, threads=self.web_threads
         )
