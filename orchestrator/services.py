@@ -121,36 +121,27 @@ def update_tenant(
     return tenant
 
 
-@transaction.atomic
 def archive_tenant(*, actor: Actor, tenant: Tenant) -> Tenant:
     """Hide the tenant from every interface; its rows and history are kept."""
     authorize(actor, "tenant.archive", tenant)
-    tenant = _locked_tenant(tenant)
-    before = audit.snapshot(tenant)
-    tenant.archived_at = timezone.now()
-    tenant.save(update_fields=["archived_at", "updated_at"])
-    audit.record(
-        actor=actor,
-        action="tenant.archive",
-        tenant=tenant,
-        obj=tenant,
-        before=before,
-        after=audit.snapshot(tenant),
-    )
-    return tenant
+    return _set_archived(actor=actor, tenant=tenant, archived=True)
 
 
-@transaction.atomic
 def unarchive_tenant(*, actor: Actor, tenant: Tenant) -> Tenant:
     if not actor.is_platform:
         raise Forbidden("only platform staff can restore an archived tenant")
+    return _set_archived(actor=actor, tenant=tenant, archived=False)
+
+
+@transaction.atomic
+def _set_archived(*, actor: Actor, tenant: Tenant, archived: bool) -> Tenant:
     tenant = _locked_tenant(tenant)
     before = audit.snapshot(tenant)
-    tenant.archived_at = None
+    tenant.archived_at = timezone.now() if archived else None
     tenant.save(update_fields=["archived_at", "updated_at"])
     audit.record(
         actor=actor,
-        action="tenant.unarchive",
+        action="tenant.archive" if archived else "tenant.unarchive",
         tenant=tenant,
         obj=tenant,
         before=before,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from croniter import croniter
 from pydantic import (
@@ -34,7 +34,7 @@ __all__ = [
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 TASK_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,99}$"
-TRIGGER_RULES = (
+TriggerRule = Literal[
     "all_success",
     "all_failed",
     "all_done",
@@ -47,7 +47,8 @@ TRIGGER_RULES = (
     "none_failed_min_one_success",
     "none_skipped",
     "always",
-)
+]
+TRIGGER_RULES: tuple[str, ...] = get_args(TriggerRule)
 CATCHUP_POLICIES = ("none", "latest", "all")
 CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
@@ -190,20 +191,7 @@ class Sla(Strict):
 class TaskBase(Strict):
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
     depends_on: list[TaskId] = Field(default_factory=list, description="upstream task ids")
-    trigger_rule: Literal[
-        "all_success",
-        "all_failed",
-        "all_done",
-        "all_done_min_one_success",
-        "all_skipped",
-        "one_success",
-        "one_failed",
-        "one_done",
-        "none_failed",
-        "none_failed_min_one_success",
-        "none_skipped",
-        "always",
-    ] = "all_success"
+    trigger_rule: TriggerRule = "all_success"
     retries: Annotated[int, Field(ge=0, le=100)] | None = None
     retry_delay: Duration | None = None
     retry_backoff: Annotated[float, Field(ge=1, le=10)] | None = None
