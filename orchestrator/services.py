@@ -60,9 +60,12 @@ def create_tenant(
         raise Invalid([("owner", "a tenant needs an owner: a signed-in user or --owner")])
     if Tenant.objects.filter(slug=slug).exists():
         raise Conflict(f"tenant slug {slug!r} is taken; choose another")
-    tenant = Tenant.objects.create(
-        slug=slug, name=name, quotas=validate_quotas(quotas or {}), policy={}
-    )
+    quotas = validate_quotas(quotas or {})
+    try:
+        with transaction.atomic():  # two creators racing for one slug: the loser gets a 409
+            tenant = Tenant.objects.create(slug=slug, name=name, quotas=quotas, policy={})
+    except IntegrityError:
+        raise Conflict(f"tenant slug {slug!r} is taken; choose another") from None
     membership = Membership.objects.dangerously_unscoped().create(
         tenant=tenant, user=owner, role=Role.OWNER
     )
@@ -177,7 +180,7 @@ def add_member(*, actor: Actor, tenant: Tenant, user: User, role: Role | str) ->
     members = Membership.objects.dangerously_unscoped()
     if members.filter(tenant=tenant, user=user).exists():
         raise Conflict(f"{user.get_username()!r} is already a member of {tenant.slug!r}")
-    membership = members.create(tenant=tenant, user=user, role=Role(role))
+    membership = members.create(tenant=tenant, user=user, role=Role(role))  # tenant row locked
     audit.record(
         actor=actor,
         action="membership.create",
@@ -291,7 +294,8 @@ def create_service_account(
 
 @transaction.atomic
 def delete_service_account(*, actor: Actor, account: ServiceAccount) -> None:
-    """Remove its membership, revoke its tokens and deactivate its user; the row stays."""
+    """Revoke its tokens, remove its membership and the account; its user is deactivated
+    and kept, so the audit log and the runs it triggered still name it."""
     tenant = account.tenant
     membership = (
         Membership.objects.dangerously_unscoped()

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
+from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from orchestrator import health
@@ -20,3 +22,22 @@ urlpatterns = [
     path("graphql", graphql_view, name="graphql"),
     path("admin/", admin.site.urls),
 ]
+
+
+def _not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Unknown paths under /api/ answer in problem+json like every API error."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {
+                "type": "urn:orchestrator:problem:not-found",
+                "title": "Not Found",
+                "status": 404,
+                "detail": f"no API endpoint at {request.path}",
+            },
+            status=404,
+            content_type="application/problem+json",
+        )
+    return page_not_found(request, exception)
+
+
+handler404 = _not_found

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.test import Client
 
 from orchestrator.testing import Team, api, assert_problem, new_audit_events, send, tenant_state
 
@@ -117,3 +118,10 @@ def test_it_audits_with_the_callers_request_id(team: Team) -> None:
     assert response.status_code == 201
     [event] = new_audit_events(team.tenant, count)
     assert event.request_id == "deploy-42"
+
+
+def test_it_answers_an_unknown_api_path_with_problem_json(client: Client) -> None:
+    response = client.get("/api/v1/nothing-here/")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"] == "no API endpoint at /api/v1/nothing-here/"

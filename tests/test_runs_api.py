@@ -341,3 +341,8 @@ def test_it_lists_only_my_tenants_runs(team: Team, outsider: Team) -> None:
     mine = trigger(team)["id"]
     assert _ids(send(team.tokens["viewer"], "GET", runs_url(team))) == [mine]
     assert _ids(send(team.tokens["viewer"], "GET", trigger_url(team, "etl"))) == [mine]
+
+
+def test_it_refuses_an_unknown_state_filter(team: Team) -> None:
+    response = send(team.tokens["viewer"], "get", f"/api/v1/tenants/{team.slug}/runs/?state=bogus")
+    assert_problem(response, 400, "state")

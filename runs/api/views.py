@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status
+from rest_framework import exceptions, mixins, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -63,6 +63,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         params = self.request.query_params
         after, before = params.get("created_after"), params.get("created_before")
+        state = params.get("state")
+        if state and state not in WorkflowRun.State.values:
+            raise exceptions.ValidationError(
+                {"state": [f"unknown state; accepted: {', '.join(WorkflowRun.State.values)}"]}
+            )
         return run_list(
             workflow=params.get("workflow"),
             state=params.get("state"),
