@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from orchestrator.models import Tenant
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from runs.trigger_rules import Counts, decide
@@ -126,8 +127,16 @@ def create_run(
 
 
 def start_queued_runs(workflow_id: int) -> list[int]:
-    """Start queued runs, oldest first, while the workflow has free run slots."""
+    """Start queued runs, oldest first, while the workflow has free run slots
+    (max_active_runs) and the tenant too (its max_concurrent_runs quota). The tenant row is
+    locked first (as applying a spec does), then the workflow row."""
     with transaction.atomic():
+        tenant_id = (
+            Workflow.objects.dangerously_unscoped()
+            .values_list("tenant_id", flat=True)
+            .get(pk=workflow_id)
+        )
+        tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
         workflow = Workflow.objects.dangerously_unscoped().select_for_update().get(pk=workflow_id)
         limit = (
             graph_for(workflow.current_version_id).spec.max_active_runs
@@ -135,6 +144,9 @@ def start_queued_runs(workflow_id: int) -> list[int]:
             else 1
         )
         active = runs().filter(workflow_id=workflow_id, state=RUN.RUNNING).count()
+        quota = int(tenant.quotas.get("max_concurrent_runs", 10**9))
+        tenant_room = quota - runs().filter(tenant_id=tenant_id, state=RUN.RUNNING).count()
+        limit = min(limit, active + max(0, tenant_room))
         started = []
         queued = runs().filter(workflow_id=workflow_id, state=RUN.QUEUED).order_by("id")
         for run_id in queued.values_list("id", flat=True)[: max(0, limit - active)]:

@@ -265,7 +265,8 @@ class Heartbeat(threading.Thread):
         self.offset = 0
 
     def run(self) -> None:
-        interval = max(0.2, settings.TASK_LEASE_SECONDS / 3)
+        # Renewing also notices a cancelled attempt, so do it at least every second.
+        interval = max(0.2, min(1.0, settings.TASK_LEASE_SECONDS / 3))
         waited = 0.0
         try:
             while not self.done.wait(settings.TASK_LOG_FLUSH_SECONDS):

@@ -14,7 +14,7 @@ from django.db.models import Q
 from orchestrator.models import TenantOwnedModel
 from workflows.models import Workflow, WorkflowVersion
 
-__all__ = ["TaskAttempt", "TaskInstance", "TaskLog", "WorkflowRun"]
+__all__ = ["IdempotencyKey", "TaskAttempt", "TaskInstance", "TaskLog", "WorkflowRun"]
 
 
 class WorkflowRun(TenantOwnedModel):
@@ -191,3 +191,22 @@ class TaskLog(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"log of {self.attempt_id} at {self.offset}"
+
+
+class IdempotencyKey(TenantOwnedModel):
+    """An `Idempotency-Key` of a trigger request: the same key and body return the run
+    first created (for 24 hours); the same key with another body is refused."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["workflow", "key"], name="idempotency_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> run {self.run_id}"

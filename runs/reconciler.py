@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestrator.celery import app
-from runs import engine
+from runs import engine, operations
 from runs.graph import graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 
@@ -69,6 +69,22 @@ def enforce_timeouts() -> int:
         )
         if engine.finish(attempt_id, outcome) is not None:
             count += 1
+    return count
+
+
+def time_out_runs() -> int:
+    """Runs past their workflow's `timeout`: failed, what is left cancelled."""
+    now = timezone.now()
+    count = 0
+    running = (
+        WorkflowRun.objects.dangerously_unscoped()
+        .filter(state=WorkflowRun.State.RUNNING, started_at__isnull=False)
+        .values_list("id", "started_at", "version_id")
+    )
+    for run_id, started_at, version_id in list(running):
+        timeout = graph_for(version_id).spec.timeout
+        if timeout is not None and started_at and now - started_at >= dt.timedelta(seconds=timeout):
+            count += operations.time_out(run_id, timeout)
     return count
 
 
@@ -142,6 +158,7 @@ def reconcile() -> dict[str, int]:
     done = {
         "expired_leases": expire_leases(),
         "timed_out": enforce_timeouts(),
+        "timed_out_runs": time_out_runs(),
         "resent_messages": resend_lost_messages(),
         "due_retries": schedule_due_retries(),
         "repaired_runs": repair_runs(),

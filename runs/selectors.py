@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, QuerySet
 
 from orchestrator.errors import NotFound
-from runs.models import TaskInstance, WorkflowRun
+from runs.models import TaskAttempt, TaskInstance, TaskLog, WorkflowRun
 
-__all__ = ["get_run", "get_task_instance", "run_list", "task_summary"]
+__all__ = [
+    "LOG_PAGE_MAX",
+    "get_run",
+    "get_task_instance",
+    "read_log",
+    "run_list",
+    "task_summary",
+]
 
 
 def run_list(
@@ -48,3 +57,63 @@ def get_task_instance(run: WorkflowRun, task_id: str) -> TaskInstance:
     if ti is None:
         raise NotFound(f"run {run.pk} has no task {task_id!r}")
     return ti
+
+
+LOG_PAGE_MAX = 1024 * 1024
+
+
+def read_log(
+    ti: TaskInstance, *, try_number: int | None, offset: int, limit: int
+) -> dict[str, Any]:
+    """Bytes [offset, offset + limit) of one attempt's log, cut back to a whole UTF-8
+    character, so a client that asks again from `next_offset` gets every byte once."""
+    attempts = TaskAttempt.objects.filter(task_instance=ti)
+    attempt = (
+        attempts.filter(try_number=try_number).first()
+        if try_number is not None
+        else attempts.order_by("-try_number").first()
+    )
+    if attempt is None:
+        if try_number is not None:
+            raise NotFound(f"task {ti.task_id!r} has no try {try_number}")
+        return {
+            "try_number": None,
+            "offset": offset,
+            "next_offset": offset,
+            "text": "",
+            "running": ti.state not in TaskInstance.FINISHED,
+            "total_bytes": 0,
+            "cap_bytes": settings.TASK_LOG_MAX_BYTES,
+        }
+    end = offset + limit
+    logs = TaskLog.objects.filter(attempt=attempt)
+    first = logs.filter(offset__lte=offset).order_by("-offset").first()
+    chunks = ([first] if first else []) + list(
+        logs.filter(offset__gt=offset, offset__lt=end).order_by("offset")
+    )
+    data = b""
+    start = chunks[0].offset if chunks else offset
+    for chunk in chunks:
+        data += bytes(chunk.data)
+    data = data[offset - start : end - start]
+    text, used = _whole_characters(data)
+    return {
+        "try_number": attempt.try_number,
+        "offset": offset,
+        "next_offset": offset + used,
+        "text": text,
+        "running": attempt.state == TaskAttempt.State.RUNNING,
+        "total_bytes": attempt.log_bytes,
+        "cap_bytes": settings.TASK_LOG_MAX_BYTES,
+    }
+
+
+def _whole_characters(data: bytes) -> tuple[str, int]:
+    """Decode, leaving out a character cut in two at the end (it comes whole next time)."""
+    for cut in range(4):
+        try:
+            return data[: len(data) - cut].decode("utf-8"), len(data) - cut
+        except UnicodeDecodeError as exc:
+            if exc.start < len(data) - 4:  # broken in the middle: not a cut, just bad bytes
+                return data.decode("utf-8", errors="replace"), len(data)
+    return data.decode("utf-8", errors="replace"), len(data)

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 from jsonschema import Draft202012Validator
 
 from orchestrator import audit
 from orchestrator.actors import Actor
 from orchestrator.errors import Conflict, FieldError, Invalid
 from orchestrator.policy import authorize
-from runs import engine
+from runs import engine, operations
 from runs.graph import graph_for
-from runs.models import WorkflowRun
+from runs.models import IdempotencyKey, TaskInstance, WorkflowRun
 from workflows.models import Workflow
 from workflows.params import params_schema
+from workflows.validation import canonical_json
 
-__all__ = ["resolve_params", "trigger_run"]
+__all__ = [
+    "Triggered",
+    "cancel_run",
+    "clear_task",
+    "mark_task",
+    "resolve_params",
+    "retry_run",
+    "trigger_run",
+]
 
 
 def resolve_params(workflow: Workflow, given: Any) -> dict[str, Any]:
@@ -46,19 +60,77 @@ def resolve_params(workflow: Workflow, given: Any) -> dict[str, Any]:
     return values
 
 
-@transaction.atomic
+IDEMPOTENCY_WINDOW = dt.timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Triggered:
+    run: WorkflowRun
+    replayed: bool  # an earlier request with the same Idempotency-Key made this run
+
+
 def trigger_run(
-    *, actor: Actor, workflow: Workflow, params: Any = None, source: str | None = None
-) -> WorkflowRun:
+    *,
+    actor: Actor,
+    workflow: Workflow,
+    params: Any = None,
+    source: str | None = None,
+    idempotency_key: str | None = None,
+) -> Triggered:
     """Create a run of the workflow's current version; it starts at once if a run slot is
-    free (max_active_runs), otherwise it waits `queued`, in trigger order."""
+    free (max_active_runs, the tenant's quota), otherwise it waits `queued`, in trigger
+    order. With an idempotency key, a repeated request returns the first run; concurrent
+    ones with one key make exactly one run (the unique key decides, the losers replay)."""
     authorize(actor, "run.operate", workflow.tenant)
+    if idempotency_key is None:
+        return Triggered(_trigger(actor, workflow, params, source), replayed=False)
+    request_hash = hashlib.sha256(canonical_json(params or {}).encode()).hexdigest()
+    earlier = _replay(workflow, idempotency_key, request_hash)
+    if earlier is not None:
+        return Triggered(earlier, replayed=True)
+    try:
+        with transaction.atomic():
+            run = _trigger(actor, workflow, params, source)
+            IdempotencyKey.objects.dangerously_unscoped().create(
+                tenant_id=workflow.tenant_id,
+                workflow=workflow,
+                key=idempotency_key,
+                request_hash=request_hash,
+                run=run,
+            )
+            return Triggered(run, replayed=False)
+    except IntegrityError:  # another request with this key committed first
+        earlier = _replay(workflow, idempotency_key, request_hash)
+        if earlier is None:
+            raise
+        return Triggered(earlier, replayed=True)
+
+
+def _replay(workflow: Workflow, key: str, request_hash: str) -> WorkflowRun | None:
+    keys = IdempotencyKey.objects.dangerously_unscoped().filter(workflow=workflow, key=key)
+    keys.filter(created_at__lt=timezone.now() - IDEMPOTENCY_WINDOW).delete()
+    found = keys.select_related("run").first()
+    if found is None:
+        return None
+    if found.request_hash != request_hash:
+        raise Conflict(
+            f"Idempotency-Key {key!r} was used for another request body (run "
+            f"{found.run_id}); use a new key for a different request"
+        )
+    return found.run
+
+
+@transaction.atomic
+def _trigger(actor: Actor, workflow: Workflow, params: Any, source: str | None) -> WorkflowRun:
     if workflow.deleted_at is not None or workflow.current_version is None:
         raise Conflict(f"workflow {workflow.name!r} has no version to run")
     values = resolve_params(workflow, params if params is not None else {})
     run = engine.create_run(
         workflow=workflow, params=values, source=source or actor.source, user_id=actor.user_id
     )
+    # Locks: tenant, workflow and run rows first, the audit chain last (as everywhere).
+    engine.start_queued_runs(workflow.pk)
+    run.refresh_from_db()
     audit.record(
         actor=actor,
         action="run.trigger",
@@ -72,6 +144,60 @@ def trigger_run(
             "state": run.state,
         },
     )
-    engine.start_queued_runs(workflow.pk)
-    run.refresh_from_db()
     return run
+
+
+def _operate(
+    actor: Actor, run: WorkflowRun, action: str, change: Callable[[], Any], **details: Any
+) -> Any:
+    """Authorise, apply an operation, audit it with the run's state before and after."""
+    authorize(actor, "run.operate", run.tenant)
+    with transaction.atomic():
+        before = run.state
+        result = change()
+        run.refresh_from_db()
+        audit.record(
+            actor=actor,
+            action=action,
+            tenant=run.tenant,
+            obj=run,
+            object_repr=f"{run.workflow.name} run {run.pk}",
+            before={"state": before},
+            after={"state": run.state},
+            extra=details,
+        )
+    return result
+
+
+def cancel_run(*, actor: Actor, run: WorkflowRun) -> WorkflowRun:
+    _operate(actor, run, "run.cancel", lambda: operations.cancel(run.pk))
+    return run
+
+
+def retry_run(*, actor: Actor, run: WorkflowRun) -> list[str]:
+    cleared: list[str] = []
+    _operate(actor, run, "run.retry", lambda: cleared.extend(operations.retry(run.pk)))
+    return cleared
+
+
+def clear_task(*, actor: Actor, run: WorkflowRun, task_id: str, downstream: bool) -> list[str]:
+    cleared: list[str] = []
+    _operate(
+        actor,
+        run,
+        "task.clear",
+        lambda: cleared.extend(operations.clear(run.pk, task_id, downstream=downstream)),
+        task_id=task_id,
+        downstream=downstream,
+    )
+    return cleared
+
+
+def mark_task(*, actor: Actor, run: WorkflowRun, task_id: str, state: str) -> TaskInstance:
+    return _operate(  # type: ignore[no-any-return]
+        actor,
+        run,
+        f"task.mark_{state}",  # type: ignore[no-any-return]
+        lambda: operations.mark(run.pk, task_id, state),
+        task_id=task_id,
+    )

@@ -40,7 +40,7 @@ def a_workflow(team: Team) -> dict[str, str]:
 def a_run(team: Team) -> dict[str, str]:
     workflow = _workflow(team)
     with tenant_scope([team.tenant]):
-        run = trigger_run(actor=Actor.cli(), workflow=workflow, params={})
+        run = trigger_run(actor=Actor.cli(), workflow=workflow, params={}).run
     return {"workflow": workflow.name, "run": str(run.pk), "task": "extract"}
 
 

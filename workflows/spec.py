@@ -416,5 +416,8 @@ class WorkflowSpec(Strict):
     defaults: Defaults | None = None
     max_active_runs: Annotated[int, Field(ge=1, le=1000)] = 16
     max_active_tasks: Annotated[int, Field(ge=1, le=1000)] = 16
+    timeout: Duration | None = Field(
+        None, description="the run fails after this long; what is left is cancelled"
+    )
     sla: Sla | None = None
     tasks: Annotated[dict[TaskId, Task], Field(min_length=1)]

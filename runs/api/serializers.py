@@ -7,7 +7,15 @@ from rest_framework import serializers
 from orchestrator.api.base import StrictSerializer
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 
-__all__ = ["AttemptSerializer", "RunSerializer", "TaskInstanceSerializer", "TriggerSerializer"]
+__all__ = [
+    "AttemptSerializer",
+    "ClearSerializer",
+    "ClearedSerializer",
+    "LogSerializer",
+    "RunSerializer",
+    "TaskInstanceSerializer",
+    "TriggerSerializer",
+]
 
 
 class TriggerSerializer(StrictSerializer):
@@ -99,3 +107,21 @@ class TaskInstanceSerializer(serializers.ModelSerializer[TaskInstance]):
         if not self.context.get("with_attempts"):
             return None
         return AttemptSerializer(ti.attempts.order_by("try_number"), many=True).data  # type: ignore[return-value]
+
+
+class ClearSerializer(StrictSerializer):
+    downstream = serializers.BooleanField(default=False)
+
+
+class ClearedSerializer(serializers.Serializer[Any]):
+    cleared = serializers.ListField(child=serializers.CharField())
+
+
+class LogSerializer(serializers.Serializer[Any]):
+    try_number = serializers.IntegerField(allow_null=True)
+    offset = serializers.IntegerField()
+    next_offset = serializers.IntegerField()
+    text = serializers.CharField(help_text="UTF-8 text; never ends inside a character")
+    running = serializers.BooleanField(help_text="more may come: ask again from next_offset")
+    total_bytes = serializers.IntegerField()
+    cap_bytes = serializers.IntegerField(help_text="the log stops at this size")

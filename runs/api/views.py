@@ -7,15 +7,30 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, status
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from orchestrator.api.base import TenantScopedViewSet
 from orchestrator.api.views import parse_time
 from runs import services
-from runs.api.serializers import RunSerializer, TaskInstanceSerializer, TriggerSerializer
+from runs.api.serializers import (
+    ClearedSerializer,
+    ClearSerializer,
+    LogSerializer,
+    RunSerializer,
+    TaskInstanceSerializer,
+    TriggerSerializer,
+)
 from runs.models import TaskInstance, WorkflowRun
-from runs.selectors import get_run, get_task_instance, run_list, task_summary
+from runs.selectors import (
+    LOG_PAGE_MAX,
+    get_run,
+    get_task_instance,
+    read_log,
+    run_list,
+    task_summary,
+)
 from workflows.selectors import get_workflow
 
 __all__ = ["RunViewSet", "TaskInstanceViewSet", "WorkflowRunViewSet"]
@@ -32,17 +47,35 @@ class WorkflowRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
         workflow = get_workflow(self.kwargs["workflow_name"])
         return run_list().filter(workflow=workflow, pk__in=queryset.values("pk"))
 
-    @extend_schema(request=TriggerSerializer, responses={201: RunSerializer})
+    @extend_schema(
+        request=TriggerSerializer,
+        responses={201: RunSerializer, 200: RunSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Repeat a trigger safely for 24 hours: the same key and body return "
+                "the first run (200); the same key with another body is 409.",
+            )
+        ],
+    )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         body = TriggerSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        run = services.trigger_run(
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
+            raise exceptions.ValidationError({"Idempotency-Key": ["1 to 255 printable characters"]})
+        triggered = services.trigger_run(
             actor=self.actor,
             workflow=get_workflow(kwargs["workflow_name"]),
             params=body.validated_data["params"],
+            idempotency_key=key,
         )
+        run = triggered.run
         context = {**self.get_serializer_context(), "summaries": {run.pk: task_summary(run)}}
-        return Response(RunSerializer(run, context=context).data, status=status.HTTP_201_CREATED)
+        code = status.HTTP_200_OK if triggered.replayed else status.HTTP_201_CREATED
+        return Response(RunSerializer(run, context=context).data, status=code)
 
 
 @extend_schema(
@@ -58,7 +91,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
 
     model = WorkflowRun
     serializer_class = RunSerializer
-    permissions = {"list": "run.view", "retrieve": "run.view"}
+    permissions = {
+        "list": "run.view",
+        "retrieve": "run.view",
+        "cancel": "run.operate",
+        "retry": "run.operate",
+    }
 
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         params = self.request.query_params
@@ -76,9 +114,28 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         ).filter(pk__in=queryset.values("pk"))
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        run = get_run(kwargs["pk"])
+        return self._detail(get_run(kwargs["pk"]))
+
+    def _detail(self, run: WorkflowRun, **extra: Any) -> Response:
+        run.refresh_from_db()
         context = {**self.get_serializer_context(), "summaries": {run.pk: task_summary(run)}}
-        return Response(RunSerializer(run, context=context).data)
+        return Response({**RunSerializer(run, context=context).data, **extra})
+
+    @extend_schema(request=None, responses=RunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Stop the run: running tasks are killed, nothing more starts. 409 once ended."""
+        run = get_run(kwargs["pk"])
+        services.cancel_run(actor=self.actor, run=run)
+        return self._detail(run)
+
+    @extend_schema(request=None, responses=RunSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Re-run the failed, upstream_failed and cancelled tasks and all downstream of them."""
+        run = get_run(kwargs["pk"])
+        cleared = services.retry_run(actor=self.actor, run=run)
+        return self._detail(run, cleared=cleared)
 
 
 class TaskInstanceViewSet(mixins.ListModelMixin, TenantScopedViewSet):
@@ -87,12 +144,90 @@ class TaskInstanceViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     model = TaskInstance
     serializer_class = TaskInstanceSerializer
     lookup_field = "task_id"
-    permissions = {"list": "run.view", "retrieve": "run.view"}
+    permissions = {
+        "list": "run.view",
+        "retrieve": "run.view",
+        "logs": "run.view",
+        "clear": "run.operate",
+        "mark_success": "run.operate",
+        "mark_failed": "run.operate",
+    }
 
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(run=get_run(self.kwargs["run_pk"]))
 
-    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def _instance(self, **kwargs: Any) -> Response:
         ti = get_task_instance(get_run(kwargs["run_pk"]), kwargs["task_id"])
         context = {**self.get_serializer_context(), "with_attempts": True}
         return Response(TaskInstanceSerializer(ti, context=context).data)
+
+    @extend_schema(request=ClearSerializer, responses=ClearedSerializer)
+    @action(detail=True, methods=["post"])
+    def clear(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Run a finished task again; `downstream: true` clears everything after it too."""
+        body = ClearSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        cleared = services.clear_task(
+            actor=self.actor,
+            run=get_run(kwargs["run_pk"]),
+            task_id=kwargs["task_id"],
+            downstream=body.validated_data["downstream"],
+        )
+        return Response({"cleared": cleared})
+
+    @extend_schema(request=None, responses=TaskInstanceSerializer)
+    @action(detail=True, methods=["post"], url_path="mark-success")
+    def mark_success(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.mark_task(
+            actor=self.actor,
+            run=get_run(kwargs["run_pk"]),
+            task_id=kwargs["task_id"],
+            state="success",
+        )
+        return self._instance(**kwargs)
+
+    @extend_schema(request=None, responses=TaskInstanceSerializer)
+    @action(detail=True, methods=["post"], url_path="mark-failed")
+    def mark_failed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.mark_task(
+            actor=self.actor,
+            run=get_run(kwargs["run_pk"]),
+            task_id=kwargs["task_id"],
+            state="failed",
+        )
+        return self._instance(**kwargs)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("try", int, description="try number (default: the latest)"),
+            OpenApiParameter("offset", int, description="first byte to return (default 0)"),
+            OpenApiParameter(
+                "limit", int, description="bytes to return at most (default and maximum 1 MiB)"
+            ),
+        ],
+        responses=LogSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def logs(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Follow a task's log: ask again from `next_offset` while `running` is true."""
+        ti = get_task_instance(get_run(kwargs["run_pk"]), kwargs["task_id"])
+        params = request.query_params
+        numbers = {}
+        for name, default in (("try", None), ("offset", 0), ("limit", LOG_PAGE_MAX)):
+            raw = params.get(name)
+            if raw is None or raw == "":
+                numbers[name] = default
+            elif not raw.isdigit():
+                raise exceptions.ValidationError({name: ["expected a non-negative integer"]})
+            else:
+                numbers[name] = int(raw)
+        page = read_log(
+            ti,
+            try_number=numbers["try"],
+            offset=numbers["offset"] or 0,
+            limit=min(max(1, numbers["limit"] or LOG_PAGE_MAX), LOG_PAGE_MAX),
+        )
+        return Response(page)
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self._instance(**kwargs)

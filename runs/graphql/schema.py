@@ -119,6 +119,30 @@ class Query:
                 qs = qs.filter(pk__lt=before_id)
             return list(qs[: max(1, min(limit, 500))])  # type: ignore[arg-type]
 
+    @strawberry.field(
+        description="A page of a task's log; follow it from nextOffset while running is true."
+    )  # type: ignore[untyped-decorator]
+    def task_log(
+        self,
+        info: Info,
+        tenant: str,
+        run: int,
+        task_id: str,
+        try_number: int | None = None,
+        offset: int = 0,
+        limit: int = selectors.LOG_PAGE_MAX,
+    ) -> LogPage:
+        t = tenant_for(info, tenant, "run.view")
+        with tenant_scope([t]):
+            ti = selectors.get_task_instance(selectors.get_run(run), task_id)
+            page = selectors.read_log(
+                ti,
+                try_number=try_number,
+                offset=max(0, offset),
+                limit=min(max(1, limit), selectors.LOG_PAGE_MAX),
+            )
+        return LogPage(**page)
+
     @strawberry.field(description="Null, with a NOT_FOUND error, when it does not exist.")  # type: ignore[untyped-decorator]
     def run(self, info: Info, tenant: str, id: int) -> RunType | None:
         t = tenant_for(info, tenant, "run.view")
@@ -127,14 +151,75 @@ class Query:
 
 
 @strawberry.type
+class LogPage:
+    try_number: int | None
+    offset: int
+    next_offset: int
+    text: str
+    running: bool
+    total_bytes: int
+    cap_bytes: int
+
+
+@strawberry.type
 class Mutation:
     @strawberry.mutation(description="Trigger a run of the workflow's current version.")  # type: ignore[untyped-decorator]
     def trigger_run(
-        self, info: Info, tenant: str, workflow: str, params: JSON | None = None
+        self,
+        info: Info,
+        tenant: str,
+        workflow: str,
+        params: JSON | None = None,
+        idempotency_key: str | None = None,
     ) -> RunType:
         t = tenant_for(info, tenant, "run.operate")
         with tenant_scope([t]):
-            run = services.trigger_run(
-                actor=actor_of(info), workflow=get_workflow(workflow), params=params
+            triggered = services.trigger_run(
+                actor=actor_of(info),
+                workflow=get_workflow(workflow),
+                params=params,
+                idempotency_key=idempotency_key,
             )
+        return triggered.run  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Stop a queued or running run.")  # type: ignore[untyped-decorator]
+    def cancel_run(self, info: Info, tenant: str, id: int) -> RunType:
+        t = tenant_for(info, tenant, "run.operate")
+        with tenant_scope([t]):
+            run = selectors.get_run(id)
+            services.cancel_run(actor=actor_of(info), run=run)
         return run  # type: ignore[return-value]
+
+    @strawberry.mutation(
+        description="Re-run the failed part of an ended run; returns the cleared task ids."
+    )  # type: ignore[untyped-decorator]
+    def retry_run(self, info: Info, tenant: str, id: int) -> list[str]:
+        t = tenant_for(info, tenant, "run.operate")
+        with tenant_scope([t]):
+            return services.retry_run(actor=actor_of(info), run=selectors.get_run(id))
+
+    @strawberry.mutation(
+        description="Run a finished task again (with downstream: all after "
+        "it too); returns the cleared task ids."
+    )  # type: ignore[untyped-decorator]
+    def clear_task(
+        self, info: Info, tenant: str, run: int, task_id: str, downstream: bool = False
+    ) -> list[str]:
+        t = tenant_for(info, tenant, "run.operate")
+        with tenant_scope([t]):
+            return services.clear_task(
+                actor=actor_of(info),
+                run=selectors.get_run(run),
+                task_id=task_id,
+                downstream=downstream,
+            )
+
+    @strawberry.mutation(description="Set a task success or failed by hand.")  # type: ignore[untyped-decorator]
+    def mark_task(
+        self, info: Info, tenant: str, run: int, task_id: str, state: str
+    ) -> TaskInstanceType:
+        t = tenant_for(info, tenant, "run.operate")
+        with tenant_scope([t]):
+            return services.mark_task(  # type: ignore[return-value]
+                actor=actor_of(info), run=selectors.get_run(run), task_id=task_id, state=state
+            )

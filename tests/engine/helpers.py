@@ -17,7 +17,7 @@ def run_to_end(
 ) -> WorkflowRun:
     workflow = engine.apply(spec)
     with engine.scope():
-        run = trigger_run(actor=engine.actor, workflow=workflow, params=params or {})
+        run = trigger_run(actor=engine.actor, workflow=workflow, params=params or {}).run
 
     def finished() -> bool:
         run.refresh_from_db()

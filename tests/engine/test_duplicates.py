@@ -29,7 +29,7 @@ def test_it_runs_a_try_once_when_its_message_comes_three_times(
         }
     )
     with engine.scope():
-        run = trigger_run(actor=engine.actor, workflow=workflow)
+        run = trigger_run(actor=engine.actor, workflow=workflow).run
         ti = TaskInstance.objects.get(run=run, task_id="t")
     execute_task_instance.delay(ti.pk, ti.try_number)  # two more copies of the message
     execute_task_instance.delay(ti.pk, ti.try_number)

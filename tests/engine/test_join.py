@@ -26,7 +26,7 @@ def test_it_always_runs_the_join_of_a_wide_fan_out(engine: Engine) -> None:
     )
     started = time.monotonic()
     with engine.scope():
-        runs = [trigger_run(actor=engine.actor, workflow=workflow) for _ in range(RUNS)]
+        runs = [trigger_run(actor=engine.actor, workflow=workflow).run for _ in range(RUNS)]
 
     def all_finished() -> bool:
         with engine.scope():

@@ -46,7 +46,7 @@ def test_it_runs_a_workflow_to_success_in_dependency_order(engine: Engine) -> No
         }
     )
     with engine.scope():
-        run = trigger_run(actor=engine.actor, workflow=workflow, params={"who": "you"})
+        run = trigger_run(actor=engine.actor, workflow=workflow, params={"who": "you"}).run
     wait_for(lambda: finished(run), 30, "the run to finish", engine.workers)
     assert run.state == "success"
     with engine.scope():

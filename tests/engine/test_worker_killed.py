@@ -34,7 +34,7 @@ def test_it_retries_the_try_of_a_killed_worker_after_its_lease(engine: Engine) -
         }
     )
     with engine.scope():
-        run = trigger_run(actor=engine.actor, workflow=workflow)
+        run = trigger_run(actor=engine.actor, workflow=workflow).run
 
     def first_attempt() -> TaskAttempt | None:
         with engine.scope():

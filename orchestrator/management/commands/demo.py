@@ -141,7 +141,7 @@ class Command(BaseCommand):
         from workflows.selectors import get_workflow
 
         with tenant_scope([tenant]):
-            run = trigger_run(actor=Actor.cli(), workflow=get_workflow(DEMO_RUN))
+            run = trigger_run(actor=Actor.cli(), workflow=get_workflow(DEMO_RUN)).run
             self.stdout.write(f"\nTriggered {DEMO_RUN} run {run.pk}; task states as they change:")
             seen: dict[str, str] = {}
             deadline = time.monotonic() + 120

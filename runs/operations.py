@@ -1,0 +1,174 @@
+"""Operating runs by hand: cancel, retry, clear, mark; and stopping a run that ran past its
+timeout. Each takes the run's lock, like every other transition of its instances, so an
+operation and the engine's own progress never interleave."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from orchestrator.errors import Conflict, Invalid, NotFound
+from runs.engine import _advance, _lock_run, attempts, runs, start_queued_runs, tis
+from runs.graph import VersionGraph, graph_for
+from runs.models import TaskAttempt, TaskInstance, WorkflowRun
+from workflows import dag
+
+__all__ = ["cancel", "clear", "mark", "retry", "time_out"]
+
+TI = TaskInstance.State
+RUN = WorkflowRun.State
+UNFINISHED_RUN = (RUN.QUEUED, RUN.RUNNING)
+
+
+def _stop(run: WorkflowRun, final: str, reason: str) -> None:
+    """End the run: unfinished instances `cancelled`, running attempts `cancelled` (their
+    workers see the lease gone at the next heartbeat and kill the process group)."""
+    now = timezone.now()
+    runs().filter(pk=run.pk, state__in=UNFINISHED_RUN).update(state=final, ended_at=now)
+    attempts().filter(task_instance__run=run, state=TaskAttempt.State.RUNNING).update(
+        state=TaskAttempt.State.CANCELLED, ended_at=now, error=reason
+    )
+    tis().filter(run=run).exclude(state__in=TaskInstance.FINISHED).update(
+        state=TI.CANCELLED, ended_at=now, next_attempt_at=None
+    )
+    workflow_id = run.workflow_id
+    transaction.on_commit(lambda: start_queued_runs(workflow_id))
+
+
+def cancel(run_id: int) -> WorkflowRun:
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run.state not in UNFINISHED_RUN:
+            raise Conflict(
+                f"run {run.pk} is already {run.state}; only queued or running runs can be cancelled"
+            )
+        _stop(run, RUN.CANCELLED, "cancelled by request")
+    run.refresh_from_db()
+    return run
+
+
+def time_out(run_id: int, timeout: int) -> bool:
+    """Fail a running run that exceeded the workflow's run `timeout`, cancelling the rest."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run.state != RUN.RUNNING:
+            return False
+        _stop(run, RUN.FAILED, f"the run exceeded its timeout of {timeout}s")
+        return True
+
+
+def _recount_and_advance(run: WorkflowRun, graph: VersionGraph) -> None:
+    """Recompute every pending instance's unfinished-upstream count from the states, reopen
+    the run if it had ended, and let the rules decide what is ready."""
+    states = dict(tis().filter(run=run).values_list("task_id", "state"))
+    pending = list(tis().filter(run=run, state=TI.PENDING))
+    for ti in pending:
+        ti.pending_upstreams = sum(
+            1 for up in graph.upstream[ti.task_id] if states.get(up) not in TaskInstance.FINISHED
+        )
+    tis().bulk_update(pending, ["pending_upstreams"])
+    if run.state != RUN.RUNNING:
+        runs().filter(pk=run.pk).update(state=RUN.RUNNING, ended_at=None)
+        run.state = RUN.RUNNING
+    _advance(run, graph, pending)
+
+
+def _reset(run: WorkflowRun, graph: VersionGraph, task_ids: set[str]) -> int:
+    """Back to `pending`, with a fresh budget of tries; earlier attempts stay as history."""
+    reset = []
+    for ti in tis().filter(run=run, task_id__in=task_ids):
+        ti.state = TI.PENDING
+        ti.max_tries = ti.try_number + graph.effective(ti.task_id).retries + 1
+        ti.next_attempt_at = ti.queued_at = ti.started_at = ti.ended_at = None
+        ti.result = None
+        reset.append(ti)
+    tis().bulk_update(
+        reset,
+        ["state", "max_tries", "next_attempt_at", "queued_at", "started_at", "ended_at", "result"],
+    )
+    return len(reset)
+
+
+def retry(run_id: int) -> list[str]:
+    """Re-run what failed: failed, upstream_failed and cancelled instances and everything
+    downstream of them get new tries in the same run. Returns the cleared task ids."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run.state in UNFINISHED_RUN:
+            raise Conflict(f"run {run.pk} is still {run.state}; retry it once it has ended")
+        graph = graph_for(run.version_id)
+        failed = set(
+            tis()
+            .filter(run=run, state__in=[TI.FAILED, TI.UPSTREAM_FAILED, TI.CANCELLED])
+            .values_list("task_id", flat=True)
+        )
+        if not failed:
+            raise Conflict(f"run {run.pk} has no failed or cancelled tasks to retry")
+        cleared = failed | dag.downstream_of(graph.upstream, failed)
+        _reset(run, graph, cleared)
+        _recount_and_advance(run, graph)
+    return sorted(cleared)
+
+
+def _instance(run: WorkflowRun, task_id: str) -> TaskInstance:
+    ti = tis().filter(run=run, task_id=task_id, map_index=-1).first()
+    if ti is None:
+        raise NotFound(f"run {run.pk} has no task {task_id!r}")
+    return ti
+
+
+def clear(run_id: int, task_id: str, *, downstream: bool) -> list[str]:
+    """Run a finished task again (and, with `downstream`, everything after it)."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        graph = graph_for(run.version_id)
+        ti = _instance(run, task_id)
+        if ti.state not in TaskInstance.FINISHED:
+            raise Conflict(
+                f"task {task_id!r} is {ti.state}; only a finished task can be "
+                "cleared (cancel the run to stop it)"
+            )
+        cleared = {task_id}
+        if downstream:
+            cleared |= dag.downstream_of(graph.upstream, [task_id])
+        # Downstream instances still running are left alone: they are not finished.
+        cleared = set(
+            tis()
+            .filter(run=run, task_id__in=cleared, state__in=TaskInstance.FINISHED)
+            .values_list("task_id", flat=True)
+        ) | {task_id}
+        _reset(run, graph, cleared)
+        _recount_and_advance(run, graph)
+    return sorted(cleared)
+
+
+def mark(run_id: int, task_id: str, state: str) -> TaskInstance:
+    """Set a task `success` or `failed` by hand; downstream tasks then go on as if it had
+    ended so (those the rules had settled without running are decided again)."""
+    if state not in (TI.SUCCESS, TI.FAILED):
+        raise Invalid([("state", "accepted: success, failed")])
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        graph = graph_for(run.version_id)
+        ti = _instance(run, task_id)
+        if ti.state == state:
+            return ti
+        now = timezone.now()
+        attempts().filter(task_instance=ti, state=TaskAttempt.State.RUNNING).update(
+            state=TaskAttempt.State.CANCELLED, ended_at=now, error=f"marked {state} by hand"
+        )
+        tis().filter(pk=ti.pk).update(state=state, ended_at=now, next_attempt_at=None)
+        settled = set(
+            tis()
+            .filter(
+                run=run,
+                task_id__in=dag.downstream_of(graph.upstream, [task_id]),
+                state__in=[TI.UPSTREAM_FAILED, TI.SKIPPED],
+                try_number=0,
+            )
+            .values_list("task_id", flat=True)
+        )
+        _reset(run, graph, settled)
+        _recount_and_advance(run, graph)
+    ti.refresh_from_db()
+    return ti
