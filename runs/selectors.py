@@ -27,8 +27,14 @@ def run_list(
     state: str | None = None,
     created_after: dt.datetime | None = None,
     created_before: dt.datetime | None = None,
+    trigger_source: str | None = None,
+    triggered_by: str | None = None,
 ) -> QuerySet[WorkflowRun]:
     qs = WorkflowRun.objects.select_related("workflow", "version", "triggered_by")
+    if trigger_source:
+        qs = qs.filter(trigger_source=trigger_source)
+    if triggered_by:
+        qs = qs.filter(triggered_by__username=triggered_by)
     if workflow:
         qs = qs.filter(workflow__name=workflow, workflow__deleted_at__isnull=True)
     if state:

@@ -346,3 +346,21 @@ def test_it_lists_only_my_tenants_runs(team: Team, outsider: Team) -> None:
 def test_it_refuses_an_unknown_state_filter(team: Team) -> None:
     response = send(team.tokens["viewer"], "get", f"/api/v1/tenants/{team.slug}/runs/?state=bogus")
     assert_problem(response, 400, "state")
+
+
+def test_it_filters_runs_by_trigger_source_and_actor(team: Team) -> None:
+    with tenant_scope([team.tenant]):
+        apply_workflow(
+            actor=Actor.cli(),
+            tenant=team.tenant,
+            data={"name": "src", "tasks": {"a": {"type": "noop"}}},
+        )
+    base = f"/api/v1/tenants/{team.slug}"
+    assert (
+        send(team.tokens["operator"], "post", f"{base}/workflows/src/runs/", {}).status_code == 201
+    )
+    runs_url = f"{base}/runs/?trigger_source=api&triggered_by={team.users['operator'].username}"
+    found = send(team.tokens["viewer"], "get", runs_url).json()["results"]
+    assert [r["triggered_by"] for r in found] == [team.users["operator"].username]
+    none = send(team.tokens["viewer"], "get", f"{base}/runs/?trigger_source=schedule").json()
+    assert none["results"] == []

@@ -84,6 +84,8 @@ class WorkflowRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
         OpenApiParameter("state", str, enum=[s.value for s in WorkflowRun.State]),
         OpenApiParameter("created_after", str, description="ISO 8601 with a timezone"),
         OpenApiParameter("created_before", str, description="ISO 8601 with a timezone"),
+        OpenApiParameter("trigger_source", str, enum=[s.value for s in WorkflowRun.Source]),
+        OpenApiParameter("triggered_by", str, description="user name of who triggered"),
     ]
 )
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
@@ -111,6 +113,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
             state=params.get("state"),
             created_after=parse_time(after, "created_after") if after else None,
             created_before=parse_time(before, "created_before") if before else None,
+            trigger_source=params.get("trigger_source"),
+            triggered_by=params.get("triggered_by"),
         ).filter(pk__in=queryset.values("pk"))
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -167,3 +167,21 @@ def test_a_client_following_a_running_task_log_gets_every_line_once(engine: Engi
         time.sleep(0.05)
     assert received == "".join(f"line {i}\n" for i in range(1, 41))
     assert polls > 3  # it was followed while running, not read once at the end
+
+
+def test_it_fails_a_run_past_its_timeout_and_cancels_the_rest(engine: Engine) -> None:
+    run = run_to_end(
+        engine,
+        {
+            "name": "too-slow",
+            "timeout": 2,
+            "tasks": {
+                "nap": {"type": "shell", "command": ["sleep", "30"]},
+                "then": {"type": "noop", "depends_on": ["nap"]},
+            },
+        },
+        timeout=30,
+    )
+    assert run.state == "failed"
+    assert states(engine, run) == {"nap": "cancelled", "then": "cancelled"}
+    assert (run.ended_at - run.started_at).total_seconds() < 15
