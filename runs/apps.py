@@ -11,9 +11,13 @@ class RunsConfig(AppConfig):
         from orchestrator.policy import register_permissions
         from runs.executor import EXECUTORS
         from runs.periodic import ensure_periodic_tasks
+        from workflows.services import DELETE_GUARDS
         from workflows.task_types import register_executor
 
         post_migrate.connect(ensure_periodic_tasks, sender=self)
+        from runs.guards import active_runs
+
+        DELETE_GUARDS.append(active_runs)
         for task_type in EXECUTORS:
             register_executor(task_type)
         register_permissions({"run.view": Role.VIEWER, "run.operate": Role.OPERATOR})

@@ -364,3 +364,20 @@ def test_it_filters_runs_by_trigger_source_and_actor(team: Team) -> None:
     assert [r["triggered_by"] for r in found] == [team.users["operator"].username]
     none = send(team.tokens["viewer"], "get", f"{base}/runs/?trigger_source=schedule").json()
     assert none["results"] == []
+
+
+def test_it_refuses_to_delete_a_workflow_with_active_runs_unless_forced(team: Team) -> None:
+    with tenant_scope([team.tenant]):
+        apply_workflow(
+            actor=Actor.cli(),
+            tenant=team.tenant,
+            data={"name": "busy", "tasks": {"a": {"type": "noop"}}},
+        )
+    base = f"/api/v1/tenants/{team.slug}/workflows/busy/"
+    assert send(team.tokens["operator"], "post", f"{base}runs/", {}).status_code == 201
+    refused = send(team.tokens["editor"], "delete", base)
+    problem = assert_problem(refused, 409)
+    assert "1 run is active" in problem["detail"]
+    assert send(team.tokens["viewer"], "get", base).status_code == 200
+    assert send(team.tokens["editor"], "delete", f"{base}?force=true").status_code == 204
+    assert send(team.tokens["viewer"], "get", base).status_code == 404
