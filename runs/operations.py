@@ -8,16 +8,32 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.models import Tenant
 from runs.engine import _advance, _lock_run, attempts, runs, start_queued_runs, tis
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from workflows import dag
+from workflows.models import Workflow
 
 __all__ = ["cancel", "clear", "mark", "retry", "time_out"]
 
 TI = TaskInstance.State
 RUN = WorkflowRun.State
 UNFINISHED_RUN = (RUN.QUEUED, RUN.RUNNING)
+
+
+def _lock_for_reopen(run_id: int) -> WorkflowRun:
+    """Tenant, workflow, then run: the lock order of start_queued_runs, which an operation
+    that reopens an ended run calls."""
+    tenant_id, workflow_id = runs().values_list("tenant_id", "workflow_id").get(pk=run_id)
+    list(Tenant.objects.select_for_update().filter(pk=tenant_id).values_list("pk"))
+    list(
+        Workflow.objects.dangerously_unscoped()
+        .select_for_update()
+        .filter(pk=workflow_id)
+        .values_list("pk")
+    )
+    return _lock_run(run_id)
 
 
 def _stop(run: WorkflowRun, final: str, reason: str) -> None:
@@ -67,9 +83,15 @@ def _recount_and_advance(run: WorkflowRun, graph: VersionGraph) -> None:
             1 for up in graph.upstream[ti.task_id] if states.get(up) not in TaskInstance.FINISHED
         )
     tis().bulk_update(pending, ["pending_upstreams"])
+    if run.state == RUN.QUEUED:
+        return  # waiting for a run slot: its pending tasks are decided when it starts
     if run.state != RUN.RUNNING:
-        runs().filter(pk=run.pk).update(state=RUN.RUNNING, ended_at=None)
-        run.state = RUN.RUNNING
+        # An ended run takes a run slot again like a new one: back in the queue, and started
+        # now if max_active_runs and the tenant's quota allow (the caller holds the tenant,
+        # workflow and run locks, in that order, as start_queued_runs takes them).
+        runs().filter(pk=run.pk).update(state=RUN.QUEUED, queued_at=timezone.now(), ended_at=None)
+        start_queued_runs(run.workflow_id)
+        return
     _advance(run, graph, pending)
 
 
@@ -93,7 +115,7 @@ def retry(run_id: int) -> list[str]:
     """Re-run what failed: failed, upstream_failed and cancelled instances and everything
     downstream of them get new tries in the same run. Returns the cleared task ids."""
     with transaction.atomic():
-        run = _lock_run(run_id)
+        run = _lock_for_reopen(run_id)
         if run.state in UNFINISHED_RUN:
             raise Conflict(f"run {run.pk} is still {run.state}; retry it once it has ended")
         graph = graph_for(run.version_id)
@@ -120,7 +142,7 @@ def _instance(run: WorkflowRun, task_id: str) -> TaskInstance:
 def clear(run_id: int, task_id: str, *, downstream: bool) -> list[str]:
     """Run a finished task again (and, with `downstream`, everything after it)."""
     with transaction.atomic():
-        run = _lock_run(run_id)
+        run = _lock_for_reopen(run_id)
         graph = graph_for(run.version_id)
         ti = _instance(run, task_id)
         if ti.state not in TaskInstance.FINISHED:
@@ -148,7 +170,7 @@ def mark(run_id: int, task_id: str, state: str) -> TaskInstance:
     if state not in (TI.SUCCESS, TI.FAILED):
         raise Invalid([("state", "accepted: success, failed")])
     with transaction.atomic():
-        run = _lock_run(run_id)
+        run = _lock_for_reopen(run_id)
         graph = graph_for(run.version_id)
         ti = _instance(run, task_id)
         if ti.state == state:

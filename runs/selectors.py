@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 from typing import Any
 
@@ -72,7 +73,8 @@ def read_log(
     ti: TaskInstance, *, try_number: int | None, offset: int, limit: int
 ) -> dict[str, Any]:
     """Bytes [offset, offset + limit) of one attempt's log, cut back to a whole UTF-8
-    character, so a client that asks again from `next_offset` gets every byte once."""
+    character (a first character longer than `limit` comes whole), so a client that asks
+    again from `next_offset` gets every byte once."""
     attempts = TaskAttempt.objects.filter(task_instance=ti)
     attempt = (
         attempts.filter(try_number=try_number).first()
@@ -95,31 +97,42 @@ def read_log(
     logs = TaskLog.objects.filter(attempt=attempt)
     first = logs.filter(offset__lte=offset).order_by("-offset").first()
     chunks = ([first] if first else []) + list(
-        logs.filter(offset__gt=offset, offset__lt=end).order_by("offset")
+        logs.filter(offset__gt=offset, offset__lt=end + _CHARACTER_REST).order_by("offset")
     )
     data = b""
     start = chunks[0].offset if chunks else offset
     for chunk in chunks:
         data += bytes(chunk.data)
-    data = data[offset - start : end - start]
-    text, used = _whole_characters(data)
+    data = data[offset - start : end + _CHARACTER_REST - start]
+    running = attempt.state == TaskAttempt.State.RUNNING
+    # Fewer bytes than asked for (with the look-ahead): the log ends within this page.
+    complete = not running and len(data) < limit + _CHARACTER_REST
+    text, used = _whole_characters(data, limit, complete=complete)
     return {
         "try_number": attempt.try_number,
         "offset": offset,
         "next_offset": offset + used,
         "text": text,
-        "running": attempt.state == TaskAttempt.State.RUNNING,
+        "running": running,
         "total_bytes": attempt.log_bytes,
         "cap_bytes": settings.TASK_LOG_MAX_BYTES,
     }
 
 
-def _whole_characters(data: bytes) -> tuple[str, int]:
-    """Decode, leaving out a character cut in two at the end (it comes whole next time)."""
-    for cut in range(4):
-        try:
-            return data[: len(data) - cut].decode("utf-8"), len(data) - cut
-        except UnicodeDecodeError as exc:
-            if exc.start < len(data) - 4:  # broken in the middle: not a cut, just bad bytes
-                return data.decode("utf-8", errors="replace"), len(data)
-    return data.decode("utf-8", errors="replace"), len(data)
+# Bytes read past the limit: the rest of a character the limit cuts (UTF-8: up to 4 bytes).
+_CHARACTER_REST = 3
+
+
+def _whole_characters(data: bytes, limit: int, *, complete: bool) -> tuple[str, int]:
+    """Decode the first `limit` bytes of `data` (which holds up to 3 more). A character cut
+    by the limit is left for the next page, unless it is the page's first: then it comes
+    whole, or a reader asking for fewer bytes than one character would never advance. Bad
+    bytes read as U+FFFD, and so does a character cut by the end of a `complete` log."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    used = min(limit, len(data))
+    text = decoder.decode(data[:used], final=complete and used == len(data))
+    while not text and used < len(data):
+        used += 1
+        text = decoder.decode(data[used - 1 : used], final=complete and used == len(data))
+    held: bytes = decoder.getstate()[0]
+    return text, used - len(held)

@@ -148,24 +148,50 @@ def _trigger(actor: Actor, workflow: Workflow, params: Any, source: str | None) 
 
 
 def _operate(
-    actor: Actor, run: WorkflowRun, action: str, change: Callable[[], Any], **details: Any
+    actor: Actor,
+    run: WorkflowRun,
+    action: str,
+    change: Callable[[], Any],
+    task_id: str | None = None,
+    **details: Any,
 ) -> Any:
-    """Authorise, apply an operation, audit it with the run's state before and after."""
+    """Authorise, apply an operation, audit it: the run's state (and the task's, for a task
+    operation) before and after. An operation that changed nothing is not audited."""
     authorize(actor, "run.operate", run.tenant)
+
+    def snapshot() -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "state": WorkflowRun.objects.filter(pk=run.pk).values_list("state", flat=True).get()
+        }
+        if task_id is not None:
+            state["task_state"] = (
+                TaskInstance.objects.filter(run=run, task_id=task_id)
+                .values_list("state", flat=True)
+                .first()
+            )
+            state["task_try_number"] = (
+                TaskInstance.objects.filter(run=run, task_id=task_id)
+                .values_list("try_number", flat=True)
+                .first()
+            )
+        return state
+
     with transaction.atomic():
-        before = run.state
+        before = snapshot()
         result = change()
-        run.refresh_from_db()
-        audit.record(
-            actor=actor,
-            action=action,
-            tenant=run.tenant,
-            obj=run,
-            object_repr=f"{run.workflow.name} run {run.pk}",
-            before={"state": before},
-            after={"state": run.state},
-            extra=details,
-        )
+        after = snapshot()
+        if after != before:
+            audit.record(
+                actor=actor,
+                action=action,
+                tenant=run.tenant,
+                obj=run,
+                object_repr=f"{run.workflow.name} run {run.pk}",
+                before=before,
+                after=after,
+                extra={"task_id": task_id, **details} if task_id else details or None,
+            )
+    run.refresh_from_db()
     return result
 
 
@@ -197,7 +223,7 @@ def mark_task(*, actor: Actor, run: WorkflowRun, task_id: str, state: str) -> Ta
     return _operate(  # type: ignore[no-any-return]
         actor,
         run,
-        f"task.mark_{state}",  # type: ignore[no-any-return]
+        f"task.mark_{state}",
         lambda: operations.mark(run.pk, task_id, state),
         task_id=task_id,
     )

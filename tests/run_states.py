@@ -167,11 +167,11 @@ def states(run: WorkflowRun) -> dict[str, tuple[str, int]]:
 
 def instance_rows(run: WorkflowRun, *task_ids: str) -> dict[str, dict[str, Any]]:
     rows = tis().filter(run=run, task_id__in=task_ids or SPEC["tasks"]).values()
-    return {row["task_id"]: row for row in rows}
+    return {row["task_id"]: dict(row) for row in rows}
 
 
 def attempt_rows(run: WorkflowRun) -> list[dict[str, Any]]:
-    return list(attempts().filter(task_instance__run=run).order_by("pk").values())
+    return [dict(row) for row in attempts().filter(task_instance__run=run).order_by("pk").values()]
 
 
 def run_row(run: WorkflowRun) -> dict[str, Any]:

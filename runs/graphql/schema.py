@@ -8,6 +8,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from orchestrator.context import tenant_scope
+from orchestrator.errors import Invalid
 from orchestrator.graphql.types import actor_of, tenant_for
 from runs import models, selectors, services
 from workflows.selectors import get_workflow
@@ -133,6 +134,15 @@ class Query:
         limit: int = selectors.LOG_PAGE_MAX,
     ) -> LogPage:
         t = tenant_for(info, tenant, "run.view")
+        if offset < 0 or limit < 1:
+            raise Invalid(
+                [
+                    (
+                        "offset" if offset < 0 else "limit",
+                        "expected a non-negative offset and a positive limit",
+                    )
+                ]
+            )
         with tenant_scope([t]):
             ti = selectors.get_task_instance(selectors.get_run(run), task_id)
             page = selectors.read_log(
