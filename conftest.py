@@ -26,7 +26,7 @@ def _flush_with_retries() -> None:
     from django.core.management.base import CommandError
     from django.test import TransactionTestCase
 
-    original = TransactionTestCase._fixture_teardown
+    original = TransactionTestCase._fixture_teardown  # type: ignore[attr-defined]
 
     def teardown(self: TransactionTestCase) -> None:
         for attempt in range(5):
@@ -38,7 +38,7 @@ def _flush_with_retries() -> None:
                     raise
                 time.sleep(0.5)
 
-    TransactionTestCase._fixture_teardown = teardown  # type: ignore[method-assign]
+    TransactionTestCase._fixture_teardown = teardown  # type: ignore[attr-defined]
 
 
 _flush_with_retries()

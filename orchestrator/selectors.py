@@ -6,9 +6,10 @@ from django.db.models import QuerySet
 
 from orchestrator.actors import Actor
 from orchestrator.errors import NotFound
-from orchestrator.models import Membership, Tenant
+from orchestrator.models import Membership, Role, Tenant
+from orchestrator.policy import authorize
 
-__all__ = ["get_tenant", "memberships_of", "tenants_visible_to"]
+__all__ = ["authorized_tenant", "get_tenant", "memberships_of", "tenants_visible_to"]
 
 
 def get_tenant(slug: str) -> Tenant:
@@ -17,6 +18,13 @@ def get_tenant(slug: str) -> Tenant:
     if tenant is None:
         raise NotFound(f"tenant {slug!r} not found")
     return tenant
+
+
+def authorized_tenant(actor: Actor, slug: str, permission: str) -> tuple[Tenant, Role]:
+    """The tenant by slug and the actor's role in it, once the policy allowed `permission`
+    (NotFound when missing or invisible, Forbidden when the role is too low)."""
+    tenant = get_tenant(slug)
+    return tenant, authorize(actor, permission, tenant)
 
 
 def memberships_of(actor: Actor) -> QuerySet[Membership]:

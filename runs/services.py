@@ -164,16 +164,12 @@ def _operate(
             "state": WorkflowRun.objects.filter(pk=run.pk).values_list("state", flat=True).get()
         }
         if task_id is not None:
-            state["task_state"] = (
+            row = (
                 TaskInstance.objects.filter(run=run, task_id=task_id)
-                .values_list("state", flat=True)
+                .values_list("state", "try_number")
                 .first()
             )
-            state["task_try_number"] = (
-                TaskInstance.objects.filter(run=run, task_id=task_id)
-                .values_list("try_number", flat=True)
-                .first()
-            )
+            state["task_state"], state["task_try_number"] = row or (None, None)
         return state
 
     with transaction.atomic():

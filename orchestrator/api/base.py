@@ -19,8 +19,7 @@ from rest_framework.response import Response
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.models import ApiToken, Role, Tenant
-from orchestrator.policy import authorize
-from orchestrator.selectors import get_tenant
+from orchestrator.selectors import authorized_tenant
 
 __all__ = ["StrictSerializer", "TenantScopedViewSet", "actor_from_request"]
 
@@ -82,8 +81,7 @@ class TenantScopedViewSet(viewsets.GenericViewSet[Any]):
         if permission is None:
             raise ImproperlyConfigured(f"{type(self).__name__}: no permission for {self.action}")
         self.actor = actor_from_request(request)
-        self.tenant = get_tenant(kwargs["tenant"])
-        self.role = authorize(self.actor, permission, self.tenant)
+        self.tenant, self.role = authorized_tenant(self.actor, kwargs["tenant"], permission)
         self._scope = tenant_scope([self.tenant])
         self._scope.__enter__()
 

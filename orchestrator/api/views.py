@@ -17,8 +17,8 @@ from orchestrator import services
 from orchestrator.api import serializers as s
 from orchestrator.api.base import TenantScopedViewSet, actor_from_request
 from orchestrator.models import ApiToken, AuditEvent, Membership, ServiceAccount, Tenant
-from orchestrator.policy import authorize, capped_role
-from orchestrator.selectors import get_tenant, memberships_of, tenants_visible_to
+from orchestrator.policy import capped_role
+from orchestrator.selectors import authorized_tenant, memberships_of, tenants_visible_to
 
 __all__ = [
     "AuditEventViewSet",
@@ -71,9 +71,9 @@ class TenantViewSet(
         return context
 
     def _tenant(self, permission: str) -> Tenant:
-        tenant = get_tenant(self.kwargs["slug"])
-        authorize(actor_from_request(self.request), permission, tenant)
-        return tenant
+        return authorized_tenant(actor_from_request(self.request), self.kwargs["slug"], permission)[
+            0
+        ]
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         tenant = self._tenant("tenant.view")

@@ -15,7 +15,7 @@ from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.graphql.errors import unauthenticated
 from orchestrator.policy import authorize, effective_role
-from orchestrator.selectors import get_tenant
+from orchestrator.selectors import authorized_tenant
 
 __all__ = [
     "ApiTokenType",
@@ -30,9 +30,7 @@ __all__ = [
 
 def tenant_for(info: Info, slug: str, permission: str) -> models.Tenant:
     """The tenant by slug, once the policy allowed the permission (else NOT_FOUND/FORBIDDEN)."""
-    tenant = get_tenant(slug)
-    authorize(actor_of(info), permission, tenant)
-    return tenant
+    return authorized_tenant(actor_of(info), slug, permission)[0]
 
 
 def actor_of(info: Info) -> Actor:
