@@ -257,6 +257,11 @@ CELERY_TASK_ROUTES = {"runs.reconcile": {"queue": "housekeeping"}}
 # A running attempt renews its lease every third of this; when it lapses (the worker died)
 # the reconciler fails the try (and retries it if tries remain).
 TASK_LEASE_SECONDS = env_int("TASK_LEASE_SECONDS", 30)
+# A try whose worker died (its lease expired) is run again without using up the task's
+# retries, at most this many times per task instance (then it counts as a failure).
+TASK_LOST_TRY_LIMIT = env_int("TASK_LOST_TRY_LIMIT", 2)
+# How long a worker keeps retrying a step (claim, finish) while the database is unreachable.
+DB_RETRY_SECONDS = env_int("DB_RETRY_SECONDS", 300)
 TASK_LOG_FLUSH_SECONDS = 0.5
 TASK_LOG_MAX_BYTES = env_int("TASK_LOG_MAX_BYTES", 5 * 1024 * 1024)
 TASK_RESULT_MAX_BYTES = env_int("TASK_RESULT_MAX_BYTES", 64 * 1024)

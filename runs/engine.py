@@ -58,6 +58,7 @@ class Outcome:
     exit_code: int | None = None
     result: Any = None
     rendered: dict[str, Any] = field(default_factory=dict)
+    lost: bool = False  # the worker died (lease expired): not the task's own failure
 
 
 def send(*tries: tuple[int, int]) -> None:
@@ -70,9 +71,16 @@ def send(*tries: tuple[int, int]) -> None:
         from orchestrator.celery import app
         from runs.tasks import execute_task_instance
 
-        with app.producer_or_acquire() as producer:
-            for ti_id, try_number in tries:
-                execute_task_instance.apply_async((ti_id, try_number), producer=producer)
+        try:
+            with app.producer_or_acquire() as producer:
+                for ti_id, try_number in tries:
+                    execute_task_instance.apply_async((ti_id, try_number), producer=producer)
+        except Exception as exc:  # the broker is away: the state is committed, so go on
+            logger.warning(
+                "could not send %d task message(s), the reconciler will re-send them: %s",
+                len(tries),
+                exc,
+            )
 
     transaction.on_commit(publish)
 
@@ -182,7 +190,8 @@ def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:
     state = RUN.FAILED if fails else RUN.SUCCESS
     if runs().filter(pk=run.pk, state=RUN.RUNNING).update(state=state, ended_at=timezone.now()):
         workflow_id = run.workflow_id
-        transaction.on_commit(lambda: start_queued_runs(workflow_id))
+        # Robust: the reconciler starts queued runs too, should this fail.
+        transaction.on_commit(lambda: start_queued_runs(workflow_id), robust=True)
         return True
     return False
 
@@ -307,9 +316,15 @@ def dispatch(run: WorkflowRun, graph: VersionGraph | None = None) -> list[tuple[
     return queued
 
 
-def claim(ti_id: int, try_number: int, *, worker: str, pid: int) -> TaskAttempt | None:
+def claim(
+    ti_id: int, try_number: int, *, worker: str, pid: int, token: str = ""
+) -> TaskAttempt | None:
     """Take a queued try for this worker; None when it is not (or no longer) ours to run:
-    a duplicate message, a stale try, a cancelled instance."""
+    a duplicate message, a stale try, a cancelled instance.
+
+    `token` makes a retried claim safe: when the database committed the first call but its
+    answer was lost, the retry finds the instance running and returns the attempt that the
+    first call created under the same token (instead of leaving the try to lapse)."""
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
@@ -319,7 +334,18 @@ def claim(ti_id: int, try_number: int, *, worker: str, pid: int) -> TaskAttempt 
         )
         row = cursor.fetchone()
         if row is None:
-            return None
+            if not token:
+                return None
+            return (
+                attempts()
+                .filter(
+                    task_instance_id=ti_id,
+                    try_number=try_number,
+                    claim_token=token,
+                    state=TaskAttempt.State.RUNNING,
+                )
+                .first()
+            )
         tenant_id = row[0]
         return attempts().create(
             tenant_id=tenant_id,
@@ -327,6 +353,7 @@ def claim(ti_id: int, try_number: int, *, worker: str, pid: int) -> TaskAttempt 
             try_number=try_number,
             worker=worker,
             pid=pid,
+            claim_token=token,
             started_at=now,
             lease_expires_at=now + dt.timedelta(seconds=settings.TASK_LEASE_SECONDS),
         )
@@ -375,7 +402,12 @@ def finish(attempt_id: int, outcome: Outcome) -> str | None:
         ti = tis().get(pk=attempt.task_instance_id)
         graph = graph_for(run.version_id)
         new, next_at = outcome.state, None
-        if outcome.state == TI.FAILED and ti.try_number < ti.max_tries:
+        changes: dict[str, Any] = {}
+        if outcome.lost and ti.lost_tries < settings.TASK_LOST_TRY_LIMIT:
+            # A lost try is given back: one more try, at once.
+            changes = {"max_tries": ti.max_tries + 1, "lost_tries": ti.lost_tries + 1}
+            new, next_at = TI.UP_FOR_RETRY, now
+        elif outcome.state == TI.FAILED and ti.try_number < ti.max_tries:
             eff = graph.effective(ti.task_id)
             new = TI.UP_FOR_RETRY
             next_at = now + dt.timedelta(
@@ -386,7 +418,7 @@ def finish(attempt_id: int, outcome: Outcome) -> str | None:
                     try_number=ti.try_number,
                 )
             )
-        changes: dict[str, Any] = {"state": new, "next_attempt_at": next_at}
+        changes.update(state=new, next_attempt_at=next_at)
         if new != TI.UP_FOR_RETRY:
             changes["ended_at"] = now
         if outcome.state == TI.SUCCESS:

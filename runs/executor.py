@@ -10,19 +10,22 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from jinja2 import TemplateError
 
 from runs import engine
 from runs.graph import graph_for
 from runs.models import TaskAttempt, TaskInstance, TaskLog
 from runs.process import OutputSink, ProcessResult, run_process
+from runs.resilience import DB_ERRORS, with_db_retry
 from runs.skip import SKIP_EXIT_CODE
 from workflows import dag
 from workflows.templating import environment
@@ -175,8 +178,6 @@ def run_shell(a: Attempt) -> engine.Outcome:
         if (task.get("shell"))
         else list(command)
     )
-    if task.get("rlimits"):
-        argv = [sys.executable, "-m", "runs.rlimit_exec", json.dumps(task["rlimits"]), "--", *argv]
     timeout = task.get("timeout")
     with tempfile.TemporaryDirectory(prefix="orc-task-") as scratch:
         result = run_process(
@@ -186,6 +187,7 @@ def run_shell(a: Attempt) -> engine.Outcome:
             timeout=timeout,
             sink=a.sink,
             should_stop=a.should_stop,
+            rlimits=task.get("rlimits"),
         )
     tail = a.sink.tail if isinstance(a.sink, _Tail) else b""
     return _process_outcome(
@@ -267,17 +269,26 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         # Renewing also notices a cancelled attempt, so do it at least every second.
         interval = max(0.2, min(1.0, settings.TASK_LEASE_SECONDS / 3))
+        renewed = time.monotonic()
         waited = 0.0
         try:
             while not self.done.wait(settings.TASK_LOG_FLUSH_SECONDS):
-                self.flush()
                 waited += settings.TASK_LOG_FLUSH_SECONDS
-                if waited >= interval:
-                    waited = 0.0
-                    if not engine.renew_lease(self.attempt_id):
+                try:
+                    self.flush()
+                    if waited >= interval:
+                        waited = 0.0
+                        if not engine.renew_lease(self.attempt_id):
+                            self.lost.set()
+                        renewed = time.monotonic()
+                except DB_ERRORS as exc:
+                    # The database is away: keep the output and try again. Past the lease,
+                    # the reconciler may give the try away, so stop the task ourselves:
+                    # two copies of a try must not run side by side.
+                    logger.warning("heartbeat of attempt %s: %s", self.attempt_id, exc)
+                    connection.close()
+                    if time.monotonic() - renewed >= settings.TASK_LEASE_SECONDS:
                         self.lost.set()
-        except Exception:  # a database hiccup must not kill the attempt: the lease decides
-            logger.exception("heartbeat of attempt %s failed", self.attempt_id)
         finally:
             connection.close()
 
@@ -285,43 +296,46 @@ class Heartbeat(threading.Thread):
         data = self.sink.drain()
         if not data:
             return
-        TaskLog.objects.dangerously_unscoped().create(
-            tenant_id=self.tenant_id, attempt_id=self.attempt_id, offset=self.offset, data=data
-        )
+        try:
+            with transaction.atomic():
+                TaskLog.objects.dangerously_unscoped().create(
+                    tenant_id=self.tenant_id,
+                    attempt_id=self.attempt_id,
+                    offset=self.offset,
+                    data=data,
+                )
+                TaskAttempt.objects.dangerously_unscoped().filter(pk=self.attempt_id).update(
+                    log_bytes=self.offset + len(data)
+                )
+        except BaseException:
+            self.sink.unread(data)
+            raise
         self.offset += len(data)
-        TaskAttempt.objects.dangerously_unscoped().filter(pk=self.attempt_id).update(
-            log_bytes=self.offset
-        )
 
     def stop(self) -> None:
         self.done.set()
         if self.is_alive():
             self.join()
-        self.flush()
+        with_db_retry(self.flush)
 
 
 def execute(ti_id: int, try_number: int) -> str | None:
     """Run one try if it is still ours to run; returns the instance's new state."""
     close_old_connections()
-    attempt = engine.claim(ti_id, try_number, worker=WORKER, pid=os.getpid())
+    token = uuid.uuid4().hex
+    attempt = with_db_retry(
+        engine.claim, ti_id, try_number, worker=WORKER, pid=os.getpid(), token=token
+    )
     if attempt is None:
         logger.info("task instance %s try %s is not queued any more; skipping", ti_id, try_number)
         return None
-    ti = (
-        TaskInstance.objects.dangerously_unscoped()
-        .select_related("run", "run__workflow")
-        .get(pk=ti_id)
-    )
     sink = _Tail(settings.TASK_LOG_MAX_BYTES)
-    heartbeat = Heartbeat(attempt.pk, ti.tenant_id, sink)
-    if ti.task_type != "noop":  # nothing to keep alive or to log: done in microseconds
-        heartbeat.start()
+    heartbeat = Heartbeat(attempt.pk, attempt.tenant_id, sink)
     rendered: dict[str, Any] = {}
     try:
-        graph = graph_for(ti.run.version_id)
-        task = graph.task(ti.task_id).model_dump(mode="json", by_alias=True, exclude_none=True)
-        task["timeout"] = graph.effective(ti.task_id).timeout
-        context = build_context(ti)
+        ti, task, context = with_db_retry(_prepare, ti_id)
+        if ti.task_type != "noop":  # nothing to keep alive or to log: done in microseconds
+            heartbeat.start()
         try:
             rendered = render_task(task, context)
         except TemplateError as exc:
@@ -334,12 +348,26 @@ def execute(ti_id: int, try_number: int) -> str | None:
         outcome = engine.Outcome("failed", error=f"internal error:\n{traceback.format_exc()}")
     finally:
         heartbeat.stop()
-    return engine.finish(
+    return with_db_retry(
+        engine.finish,
         attempt.pk,
         engine.Outcome(
             outcome.state, outcome.error, outcome.exit_code, outcome.result, rendered=rendered
         ),
     )
+
+
+def _prepare(ti_id: int) -> tuple[TaskInstance, dict[str, Any], dict[str, Any]]:
+    """The instance, its task as plain data (with the effective timeout), its context."""
+    ti = (
+        TaskInstance.objects.dangerously_unscoped()
+        .select_related("run", "run__workflow")
+        .get(pk=ti_id)
+    )
+    graph = graph_for(ti.run.version_id)
+    task = graph.task(ti.task_id).model_dump(mode="json", by_alias=True, exclude_none=True)
+    task["timeout"] = graph.effective(ti.task_id).timeout
+    return ti, task, build_context(ti)
 
 
 def _check_result(outcome: engine.Outcome) -> engine.Outcome:

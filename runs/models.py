@@ -105,6 +105,9 @@ class TaskInstance(TenantOwnedModel):
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     try_number = models.PositiveIntegerField(default=0)
     max_tries = models.PositiveIntegerField(default=1)
+    # Tries lost with their worker (lease expired): each one adds a try, up to the platform's
+    # TASK_LOST_TRY_LIMIT, so a dead worker does not use up the task's own retries.
+    lost_tries = models.PositiveIntegerField(default=0)
     priority = models.IntegerField(default=0)
     pending_upstreams = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -149,6 +152,9 @@ class TaskAttempt(TenantOwnedModel):
     state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
     worker = models.CharField(max_length=255, blank=True)
     pid = models.IntegerField(null=True, blank=True)
+    # Names the claim that created the attempt, so a claim retried after a lost answer from
+    # the database recognises its own attempt (see engine.claim).
+    claim_token = models.CharField(max_length=32, blank=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)

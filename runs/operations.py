@@ -48,7 +48,7 @@ def _stop(run: WorkflowRun, final: str, reason: str) -> None:
         state=TI.CANCELLED, ended_at=now, next_attempt_at=None
     )
     workflow_id = run.workflow_id
-    transaction.on_commit(lambda: start_queued_runs(workflow_id))
+    transaction.on_commit(lambda: start_queued_runs(workflow_id), robust=True)
 
 
 def cancel(run_id: int) -> WorkflowRun:
@@ -101,12 +101,22 @@ def _reset(run: WorkflowRun, graph: VersionGraph, task_ids: set[str]) -> int:
     for ti in tis().filter(run=run, task_id__in=task_ids):
         ti.state = TI.PENDING
         ti.max_tries = ti.try_number + graph.effective(ti.task_id).retries + 1
+        ti.lost_tries = 0
         ti.next_attempt_at = ti.queued_at = ti.started_at = ti.ended_at = None
         ti.result = None
         reset.append(ti)
     tis().bulk_update(
         reset,
-        ["state", "max_tries", "next_attempt_at", "queued_at", "started_at", "ended_at", "result"],
+        [
+            "state",
+            "max_tries",
+            "lost_tries",
+            "next_attempt_at",
+            "queued_at",
+            "started_at",
+            "ended_at",
+            "result",
+        ],
     )
     return len(reset)
 

@@ -22,6 +22,8 @@ def ensure_periodic_tasks(**kwargs: Any) -> None:
             "task": "runs.reconcile",
             "interval": every,
             "queue": "housekeeping",
+            # A tick that waited behind busy workers is stale: the next one does its work.
+            "expire_seconds": max(10, 5 * settings.RECONCILE_INTERVAL_SECONDS),
             "description": "Repairs runs: expired leases, lost messages, due retries, "
             "stuck runs, queued runs waiting for a slot.",
         },

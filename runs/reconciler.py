@@ -8,7 +8,7 @@ import logging
 
 from amqp.exceptions import ChannelError
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from orchestrator.celery import app
@@ -35,7 +35,10 @@ def expire_leases() -> int:
         outcome = engine.Outcome(
             "failed",
             error="lease expired: the worker stopped heartbeating (it died or lost its "
-            "database connection); the try is failed and retried if tries remain",
+            "database connection); the try is failed and run again "
+            f"(up to {settings.TASK_LOST_TRY_LIMIT} lost tries per task do not use up "
+            "its retries)",
+            lost=True,
         )
         if engine.finish(attempt_id, outcome) is not None:
             count += 1
@@ -99,35 +102,62 @@ def broker_backlog(queue: str = "tasks") -> int:
             return 0
 
 
-def resend_lost_messages() -> int:
-    """Instances queued too long: their message was lost (broker restart or flush, a crash
-    between commit and send). Re-sent with the same try number, so if the first message
-    turns up after all, the second claim finds nothing to do.
+BROKER_MARKER = "orchestrator.broker-marker"
 
-    An instance may also wait simply because workers are busy with a backlog; re-sending
-    then would only double the backlog. So while the task queue holds messages, only
-    instances queued longer than QUEUED_RESEND_MAX_SECONDS are re-sent; the others are
-    re-sent once the queue has drained and they are still waiting."""
+
+def broker_lost_data() -> bool:
+    """True when the broker has lost its data since the last look: restarted without
+    persistence, flushed, or its keys evicted. A marker key left on the previous look is
+    then gone. (The first look on a new broker says True too, which costs only duplicate
+    messages that the claim turns away.) Only for Redis; other brokers keep their queues."""
+    with app.connection_for_write() as conn:
+        client = getattr(conn.default_channel, "client", None)
+        if client is None or not hasattr(client, "sadd"):
+            return False
+        # SADD answers whether the member was new, atomically: of two reconcilers looking
+        # at once, one sees the loss. (The broker's key prefix applies to it.)
+        return bool(client.sadd(BROKER_MARKER, "present"))
+
+
+def resend_lost_messages() -> int:
+    """Re-send the message of instances queued too long: it was lost (a broker restart or
+    flush, a crash between commit and send). Sent with the same try number, so if the
+    first message turns up after all, the second claim finds nothing to do.
+
+    When the broker has visibly lost its data, every queued instance is re-sent at once.
+    Otherwise an instance may also wait simply because workers are busy with a backlog, and
+    re-sending would only double the backlog: so while the task queue holds messages, only
+    instances queued longer than QUEUED_RESEND_MAX_SECONDS are re-sent; the others once the
+    queue has drained and they are still waiting (QUEUED_RESEND_AFTER_SECONDS)."""
+    if broker_lost_data():
+        threshold, limit = dt.timedelta(0), None
+        logger.warning("the broker lost its messages: re-sending every queued task")
+    elif broker_backlog() > 0:
+        threshold, limit = dt.timedelta(seconds=settings.QUEUED_RESEND_MAX_SECONDS), 1000
+    else:
+        threshold, limit = dt.timedelta(seconds=settings.QUEUED_RESEND_AFTER_SECONDS), 1000
     now = timezone.now()
-    threshold = dt.timedelta(seconds=settings.QUEUED_RESEND_AFTER_SECONDS)
-    if broker_backlog() > 0:
-        threshold = dt.timedelta(seconds=settings.QUEUED_RESEND_MAX_SECONDS)
-    stale = (
-        TaskInstance.objects.dangerously_unscoped()
-        .filter(state=TI.QUEUED, queued_at__lt=now - threshold)
-        .values_list("id", "try_number", "queued_at")
-    )
-    count = 0
-    for ti_id, try_number, queued_at in list(stale[:500]):
-        with transaction.atomic():
-            if (
-                TaskInstance.objects.dangerously_unscoped()
-                .filter(pk=ti_id, state=TI.QUEUED, try_number=try_number, queued_at=queued_at)
-                .update(queued_at=now)
-            ):
-                engine.send((ti_id, try_number))
-                count += 1
-    return count
+    table = TaskInstance._meta.db_table
+    # One statement stamps and returns the rows: a second reconciler running at once waits
+    # for these row locks, then finds them re-stamped and leaves them alone.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET queued_at = %s WHERE id IN ("  # noqa: S608
+            f"SELECT id FROM {table} WHERE state = %s AND queued_at <= %s ORDER BY id"
+            f"{' LIMIT %s' if limit else ''}) AND state = %s AND queued_at <= %s "
+            "RETURNING id, try_number",
+            [
+                now,
+                TI.QUEUED,
+                now - threshold,
+                *([limit] if limit else []),
+                TI.QUEUED,
+                now - threshold,
+            ],
+        )
+        tries = [(int(ti_id), int(try_number)) for ti_id, try_number in cursor.fetchall()]
+        engine.send(*tries)
+    return len(tries)
 
 
 def schedule_due_retries() -> int:

@@ -36,8 +36,17 @@ def _die_with_parent() -> None:
 class Workers:
     """`count` worker processes (prefork, `concurrency` each) and one beat."""
 
-    def __init__(self, count: int = 2, concurrency: int = 2, beat: bool = True) -> None:
+    def __init__(
+        self,
+        count: int = 2,
+        concurrency: int = 2,
+        beat: bool = True,
+        redis_url: str = REDIS_URL,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.count, self.concurrency, self.with_beat = count, concurrency, beat
+        self.redis_url = redis_url
+        self.named: dict[str, subprocess.Popen[bytes]] = {}
         self.prefix = f"orc-test-{uuid.uuid4().hex[:10]}:"
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
@@ -45,11 +54,12 @@ class Workers:
         self.env = {
             **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
             "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "CELERY_BROKER_URL": REDIS_URL,
+            "CELERY_BROKER_URL": redis_url,
             "CELERY_KEY_PREFIX": self.prefix,
             "TASK_LEASE_SECONDS": str(LEASE_SECONDS),
             "QUEUED_RESEND_AFTER_SECONDS": "5",
             "VAR_DIR": str(Path(tempfile.gettempdir()) / self.prefix.strip(":")),
+            **(env or {}),
         }
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
@@ -96,6 +106,7 @@ class Workers:
                 preexec_fn=_die_with_parent,
             )
         self.processes.append(process)
+        self.named[name] = process
         self.logs.append(log)
         return process
 
@@ -116,8 +127,11 @@ class Workers:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(f"{self.prefix}*"))
+        try:
+            client = redis.Redis.from_url(self.redis_url)
+            keys = list(client.scan_iter(f"{self.prefix}*"))
+        except redis.ConnectionError:  # a test's own server, already stopped
+            return
         if keys:
             client.delete(*keys)
 
@@ -135,7 +149,7 @@ def publishing_to(workers: Workers) -> Iterator[None]:
         "broker_transport_options": app.conf.broker_transport_options,
     }
     app.conf.update(
-        broker_url=REDIS_URL,
+        broker_url=workers.redis_url,
         broker_transport_options={"global_keyprefix": workers.prefix, "visibility_timeout": 3600},
     )
     _reset_pools()

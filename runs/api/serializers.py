@@ -93,6 +93,7 @@ class TaskInstanceSerializer(serializers.ModelSerializer[TaskInstance]):
             "state",
             "try_number",
             "max_tries",
+            "lost_tries",
             "priority",
             "next_attempt_at",
             "queued_at",

@@ -44,6 +44,7 @@ class TaskInstanceType:
     state: str
     try_number: strawberry.auto
     max_tries: strawberry.auto
+    lost_tries: strawberry.auto
     priority: strawberry.auto
     next_attempt_at: strawberry.auto
     queued_at: strawberry.auto

@@ -43,7 +43,7 @@ class Engine:
             slug="eng",
             name="Engine",
             owner=self.user,
-            quotas={"max_tasks_per_workflow": 2000},
+            quotas={"max_tasks_per_workflow": 2000, "max_concurrent_runs": 500},
         )
         self.actor = Actor(user=self.user, source="api")
 
