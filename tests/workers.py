@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,6 +128,7 @@ class Workers:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        shutil.rmtree(self.env["VAR_DIR"], ignore_errors=True)
         try:
             client = redis.Redis.from_url(self.redis_url)
             keys = list(client.scan_iter(f"{self.prefix}*"))

@@ -35,7 +35,7 @@ def workers(django_db_setup: None, django_db_blocker: Any) -> Iterator[Workers]:
 class Engine:
     """A tenant with an owner, and helpers to apply specs and read runs back."""
 
-    def __init__(self, workers: Workers) -> None:
+    def __init__(self, workers: Workers | None) -> None:
         self.workers = workers
         self.user = User.objects.create_user("owner")
         self.tenant = services.create_tenant(
