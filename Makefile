@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo demo-distributed test lint format clean
 
 install: $(STAMP)
 
@@ -21,6 +21,15 @@ $(STAMP): pyproject.toml
 
 demo: install
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py demo --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
+
+# The distributed mode on one machine: PostgreSQL and Redis (local by default), gunicorn,
+# two workers, a housekeeper and a beat as separate processes.
+DEMO_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orchestrator_demo
+DEMO_BROKER_URL ?= redis://127.0.0.1:6379/1
+
+demo-distributed: install
+	DEBUG=$${DEBUG:-1} DATABASE_URL=$(DEMO_DATABASE_URL) CELERY_BROKER_URL=$(DEMO_BROKER_URL) \
+		$(BIN)/python manage.py demo --distributed --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
 test: install
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \

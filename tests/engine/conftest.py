@@ -19,9 +19,10 @@ __all__ = ["engine", "workers"]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def workers(django_db_setup: None, django_db_blocker: Any) -> Iterator[Workers]:
-    """Two worker processes (2 slots each) and a beat, for the whole session."""
+    """Two worker processes (2 slots each) and a beat, for the engine tests. Stopped when
+    they are done: their reconciler would otherwise act on other tests' runs."""
     with django_db_blocker.unblock():
         pool = Workers(count=2, concurrency=2)
         pool.start()

@@ -1,6 +1,10 @@
 """`manage.py demo` (what `make demo` runs): a demo tenant, an admin user and an API token,
 the runnable examples applied, one run triggered and followed to its end, and the whole
-service serving in this process (`standalone`)."""
+service serving in this process (`standalone`).
+
+With `--distributed` (`make demo-distributed`) the same runs on PostgreSQL and Redis, with
+the production processes started side by side: gunicorn, two workers, a housekeeper and a
+beat (orchestrator/processes.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from orchestrator import services
@@ -21,6 +25,7 @@ from orchestrator.context import tenant_scope
 from orchestrator.errors import Invalid
 from orchestrator.management.commands.standalone import Standalone
 from orchestrator.models import ApiToken, Role, Tenant
+from orchestrator.processes import Distributed, ensure_database
 
 DEMO_TENANT = "demo"
 DEMO_USER = "admin"
@@ -35,12 +40,26 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument(
+            "--distributed",
+            action="store_true",
+            help="run gunicorn, two Celery workers, a housekeeper and a beat as separate "
+            "processes (needs CELERY_BROKER_URL, and DATABASE_URL for PostgreSQL)",
+        )
+        parser.add_argument(
             "--setup-only",
             action="store_true",
             help="set up and print the credentials, but do not serve",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["distributed"]:
+            if settings.EMBEDDED_BROKER:
+                raise CommandError(
+                    "--distributed needs a real broker: set CELERY_BROKER_URL, e.g. "
+                    "redis://127.0.0.1:6379/1 (make demo-distributed does)"
+                )
+            if ensure_database():
+                self.stdout.write(f"created database {settings.DATABASES['default']['NAME']}")
         call_command("migrate", interactive=False, verbosity=0)
         password, token, tenant = self.set_up()
         base = f"http://{options['host']}:{options['port']}"
@@ -62,8 +81,12 @@ class Command(BaseCommand):
         )
         if options["setup_only"]:
             return
-        service = Standalone(
-            host=options["host"], port=options["port"], concurrency=4, web_threads=8
+        service: Standalone | Distributed = (
+            Distributed(host=options["host"], port=options["port"])
+            if options["distributed"]
+            else Standalone(
+                host=options["host"], port=options["port"], concurrency=4, web_threads=8
+            )
         )
         service.start()
         self.stdout.write(service.banner() + "\n")

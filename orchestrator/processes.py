@@ -1,0 +1,164 @@
+"""The distributed mode's processes, started side by side on one machine for
+`manage.py demo --distributed` (`make demo-distributed`): gunicorn, two Celery workers, a
+housekeeper worker and a beat, each a real process with its own log, as in production.
+Kill any of them by hand to watch the service recover (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from django.conf import settings
+
+__all__ = ["Distributed", "ensure_database"]
+
+
+def _die_with_parent() -> None:
+    """Linux: the demo's processes get SIGTERM when the demo itself dies."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Distributed:
+    """Start the processes; `wait()` blocks until SIGINT/SIGTERM, then stops them all."""
+
+    def __init__(self, *, host: str, port: int, workers: int = 2, concurrency: int = 2) -> None:
+        self.host, self.port = host, port
+        self.workers, self.concurrency = workers, concurrency
+        self.logs = Path(settings.VAR_DIR) / "demo-logs"
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopped = threading.Event()
+
+    def commands(self) -> dict[str, list[str]]:
+        celery = [sys.executable, "-m", "celery", "-A", "orchestrator"]
+        commands = {
+            "web": [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "orchestrator.wsgi:application",
+                "--bind",
+                f"{self.host}:{self.port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+            ],
+        }
+        for index in range(1, self.workers + 1):
+            commands[f"worker{index}"] = [
+                *celery,
+                "worker",
+                "-l",
+                "INFO",
+                "-n",
+                f"worker{index}@%h",
+                "-c",
+                str(self.concurrency),
+            ]
+        commands["housekeeper"] = [
+            *celery,
+            "worker",
+            "-l",
+            "INFO",
+            "-Q",
+            "housekeeping",
+            "-c",
+            "1",
+            "-n",
+            "housekeeper@%h",
+        ]
+        commands["beat"] = [*celery, "beat", "-l", "INFO"]
+        return commands
+
+    def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        for name, argv in self.commands().items():
+            with (self.logs / f"{name}.log").open("ab") as log:
+                self.processes[name] = subprocess.Popen(
+                    argv,
+                    cwd=settings.BASE_DIR,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C reaches the demo, which stops them
+                    preexec_fn=_die_with_parent,
+                )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopped.set()
+
+    def banner(self) -> str:
+        lines = [
+            f"distributed: broker {settings.CELERY_BROKER_URL}, database "
+            f"{settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}",
+        ]
+        lines += [
+            f"  {name:<12} pid {process.pid:<8} log {self.logs / (name + '.log')}"
+            for name, process in self.processes.items()
+        ]
+        worker = self.processes.get("worker1")
+        if worker is not None:
+            lines.append(
+                f"Kill a worker mid-run to watch the service recover: kill -9 -{worker.pid}"
+            )
+        return "\n".join(lines)
+
+    def exited(self) -> list[str]:
+        return [name for name, p in self.processes.items() if p.poll() is not None]
+
+    def wait(self) -> None:
+        while not self.stopped.wait(0.5):
+            pass
+        self.stop()
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def ensure_database() -> bool:
+    """Create the PostgreSQL database DATABASE_URL names when it does not exist yet (a
+    convenience for the demo; production databases are provisioned). True if created."""
+    import psycopg2
+    from psycopg2 import sql
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        return False
+    params = {
+        "host": db.get("HOST") or None,
+        "port": db.get("PORT") or None,
+        "user": db.get("USER") or None,
+        "password": db.get("PASSWORD") or None,
+    }
+    try:
+        psycopg2.connect(dbname=db["NAME"], **params).close()
+        return False
+    except psycopg2.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise
+    admin = psycopg2.connect(dbname="postgres", **params)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
+    finally:
+        admin.close()
+    return True
