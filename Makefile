@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install demo demo-distributed test lint format clean
+.PHONY: install demo demo-distributed bench test lint format clean
 
 install: $(STAMP)
 
@@ -30,6 +30,14 @@ DEMO_BROKER_URL ?= redis://127.0.0.1:6379/1
 demo-distributed: install
 	DEBUG=$${DEBUG:-1} DATABASE_URL=$(DEMO_DATABASE_URL) CELERY_BROKER_URL=$(DEMO_BROKER_URL) \
 		$(BIN)/python manage.py demo --distributed --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
+
+# Benchmarks (docs/performance.md): a database and a Redis key prefix of their own.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orchestrator_bench
+BENCH_BROKER_URL ?= redis://127.0.0.1:6379/2
+
+bench: install
+	DEBUG=0 DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) \
+		CELERY_KEY_PREFIX=orc-bench: LOG_LEVEL=WARNING $(BIN)/python manage.py bench $(BENCH_ARGS)
 
 test: install
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \

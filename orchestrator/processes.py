@@ -1,7 +1,7 @@
 """The distributed mode's processes, started side by side on one machine for
-`manage.py demo --distributed` (`make demo-distributed`): gunicorn, two Celery workers, a
-housekeeper worker and a beat, each a real process with its own log, as in production.
-Kill any of them by hand to watch the service recover (docs/reliability.md)."""
+`manage.py demo --distributed` (`make demo-distributed`) and `manage.py bench`: gunicorn,
+Celery workers, a housekeeper worker and a beat, each a real process with its own log, as
+in production. Kill any of them by hand to watch the service recover (docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -29,10 +29,22 @@ def _die_with_parent() -> None:
 class Distributed:
     """Start the processes; `wait()` blocks until SIGINT/SIGTERM, then stops them all."""
 
-    def __init__(self, *, host: str, port: int, workers: int = 2, concurrency: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        workers: int = 2,
+        concurrency: int = 2,
+        logs: str = "demo-logs",
+        extra: dict[str, list[str]] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.host, self.port = host, port
         self.workers, self.concurrency = workers, concurrency
-        self.logs = Path(settings.VAR_DIR) / "demo-logs"
+        self.logs = Path(settings.VAR_DIR) / logs
+        self.extra = extra or {}  # more processes: name -> argv
+        self.env = {**os.environ, **(env or {})}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.stopped = threading.Event()
 
@@ -76,7 +88,7 @@ class Distributed:
             "housekeeper@%h",
         ]
         commands["beat"] = [*celery, "beat", "-l", "INFO"]
-        return commands
+        return {**commands, **self.extra}
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -85,6 +97,7 @@ class Distributed:
                 self.processes[name] = subprocess.Popen(
                     argv,
                     cwd=settings.BASE_DIR,
+                    env=self.env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # Ctrl-C reaches the demo, which stops them

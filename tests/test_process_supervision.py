@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from runs.process import OutputSink, ProcessResult, run_process
+from tests.workers import alive, wait_for
 
 ENV = {"PATH": os.environ["PATH"]}
 
@@ -60,8 +59,7 @@ def test_a_timeout_kills_the_group_even_when_it_ignores_sigterm(tmp_path: Path) 
     assert result.exit_code == -signal.SIGKILL
     assert time.monotonic() - started < 10
     grandchild = int(pidfile.read_text())
-    with pytest.raises(ProcessLookupError):
-        os.kill(grandchild, 0)
+    wait_for(lambda: not alive(grandchild), 5, "the grandchild to be killed")
 
 
 def test_the_task_group_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
@@ -71,7 +69,7 @@ def test_the_task_group_dies_with_the_process_that_started_it(tmp_path: Path) ->
         f"""
         import os, sys
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-        from runs.process import OutputSink, ProcessResult, run_process
+        from runs.process import OutputSink, run_process
         run_process(["sh", "-c", "sleep 60 & echo $! > {pidfile}; sleep 60"],
                     env={{"PATH": os.environ["PATH"]}}, cwd=None, timeout=None,
                     sink=OutputSink(1000))
@@ -83,14 +81,7 @@ def test_the_task_group_dies_with_the_process_that_started_it(tmp_path: Path) ->
         assert time.monotonic() < deadline, "the task did not start"
         time.sleep(0.05)
     grandchild = int(pidfile.read_text())
-    os.kill(grandchild, 0)  # running
+    assert alive(grandchild)
     worker.kill()
     worker.wait()
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            os.kill(grandchild, 0)
-        except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "the task outlived its worker"
-        time.sleep(0.05)
+    wait_for(lambda: not alive(grandchild), 5, "the task to die with its worker")

@@ -91,7 +91,22 @@ class Workers:
     def start_beat(self) -> subprocess.Popen[bytes]:
         schedule = Path(self.env["VAR_DIR"])
         schedule.mkdir(parents=True, exist_ok=True)
-        return self._spawn("beat", ["-m", "celery", "-A", "orchestrator", "beat", "-l", "INFO"])
+        return self._spawn(
+            "beat",
+            [
+                "-m",
+                "celery",
+                "-A",
+                "orchestrator",
+                "beat",
+                "-l",
+                "INFO",
+                "--scheduler",
+                "tests.beat:ReloadingScheduler",
+                "--max-interval",
+                "1",
+            ],
+        )
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = Path(self.env["VAR_DIR"]) / f"{name}.log"
@@ -167,6 +182,15 @@ def _reset_pools() -> None:
         app._pool.force_close_all()
     app._pool = None
     app.amqp._producer_pool = None
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, killed but not yet reaped by init, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def wait_for(predicate: Any, timeout: float, what: str, workers: Workers | None = None) -> Any:

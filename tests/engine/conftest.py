@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from orchestrator import services
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
+from runs.periodic import ensure_periodic_tasks
 from tests.workers import Workers, publishing_to
 from workflows.services import apply_workflow
 
@@ -58,4 +59,5 @@ class Engine:
 
 @pytest.fixture
 def engine(transactional_db: None, workers: Workers) -> Engine:
+    ensure_periodic_tasks()  # the reconciler's beat entry (a flush may have just removed it)
     return Engine(workers)

@@ -3,7 +3,6 @@ its whole process group is killed at the timeout, and the worker goes on working
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,17 +11,9 @@ from django.conf import settings
 from runs.models import TaskAttempt
 from tests.engine.helpers import attempts_of, states
 from tests.reliability.conftest import Cluster
-from tests.workers import wait_for
+from tests.workers import alive, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_a_runaway_task_is_capped_killed_and_leaves_the_worker_healthy(
@@ -59,7 +50,7 @@ def test_a_runaway_task_is_capped_killed_and_leaves_the_worker_healthy(
     assert cap < 100_000_000
     assert cap <= attempt.log_bytes <= cap + 200  # the cap plus its one-line notice
     grandchild = int(Path(pidfile).read_text())
-    wait_for(lambda: not _alive(grandchild), 5, "the grandchild to be killed")
+    wait_for(lambda: not alive(grandchild), 5, "the grandchild to be killed")
     # Both workers are alive and still take work.
     assert all(p.poll() is None for p in cluster.workers.processes)
     (again,) = cluster.trigger(

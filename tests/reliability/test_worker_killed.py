@@ -14,17 +14,9 @@ import pytest
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from tests.engine.helpers import attempts_of, states
 from tests.reliability.conftest import Cluster
-from tests.workers import wait_for
+from tests.workers import alive, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_a_killed_workers_try_is_retried_and_its_processes_die(cluster: Cluster) -> None:
@@ -56,7 +48,7 @@ def test_a_killed_workers_try_is_retried_and_its_processes_die(cluster: Cluster)
     victim = next(p for p in cluster.workers.named.values() if _has_child(p.pid, attempt.pid))
     os.killpg(victim.pid, signal.SIGKILL)
 
-    wait_for(lambda: not _alive(grandchild), 10, "the dead try's grandchild to be killed")
+    wait_for(lambda: not alive(grandchild), 10, "the dead try's grandchild to be killed")
     cluster.wait_finished([run], 60)
     run.refresh_from_db()
     assert run.state == WorkflowRun.State.SUCCESS

@@ -1,0 +1,305 @@
+"""The engine's benchmark scenarios. Every figure is read back from PostgreSQL: a task or a
+run counts only once its state is durably recorded there (the timestamps the workers
+wrote), never from what a client saw go by."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from orchestrator.actors import Actor
+from orchestrator.bench.stats import Client, percentile
+from orchestrator.context import tenant_scope
+from orchestrator.models import Tenant
+from runs.models import TaskInstance, WorkflowRun
+from runs.services import trigger_run
+from workflows.models import Workflow
+from workflows.services import apply_workflow
+
+__all__ = ["Engine"]
+
+FINISHED = set(WorkflowRun.FINISHED)
+
+
+def _expect(ok: bool, status: int, body: Any) -> None:
+    if not ok:
+        raise RuntimeError(f"unexpected API answer {status}: {str(body)[:500]}")
+
+
+def _seconds(delta: dt.timedelta) -> float:
+    return delta.total_seconds()
+
+
+class Engine:
+    """Scenarios against the running service: a tenant, its owner and an API token."""
+
+    def __init__(self, tenant: Tenant, actor: Actor, api: str, token: str) -> None:
+        self.tenant, self.actor, self.api, self.token = tenant, actor, api, token
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def apply(self, spec: dict[str, Any]) -> Workflow:
+        with tenant_scope([self.tenant]):
+            return apply_workflow(actor=self.actor, tenant=self.tenant, data=spec).workflow
+
+    def trigger(self, workflow: Workflow) -> tuple[WorkflowRun, dt.datetime]:
+        """Trigger in this process; returns the run and the moment just before."""
+        started = timezone.now()
+        with tenant_scope([self.tenant]):
+            run = trigger_run(actor=self.actor, workflow=workflow).run
+        return run, started
+
+    def wait(self, run_ids: list[int], timeout: float = 600) -> list[WorkflowRun]:
+        """Poll the database until every run is finished; they must all succeed."""
+        deadline = time.monotonic() + timeout
+        with tenant_scope([self.tenant]):
+            while True:
+                runs = list(WorkflowRun.objects.filter(pk__in=run_ids))
+                if len(runs) == len(run_ids) and all(r.state in FINISHED for r in runs):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"runs {run_ids[:5]}... did not finish in {timeout}s")
+                time.sleep(0.01)
+        failed = [r.pk for r in runs if r.state != WorkflowRun.State.SUCCESS]
+        if failed:
+            raise RuntimeError(f"benchmark runs did not succeed: {failed[:10]}")
+        return runs
+
+    def instances(self, run: WorkflowRun) -> list[TaskInstance]:
+        with tenant_scope([self.tenant]):
+            return list(TaskInstance.objects.filter(run=run).order_by("task_id"))
+
+    # --- scenarios -------------------------------------------------------------------
+
+    def chain(self, length: int = 100) -> dict[str, float]:
+        """A chain of no-op tasks: wall time, and the median handoff between tasks."""
+        names = [f"t{i:04d}" for i in range(length)]
+        workflow = self.apply(
+            {
+                "name": f"bench-chain-{length}",
+                "tasks": {
+                    name: {"type": "noop", **({"depends_on": [names[i - 1]]} if i else {})}
+                    for i, name in enumerate(names)
+                },
+            }
+        )
+        run, started = self.trigger(workflow)
+        (run,) = self.wait([run.pk])
+        tis = self.instances(run)
+        gaps = [
+            _seconds(b.started_at - a.ended_at)  # type: ignore[operator]
+            for a, b in itertools.pairwise(tis)
+        ]
+        return {
+            "wall_s": _seconds(run.ended_at - started),  # type: ignore[operator]
+            "handoff_ms": statistics.median(gaps) * 1000,
+        }
+
+    def fanout(self, width: int = 1000) -> dict[str, float]:
+        """root -> `width` parallel no-op tasks -> join: tasks per second, recorded."""
+        leaves = [f"l{i:04d}" for i in range(width)]
+        tasks: dict[str, Any] = {"root": {"type": "noop"}}
+        tasks.update({leaf: {"type": "noop", "depends_on": ["root"]} for leaf in leaves})
+        tasks["join"] = {"type": "noop", "depends_on": leaves}
+        workflow = self.apply(
+            {"name": f"bench-fanout-{width}", "max_active_tasks": min(width, 1000), "tasks": tasks}
+        )
+        run, started = self.trigger(workflow)
+        (run,) = self.wait([run.pk])
+        wall = _seconds(run.ended_at - started)  # type: ignore[operator]
+        return {"wall_s": wall, "tasks_per_s": (width + 2) / wall}
+
+    def trigger_latency(self, samples: int = 20) -> dict[str, float]:
+        """Through the API: the trigger call returned -> its first task started (as the
+        worker recorded it), and the request sent -> first task started."""
+        workflow = self.apply({"name": "bench-one", "tasks": {"only": {"type": "noop"}}})
+        client = Client(self.api, self.token)
+        after_return, after_send = [], []
+        try:
+            for _ in range(samples):
+                sent = time.time()
+                status, body, _ = client.call("POST", f"/workflows/{workflow.name}/runs/", {})
+                returned = time.time()
+                _expect(status == 201, status, body)
+                (run,) = self.wait([body["id"]])
+                (ti,) = self.instances(run)
+                first = ti.started_at.timestamp()  # type: ignore[union-attr]
+                after_return.append((first - returned) * 1000)
+                after_send.append((first - sent) * 1000)
+        finally:
+            client.close()
+        return {
+            "after_return_ms": statistics.median(after_return),
+            "after_send_ms": statistics.median(after_send),
+        }
+
+    def api_latency(self, clients: int = 10, rounds: int = 30) -> dict[str, float]:
+        """`clients` concurrent clients, each alternating a trigger POST and a run GET."""
+        workflow = self.apply(
+            {
+                "name": "bench-api",
+                "max_active_runs": 1000,
+                "tasks": {"only": {"type": "noop"}},
+            }
+        )
+        posts: list[float] = []
+        gets: list[float] = []
+        lock = threading.Lock()
+
+        def client_loop() -> None:
+            client = Client(self.api, self.token)
+            try:
+                for _ in range(rounds):
+                    status, body, took = client.call(
+                        "POST", f"/workflows/{workflow.name}/runs/", {}
+                    )
+                    _expect(status == 201, status, body)
+                    status, _, took_get = client.call("GET", f"/runs/{body['id']}/")
+                    _expect(status == 200, status, None)
+                    with lock:
+                        posts.append(took * 1000)
+                        gets.append(took_get * 1000)
+            finally:
+                client.close()
+                connection.close()
+
+        self._concurrently(clients, client_loop)
+        return {
+            "post_p50_ms": percentile(posts, 50),
+            "post_p99_ms": percentile(posts, 99),
+            "get_p50_ms": percentile(gets, 50),
+            "get_p99_ms": percentile(gets, 99),
+        }
+
+    def burst(self, count: int = 200) -> dict[str, float]:
+        """`count` triggers of a 3-task workflow at once: runs completed per second."""
+        workflow = self.apply(
+            {
+                "name": "bench-burst",
+                "max_active_runs": 1000,
+                "tasks": {
+                    "a": {"type": "noop"},
+                    "b": {"type": "noop", "depends_on": ["a"]},
+                    "c": {"type": "noop", "depends_on": ["b"]},
+                },
+            }
+        )
+        barrier = threading.Barrier(count + 1)
+        ids: list[int] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            client = Client(self.api, self.token)
+            try:
+                barrier.wait()
+                status, body, _ = client.call("POST", f"/workflows/{workflow.name}/runs/", {})
+                _expect(status == 201, status, body)
+                with lock:
+                    ids.append(body["id"])
+            finally:
+                client.close()
+
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            futures = [pool.submit(one) for _ in range(count)]
+            barrier.wait()
+            started = timezone.now()
+            for future in futures:
+                future.result()
+        runs = self.wait(ids)
+        wall = _seconds(max(r.ended_at for r in runs) - started)  # type: ignore[type-var,operator]
+        return {"wall_s": wall, "runs_per_s": count / wall}
+
+    def list_queries(self, requests: int = 200) -> dict[str, float]:
+        """Listing runs, and one run's task instances, with the table at its seeded size."""
+        with tenant_scope([self.tenant]):
+            run_ids = list(
+                WorkflowRun.objects.filter(workflow__name="bench-seeded")
+                .order_by("?")
+                .values_list("id", flat=True)[:requests]
+            )
+        client = Client(self.api, self.token)
+        runs, tasks = [], []
+        try:
+            for index in range(requests):
+                status, body, took = client.call("GET", "/runs/?limit=50")
+                _expect(status == 200 and len(body["results"]) == 50, status, body)
+                runs.append(took * 1000)
+                status, body, took = client.call(
+                    "GET", f"/runs/{run_ids[index % len(run_ids)]}/tasks/?limit=100"
+                )
+                _expect(status == 200 and len(body["results"]) == 100, status, body)
+                tasks.append(took * 1000)
+        finally:
+            client.close()
+        return {
+            "runs_p50_ms": percentile(runs, 50),
+            "runs_p99_ms": percentile(runs, 99),
+            "tasks_p50_ms": percentile(tasks, 50),
+            "tasks_p99_ms": percentile(tasks, 99),
+        }
+
+    def seed(self, task_instances: int = 1_000_000, per_run: int = 100) -> int:
+        """Grow the task instance table to `task_instances` rows (finished runs of a
+        100-task workflow), with one INSERT ... SELECT per table. Kept between runs."""
+        names = [f"s{i:03d}" for i in range(per_run)]
+        workflow = self.apply(
+            {"name": "bench-seeded", "tasks": {name: {"type": "noop"} for name in names}}
+        )
+        with tenant_scope([self.tenant]):
+            have = TaskInstance.objects.count()
+        missing_runs = max(0, task_instances - have) // per_run
+        if not missing_runs:
+            return have
+        run_table = WorkflowRun._meta.db_table
+        ti_table = TaskInstance._meta.db_table
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {run_table} (tenant_id, workflow_id, version_id, state, params, "  # noqa: S608
+                "logical_date, trigger_source, created_at, queued_at, started_at, ended_at) "
+                "SELECT %s, %s, %s, 'success', '{}', now() - g * interval '1 minute', 'api', "
+                "now() - g * interval '1 minute', now() - g * interval '1 minute', "
+                "now() - g * interval '1 minute', now() - g * interval '1 minute' "
+                "FROM generate_series(1, %s) g RETURNING id",
+                [self.tenant.pk, workflow.pk, workflow.current_version_id, missing_runs],
+            )
+            new_runs = [row[0] for row in cursor.fetchall()]
+            cursor.execute(
+                f"INSERT INTO {ti_table} (tenant_id, run_id, task_id, map_index, task_type, "  # noqa: S608
+                "state, try_number, max_tries, lost_tries, priority, pending_upstreams, "
+                "queued_at, started_at, ended_at) "
+                "SELECT %s, r, 's' || lpad(t::text, 3, '0'), -1, 'noop', 'success', 1, 1, 0, "
+                "0, 0, now(), now(), now() "
+                "FROM unnest(%s::bigint[]) r, generate_series(0, %s) t",
+                [self.tenant.pk, new_runs, per_run - 1],
+            )
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {run_table}; ANALYZE {ti_table}")
+        with tenant_scope([self.tenant]):
+            return TaskInstance.objects.count()
+
+    @staticmethod
+    def _concurrently(count: int, target: Callable[[], None]) -> None:
+        errors: list[BaseException] = []
+
+        def wrapped() -> None:
+            try:
+                target()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=wrapped) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]

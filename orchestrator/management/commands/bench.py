@@ -1,0 +1,346 @@
+"""`manage.py bench [--json] [--only NAME] [--repeat N]` (what `make bench` runs).
+
+Starts the distributed mode against PostgreSQL and Redis (gunicorn, 2 worker processes, a
+housekeeper and a beat) plus 2 raw-Celery worker processes on the same broker, runs each
+scenario --repeat times (default 5), interleaving the engine with the raw-Celery baseline,
+and prints the medians (min, max) with every engine figure also as a ratio to the
+baseline. See docs/performance.md."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from orchestrator import services
+from orchestrator.actors import Actor
+from orchestrator.bench import baseline
+from orchestrator.bench.scenarios import Engine
+from orchestrator.bench.stats import Client, Figure
+from orchestrator.models import Role, Tenant
+from orchestrator.processes import Distributed, ensure_database
+
+SCENARIOS = ["chain-100", "fanout-1000", "trigger-latency", "api", "burst-200", "list-1m"]
+BENCH_TENANT = "bench"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Command(BaseCommand):
+    help = "Benchmark the engine in its distributed mode next to raw Celery (docs/performance.md)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="print only the JSON")
+        parser.add_argument(
+            "--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)"
+        )
+        parser.add_argument("--repeat", type=int, default=5, help="repetitions (default 5)")
+        parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+        parser.add_argument(
+            "--concurrency", type=int, default=1, help="slots per worker process (default 1)"
+        )
+        parser.add_argument(
+            "--rows", type=int, default=1_000_000, help="task instance rows for list-1m"
+        )
+
+    def say(self, text: str) -> None:
+        (sys.stderr if self.quiet else sys.stdout).write(text + "\n")
+        (sys.stderr if self.quiet else sys.stdout).flush()
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.quiet = options["json"]
+        if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+            raise CommandError(
+                "bench measures the distributed mode: set DATABASE_URL to PostgreSQL"
+            )
+        if settings.EMBEDDED_BROKER:
+            raise CommandError("bench measures the distributed mode: set CELERY_BROKER_URL")
+        only = options["only"] or SCENARIOS
+        repeat = options["repeat"]
+        if ensure_database():
+            self.say(f"created database {settings.DATABASES['default']['NAME']}")
+        call_command("migrate", interactive=False, verbosity=0)
+        self._purge_broker()
+        tenant, user, token = self._set_up()
+        port = _free_port()
+        prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+        baseline_env = {
+            "BENCH_BROKER_URL": settings.CELERY_BROKER_URL,
+            "BENCH_KEY_PREFIX": f"{prefix}baseline:",
+        }
+        raw = [sys.executable, "-m", "celery", "-A", "orchestrator.bench.baseline", "worker"]
+        processes = Distributed(
+            host="127.0.0.1",
+            port=port,
+            workers=options["workers"],
+            concurrency=options["concurrency"],
+            logs="bench-logs",
+            env=baseline_env,
+            extra={
+                f"baseline{i}": [
+                    *raw,
+                    "-l",
+                    "WARNING",
+                    "-c",
+                    str(options["concurrency"]),
+                    "-n",
+                    f"baseline{i}@%h",
+                    "--without-heartbeat",
+                    "--without-gossip",
+                    "--without-mingle",
+                ]
+                for i in range(1, options["workers"] + 1)
+            },
+        )
+        self.say(
+            f"bench: PostgreSQL database {settings.DATABASES['default']['NAME']}, broker "
+            f"{settings.CELERY_BROKER_URL}; starting gunicorn (2 processes x 4 threads), "
+            f"{options['workers']} engine worker processes (concurrency {options['concurrency']}), "
+            f"a housekeeper, a beat, and {options['workers']} raw-Celery worker processes "
+            f"(concurrency {options['concurrency']}); logs in {processes.logs}"
+        )
+        processes.start()
+        try:
+            engine = Engine(
+                tenant,
+                Actor(user=user, source="api"),
+                f"http://127.0.0.1:{port}/api/v1/tenants/{BENCH_TENANT}",
+                token,
+            )
+            self._warm_up(engine, processes)
+            figures = self._run(engine, only, repeat, options["rows"])
+        finally:
+            processes.stop()
+        report = {
+            "machine": self._machine(),
+            "settings": {
+                "repeat": repeat,
+                "workers": options["workers"],
+                "concurrency": options["concurrency"],
+            },
+            "figures": [f.as_dict() for f in figures],
+        }
+        out = Path(settings.VAR_DIR) / "bench" / "last.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
+        if not self.quiet:
+            self.stdout.write(self._table(figures))
+            self.stdout.write(f"\nJSON (also in {out}):")
+        self.stdout.write(json.dumps(report, indent=2))
+
+    # --- set-up ----------------------------------------------------------------------
+
+    def _purge_broker(self) -> None:
+        """Leftover messages of an interrupted earlier bench would skew this one."""
+        import redis
+
+        prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        if not prefix:
+            raise CommandError("set CELERY_KEY_PREFIX so bench can clear only its own keys")
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+
+    def _set_up(self) -> tuple[Tenant, Any, str]:
+        actor = Actor.cli()
+        user, _ = get_user_model().objects.get_or_create(username="bench-owner")
+        tenant = Tenant.objects.filter(slug=BENCH_TENANT).first()
+        if tenant is None:
+            tenant = services.create_tenant(
+                actor=actor,
+                slug=BENCH_TENANT,
+                name="Benchmarks",
+                owner=user,
+                quotas={"max_concurrent_runs": 500, "max_tasks_per_workflow": 1100},
+            )
+        _, token = services.create_token(
+            actor=actor,
+            tenant=tenant,
+            name=f"bench-{secrets.token_hex(3)}",
+            role=Role.OWNER,
+            user=user,
+        )
+        return tenant, user, token
+
+    def _warm_up(self, engine: Engine, processes: Distributed) -> None:
+        """Until the web server answers and a run goes through the workers."""
+        deadline = time.monotonic() + 60
+        while True:
+            gone = processes.exited()
+            if gone:
+                raise CommandError(f"{', '.join(gone)} exited; see the logs in {processes.logs}")
+            try:
+                client = Client(engine.api, engine.token)
+                status, _, _ = client.call("GET", "/runs/?limit=1")
+                client.close()
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise CommandError(f"gunicorn did not answer; see {processes.logs}")
+            time.sleep(0.2)
+        for _ in range(3):
+            engine.chain(5)
+        baseline.chain_seconds(5)
+
+    # --- measuring -------------------------------------------------------------------
+
+    def _run(self, engine: Engine, only: list[str], repeat: int, rows: int) -> list[Figure]:
+        values: dict[str, list[float]] = {}
+
+        def record(name: str, measure: Callable[[], dict[str, float]]) -> None:
+            self.say(f"  {name} ...")
+            for key, value in measure().items():
+                values.setdefault(f"{name}.{key}", []).append(value)
+
+        if "list-1m" in only:
+            self.say(f"seeding {rows:,} task instance rows (once; kept in the bench database)")
+            have = engine.seed(rows)
+            self.say(f"  {have:,} task instance rows")
+        for index in range(repeat):
+            self.say(f"repetition {index + 1}/{repeat}")
+            if "chain-100" in only:
+                record("raw-chain-100", lambda: {"wall_s": baseline.chain_seconds(100)})
+                record("chain-100", lambda: engine.chain(100))
+            if "fanout-1000" in only:
+                record("raw-chord-1000", lambda: {"wall_s": baseline.chord_seconds(1000)})
+                record("fanout-1000", lambda: engine.fanout(1000))
+            if "trigger-latency" in only:
+                record("trigger-latency", engine.trigger_latency)
+            if "api" in only:
+                record("api", engine.api_latency)
+            if "burst-200" in only:
+                record("burst-200", engine.burst)
+            if "list-1m" in only:
+                record("list-1m", engine.list_queries)
+        return self._figures(values)
+
+    @staticmethod
+    def _figures(values: dict[str, list[float]]) -> list[Figure]:
+        figures: list[Figure] = []
+
+        def add(key: str, name: str, unit: str, better: str, scale: float = 1.0, **kw: Any) -> None:
+            if key in values:
+                figures.append(Figure(name, unit, [v * scale for v in values[key]], better, **kw))
+
+        raw_step = raw_rate = raw_chain = None
+        if "raw-chain-100.wall_s" in values:
+            raw_chain = statistics.median(values["raw-chain-100.wall_s"])
+            raw_step = raw_chain / 100 * 1000
+            add("raw-chain-100.wall_s", "raw Celery: chain-100 wall", "s", "lower")
+            figures.append(
+                Figure(
+                    "raw Celery: chain-100 step",
+                    "ms",
+                    [v / 100 * 1000 for v in values["raw-chain-100.wall_s"]],
+                    "lower",
+                )
+            )
+        if "raw-chord-1000.wall_s" in values:
+            rates = [1001 / v for v in values["raw-chord-1000.wall_s"]]
+            raw_rate = statistics.median(rates)
+            figures.append(Figure("raw Celery: chord-1000 rate", "tasks/s", rates, "higher"))
+        add(
+            "chain-100.wall_s",
+            "chain-100 wall (trigger -> run success)",
+            "s",
+            "lower",
+            note=f"{statistics.median(values['chain-100.wall_s']) / raw_chain:.2f}x raw chain"
+            if raw_chain and "chain-100.wall_s" in values
+            else "",
+        )
+        add(
+            "chain-100.handoff_ms",
+            "chain-100 handoff (task end -> next start)",
+            "ms",
+            "lower",
+            target=2 * raw_step if raw_step else None,
+            note=f"{statistics.median(values['chain-100.handoff_ms']) / raw_step:.2f}x raw step"
+            f" (target <= 2x, stretch 1.2x)"
+            if raw_step and "chain-100.handoff_ms" in values
+            else "",
+        )
+        add(
+            "fanout-1000.tasks_per_s",
+            "fanout-1000 rate (recorded)",
+            "tasks/s",
+            "higher",
+            target=raw_rate,
+            note=f"{statistics.median(values['fanout-1000.tasks_per_s']) / raw_rate:.2f}x raw chord"
+            " (target >= 1x, stretch 400 tasks/s)"
+            if raw_rate and "fanout-1000.tasks_per_s" in values
+            else "",
+        )
+        add("fanout-1000.wall_s", "fanout-1000 wall", "s", "lower")
+        add(
+            "trigger-latency.after_return_ms",
+            "trigger latency (API returned -> first task started)",
+            "ms",
+            "lower",
+            target=30,
+        )
+        add(
+            "trigger-latency.after_send_ms",
+            "trigger latency (API request sent -> first task started)",
+            "ms",
+            "lower",
+        )
+        for verb, path in (("post", "trigger POST"), ("get", "run GET")):
+            add(f"api.{verb}_p50_ms", f"API {path} p50 (10 clients)", "ms", "lower")
+            add(f"api.{verb}_p99_ms", f"API {path} p99 (10 clients)", "ms", "lower", target=50)
+        add(
+            "burst-200.runs_per_s",
+            "200 concurrent triggers (3 tasks): runs done",
+            "runs/s",
+            "higher",
+        )
+        for what, path in (("runs", "list runs"), ("tasks", "list a run's task instances")):
+            add(f"list-1m.{what}_p50_ms", f"{path} p50 (1M task rows)", "ms", "lower")
+            add(f"list-1m.{what}_p99_ms", f"{path} p99 (1M task rows)", "ms", "lower", target=50)
+        return figures
+
+    @staticmethod
+    def _table(figures: list[Figure]) -> str:
+        lines = [
+            "",
+            f"{'figure':<58} {'median':>9} {'min':>9} {'max':>9}  {'unit':<8} {'target':<10} note",
+        ]
+        for f in figures:
+            target = ""
+            if f.target is not None:
+                sign = "<=" if f.better == "lower" else ">="
+                verdict = "met" if f.meets_target() else "MISSED"
+                target = f"{sign}{f.target:.1f} {verdict}"
+            lines.append(
+                f"{f.name:<58} {f.median:>9.2f} {min(f.values):>9.2f} {max(f.values):>9.2f}  "
+                f"{f.unit:<8} {target:<10} {f.note}"
+            )
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _machine() -> dict[str, Any]:
+        import os
+        import platform
+
+        return {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        }
