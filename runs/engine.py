@@ -71,10 +71,13 @@ def send(*tries: tuple[int, int]) -> None:
         from orchestrator.celery import app
         from runs.tasks import execute_task_instance
 
+        # The task as our app knows it: a shared_task proxy follows whichever Celery app
+        # is current in this process.
+        execute = app.tasks[execute_task_instance.name]
         try:
             with app.producer_or_acquire() as producer:
                 for ti_id, try_number in tries:
-                    execute_task_instance.apply_async((ti_id, try_number), producer=producer)
+                    execute.apply_async((ti_id, try_number), producer=producer)
         except Exception as exc:  # the broker is away: the state is committed, so go on
             logger.warning(
                 "could not send %d task message(s), the reconciler will re-send them: %s",

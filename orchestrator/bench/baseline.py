@@ -13,16 +13,27 @@ import time
 
 from celery import Celery, chain, chord
 
-__all__ = ["app", "chain_seconds", "chord_seconds", "noop"]
+__all__ = ["app", "chain_seconds", "chord_seconds", "configure", "noop"]
 
-app = Celery("baseline")
-_broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/2")
-_prefix = {"global_keyprefix": os.environ.get("BENCH_KEY_PREFIX", "orc-bench-baseline:")}
+app = Celery("baseline", set_as_current=False)  # the engine keeps its own app
+
+
+def configure(broker: str, prefix: str) -> None:
+    """Point the app at the broker (as the workers' environment does for them)."""
+    options = {"global_keyprefix": prefix}
+    app.conf.update(
+        broker_url=broker,
+        result_backend=broker,  # a chord needs results; so does waiting for a chain's end
+        broker_transport_options=options,
+        result_backend_transport_options=options,
+    )
+
+
+configure(
+    os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/2"),
+    os.environ.get("BENCH_KEY_PREFIX", "orc-bench-baseline:"),
+)
 app.conf.update(
-    broker_url=_broker,
-    result_backend=_broker,  # a chord needs results; so does waiting for a chain's end
-    broker_transport_options=_prefix,
-    result_backend_transport_options=_prefix,
     task_acks_late=True,
     worker_prefetch_multiplier=1,
     task_serializer="json",

@@ -83,6 +83,7 @@ class Command(BaseCommand):
             "BENCH_BROKER_URL": settings.CELERY_BROKER_URL,
             "BENCH_KEY_PREFIX": f"{prefix}baseline:",
         }
+        baseline.configure(baseline_env["BENCH_BROKER_URL"], baseline_env["BENCH_KEY_PREFIX"])
         raw = [sys.executable, "-m", "celery", "-A", "orchestrator.bench.baseline", "worker"]
         processes = Distributed(
             host="127.0.0.1",
