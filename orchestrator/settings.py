@@ -46,6 +46,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r}: expected an integer") from None
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r}: expected a number of seconds") from None
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
@@ -263,6 +273,9 @@ TASK_LEASE_SECONDS = env_int("TASK_LEASE_SECONDS", 30)
 # A try whose worker died (its lease expired) is run again without using up the task's
 # retries, at most this many times per task instance (then it counts as a failure).
 TASK_LOST_TRY_LIMIT = env_int("TASK_LOST_TRY_LIMIT", 2)
+# A worker that finishes a task runs the next one its end made ready itself (no broker
+# round trip) for up to this many seconds of one delivery, then sends the rest as messages.
+TASK_CONTINUE_SECONDS = env_float("TASK_CONTINUE_SECONDS", 2.0)
 # How long a worker keeps retrying a step (claim, finish) while the database is unreachable.
 DB_RETRY_SECONDS = env_int("DB_RETRY_SECONDS", 300)
 TASK_LOG_FLUSH_SECONDS = 0.5

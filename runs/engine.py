@@ -14,7 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +61,34 @@ class Outcome:
     result: Any = None
     rendered: dict[str, Any] = field(default_factory=dict)
     lost: bool = False  # the worker died (lease expired): not the task's own failure
+
+
+# --- continuation: the worker that dispatches the next task may run it itself ------------
+
+_local = threading.local()
+
+
+@contextmanager
+def keeping_next() -> Iterator[None]:
+    """While active (in this thread), `dispatch` keeps back one of the tries it queues,
+    the highest in priority, instead of sending its message: the caller runs it next, in
+    this process, saving the broker's round trip (a chain's handoff). `take_kept` hands
+    it over once the transaction has committed. A try kept by a process that then dies is
+    `queued` without a message, which the reconciler re-sends like any lost message."""
+    _local.keep, _local.kept = True, None
+    try:
+        yield
+    except BaseException:
+        _local.kept = None  # rolled back: the kept try was never queued
+        raise
+    finally:
+        _local.keep = False
+
+
+def take_kept() -> tuple[int, int] | None:
+    kept: tuple[int, int] | None = getattr(_local, "kept", None)
+    _local.kept = None
+    return kept
 
 
 def send(*tries: tuple[int, int]) -> None:
@@ -240,8 +270,8 @@ def _advance(run: WorkflowRun, graph: VersionGraph, candidates: Iterable[TaskIns
                 )
                 settled += [t.task_id for t in verdicts[decision]]
         wave = _downstream_pending(run, graph, settled)
-    dispatch(run, graph)
-    _finish_run_if_done(run, graph)
+    if not dispatch(run, graph):  # something queued: the run is not done
+        _finish_run_if_done(run, graph)
 
 
 def _downstream_pending(
@@ -315,7 +345,12 @@ def dispatch(run: WorkflowRun, graph: VersionGraph | None = None) -> list[tuple[
             [TI.QUEUED, timezone.now(), *ids, TI.SCHEDULED],
         )
         queued = [(int(r[0]), int(r[1])) for r in cursor.fetchall()]
-    send(*queued)
+    to_send = queued
+    if queued and getattr(_local, "keep", False) and getattr(_local, "kept", None) is None:
+        order = {ti_id: index for index, ti_id in enumerate(ids)}
+        _local.kept = min(queued, key=lambda q: order[q[0]])  # the highest priority
+        to_send = [q for q in queued if q != _local.kept]
+    send(*to_send)
     return queued
 
 
@@ -402,7 +437,10 @@ def finish(attempt_id: int, outcome: Outcome) -> str | None:
             != 1
         ):
             return None
-        ti = tis().get(pk=attempt.task_instance_id)
+        # Read before the run lock, and still right: a running instance's try number,
+        # max_tries and lost_tries change only under that lock, in a transaction that
+        # would have settled this attempt first (the compare-and-sets below would fail).
+        ti = attempt.task_instance
         graph = graph_for(run.version_id)
         new, next_at = outcome.state, None
         changes: dict[str, Any] = {}

@@ -1,0 +1,90 @@
+"""The SQL statements a task's life costs on a worker, pinned so they cannot creep up.
+
+A task's life on the worker is: claim the try, load what the task needs, run it, record the
+outcome, move its downstream on and dispatch what became ready (all in `executor.execute`).
+Counted on PostgreSQL, in-process (messages go to the in-memory broker, which nobody
+reads); docs/performance.md explains the figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from runs import engine as engine_module
+from runs import executor
+from runs.models import TaskInstance
+from runs.services import trigger_run
+from tests.engine.conftest import Engine
+
+# The budgets (statements besides BEGIN and COMMIT; 17 for a chain step before the work of
+# issue 7): lower them when the engine gets leaner, never raise them without a reason
+# written here.
+CHAIN_STEP = 14  # a task that finishes and dispatches the next one of a chain
+FAN_OUT_LEAF = 12  # one of many parallel tasks whose join still waits
+
+
+@pytest.fixture
+def engine(transactional_db: None) -> Engine:
+    return Engine(workers=None)
+
+
+def _queued(engine: Engine, run: Any) -> TaskInstance:
+    with engine.scope():
+        return TaskInstance.objects.get(run=run, state="queued")
+
+
+def _statements(ti: TaskInstance) -> list[str]:
+    """One task's life (without running on into the next task of a chain)."""
+    with CaptureQueriesContext(connection) as captured:
+        assert executor._execute_one(ti.pk, ti.try_number) == "success"
+    return [q["sql"] for q in captured.captured_queries if q["sql"] not in {"BEGIN", "COMMIT"}]
+
+
+def test_a_chain_step_costs_at_most_its_budget(engine: Engine, settings: Any) -> None:
+    workflow = engine.apply(
+        {
+            "name": "chain",
+            "tasks": {
+                "a": {"type": "noop"},
+                "b": {"type": "noop", "depends_on": ["a"]},
+                "c": {"type": "noop", "depends_on": ["b"]},
+            },
+        }
+    )
+    with engine.scope():
+        run = trigger_run(actor=engine.actor, workflow=workflow).run
+    settings.TASK_CONTINUE_SECONDS = 0  # a only, not b and c after it
+    executor.execute(_queued(engine, run).pk, 1)  # a: warms the graph cache
+    statements = _statements(_queued(engine, run))  # b: finishes, dispatches c
+    assert len(statements) <= CHAIN_STEP, "\n".join(statements)
+    with engine.scope():
+        c = TaskInstance.objects.get(run=run, task_id="c")
+    assert c.state == "queued"
+    assert engine_module.take_kept() == (c.pk, 1)  # kept for this worker to run next
+
+
+def test_a_fan_out_leaf_costs_at_most_its_budget(engine: Engine, settings: Any) -> None:
+    settings.TASK_CONTINUE_SECONDS = 0
+    leaves = {f"l{i}": {"type": "noop", "depends_on": ["root"]} for i in range(10)}
+    workflow = engine.apply(
+        {
+            "name": "fan",
+            "max_active_tasks": 100,
+            "tasks": {
+                "root": {"type": "noop"},
+                **leaves,
+                "join": {"type": "noop", "depends_on": list(leaves)},
+            },
+        }
+    )
+    with engine.scope():
+        run = trigger_run(actor=engine.actor, workflow=workflow).run
+    executor.execute(_queued(engine, run).pk, 1)  # root: dispatches the leaves
+    with engine.scope():
+        leaf = TaskInstance.objects.filter(run=run, state="queued").first()
+    assert leaf is not None
+    statements = _statements(leaf)
+    assert len(statements) <= FAN_OUT_LEAF, "\n".join(statements)
