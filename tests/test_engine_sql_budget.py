@@ -88,3 +88,33 @@ def test_a_fan_out_leaf_costs_at_most_its_budget(engine: Engine, settings: Any) 
     assert leaf is not None
     statements = _statements(leaf)
     assert len(statements) <= FAN_OUT_LEAF, "\n".join(statements)
+
+
+RUN_GET = 5  # token, tenant, membership, the run with its workflow/version/user, counts
+TRIGGER_POST = 32
+
+
+def test_the_run_api_costs_at_most_its_budget(transactional_db: None) -> None:
+    from rest_framework.test import APIClient
+
+    from orchestrator.testing import make_team
+
+    team = make_team("acme")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {team.tokens['owner']}")
+    spec = {
+        "name": "w",
+        "tasks": {"a": {"type": "noop"}, "b": {"type": "noop", "depends_on": ["a"]}},
+    }
+    assert client.put("/api/v1/tenants/acme/workflows/w/", spec, format="json").status_code == 201
+    client.post("/api/v1/tenants/acme/workflows/w/runs/", {}, format="json")  # warm caches
+    with CaptureQueriesContext(connection) as post:
+        response = client.post("/api/v1/tenants/acme/workflows/w/runs/", {}, format="json")
+    assert response.status_code == 201
+    statements = [q["sql"] for q in post.captured_queries if q["sql"] not in {"BEGIN", "COMMIT"}]
+    assert len(statements) <= TRIGGER_POST, "\n".join(statements)
+    with CaptureQueriesContext(connection) as get:
+        response = client.get(f"/api/v1/tenants/acme/runs/{response.json()['id']}/")
+    assert response.status_code == 200
+    assert response.json()["version"] == 1
+    assert len(get.captured_queries) <= RUN_GET, "\n".join(q["sql"] for q in get.captured_queries)

@@ -72,7 +72,7 @@ class WorkflowRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
             params=body.validated_data["params"],
             idempotency_key=key,
         )
-        run = triggered.run
+        run = get_run(triggered.run.pk)  # with its version and user, in one query
         context = {**self.get_serializer_context(), "summaries": {run.pk: task_summary(run)}}
         code = status.HTTP_200_OK if triggered.replayed else status.HTTP_201_CREATED
         return Response(RunSerializer(run, context=context).data, status=code)
@@ -118,10 +118,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         ).filter(pk__in=queryset.values("pk"))
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return self._detail(get_run(kwargs["pk"]))
+        return self._detail(get_run(kwargs["pk"]), fresh=True)
 
-    def _detail(self, run: WorkflowRun, **extra: Any) -> Response:
-        run.refresh_from_db()
+    def _detail(self, run: WorkflowRun, fresh: bool = False, **extra: Any) -> Response:
+        if not fresh:  # an operation changed it: read it again, with what it shows
+            run = get_run(run.pk)
         context = {**self.get_serializer_context(), "summaries": {run.pk: task_summary(run)}}
         return Response({**RunSerializer(run, context=context).data, **extra})
 
