@@ -118,6 +118,40 @@ def send(*tries: tuple[int, int]) -> None:
     transaction.on_commit(publish)
 
 
+# Task types that take no time on a worker: their tries travel and are claimed and recorded
+# in batches (DESIGN.md section 6: one message may carry several ready instances).
+INLINE_TYPES = frozenset({"noop"})
+BATCH_MAX = 50
+
+
+def send_batches(tries: list[tuple[int, int]]) -> None:
+    """Like `send`, for tries of INLINE_TYPES: several per message, in enough messages to
+    keep a few workers busy (1000 tries: 20 messages of 50)."""
+    if len(tries) <= 1:
+        send(*tries)
+        return
+    size = max(1, min(BATCH_MAX, -(-len(tries) // 8)))
+    chunks = [tries[i : i + size] for i in range(0, len(tries), size)]
+
+    def publish() -> None:
+        from orchestrator.celery import app
+        from runs.tasks import execute_batch
+
+        task = app.tasks[execute_batch.name]
+        try:
+            with app.producer_or_acquire() as producer:
+                for chunk in chunks:
+                    task.apply_async(([list(t) for t in chunk],), producer=producer)
+        except Exception as exc:  # the broker is away: the state is committed, so go on
+            logger.warning(
+                "could not send %d task message(s), the reconciler will re-send them: %s",
+                len(chunks),
+                exc,
+            )
+
+    transaction.on_commit(publish)
+
+
 # --- runs --------------------------------------------------------------------------------
 
 
@@ -277,15 +311,21 @@ def _advance(run: WorkflowRun, graph: VersionGraph, candidates: Iterable[TaskIns
 def _downstream_pending(
     run: WorkflowRun, graph: VersionGraph, finished: list[str]
 ) -> list[TaskInstance]:
-    """Count the finished tasks off their downstream instances; return those still pending."""
-    targets: set[str] = set()
+    """Count the finished tasks off their downstream instances (one statement per distinct
+    count: a join that 50 finished upstreams feed is decremented once, by 50); return those
+    still pending."""
+    decrements: dict[str, int] = {}
     for task_id in finished:
-        down = graph.downstream[task_id]
-        if down:
-            tis().filter(run=run, task_id__in=down).update(pending_upstreams=_minus_one())
-            targets.update(down)
-    if not targets:
+        for down in graph.downstream[task_id]:
+            decrements[down] = decrements.get(down, 0) + 1
+    if not decrements:
         return []
+    by_amount: dict[int, list[str]] = {}
+    for down, amount in decrements.items():
+        by_amount.setdefault(amount, []).append(down)
+    for amount, downs in by_amount.items():
+        tis().filter(run=run, task_id__in=downs).update(pending_upstreams=_minus(amount))
+    targets = set(decrements)
     return list(tis().filter(run=run, task_id__in=targets, state=TI.PENDING).order_by("id"))
 
 
@@ -311,11 +351,11 @@ def _unmoved_by_success(ti: TaskInstance, graph: VersionGraph) -> bool:
     return ti.pending_upstreams > 0 and graph.task(ti.task_id).trigger_rule in _WAIT_FOR_ALL
 
 
-def _minus_one() -> Any:
+def _minus(amount: int) -> Any:
     from django.db.models import F
     from django.db.models.functions import Greatest
 
-    return Greatest(F("pending_upstreams") - 1, 0)
+    return Greatest(F("pending_upstreams") - amount, 0)
 
 
 def dispatch(run: WorkflowRun, graph: VersionGraph | None = None) -> list[tuple[int, int]]:
@@ -341,16 +381,19 @@ def dispatch(run: WorkflowRun, graph: VersionGraph | None = None) -> list[tuple[
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET state = %s, try_number = try_number + 1, queued_at = %s "  # noqa: S608
-            f"WHERE id IN ({marks}) AND state = %s RETURNING id, try_number",
+            f"WHERE id IN ({marks}) AND state = %s RETURNING id, try_number, task_type",
             [TI.QUEUED, timezone.now(), *ids, TI.SCHEDULED],
         )
-        queued = [(int(r[0]), int(r[1])) for r in cursor.fetchall()]
+        rows = cursor.fetchall()
+    queued = [(int(r[0]), int(r[1])) for r in rows]
     to_send = queued
     if queued and getattr(_local, "keep", False) and getattr(_local, "kept", None) is None:
         order = {ti_id: index for index, ti_id in enumerate(ids)}
         _local.kept = min(queued, key=lambda q: order[q[0]])  # the highest priority
         to_send = [q for q in queued if q != _local.kept]
-    send(*to_send)
+    inline = {int(r[0]) for r in rows if r[2] in INLINE_TYPES}
+    send(*[q for q in to_send if q[0] not in inline])
+    send_batches([q for q in to_send if q[0] in inline])
     return queued
 
 
@@ -395,6 +438,88 @@ def claim(
             started_at=now,
             lease_expires_at=now + dt.timedelta(seconds=settings.TASK_LEASE_SECONDS),
         )
+
+
+def claim_many(
+    tries: list[tuple[int, int]], *, worker: str, pid: int, token: str
+) -> list[TaskAttempt]:
+    """`claim` for a batch of INLINE_TYPES tries, in one statement and one insert; tries
+    no longer queued (or not inline) are left out. A retry after a lost answer returns the
+    attempts the first call created under `token`."""
+    now = timezone.now()
+    pairs = ", ".join(["(%s, %s)"] * len(tries))
+    types = ", ".join(["%s"] * len(INLINE_TYPES))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TaskInstance._meta.db_table} SET state = %s, started_at = %s "  # noqa: S608
+            f"WHERE (id, try_number) IN ({pairs}) AND state = %s AND task_type IN ({types}) "
+            "RETURNING id, tenant_id, try_number",
+            [TI.RUNNING, now, *[v for t in tries for v in t], TI.QUEUED, *sorted(INLINE_TYPES)],
+        )
+        rows = cursor.fetchall()
+        if not rows:
+            return list(attempts().filter(claim_token=token, state=TaskAttempt.State.RUNNING))
+        lease = now + dt.timedelta(seconds=settings.TASK_LEASE_SECONDS)
+        return attempts().bulk_create(
+            [
+                TaskAttempt(
+                    tenant_id=tenant_id,
+                    task_instance_id=ti_id,
+                    try_number=try_number,
+                    worker=worker,
+                    pid=pid,
+                    claim_token=token,
+                    started_at=now,
+                    lease_expires_at=lease,
+                )
+                for ti_id, tenant_id, try_number in rows
+            ]
+        )
+
+
+def finish_inline(attempt_ids: list[int]) -> int:
+    """Record a batch of INLINE_TYPES attempts as successful and move their runs on: per
+    run, one lock, one update of the attempts and one of the instances, one pass over the
+    downstream. Returns how many were recorded (attempts settled elsewhere are skipped)."""
+    now = timezone.now()
+    done = 0
+    with transaction.atomic():
+        rows = list(
+            attempts()
+            .filter(pk__in=attempt_ids)
+            .values_list("id", "task_instance_id", "try_number", "task_instance__run_id")
+        )
+        by_run: dict[int, list[tuple[int, int, int]]] = {}
+        for attempt_id, ti_id, try_number, run_id in rows:
+            by_run.setdefault(run_id, []).append((attempt_id, ti_id, try_number))
+        for run_id in sorted(by_run):  # one lock order: no deadlock between two batches
+            run = _lock_run(run_id)
+            items = by_run[run_id]
+            live = set(
+                attempts()
+                .filter(pk__in=[a for a, _, _ in items], state=TaskAttempt.State.RUNNING)
+                .values_list("id", flat=True)
+            )
+            items = [item for item in items if item[0] in live]
+            if not items:
+                continue
+            attempts().filter(pk__in=live).update(state=TaskAttempt.State.SUCCESS, ended_at=now)
+            tries = {ti_id: try_number for _, ti_id, try_number in items}
+            finished = [
+                task_id
+                for ti_id, task_id, try_number in tis()
+                .filter(pk__in=list(tries), state=TI.RUNNING)
+                .values_list("id", "task_id", "try_number")
+                if tries[ti_id] == try_number
+            ]
+            tis().filter(run=run, task_id__in=finished, state=TI.RUNNING).update(
+                state=TI.SUCCESS, ended_at=now, next_attempt_at=None, result=None
+            )
+            done += len(finished)
+            graph = graph_for(run.version_id)
+            candidates = _downstream_pending(run, graph, finished)
+            _advance(run, graph, [c for c in candidates if not _unmoved_by_success(c, graph)])
+    return done
 
 
 def renew_lease(attempt_id: int) -> bool:
