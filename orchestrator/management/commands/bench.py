@@ -245,6 +245,7 @@ class Command(BaseCommand):
         if "raw-chain-100.wall_s" in values:
             raw_chain = statistics.median(values["raw-chain-100.wall_s"])
             raw_step = raw_chain / 100 * 1000
+            raw_best = min(values["raw-chain-100.wall_s"]) / 100 * 1000
             add("raw-chain-100.wall_s", "raw Celery: chain-100 wall", "s", "lower")
             figures.append(
                 Figure(
@@ -274,7 +275,8 @@ class Command(BaseCommand):
             "lower",
             target=2 * raw_step if raw_step else None,
             note=f"{statistics.median(values['chain-100.handoff_ms']) / raw_step:.2f}x raw step"
-            f" (target <= 2x, stretch 1.2x)"
+            f" ({statistics.median(values['chain-100.handoff_ms']) / raw_best:.2f}x its fastest"
+            " repetition; target <= 2x, stretch 1.2x)"
             if raw_step and "chain-100.handoff_ms" in values
             else "",
         )
