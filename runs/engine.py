@@ -406,59 +406,49 @@ def claim(
     `token` makes a retried claim safe: when the database committed the first call but its
     answer was lost, the retry finds the instance running and returns the attempt that the
     first call created under the same token (instead of leaving the try to lapse)."""
-    now = timezone.now()
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {TaskInstance._meta.db_table} SET state = %s, started_at = %s "  # noqa: S608
-            "WHERE id = %s AND state = %s AND try_number = %s RETURNING tenant_id",
-            [TI.RUNNING, now, ti_id, TI.QUEUED, try_number],
-        )
-        row = cursor.fetchone()
-        if row is None:
-            if not token:
-                return None
-            return (
-                attempts()
-                .filter(
-                    task_instance_id=ti_id,
-                    try_number=try_number,
-                    claim_token=token,
-                    state=TaskAttempt.State.RUNNING,
-                )
-                .first()
-            )
-        tenant_id = row[0]
-        return attempts().create(
-            tenant_id=tenant_id,
-            task_instance_id=ti_id,
-            try_number=try_number,
-            worker=worker,
-            pid=pid,
-            claim_token=token,
-            started_at=now,
-            lease_expires_at=now + dt.timedelta(seconds=settings.TASK_LEASE_SECONDS),
-        )
+    claimed = claim_many([(ti_id, try_number)], worker=worker, pid=pid, token=token, any_type=True)
+    return claimed[0] if claimed else None
 
 
 def claim_many(
-    tries: list[tuple[int, int]], *, worker: str, pid: int, token: str
+    tries: list[tuple[int, int]],
+    *,
+    worker: str,
+    pid: int,
+    token: str,
+    any_type: bool = False,
 ) -> list[TaskAttempt]:
-    """`claim` for a batch of INLINE_TYPES tries, in one statement and one insert; tries
-    no longer queued (or not inline) are left out. A retry after a lost answer returns the
+    """Claim tries in one statement and one insert; tries no longer queued (or, unless
+    `any_type`, not of INLINE_TYPES) are left out. A retry after a lost answer returns the
     attempts the first call created under `token`."""
     now = timezone.now()
     pairs = ", ".join(["(%s, %s)"] * len(tries))
-    types = ", ".join(["%s"] * len(INLINE_TYPES))
+    types = sorted(INLINE_TYPES)
+    only_inline = "" if any_type else f" AND task_type IN ({', '.join(['%s'] * len(types))})"
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {TaskInstance._meta.db_table} SET state = %s, started_at = %s "  # noqa: S608
-            f"WHERE (id, try_number) IN ({pairs}) AND state = %s AND task_type IN ({types}) "
+            f"WHERE (id, try_number) IN ({pairs}) AND state = %s{only_inline} "
             "RETURNING id, tenant_id, try_number",
-            [TI.RUNNING, now, *[v for t in tries for v in t], TI.QUEUED, *sorted(INLINE_TYPES)],
+            [
+                TI.RUNNING,
+                now,
+                *[v for t in tries for v in t],
+                TI.QUEUED,
+                *([] if any_type else types),
+            ],
         )
         rows = cursor.fetchall()
         if not rows:
-            return list(attempts().filter(claim_token=token, state=TaskAttempt.State.RUNNING))
+            if not token:
+                return []
+            return list(
+                attempts().filter(
+                    claim_token=token,
+                    state=TaskAttempt.State.RUNNING,
+                    task_instance_id__in=[ti_id for ti_id, _ in tries],
+                )
+            )
         lease = now + dt.timedelta(seconds=settings.TASK_LEASE_SECONDS)
         return attempts().bulk_create(
             [
