@@ -94,24 +94,29 @@ def take_kept() -> tuple[int, int] | None:
 def send(*tries: tuple[int, int]) -> None:
     """Ring the doorbell for (instance id, try number) pairs, after commit: a worker will
     claim each try. One producer connection serves the whole batch."""
-    if not tries:
-        return
+    if tries:
+        _publish_after_commit("runs.execute", [(ti_id, try_number) for ti_id, try_number in tries])
+
+
+def _publish_after_commit(task_name: str, calls: list[tuple[Any, ...]]) -> None:
+    """Send one message per argument tuple once the transaction commits. If the broker is
+    away the state is committed all the same: warn, and let the reconciler re-send."""
 
     def publish() -> None:
         from orchestrator.celery import app
-        from runs.tasks import execute_task_instance
+        from runs import tasks  # noqa: F401 (registers the tasks with our app)
 
         # The task as our app knows it: a shared_task proxy follows whichever Celery app
         # is current in this process.
-        execute = app.tasks[execute_task_instance.name]
+        task = app.tasks[task_name]
         try:
             with app.producer_or_acquire() as producer:
-                for ti_id, try_number in tries:
-                    execute.apply_async((ti_id, try_number), producer=producer)
-        except Exception as exc:  # the broker is away: the state is committed, so go on
+                for args in calls:
+                    task.apply_async(args, producer=producer)
+        except Exception as exc:
             logger.warning(
                 "could not send %d task message(s), the reconciler will re-send them: %s",
-                len(tries),
+                len(calls),
                 exc,
             )
 
@@ -132,24 +137,7 @@ def send_batches(tries: list[tuple[int, int]]) -> None:
         return
     size = max(1, min(BATCH_MAX, -(-len(tries) // 8)))
     chunks = [tries[i : i + size] for i in range(0, len(tries), size)]
-
-    def publish() -> None:
-        from orchestrator.celery import app
-        from runs.tasks import execute_batch
-
-        task = app.tasks[execute_batch.name]
-        try:
-            with app.producer_or_acquire() as producer:
-                for chunk in chunks:
-                    task.apply_async(([list(t) for t in chunk],), producer=producer)
-        except Exception as exc:  # the broker is away: the state is committed, so go on
-            logger.warning(
-                "could not send %d task message(s), the reconciler will re-send them: %s",
-                len(chunks),
-                exc,
-            )
-
-    transaction.on_commit(publish)
+    _publish_after_commit("runs.execute_batch", [([list(t) for t in chunk],) for chunk in chunks])
 
 
 # --- runs --------------------------------------------------------------------------------

@@ -281,11 +281,15 @@ class Heartbeat(threading.Thread):
                         if not engine.renew_lease(self.attempt_id):
                             self.lost.set()
                         renewed = time.monotonic()
-                except DB_ERRORS as exc:
-                    # The database is away: keep the output and try again. Past the lease,
-                    # the reconciler may give the try away, so stop the task ourselves:
-                    # two copies of a try must not run side by side.
-                    logger.warning("heartbeat of attempt %s: %s", self.attempt_id, exc)
+                except Exception as exc:
+                    # The database is away (or anything else went wrong): keep the output
+                    # and try again; the thread must not die, or the lease would lapse under
+                    # a live task. Past the lease, the reconciler may give the try away, so
+                    # stop the task ourselves: two copies of a try must not run side by side.
+                    if isinstance(exc, DB_ERRORS):
+                        logger.warning("heartbeat of attempt %s: %s", self.attempt_id, exc)
+                    else:
+                        logger.exception("heartbeat of attempt %s failed", self.attempt_id)
                     connection.close()
                     if time.monotonic() - renewed >= settings.TASK_LEASE_SECONDS:
                         self.lost.set()
