@@ -352,33 +352,35 @@ def dispatch(run: WorkflowRun, graph: VersionGraph | None = None) -> list[tuple[
     if run.state != RUN.RUNNING:
         return []
     graph = graph or graph_for(run.version_id)
-    active = tis().filter(run=run, state__in=[TI.QUEUED, TI.RUNNING]).count()
-    room = graph.spec.max_active_tasks - active
-    if room <= 0:
-        return []
-    ids = list(
-        tis()
-        .filter(run=run, state=TI.SCHEDULED)
-        .order_by("-priority", "id")
-        .values_list("id", flat=True)[:room]
-    )
-    if not ids:
-        return []
     table = TaskInstance._meta.db_table
-    marks = ", ".join(["%s"] * len(ids))
+    # One statement: the free slots (max_active_tasks less what is queued or running), the
+    # highest-priority scheduled instances that fit, and their move to `queued`.
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET state = %s, try_number = try_number + 1, queued_at = %s "  # noqa: S608
-            f"WHERE id IN ({marks}) AND state = %s RETURNING id, try_number, task_type",
-            [TI.QUEUED, timezone.now(), *ids, TI.SCHEDULED],
+            f"WHERE id IN (SELECT id FROM {table} WHERE run_id = %s AND state = %s "
+            "ORDER BY priority DESC, id LIMIT (SELECT CASE WHEN n > 0 THEN n ELSE 0 END FROM "
+            f"(SELECT %s - COUNT(*) AS n FROM {table} WHERE run_id = %s AND state IN (%s, %s)) "
+            "free)) AND state = %s RETURNING id, try_number, task_type, priority",
+            [
+                TI.QUEUED,
+                timezone.now(),
+                run.pk,
+                TI.SCHEDULED,
+                graph.spec.max_active_tasks,
+                run.pk,
+                TI.QUEUED,
+                TI.RUNNING,
+                TI.SCHEDULED,
+            ],
         )
-        rows = cursor.fetchall()
+        # Highest priority first: the order the messages go out in.
+        rows = sorted(cursor.fetchall(), key=lambda r: (-int(r[3]), int(r[0])))
     queued = [(int(r[0]), int(r[1])) for r in rows]
     to_send = queued
     if queued and getattr(_local, "keep", False) and getattr(_local, "kept", None) is None:
-        order = {ti_id: index for index, ti_id in enumerate(ids)}
-        _local.kept = min(queued, key=lambda q: order[q[0]])  # the highest priority
-        to_send = [q for q in queued if q != _local.kept]
+        _local.kept = queued[0]  # the highest priority
+        to_send = queued[1:]
     inline = {int(r[0]) for r in rows if r[2] in INLINE_TYPES}
     send(*[q for q in to_send if q[0] not in inline])
     send_batches([q for q in to_send if q[0] in inline])

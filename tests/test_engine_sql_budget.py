@@ -22,8 +22,8 @@ from tests.engine.conftest import Engine
 # The budgets (statements besides BEGIN and COMMIT; 17 for a chain step before the work of
 # issue 7): lower them when the engine gets leaner, never raise them without a reason
 # written here.
-CHAIN_STEP = 14  # a task that finishes and dispatches the next one of a chain
-FAN_OUT_LEAF = 12  # one of many parallel tasks whose join still waits
+CHAIN_STEP = 12  # a task that finishes and dispatches the next one of a chain
+FAN_OUT_LEAF = 11  # one of many parallel tasks whose join still waits
 
 
 @pytest.fixture
