@@ -95,7 +95,7 @@ def send(*tries: tuple[int, int]) -> None:
     """Ring the doorbell for (instance id, try number) pairs, after commit: a worker will
     claim each try. One producer connection serves the whole batch."""
     if tries:
-        _publish_after_commit("runs.execute", [(ti_id, try_number) for ti_id, try_number in tries])
+        _publish_after_commit("runs.execute", list(tries))
 
 
 def _publish_after_commit(task_name: str, calls: list[tuple[Any, ...]]) -> None:
