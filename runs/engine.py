@@ -61,6 +61,7 @@ class Outcome:
     result: Any = None
     rendered: dict[str, Any] = field(default_factory=dict)
     lost: bool = False  # the worker died (lease expired): not the task's own failure
+    retryable: bool = True  # False: fail now, whatever retries are left
 
 
 # --- continuation: the worker that dispatches the next task may run it itself ------------
@@ -553,7 +554,7 @@ def finish(attempt_id: int, outcome: Outcome) -> str | None:
             # A lost try is given back: one more try, at once.
             changes = {"max_tries": ti.max_tries + 1, "lost_tries": ti.lost_tries + 1}
             new, next_at = TI.UP_FOR_RETRY, now
-        elif outcome.state == TI.FAILED and ti.try_number < ti.max_tries:
+        elif outcome.state == TI.FAILED and outcome.retryable and ti.try_number < ti.max_tries:
             eff = graph.effective(ti.task_id)
             new = TI.UP_FOR_RETRY
             next_at = now + dt.timedelta(

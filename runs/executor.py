@@ -3,6 +3,7 @@ python in a child process), keep the lease alive, stream the log, report the out
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -14,7 +15,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -27,6 +27,7 @@ from runs.models import TaskAttempt, TaskInstance, TaskLog
 from runs.process import OutputSink, ProcessResult, run_process
 from runs.resilience import DB_ERRORS, with_db_retry
 from runs.skip import SKIP_EXIT_CODE
+from runs.taskapi import Attempt, TaskFailed
 from workflows import dag
 from workflows.templating import environment
 
@@ -36,18 +37,6 @@ logger = logging.getLogger(__name__)
 NATIVE_FIELDS = {"kwargs", "parameters", "json"}  # whole-expression templates keep their type
 NOT_RENDERED = {"type", "kind", "depends_on", "trigger_rule", "description", "until"}
 WORKER = socket.gethostname()
-
-
-@dataclass
-class Attempt:
-    """What an executor gets: the rendered task, its context, where output goes."""
-
-    attempt_id: int
-    ti: TaskInstance
-    task: dict[str, Any]
-    context: dict[str, Any]
-    sink: OutputSink
-    should_stop: Callable[[], bool]
 
 
 # --- templates ---------------------------------------------------------------------------
@@ -384,7 +373,10 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
             outcome = engine.Outcome("failed", error=f"template error: {exc}")
         else:
             a = Attempt(attempt.pk, ti, rendered, context, sink, heartbeat.lost.is_set)
-            outcome = EXECUTORS[ti.task_type](a)
+            try:
+                outcome = EXECUTORS[ti.task_type](a)
+            except TaskFailed as exc:
+                outcome = engine.Outcome("failed", error=str(exc), retryable=exc.retryable)
         outcome = _check_result(outcome)
     except Exception:  # an executor bug must still end the attempt, with the traceback
         outcome = engine.Outcome("failed", error=f"internal error:\n{traceback.format_exc()}")
@@ -393,9 +385,7 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
     return with_db_retry(
         _finish_keeping_next,
         attempt.pk,
-        engine.Outcome(
-            outcome.state, outcome.error, outcome.exit_code, outcome.result, rendered=rendered
-        ),
+        dataclasses.replace(outcome, rendered=rendered),
     )
 
 
