@@ -62,6 +62,9 @@ class Outcome:
     rendered: dict[str, Any] = field(default_factory=dict)
     lost: bool = False  # the worker died (lease expired): not the task's own failure
     retryable: bool = True  # False: fail now, whatever retries are left
+    # A sensor not satisfied yet (state `rescheduled`): check again at this time.
+    reschedule_at: dt.datetime | None = None
+    uses: dict[str, list[str]] = field(default_factory=dict)  # connections, secrets, variables
 
 
 # --- continuation: the worker that dispatches the next task may run it itself ------------
@@ -354,20 +357,23 @@ def dispatch(run: WorkflowRun, graph: VersionGraph | None = None) -> list[tuple[
         return []
     graph = graph or graph_for(run.version_id)
     table = TaskInstance._meta.db_table
+    now = timezone.now()
     # One statement: the free slots (max_active_tasks less what is queued or running), the
     # highest-priority scheduled instances that fit, and their move to `queued`.
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET state = %s, try_number = try_number + 1, queued_at = %s "  # noqa: S608
-            f"WHERE id IN (SELECT id FROM {table} WHERE run_id = %s AND state = %s "
+            f"UPDATE {table} SET state = %s, try_number = try_number + 1, queued_at = %s, "  # noqa: S608
+            f"next_attempt_at = NULL WHERE id IN (SELECT id FROM {table} WHERE run_id = %s "
+            "AND state = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s) "
             "ORDER BY priority DESC, id LIMIT (SELECT CASE WHEN n > 0 THEN n ELSE 0 END FROM "
             f"(SELECT %s - COUNT(*) AS n FROM {table} WHERE run_id = %s AND state IN (%s, %s)) "
             "free)) AND state = %s RETURNING id, try_number, task_type, priority",
             [
                 TI.QUEUED,
-                timezone.now(),
+                now,
                 run.pk,
                 TI.SCHEDULED,
+                now,  # a sensor waits in `scheduled` until its next check is due
                 graph.spec.max_active_tasks,
                 run.pk,
                 TI.QUEUED,
@@ -539,6 +545,7 @@ def finish(attempt_id: int, outcome: Outcome) -> str | None:
                 exit_code=outcome.exit_code,
                 error=outcome.error[:10000],
                 rendered=outcome.rendered,
+                uses=outcome.uses,
             )
             != 1
         ):
@@ -550,7 +557,12 @@ def finish(attempt_id: int, outcome: Outcome) -> str | None:
         graph = graph_for(run.version_id)
         new, next_at = outcome.state, None
         changes: dict[str, Any] = {}
-        if outcome.lost and ti.lost_tries < settings.TASK_LOST_TRY_LIMIT:
+        if outcome.state == TaskAttempt.State.RESCHEDULED:
+            # A sensor's check said "not yet": its slot is given back until the next check,
+            # which does not use up a try.
+            changes = {"max_tries": ti.max_tries + 1}
+            new, next_at = TI.SCHEDULED, outcome.reschedule_at
+        elif outcome.lost and ti.lost_tries < settings.TASK_LOST_TRY_LIMIT:
             # A lost try is given back: one more try, at once.
             changes = {"max_tries": ti.max_tries + 1, "lost_tries": ti.lost_tries + 1}
             new, next_at = TI.UP_FOR_RETRY, now
@@ -566,7 +578,7 @@ def finish(attempt_id: int, outcome: Outcome) -> str | None:
                 )
             )
         changes.update(state=new, next_attempt_at=next_at)
-        if new != TI.UP_FOR_RETRY:
+        if new not in (TI.UP_FOR_RETRY, TI.SCHEDULED):
             changes["ended_at"] = now
         if outcome.state == TI.SUCCESS:
             changes["result"] = outcome.result
@@ -577,8 +589,8 @@ def finish(attempt_id: int, outcome: Outcome) -> str | None:
             != 1
         ):
             return None
-        if new == TI.UP_FOR_RETRY:
-            dispatch(run, graph)  # its slot is free until the retry is due
+        if new in (TI.UP_FOR_RETRY, TI.SCHEDULED):
+            dispatch(run, graph)  # its slot is free until the retry or the next check is due
             return new
         candidates = _downstream_pending(run, graph, [ti.task_id])
         if new == TI.SUCCESS:
@@ -600,6 +612,15 @@ def schedule_due_retries(ti_ids: Iterable[int]) -> int:
             )
             dispatch(run)
     return moved
+
+
+def dispatch_runs(run_ids: Iterable[int]) -> int:
+    """Dispatch each run (what became due without an event: a sensor's next check)."""
+    queued = 0
+    for run_id in run_ids:
+        with transaction.atomic():
+            queued += len(dispatch(_lock_run(run_id)))
+    return queued
 
 
 def _by_run(ti_ids: Iterable[int]) -> dict[int, list[int]]:

@@ -22,7 +22,9 @@ from django.db import close_old_connections, connection, transaction
 from jinja2 import TemplateError
 
 from runs import engine
+from runs.credentials import Credentials
 from runs.graph import graph_for
+from runs.masking import Masker
 from runs.models import TaskAttempt, TaskInstance, TaskLog
 from runs.process import OutputSink, ProcessResult, run_process
 from runs.resilience import DB_ERRORS, with_db_retry
@@ -148,15 +150,30 @@ def _process_outcome(
 
 
 class _Tail(OutputSink):
-    """An OutputSink that also remembers the last bytes written (for the shell result)."""
+    """The attempt's sink: remembers the last bytes written (for the shell result) and masks
+    secret values on the way out. A value split between two drains is caught by holding the
+    last bytes back until the next drain (or the final one)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, masker: Masker | None = None) -> None:
         super().__init__(limit)
         self.tail = b""
+        self.masker = masker or Masker()
+        self._held = b""
 
     def write(self, data: bytes) -> None:
         super().write(data)
         self.tail = (self.tail + data)[-settings.TASK_RESULT_MAX_BYTES :]
+
+    def drain(self, final: bool = False) -> bytes:
+        data = self.masker.mask_bytes(self._held + super().drain())
+        hold = 0 if final else min(len(data), max(0, self.masker.longest - 1))
+        cut = len(data) - hold
+        self._held = data[cut:]
+        return data[:cut]
+
+    def unread(self, data: bytes) -> None:
+        super().unread(data + self._held)
+        self._held = b""
 
 
 def run_shell(a: Attempt) -> engine.Outcome:
@@ -285,8 +302,9 @@ class Heartbeat(threading.Thread):
         finally:
             connection.close()
 
-    def flush(self) -> None:
-        data = self.sink.drain()
+    def flush(self, final: bool = False) -> None:
+        sink = self.sink
+        data = sink.drain(final) if isinstance(sink, _Tail) else sink.drain()
         if not data:
             return
         try:
@@ -309,7 +327,7 @@ class Heartbeat(threading.Thread):
         self.done.set()
         if self.is_alive():
             self.join()
-        with_db_retry(self.flush)
+        with_db_retry(self.flush, True)
 
 
 def execute(ti_id: int, try_number: int) -> str | None:
@@ -360,32 +378,52 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
     if attempt is None:
         logger.info("task instance %s try %s is not queued any more; skipping", ti_id, try_number)
         return None
-    sink = _Tail(settings.TASK_LOG_MAX_BYTES)
+    masker = Masker()
+    sink = _Tail(settings.TASK_LOG_MAX_BYTES, masker)
     heartbeat = Heartbeat(attempt.pk, attempt.tenant_id, sink)
+    credentials = Credentials(attempt.tenant_id, masker)
     rendered: dict[str, Any] = {}
     try:
         ti, task, context = with_db_retry(_prepare, ti_id)
         if ti.task_type != "noop":  # nothing to keep alive or to log: done in microseconds
             heartbeat.start()
         try:
-            rendered = render_task(task, context) if context else task
+            if context:
+                context.update(credentials.template_names())
+                rendered = render_task(task, context)
+            else:
+                rendered = task
+            a = Attempt(
+                attempt.pk,
+                ti,
+                rendered,
+                context,
+                sink,
+                heartbeat.lost.is_set,
+                connection=credentials.connection,
+                allowed_hosts=tuple(ti.run.workflow.tenant.policy.get("http_allowed_hosts", [])),
+            )
+            outcome = EXECUTORS[ti.task_type](a)
         except TemplateError as exc:
             outcome = engine.Outcome("failed", error=f"template error: {exc}")
-        else:
-            a = Attempt(attempt.pk, ti, rendered, context, sink, heartbeat.lost.is_set)
-            try:
-                outcome = EXECUTORS[ti.task_type](a)
-            except TaskFailed as exc:
-                outcome = engine.Outcome("failed", error=str(exc), retryable=exc.retryable)
+        except TaskFailed as exc:
+            outcome = engine.Outcome("failed", error=str(exc), retryable=exc.retryable)
         outcome = _check_result(outcome)
     except Exception:  # an executor bug must still end the attempt, with the traceback
         outcome = engine.Outcome("failed", error=f"internal error:\n{traceback.format_exc()}")
     finally:
         heartbeat.stop()
+    # Whatever a secret reached is recorded masked: the rendered task, the result, the error.
     return with_db_retry(
         _finish_keeping_next,
         attempt.pk,
-        dataclasses.replace(outcome, rendered=rendered),
+        dataclasses.replace(
+            outcome,
+            error=masker.mask(outcome.error),
+            result=masker.mask_json(outcome.result),
+            rendered=masker.mask_json(rendered),
+            uses=credentials.uses,
+        ),
     )
 
 
@@ -398,7 +436,7 @@ def _prepare(ti_id: int) -> tuple[TaskInstance, dict[str, Any], dict[str, Any]]:
     """The instance, its task as plain data (with the effective timeout), its context."""
     ti = (
         TaskInstance.objects.dangerously_unscoped()
-        .select_related("run", "run__workflow")
+        .select_related("run", "run__workflow", "run__workflow__tenant")
         .get(pk=ti_id)
     )
     graph = graph_for(ti.run.version_id)

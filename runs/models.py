@@ -144,6 +144,7 @@ class TaskAttempt(TenantOwnedModel):
         FAILED = "failed"
         SKIPPED = "skipped"
         CANCELLED = "cancelled"
+        RESCHEDULED = "rescheduled"  # a sensor's check said "not yet"
 
     task_instance = models.ForeignKey(
         TaskInstance, on_delete=models.CASCADE, related_name="attempts"
@@ -161,6 +162,8 @@ class TaskAttempt(TenantOwnedModel):
     exit_code = models.IntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
     rendered = models.JSONField(default=dict, blank=True)
+    # The connections, secrets and variables the attempt used (names only).
+    uses = models.JSONField(default=dict, blank=True)
     log_bytes = models.PositiveBigIntegerField(default=0)
 
     class Meta:

@@ -169,6 +169,18 @@ def schedule_due_retries() -> int:
     return engine.schedule_due_retries(list(due[:1000]))
 
 
+def dispatch_due_checks() -> int:
+    """Sensors waiting in `scheduled` whose next check is due: dispatch their runs."""
+    due = (
+        TaskInstance.objects.dangerously_unscoped()
+        .filter(state=TI.SCHEDULED, next_attempt_at__lte=timezone.now())
+        .order_by()
+        .values_list("run_id", flat=True)
+        .distinct()
+    )
+    return engine.dispatch_runs(list(due[:1000]))
+
+
 def repair_runs() -> int:
     """Running runs that nothing moves any more; queued runs that could start."""
     stuck = engine.active_runs_needing_attention()
@@ -191,6 +203,7 @@ def reconcile() -> dict[str, int]:
         "timed_out_runs": time_out_runs(),
         "resent_messages": resend_lost_messages(),
         "due_retries": schedule_due_retries(),
+        "due_checks": dispatch_due_checks(),
         "repaired_runs": repair_runs(),
     }
     if any(done.values()):

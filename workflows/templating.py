@@ -23,6 +23,7 @@ CONTEXT_NAMES = (
     "tasks",
     "vars",
     "secrets",
+    "conn",
     "try_number",
     "task",
 )

@@ -75,6 +75,7 @@ class AttemptSerializer(serializers.ModelSerializer[TaskAttempt]):
             "exit_code",
             "error",
             "rendered",
+            "uses",
             "log_bytes",
         ]
         read_only_fields = fields

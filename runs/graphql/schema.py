@@ -34,6 +34,10 @@ class TaskAttemptType:
     def rendered(self, root: models.TaskAttempt) -> JSON:
         return root.rendered  # type: ignore[no-any-return]
 
+    @strawberry_django.field(description="connections, secrets and variables used (names)")
+    def uses(self, root: models.TaskAttempt) -> JSON:
+        return root.uses  # type: ignore[no-any-return]
+
 
 @strawberry_django.type(models.TaskInstance)
 class TaskInstanceType:

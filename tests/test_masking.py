@@ -1,0 +1,76 @@
+"""Secret values are masked raw, URL-encoded and base64-encoded, also when a log chunk
+boundary splits them."""
+
+import base64
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from runs.executor import _Tail
+from runs.masking import MASK, Masker
+
+SECRET = "s3cr3t/pa ss+word"
+
+
+@pytest.fixture
+def masker() -> Masker:
+    m = Masker()
+    m.add(SECRET)
+    return m
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        SECRET,
+        quote(SECRET),
+        quote(SECRET, safe=""),
+        quote_plus(SECRET),
+        base64.b64encode(SECRET.encode()).decode(),
+        base64.urlsafe_b64encode(SECRET.encode()).decode(),
+        base64.b64encode(SECRET.encode()).decode().rstrip("="),
+    ],
+)
+def test_it_masks_each_encoding(masker: Masker, form: str) -> None:
+    text = f"before {form} after"
+    masked = masker.mask(text)
+    assert form not in masked
+    assert masked.startswith("before ")
+    assert MASK in masked
+
+
+@pytest.mark.parametrize("prefix", ["", "u", "us", "user:"])
+def test_it_masks_a_secret_inside_a_longer_base64_value(masker: Masker, prefix: str) -> None:
+    # e.g. an HTTP Basic header: base64("user:" + password)
+    header = base64.b64encode(f"{prefix}{SECRET}".encode()).decode()
+    masked = masker.mask(f"Authorization: Basic {header}")
+    assert MASK in masked
+    assert base64.b64encode(SECRET.encode()).decode()[:8] not in masked
+
+
+def test_it_masks_keys_and_values_of_json(masker: Masker) -> None:
+    value = {"token": SECRET, SECRET: [1, f"x{SECRET}y"], "n": 3}
+    assert masker.mask_json(value) == {"token": MASK, MASK: [1, f"x{MASK}y"], "n": 3}
+
+
+def test_it_leaves_short_values_alone() -> None:
+    m = Masker()
+    m.add("abc")
+    assert m.mask("abc abc") == "abc abc"
+
+
+def test_it_masks_a_secret_split_between_two_log_drains(masker: Masker) -> None:
+    sink = _Tail(1_000_000, masker)
+    line = f"password is {SECRET} ok\n".encode()
+    cut = line.index(b"pa ss")
+    sink.write(line[:cut])
+    first = sink.drain()
+    sink.write(line[cut:])
+    rest = sink.drain(final=True)
+    assert first + rest == f"password is {MASK} ok\n".encode()
+
+
+def test_it_gives_everything_back_on_the_final_drain(masker: Masker) -> None:
+    sink = _Tail(1_000_000, masker)
+    sink.write(b"hello world, nothing secret here")
+    assert sink.drain() + sink.drain(final=True) == b"hello world, nothing secret here"
