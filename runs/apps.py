@@ -18,6 +18,8 @@ class RunsConfig(AppConfig):
         from runs.guards import active_runs
 
         DELETE_GUARDS.append(active_runs)
+        from runs.sensors import CHECKS
+
         for task_type in EXECUTORS:
-            register_executor(task_type)
+            register_executor(task_type, tuple(CHECKS) if task_type == "wait_for" else None)
         register_permissions({"run.view": Role.VIEWER, "run.operate": Role.OPERATOR})

@@ -28,6 +28,7 @@ from runs.masking import Masker
 from runs.models import TaskAttempt, TaskInstance, TaskLog
 from runs.process import OutputSink, ProcessResult, run_process
 from runs.resilience import DB_ERRORS, with_db_retry
+from runs.sensors import run_wait_for
 from runs.skip import SKIP_EXIT_CODE
 from runs.taskapi import Attempt, TaskFailed
 from workflows import dag
@@ -254,6 +255,7 @@ EXECUTORS: dict[str, Callable[[Attempt], engine.Outcome]] = {
     "noop": run_noop,
     "shell": run_shell,
     "python": run_python,
+    "wait_for": run_wait_for,
 }
 
 
@@ -440,7 +442,8 @@ def _prepare(ti_id: int) -> tuple[TaskInstance, dict[str, Any], dict[str, Any]]:
         .get(pk=ti_id)
     )
     graph = graph_for(ti.run.version_id)
-    task = graph.task(ti.task_id).model_dump(mode="json", by_alias=True, exclude_none=True)
+    # Python mode: durations as seconds (JSON mode would format them as "1m30s").
+    task = graph.task(ti.task_id).model_dump(by_alias=True, exclude_none=True)
     task["timeout"] = graph.effective(ti.task_id).timeout
     # A noop renders nothing: spare it the query for its upstream results.
     return ti, task, build_context(ti) if ti.task_type != "noop" else {}

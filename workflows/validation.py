@@ -17,7 +17,7 @@ from pydantic_core import ErrorDetails
 from orchestrator.errors import FieldError, Invalid
 from workflows import dag
 from workflows.spec import NAME_PATTERN, TASK_ID_PATTERN, TASK_MODELS, WorkflowSpec
-from workflows.task_types import TASK_TYPES, is_runnable, runnable_types
+from workflows.task_types import TASK_TYPES, is_runnable, runnable_kinds, runnable_types
 from workflows.templating import check_template, environment, strings_in
 
 __all__ = ["Limits", "ValidSpec", "canonical_json", "parse_document", "validate_spec"]
@@ -304,6 +304,14 @@ def _policy_errors(tasks: Mapping[str, Any], limits: Limits) -> list[FieldError]
                     f"task type {task_type!r} is valid but this installation "
                     "cannot run it yet: its executor is not built (runnable: "
                     f"{', '.join(runnable_types()) or 'none'})",
+                )
+            )
+        elif (kinds := runnable_kinds(task_type)) is not None and task.get("kind") not in kinds:
+            errors.append(
+                (
+                    f"tasks.{task_id}.kind",
+                    f"{task_type} kind {task.get('kind')!r} is valid but this installation "
+                    f"cannot run it yet (runnable kinds: {', '.join(kinds)})",
                 )
             )
     return errors
