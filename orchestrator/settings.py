@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "workflows",
     "runs",
     "notifications",
+    "connections",
 ]
 
 MIDDLEWARE = [
@@ -293,6 +294,21 @@ QUEUED_RESEND_MAX_SECONDS = env_int("QUEUED_RESEND_MAX_SECONDS", 1800)
 RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 2)
 # Modules (and their submodules) whose functions `python` tasks may call.
 PYTHON_TASK_MODULES = env_list("PYTHON_TASK_MODULES", "runs.library")
+# Hosts, IP addresses or networks (CIDR) that http tasks and sensors may reach although the
+# SSRF guard blocks them (private, loopback, link-local, metadata ranges), for every
+# tenant; a tenant's policy `http_allowed_hosts` adds its own. Empty: only public addresses.
+HTTP_ALLOWED_HOSTS = env_list("HTTP_ALLOWED_HOSTS")
+# Container tasks: "in-cluster" (the worker runs in Kubernetes with a service account), a
+# kubeconfig file's path, or empty for the default kubeconfig (~/.kube/config, $KUBECONFIG).
+KUBERNETES_CONFIG = env_str("KUBERNETES_CONFIG")
+KUBERNETES_NAMESPACE = env_str("KUBERNETES_NAMESPACE", "default")
+KUBERNETES_JOB_TTL_SECONDS = env_int("KUBERNETES_JOB_TTL_SECONDS", 3600)  # finished Jobs kept
+KUBERNETES_POLL_SECONDS = env_float("KUBERNETES_POLL_SECONDS", 1.0)  # status poll (at most 1s)
+# How long image-pull / container-config errors and a Kubernetes API outage are tolerated.
+KUBERNETES_START_GRACE_SECONDS = env_int("KUBERNETES_START_GRACE_SECONDS", 60)
+KUBERNETES_API_GRACE_SECONDS = env_int("KUBERNETES_API_GRACE_SECONDS", 60)
+# Pods run with runAsNonRoot and every capability dropped (images must not need root).
+KUBERNETES_RESTRICTED_PODS = env_bool("KUBERNETES_RESTRICTED_PODS", False)
 CELERY_TIMEZONE = "UTC"
 
 # --- Logging ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from django.db import close_old_connections, connection, transaction
 from jinja2 import TemplateError
 
 from runs import engine
+from runs.container_task import run_container
 from runs.credentials import Credentials
 from runs.graph import graph_for
 from runs.masking import Masker
@@ -255,6 +256,7 @@ EXECUTORS: dict[str, Callable[[Attempt], engine.Outcome]] = {
     "noop": run_noop,
     "shell": run_shell,
     "python": run_python,
+    "container": run_container,
     "wait_for": run_wait_for,
 }
 

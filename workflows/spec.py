@@ -257,9 +257,22 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 def _check_url(value: str) -> str:
     if value.startswith("{{") or value.startswith("{%"):
         return value  # the scheme is checked again when the rendered URL is requested
+    if value.startswith("/"):
+        return value  # relative to the task's connection (checked below)
     if not re.match(r"^https?://[^\s/]+", value):
-        raise ValueError(f"{value!r} is not an http(s) URL: it must start with http:// or https://")
+        raise ValueError(
+            f"{value!r} is not an http(s) URL: it must start with http:// or https:// "
+            "(or with / for a path relative to the task's http connection)"
+        )
     return value
+
+
+def _relative_needs_connection(url: str, connection: str | None) -> None:
+    if url.startswith("/") and connection is None:
+        raise ValueError(
+            f"url {url!r} is relative: set `connection` to an http connection whose base "
+            "URL it extends, or give a full http(s) URL"
+        )
 
 
 Url = Annotated[Text, AfterValidator(_check_url)]
@@ -287,6 +300,7 @@ class HttpTask(TaskBase):
     def _one_body(self) -> HttpTask:
         if self.json_body is not None and self.body is not None:
             raise ValueError("give either json or body, not both")
+        _relative_needs_connection(self.url, self.connection)
         return self
 
 
@@ -353,6 +367,11 @@ class WaitForHttp(SensorBase):
         description="Jinja expression over `response` (status, json, text), "
         "e.g. response.json.state == 'done'",
     )
+
+    @model_validator(mode="after")
+    def _relative_url(self) -> WaitForHttp:
+        _relative_needs_connection(self.url, self.connection)
+        return self
 
 
 class WaitForSql(SensorBase):
