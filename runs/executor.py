@@ -25,6 +25,7 @@ from runs import engine
 from runs.container_task import run_container
 from runs.credentials import Credentials
 from runs.graph import graph_for
+from runs.http_task import run_http
 from runs.masking import Masker
 from runs.models import TaskAttempt, TaskInstance, TaskLog
 from runs.process import OutputSink, ProcessResult, run_process
@@ -256,6 +257,7 @@ EXECUTORS: dict[str, Callable[[Attempt], engine.Outcome]] = {
     "noop": run_noop,
     "shell": run_shell,
     "python": run_python,
+    "http": run_http,
     "container": run_container,
     "wait_for": run_wait_for,
 }
