@@ -32,6 +32,7 @@ from runs.process import OutputSink, ProcessResult, run_process
 from runs.resilience import DB_ERRORS, with_db_retry
 from runs.sensors import run_wait_for
 from runs.skip import SKIP_EXIT_CODE
+from runs.sql_task import run_sql
 from runs.taskapi import Attempt, TaskFailed
 from workflows import dag
 from workflows.templating import environment
@@ -258,6 +259,7 @@ EXECUTORS: dict[str, Callable[[Attempt], engine.Outcome]] = {
     "shell": run_shell,
     "python": run_python,
     "http": run_http,
+    "sql": run_sql,
     "container": run_container,
     "wait_for": run_wait_for,
 }
