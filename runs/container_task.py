@@ -2,15 +2,24 @@
 runs a single pod (backoffLimit 0: retries are the engine's), its log is streamed into
 the attempt's log, its exit code decides the outcome as a shell task's does.
 
-A finished Job is not deleted: Kubernetes removes it ttlSecondsAfterFinished later, so
-its pod and log stay readable in the cluster meanwhile. A cancelled, lost or timed-out
-attempt deletes its Job at once (propagation Background, so the pod goes too).
+The task's own env (rendered, so it may hold `{{ secrets.X }}`) never goes into the Job:
+whoever may read Jobs in the namespace would read it there. It goes into a Secret of the
+Job's name, created before the Job and read by the container through `envFrom`; only the
+ORCHESTRATOR_* variables, which are no secret, stay plain `env` entries. Once the Job
+exists, the Secret gets the Job as its owner, so Kubernetes collects it with the Job.
 
-The worker needs, in each namespace it uses: create/get/delete on jobs, list on pods and
-get on pods/log."""
+A finished Job is not deleted: Kubernetes removes it (and so its Secret)
+ttlSecondsAfterFinished later, so its pod and log stay readable in the cluster
+meanwhile. A cancelled, lost or timed-out attempt deletes its Job at once (propagation
+Background, so the pod goes too) and its Secret with it, without waiting for the
+garbage collector.
+
+The worker needs, in each namespace it uses: create/get/delete on jobs, list on pods, get
+on pods/log, and create/get/patch/delete on secrets."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -30,7 +39,7 @@ from runs.process import OutputSink
 from runs.skip import SKIP_EXIT_CODE
 from runs.taskapi import Attempt, TaskFailed
 
-__all__ = ["build_job", "job_name", "run_container"]
+__all__ = ["build_env_secret", "build_job", "job_name", "run_container"]
 
 CONTAINER = "task"
 MANAGED_BY = "orchestrator"
@@ -84,7 +93,13 @@ def _labels(a: Attempt) -> dict[str, str]:
     }
 
 
+def _task_env(a: Attempt) -> dict[str, str]:
+    """The task's own env: the Secret's content, never the Job's."""
+    return {name: str(value) for name, value in (a.task.get("env") or {}).items()}
+
+
 def _env(a: Attempt) -> list[dict[str, str]]:
+    """The plain env entries: the orchestrator's variables, no secret."""
     ti = a.ti
     env = {
         "ORCHESTRATOR_RUN_ID": str(ti.run_id),
@@ -94,8 +109,10 @@ def _env(a: Attempt) -> list[dict[str, str]]:
     logical = a.context.get("logical_date")
     if logical is not None:
         env["ORCHESTRATOR_LOGICAL_DATE"] = logical.isoformat()
-    env.update(a.task.get("env") or {})  # as for shell tasks, the task's own env wins
-    return [{"name": name, "value": str(value)} for name, value in env.items()]
+    # As for shell tasks, the task's own env wins; but an `env` entry would beat the same
+    # name from `envFrom`, so a name the task sets is left out here.
+    own = _task_env(a)
+    return [{"name": name, "value": value} for name, value in env.items() if name not in own]
 
 
 def _resources(task: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -107,7 +124,7 @@ def _resources(task: dict[str, Any]) -> dict[str, dict[str, str]]:
     }
 
 
-def _container(a: Attempt) -> dict[str, Any]:
+def _container(a: Attempt, name: str) -> dict[str, Any]:
     task = a.task
     # Many images run as root, so runAsNonRoot (with all capabilities dropped: the
     # "restricted" Pod Security Standard) is the platform's choice, not a default that
@@ -121,6 +138,8 @@ def _container(a: Attempt) -> dict[str, Any]:
         "env": _env(a),
         "securityContext": security,
     }
+    if _task_env(a):
+        container["envFrom"] = [{"secretRef": {"name": name}}]  # see build_env_secret
     if task.get("command"):
         container["command"] = list(task["command"])
     if task.get("args"):
@@ -136,9 +155,10 @@ def build_job(a: Attempt, *, namespace: str) -> dict[str, Any]:
     """The batch/v1 Job manifest of this try (pure: no API call)."""
     task = a.task
     labels = _labels(a)
+    name = job_name(a.ti.run_id, a.ti.task_id, a.ti.try_number)
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
-        "containers": [_container(a)],
+        "containers": [_container(a, name)],
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         # The pod gets API credentials only when the task names the account it runs as.
         "automountServiceAccountToken": bool(task.get("service_account")),
@@ -156,12 +176,33 @@ def build_job(a: Attempt, *, namespace: str) -> dict[str, Any]:
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(a.ti.run_id, a.ti.task_id, a.ti.try_number),
+            "name": name,
             "namespace": namespace,
             "labels": labels,
             "annotations": {"orchestrator/task-id": a.ti.task_id},
         },
         "spec": spec,
+    }
+
+
+def build_env_secret(a: Attempt, *, namespace: str, name: str) -> dict[str, Any]:
+    """The v1 Secret holding the task's env (pure: no API call). It bears the Job's
+    `name` and labels: build_job's container reads it with `envFrom` when the task has
+    an env at all (else there is no Secret)."""
+    data = {key: base64.b64encode(value.encode()).decode() for key, value in _task_env(a).items()}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": _labels(a),
+            "annotations": {"orchestrator/task-id": a.ti.task_id},
+        },
+        # `data` rather than `stringData`: it is what a read gives back, so the adoption of
+        # an existing Secret can replace it as a whole.
+        "data": data,
     }
 
 
@@ -202,32 +243,121 @@ def _transient(exc: Exception) -> bool:
     return isinstance(exc, urllib3.exceptions.HTTPError | OSError)
 
 
+def _unreachable(exc: Exception) -> TaskFailed:
+    return TaskFailed(f"cannot reach the Kubernetes API: {exc}")
+
+
+def _ours(found: Any, manifest: dict[str, Any]) -> bool:
+    """Whether an object found under our name bears this attempt's labels (a repeated
+    delivery's) rather than being someone else's that happens to share the name."""
+    theirs = (found.metadata.labels or {}) if found.metadata else {}
+    return all(theirs.get(k) == v for k, v in manifest["metadata"]["labels"].items())
+
+
 @dataclass
 class _Kube:
     batch: Any
     core: Any
     namespace: str
-    name: str
+    name: str  # the Job's, and its env Secret's
+    has_secret: bool = False
 
-    def create(self, manifest: dict[str, Any], a: Attempt) -> None:
+    def create_secret(self, manifest: dict[str, Any], a: Attempt) -> None:
+        """Store the task's env in the Job's Secret, before the Job that reads it."""
         try:
-            self.batch.create_namespaced_job(
+            self.core.create_namespaced_secret(
                 self.namespace, manifest, _request_timeout=REQUEST_TIMEOUT
             )
         except ApiException as exc:
-            if exc.status == 409:
-                self._adopt(manifest, a)
-                return
+            if exc.status != 409:
+                raise TaskFailed(
+                    f"Kubernetes refused Secret {self.name} (the task's env) in namespace "
+                    f"{self.namespace}: {_api_error(exc)}",
+                    retryable=_transient(exc),
+                ) from exc
+            self._adopt_secret(manifest, a)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _unreachable(exc) from exc
+        else:
+            a.log(f"stored the task's env in Secret {self.name}")
+        self.has_secret = True
+
+    def _adopt_secret(self, manifest: dict[str, Any], a: Attempt) -> None:
+        """The Secret exists: this try was delivered again. Take it over with this
+        delivery's env (rendered anew: a secret may have been rotated meanwhile)."""
+        try:
+            found = self.core.read_namespaced_secret(
+                self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+            if not _ours(found, manifest):
+                raise TaskFailed(
+                    f"a Secret named {self.name} already exists in namespace "
+                    f"{self.namespace} and is not this attempt's (its orchestrator/* labels "
+                    "differ)",
+                    retryable=False,
+                )
+            # A list body makes the client send a JSON patch; `add` replaces the whole
+            # map, so no key of an earlier rendering stays behind.
+            patch = [{"op": "add", "path": "/data", "value": manifest["data"]}]
+            self.core.patch_namespaced_secret(
+                self.name, self.namespace, patch, _request_timeout=REQUEST_TIMEOUT
+            )
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            text = _api_error(exc) if isinstance(exc, ApiException) else str(exc)
             raise TaskFailed(
-                f"Kubernetes refused Job {self.name} in namespace {self.namespace}: "
-                f"{_api_error(exc)}",
+                f"Secret {self.name} exists but cannot be taken over: {text}",
+                retryable=_transient(exc),
+            ) from exc
+        a.log(f"adopted the existing Secret {self.name} with the task's env")
+
+    def own_secret(self, uid: str, a: Attempt) -> None:
+        """Make the Job the Secret's owner, so Kubernetes deletes the Secret with it. Not
+        blocking the owner's deletion needs no permission on the Job's finalizers."""
+        owner = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": self.name,
+            "uid": uid,
+            "controller": False,
+            "blockOwnerDeletion": False,
+        }
+        patch = [{"op": "add", "path": "/metadata/ownerReferences", "value": [owner]}]
+        try:
+            self.core.patch_namespaced_secret(
+                self.name, self.namespace, patch, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as exc:
+            raise TaskFailed(
+                f"cannot make Job {self.name} the owner of its Secret: {_api_error(exc)}",
                 retryable=_transient(exc),
             ) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise TaskFailed(f"cannot reach the Kubernetes API: {exc}") from exc
-        a.log(f"created Job {self.name} in namespace {self.namespace}")
+            raise _unreachable(exc) from exc
 
-    def _adopt(self, manifest: dict[str, Any], a: Attempt) -> None:
+    def create(self, manifest: dict[str, Any], a: Attempt) -> str:
+        """Create (or adopt) the Job; its uid."""
+        try:
+            job = self.batch.create_namespaced_job(
+                self.namespace, manifest, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise TaskFailed(
+                    f"Kubernetes refused Job {self.name} in namespace {self.namespace}: "
+                    f"{_api_error(exc)}",
+                    retryable=_transient(exc),
+                ) from exc
+            job = self._adopt(manifest, a)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _unreachable(exc) from exc
+        else:
+            a.log(f"created Job {self.name} in namespace {self.namespace}")
+        uid = job.metadata.uid if job.metadata else None
+        if not uid:
+            raise TaskFailed(f"Kubernetes gave no uid for Job {self.name}")
+        return str(uid)
+
+    def _adopt(self, manifest: dict[str, Any], a: Attempt) -> Any:
         """The Job exists: this try was delivered again (its worker died). Take it over,
         unless it is someone else's that happens to bear the name."""
         try:
@@ -237,15 +367,14 @@ class _Kube:
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             text = _api_error(exc) if isinstance(exc, ApiException) else str(exc)
             raise TaskFailed(f"Job {self.name} exists but cannot be read: {text}") from exc
-        theirs = (job.metadata.labels or {}) if job.metadata else {}
-        ours = manifest["metadata"]["labels"]
-        if any(theirs.get(k) != v for k, v in ours.items()):
+        if not _ours(job, manifest):
             raise TaskFailed(
                 f"a Job named {self.name} already exists in namespace {self.namespace} "
                 "and is not this attempt's (its orchestrator/* labels differ)",
                 retryable=False,
             )
         a.log(f"adopted the existing Job {self.name} in namespace {self.namespace}")
+        return job
 
     def job(self) -> Any:
         try:
@@ -270,21 +399,27 @@ class _Kube:
         return max(pods, key=lambda p: str(p.metadata.creation_timestamp or ""), default=None)
 
     def delete(self, a: Attempt) -> None:
+        """Delete the Job, then its Secret: the garbage collector would get to the Secret
+        too, but at its own pace, and not at all had the Job no owner reference yet."""
+        self._delete("Job", self.batch.delete_namespaced_job, a, "its pod goes with it")
+        self.delete_secret(a)
+
+    def delete_secret(self, a: Attempt) -> None:
+        if self.has_secret:
+            self._delete("Secret", self.core.delete_namespaced_secret, a, "the task's env")
+
+    def _delete(self, kind: str, call: Any, a: Attempt, note: str) -> None:
+        options = {"propagation_policy": "Background"} if kind == "Job" else {}
         try:
-            self.batch.delete_namespaced_job(
-                self.name,
-                self.namespace,
-                propagation_policy="Background",
-                _request_timeout=REQUEST_TIMEOUT,
-            )
+            call(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT, **options)
         except ApiException as exc:
             if exc.status != 404:
-                a.log(f"could not delete Job {self.name}: {_api_error(exc)}")
+                a.log(f"could not delete {kind} {self.name}: {_api_error(exc)}")
                 return
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            a.log(f"could not delete Job {self.name}: {exc}")
+            a.log(f"could not delete {kind} {self.name}: {exc}")
             return
-        a.log(f"deleted Job {self.name} (its pod goes with it)")
+        a.log(f"deleted {kind} {self.name} ({note})")
 
 
 class _LogStream(threading.Thread):
@@ -502,18 +637,37 @@ class _Watch:
         )
 
 
+def _start(kube: _Kube, a: Attempt, namespace: str) -> None:
+    """The env Secret (if the task has an env), then the Job, then the Secret's owner.
+    Whatever fails on the way takes down what was made, so no Secret outlives its try."""
+    manifest = build_job(a, namespace=namespace)
+    if _task_env(a):
+        kube.create_secret(build_env_secret(a, namespace=namespace, name=kube.name), a)
+    try:
+        uid = kube.create(manifest, a)
+    except Exception:
+        kube.delete_secret(a)
+        raise
+    if kube.has_secret:
+        try:
+            kube.own_secret(uid, a)
+        except Exception:
+            kube.delete(a)  # an unowned Secret would outlive the Job: both go, the try fails
+            raise
+
+
 def run_container(a: Attempt) -> engine.Outcome:
     namespace = a.task.get("namespace") or _setting("KUBERNETES_NAMESPACE", "default")
-    manifest = build_job(a, namespace=namespace)
+    name = job_name(a.ti.run_id, a.ti.task_id, a.ti.try_number)
     client = _api_client()
     try:
         kube = _Kube(
             kubernetes.client.BatchV1Api(client),
             kubernetes.client.CoreV1Api(client),
             namespace,
-            manifest["metadata"]["name"],
+            name,
         )
-        kube.create(manifest, a)
+        _start(kube, a, namespace)
         return _Watch(kube, a, a.task.get("timeout")).run()
     finally:
         client.close()

@@ -1,13 +1,17 @@
 """A fake Kubernetes API server for the container task's tests (Kubernetes cannot run
 here). It serves, on 127.0.0.1 only, just what runs.container_task calls through the
-official client: create/read/delete a Job, list a Job's pods, follow a pod's log. What a
-Job's pod does is a scripted `Scenario`, played against the clock."""
+official client: create/read/delete a Job, list a Job's pods, follow a pod's log, and
+create/read/patch/delete a Secret. What a Job's pod does is a scripted `Scenario`, played
+against the clock. There is no garbage collector: a Secret goes only when deleted."""
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 __all__ = ["FakeJob", "FakeKube", "Scenario", "fake_kube"]
 
 TOKEN = "fake-token"
+MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 STAMP = "2026-01-01T00:00:00Z"
 
 
@@ -45,6 +50,7 @@ class FakeJob:
     scenario: Scenario
     created: float = field(default_factory=time.monotonic)
     deleted: bool = False
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))  # as the API server assigns
 
     @property
     def name(self) -> str:
@@ -83,6 +89,13 @@ class FakeKube(ThreadingHTTPServer):
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.create_statuses: list[int] = []
         self.deletes: list[tuple[str, str, str]] = []  # namespace, name, propagationPolicy
+        # (status, reason, message) to answer the next Job creations with, e.g. a 403
+        self.job_create_error: tuple[int, str, str] | None = None
+        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}  # as stored: `data` only
+        self.secret_creates: list[int] = []
+        self.secret_patches: list[tuple[str, str, Any]] = []  # name, Content-Type, body
+        self.secret_patch_error: tuple[int, str, str] | None = None  # as job_create_error
+        self.secret_deletes: list[tuple[str, str]] = []  # namespace, name
         self.tokens: set[str] = set()
         self.failing_reads = 0  # the next this many reads of a Job answer 500
         self.closing = False
@@ -97,6 +110,17 @@ class FakeKube(ThreadingHTTPServer):
         job = FakeJob(manifest, scenario)
         self.jobs[(manifest["metadata"]["namespace"], job.name)] = job
         return job
+
+    def add_secret(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """A Secret that exists before the test's attempt."""
+        secret = _stored_secret(copy.deepcopy(manifest))
+        self.secrets[(secret["metadata"]["namespace"], secret["metadata"]["name"])] = secret
+        return secret
+
+    def secret_env(self, namespace: str, name: str) -> dict[str, str]:
+        """A stored Secret's data, decoded."""
+        data = self.secrets[(namespace, name)].get("data") or {}
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
 
     def write_kubeconfig(self, path: Path) -> Path:
         config = {
@@ -164,7 +188,7 @@ def _job_json(job: FakeJob) -> dict[str, Any]:
                 "message": "Job has reached the specified backoff limit",
             }
         ]
-    meta = dict(job.manifest["metadata"], uid="0f0e0d0c", creationTimestamp=STAMP)
+    meta = dict(job.manifest["metadata"], uid=job.uid, creationTimestamp=STAMP)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -172,6 +196,71 @@ def _job_json(job: FakeJob) -> dict[str, Any]:
         "spec": job.manifest["spec"],
         "status": status,
     }
+
+
+def _stored_secret(secret: dict[str, Any]) -> dict[str, Any]:
+    """As the API server keeps a Secret: `stringData` folded into base64 `data`."""
+    data = dict(secret.get("data") or {})
+    for key, value in (secret.pop("stringData", None) or {}).items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    secret["data"] = data
+    secret.setdefault("type", "Opaque")
+    meta = secret["metadata"]
+    meta.setdefault("uid", str(uuid.uuid4()))
+    meta.setdefault("creationTimestamp", STAMP)
+    meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
+    return secret
+
+
+def _pointer(path: str) -> list[str]:
+    if not path.startswith("/"):
+        raise ValueError(f"bad JSON pointer {path!r}")
+    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+
+
+def _json_patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """RFC 6902 add / replace / remove / test, on objects (and list indexes / "-")."""
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        *parents, last = _pointer(op["path"])
+        target: Any = doc
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        kind = op["op"]
+        if kind == "test":
+            current = target[int(last)] if isinstance(target, list) else target[last]
+            if current != op["value"]:
+                raise ValueError(f"test failed at {op['path']}")
+        elif isinstance(target, list):
+            index = len(target) if last == "-" else int(last)
+            if kind == "add":
+                target.insert(index, op["value"])
+            elif kind == "replace":
+                target[index] = op["value"]
+            elif kind == "remove":
+                del target[index]
+            else:
+                raise ValueError(f"unsupported op {kind!r}")
+        elif kind == "add" or (kind == "replace" and last in target):
+            target[last] = op["value"]
+        elif kind == "remove" and last in target:
+            del target[last]
+        else:
+            raise ValueError(f"cannot {kind} {op['path']}")
+    return doc
+
+
+def _merge_patch(doc: Any, patch: Any) -> Any:
+    """RFC 7386 (also used for strategic merge: lists are replaced, not merged by key)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    merged = dict(doc) if isinstance(doc, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge_patch(merged.get(key), value)
+    return merged
 
 
 def _container_state(job: FakeJob, phase: str) -> dict[str, Any]:
@@ -221,6 +310,7 @@ def _pod_json(job: FakeJob) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FakeKube
+    content_type = ""  # the request's
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -238,6 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         with self.server.lock:
             self.server.requests.append((method, url.path, query))
+        self.content_type = self.headers.get("Content-Type", "")
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
         auth = self.headers.get("Authorization", "")
@@ -259,6 +350,16 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send(200, _job_json(job))
             case ["apis", "batch", "v1", "namespaces", ns, "jobs", name] if method == "DELETE":
                 self._delete(ns, name, query, body or {})
+            case ["api", "v1", "namespaces", ns, "secrets"] if method == "POST":
+                self._create_secret(ns, body or {})
+            case ["api", "v1", "namespaces", ns, "secrets", name] if method == "GET":
+                secret = self._secret(ns, name)
+                if secret is not None:
+                    self._send(200, secret)
+            case ["api", "v1", "namespaces", ns, "secrets", name] if method == "PATCH":
+                self._patch_secret(ns, name, body)
+            case ["api", "v1", "namespaces", ns, "secrets", name] if method == "DELETE":
+                self._delete_secret(ns, name)
             case ["api", "v1", "namespaces", ns, "pods"] if method == "GET":
                 self._pods(ns, query.get("labelSelector", ""))
             case ["api", "v1", "namespaces", ns, "pods", pod, "log"] if method == "GET":
@@ -275,6 +376,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._route("DELETE")
 
+    def do_PATCH(self) -> None:
+        self._route("PATCH")
+
     def _job(self, ns: str, name: str) -> FakeJob | None:
         job = self.server.jobs.get((ns, name))
         if job is None or job.deleted:
@@ -284,6 +388,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _create(self, ns: str, manifest: dict[str, Any]) -> None:
         name = manifest["metadata"]["name"]
+        if self.server.job_create_error is not None:
+            code, reason, message = self.server.job_create_error
+            self.server.create_statuses.append(code)
+            self._send(code, _status(code, reason, message))
+            return
         with self.server.lock:
             exists = (ns, name) in self.server.jobs and not self.server.jobs[(ns, name)].deleted
             self.server.create_statuses.append(409 if exists else 201)
@@ -303,6 +412,61 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             job.deleted = True
             self.server.deletes.append((ns, name, policy))
+        self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+
+    def _secret(self, ns: str, name: str) -> dict[str, Any] | None:
+        secret = self.server.secrets.get((ns, name))
+        if secret is None:
+            self._send(404, _status(404, "NotFound", f'secrets "{name}" not found'))
+        return secret
+
+    def _create_secret(self, ns: str, manifest: dict[str, Any]) -> None:
+        name = manifest["metadata"]["name"]
+        with self.server.lock:
+            exists = (ns, name) in self.server.secrets
+            self.server.secret_creates.append(409 if exists else 201)
+            if not exists:
+                manifest["metadata"]["namespace"] = ns
+                self.server.secrets[(ns, name)] = _stored_secret(manifest)
+        if exists:
+            self._send(409, _status(409, "AlreadyExists", f'secrets "{name}" already exists'))
+        else:
+            self._send(201, self.server.secrets[(ns, name)])
+
+    def _patch_secret(self, ns: str, name: str, body: Any) -> None:
+        """JSON patch (a list body) or a merge patch (an object), as the client picks."""
+        kind = self.content_type
+        with self.server.lock:
+            self.server.secret_patches.append((name, kind, body))
+        if self.server.secret_patch_error is not None:
+            code, reason, message = self.server.secret_patch_error
+            self._send(code, _status(code, reason, message))
+            return
+        secret = self._secret(ns, name)
+        if secret is None:
+            return
+        try:
+            if kind == "application/json-patch+json" and isinstance(body, list):
+                patched = _json_patch(secret, body)
+            elif kind in MERGE_PATCHES and isinstance(body, dict):
+                patched = _merge_patch(secret, body)
+            else:
+                message = f"unsupported patch {kind!r} with a {type(body).__name__} body"
+                self._send(415, _status(415, "UnsupportedMediaType", message))
+                return
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            self._send(422, _status(422, "Invalid", f"the patch does not apply: {exc}"))
+            return
+        with self.server.lock:
+            self.server.secrets[(ns, name)] = _stored_secret(patched)
+        self._send(200, self.server.secrets[(ns, name)])
+
+    def _delete_secret(self, ns: str, name: str) -> None:
+        if self._secret(ns, name) is None:
+            return
+        with self.server.lock:
+            del self.server.secrets[(ns, name)]
+            self.server.secret_deletes.append((ns, name))
         self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
 
     def _pods(self, ns: str, selector: str) -> None:

@@ -5,7 +5,9 @@ so the kubeconfig path of the client configuration is exercised too."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from runs.container_task import build_job, job_name, run_container
+from runs.container_task import build_env_secret, build_job, job_name, run_container
 from runs.process import OutputSink
 from runs.taskapi import Attempt, TaskFailed
 from tests.fake_kube import TOKEN, FakeKube, Scenario, fake_kube
@@ -42,6 +44,9 @@ def _spec(**fields: Any) -> dict[str, Any]:
     if model.timeout is not None:
         task["timeout"] = model.timeout
     return task
+
+
+WHERE = {"namespace": "jobs", "name": "orc-42-extract-1"}
 
 
 @pytest.fixture
@@ -107,8 +112,8 @@ def test_it_builds_the_job_from_every_field_of_the_spec(settings: Any) -> None:
                 {"name": "ORCHESTRATOR_TASK_ID", "value": "extract"},
                 {"name": "ORCHESTRATOR_TRY_NUMBER", "value": "1"},
                 {"name": "ORCHESTRATOR_LOGICAL_DATE", "value": "2026-01-02T00:00:00+00:00"},
-                {"name": "REGION", "value": "eu"},
             ],
+            "envFrom": [{"secretRef": {"name": "orc-42-extract-1"}}],
             "resources": {
                 "requests": {"cpu": "100m", "memory": "64Mi"},
                 "limits": {"memory": "1Gi"},
@@ -127,7 +132,44 @@ def test_it_leaves_out_what_the_spec_does_not_give() -> None:
     assert pod["automountServiceAccountToken"] is False
     assert "serviceAccountName" not in pod
     container = pod["containers"][0]
-    assert {"command", "args", "resources", "imagePullPolicy"}.isdisjoint(container)
+    assert {"command", "args", "resources", "imagePullPolicy", "envFrom"}.isdisjoint(container)
+
+
+def test_it_builds_the_env_secret_the_job_reads() -> None:
+    a = _attempt(_spec(env={"REGION": "eu", "TOKEN": "s3cr=t ü"}))
+    job = build_job(a, namespace="etl")
+
+    secret = build_env_secret(a, namespace="etl", name=job["metadata"]["name"])
+
+    assert secret == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": "orc-42-extract-1",
+            "namespace": "etl",
+            "labels": job["metadata"]["labels"],
+            "annotations": {"orchestrator/task-id": "extract"},
+        },
+        "data": {
+            "REGION": base64.b64encode(b"eu").decode(),
+            "TOKEN": base64.b64encode("s3cr=t ü".encode()).decode(),
+        },
+    }
+    assert "s3cr=t" not in json.dumps(job)
+
+
+def test_it_lets_the_task_env_override_an_orchestrator_variable() -> None:
+    a = _attempt(_spec(env={"ORCHESTRATOR_TASK_ID": "mine"}))
+    container = build_job(a, namespace="default")["spec"]["template"]["spec"]["containers"][0]
+    # An `env` entry would win over envFrom: the overridden one is left to the Secret.
+    assert [e["name"] for e in container["env"]] == [
+        "ORCHESTRATOR_RUN_ID",
+        "ORCHESTRATOR_TRY_NUMBER",
+        "ORCHESTRATOR_LOGICAL_DATE",
+    ]
+    secret = build_env_secret(a, namespace="default", name="orc-42-extract-1")
+    assert secret["data"] == {"ORCHESTRATOR_TASK_ID": base64.b64encode(b"mine").decode()}
 
 
 def test_it_restricts_pods_when_the_platform_asks(settings: Any) -> None:
@@ -184,10 +226,123 @@ def test_it_runs_the_job_streams_its_log_and_takes_the_last_line(kube: FakeKube)
     assert created["spec"]["template"]["spec"]["containers"][0]["command"] == ["load"]
     assert kube.tokens == {f"Bearer {TOKEN}"}  # from the kubeconfig
     assert kube.deletes == []  # kept for ttlSecondsAfterFinished
+    # No env, no Secret: none made, none read by the container.
+    assert kube.secrets == {}
+    assert not [p for m, p, q in kube.requests if "/secrets" in p]
+    assert "envFrom" not in created["spec"]["template"]["spec"]["containers"][0]
     logs = [q for m, p, q in kube.requests if p.endswith("/log")]
     assert logs
     assert logs[0]["follow"].lower() == "true"
     assert logs[0]["container"] == "task"
+
+
+SECRET = "pa55-w0rd-from-the-vault"
+
+
+def test_it_keeps_the_env_out_of_the_job_in_a_secret_the_job_owns(kube: FakeKube) -> None:
+    kube.next_scenario = Scenario(lines=["ok"])
+    a = _attempt(_spec(env={"API_KEY": SECRET, "REGION": "eu"}))
+
+    outcome = run_container(a)
+
+    assert outcome.state == "success"
+    name = "orc-42-extract-1"
+    job = kube.jobs[("jobs", name)]
+    stored = json.dumps(job.manifest)
+    assert SECRET not in stored
+    assert base64.b64encode(SECRET.encode()).decode() not in stored
+    assert kube.secret_env("jobs", name) == {"API_KEY": SECRET, "REGION": "eu"}
+    secret = kube.secrets[("jobs", name)]
+    assert secret["type"] == "Opaque"
+    assert secret["metadata"]["labels"] == job.manifest["metadata"]["labels"]
+    assert secret["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": name,
+            "uid": job.uid,
+            "controller": False,
+            "blockOwnerDeletion": False,
+        }
+    ]
+    container = job.manifest["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": name}}]
+    assert "API_KEY" not in {e["name"] for e in container["env"]}
+    # The Secret before the Job that reads it, the owner once the Job has its uid.
+    calls = [(m, p) for m, p, q in kube.requests if m != "GET"]
+    assert calls == [
+        ("POST", "/api/v1/namespaces/jobs/secrets"),
+        ("POST", "/apis/batch/v1/namespaces/jobs/jobs"),
+        ("PATCH", f"/api/v1/namespaces/jobs/secrets/{name}"),
+    ]
+    assert [kind for _, kind, _ in kube.secret_patches] == ["application/json-patch+json"]
+    assert kube.secret_deletes == []  # goes with the Job, by the garbage collector
+    log = a.sink.drain().decode()
+    assert f"stored the task's env in Secret {name}" in log
+    assert SECRET not in log
+
+
+def test_it_deletes_the_secret_when_the_job_is_refused(kube: FakeKube) -> None:
+    message = 'jobs.batch is forbidden: User "worker" cannot create resource "jobs"'
+    kube.job_create_error = (403, "Forbidden", message)
+
+    with pytest.raises(TaskFailed, match=r"refused Job orc-42-extract-1 .* 403") as caught:
+        run_container(_attempt(_spec(env={"API_KEY": SECRET})))
+
+    assert caught.value.retryable is False
+    assert kube.secret_creates == [201]
+    assert kube.secret_deletes == [("jobs", "orc-42-extract-1")]
+    assert kube.secrets == {}
+    assert kube.jobs == {}
+
+
+def test_it_deletes_the_job_and_the_secret_when_the_secret_cannot_be_owned(
+    kube: FakeKube,
+) -> None:
+    kube.next_scenario = Scenario(exit_code=None)
+    message = 'secrets "orc-42-extract-1" is forbidden: User "worker" cannot patch'
+    kube.secret_patch_error = (403, "Forbidden", message)
+
+    with pytest.raises(TaskFailed, match="cannot make Job orc-42-extract-1 the owner") as caught:
+        run_container(_attempt(_spec(env={"API_KEY": SECRET})))
+
+    assert caught.value.retryable is False
+    assert message in str(caught.value)
+    assert kube.deletes == [("jobs", "orc-42-extract-1", "Background")]
+    assert kube.secret_deletes == [("jobs", "orc-42-extract-1")]
+    assert kube.secrets == {}
+
+
+def test_it_adopts_the_secret_of_a_repeated_delivery_with_the_new_env(kube: FakeKube) -> None:
+    kube.next_scenario = Scenario(lines=["ok"])
+    a = _attempt(_spec(env={"API_KEY": "rotated"}))
+    earlier = build_env_secret(_attempt(_spec(env={"API_KEY": "old", "GONE": "x"})), **WHERE)
+    kube.add_secret(earlier)
+
+    outcome = run_container(a)
+
+    assert outcome.state == "success"
+    assert kube.secret_creates == [409]
+    assert kube.create_statuses == [201]
+    assert kube.secret_env("jobs", "orc-42-extract-1") == {"API_KEY": "rotated"}
+    owners = kube.secrets[("jobs", "orc-42-extract-1")]["metadata"]["ownerReferences"]
+    assert [o["uid"] for o in owners] == [kube.jobs[("jobs", "orc-42-extract-1")].uid]
+    assert "adopted the existing Secret orc-42-extract-1" in a.sink.drain().decode()
+
+
+def test_it_refuses_a_secret_of_the_same_name_that_is_not_its_own(kube: FakeKube) -> None:
+    foreign = build_env_secret(_attempt(_spec(env={"THEIRS": "keep"})), **WHERE)
+    foreign["metadata"]["labels"] = {"app": "someone-else"}
+    kube.add_secret(foreign)
+
+    with pytest.raises(TaskFailed, match="Secret named orc-42-extract-1 already exists") as caught:
+        run_container(_attempt(_spec(env={"API_KEY": SECRET})))
+
+    assert caught.value.retryable is False
+    assert kube.secret_env("jobs", "orc-42-extract-1") == {"THEIRS": "keep"}
+    assert kube.secret_patches == []
+    assert kube.secret_deletes == []
+    assert kube.jobs == {}
 
 
 def test_it_uses_the_task_namespace_over_the_setting(kube: FakeKube) -> None:
@@ -219,10 +374,12 @@ def test_it_skips_on_exit_code_99(kube: FakeKube) -> None:
     assert (outcome.state, outcome.exit_code, outcome.error) == ("skipped", 99, "")
 
 
-def test_it_deletes_the_job_when_the_attempt_is_cancelled(kube: FakeKube) -> None:
+def test_it_deletes_the_job_and_its_secret_when_the_attempt_is_cancelled(
+    kube: FakeKube,
+) -> None:
     kube.next_scenario = Scenario(lines=["working"], exit_code=None)
     stop_at = time.monotonic() + 0.6
-    a = _attempt(_spec(), should_stop=lambda: time.monotonic() >= stop_at)
+    a = _attempt(_spec(env={"API_KEY": SECRET}), should_stop=lambda: time.monotonic() >= stop_at)
 
     outcome = run_container(a)
 
@@ -230,12 +387,16 @@ def test_it_deletes_the_job_when_the_attempt_is_cancelled(kube: FakeKube) -> Non
     assert outcome.error.startswith("stopped: the attempt was cancelled or lost its lease")
     assert time.monotonic() - stop_at < 1.5  # acted on within about a poll
     assert kube.deletes == [("jobs", "orc-42-extract-1", "Background")]
-    assert "working\n" in a.sink.drain().decode()
+    assert kube.secret_deletes == [("jobs", "orc-42-extract-1")]
+    assert kube.secrets == {}
+    log = a.sink.drain().decode()
+    assert "working\n" in log
+    assert "deleted Secret orc-42-extract-1" in log
 
 
-def test_it_deletes_the_job_at_the_timeout(kube: FakeKube) -> None:
+def test_it_deletes_the_job_and_its_secret_at_the_timeout(kube: FakeKube) -> None:
     kube.next_scenario = Scenario(lines=["slow"], exit_code=None)
-    task = _spec(timeout=1)
+    task = _spec(timeout=1, env={"API_KEY": SECRET})
     started = time.monotonic()
 
     outcome = run_container(_attempt(task))
@@ -243,6 +404,7 @@ def test_it_deletes_the_job_at_the_timeout(kube: FakeKube) -> None:
     assert (outcome.state, outcome.error) == ("failed", "timed out after 1s; its Job was deleted")
     assert 1.0 <= time.monotonic() - started < 2.5
     assert kube.deletes == [("jobs", "orc-42-extract-1", "Background")]
+    assert kube.secret_deletes == [("jobs", "orc-42-extract-1")]
     assert kube.jobs[("jobs", "orc-42-extract-1")].manifest["spec"]["activeDeadlineSeconds"] == 1
 
 

@@ -17,7 +17,7 @@ from workflows.models import Workflow, WorkflowVersion
 from workflows.validation import Limits, parse_document, validate_spec
 
 NOOP = {"type": "noop"}
-NOT_BUILT = "executor is not built"
+NOT_BUILT = "cannot run it yet"
 MISSING = "required field missing"
 PATTERN = "String should match pattern"
 
@@ -333,9 +333,9 @@ CASES = [
     ),
     # --- what this installation and the tenant allow --------------------------------------
     case(
-        "task-type-without-executor", with_task(type="http", url="https://x.test"),
-        "tasks.a.type", "task type 'http' is valid but this installation cannot run it yet: "
-        "its executor is not built (runnable: noop, shell, python)",
+        "sensor-kind-without-executor", with_task(type="wait_for", kind="dataset", uri="s3://x/y"),
+        "tasks.a.kind", "wait_for kind 'dataset' is valid but this installation cannot run it "
+        "yet (runnable kinds: time, http, sql)",
     ),
     case(
         "task-type-forbidden-by-the-tenant", with_tasks(a=shell("true")),
@@ -386,7 +386,7 @@ def test_it_reports_schema_graph_template_and_policy_errors_together() -> None:
             "a": {"type": "noop", "depends_on": ["b"]},
             "b": {"type": "noop", "depends_on": ["a"]},
             "c": shell("echo", "{{ params.missing }}"),
-            "d": {"type": "sql", "connection": "warehouse", "sql": "select 1"},
+            "d": {"type": "wait_for", "kind": "dataset", "uri": "s3://lake/sales"},
         },
     )
     errors = dict(errors_of(document))
@@ -394,10 +394,10 @@ def test_it_reports_schema_graph_template_and_policy_errors_together() -> None:
         "schedule.cron",
         "tasks.a.depends_on",
         "tasks.c.command[1]",
-        "tasks.d.type",
+        "tasks.d.kind",
     }
     assert errors["tasks.a.depends_on"] == "cycle: a -> b -> a"
-    assert NOT_BUILT in errors["tasks.d.type"]
+    assert NOT_BUILT in errors["tasks.d.kind"]
 
 
 def _counts(team: Team) -> tuple[int, int]:

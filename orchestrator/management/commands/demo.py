@@ -22,6 +22,7 @@ from django.db import transaction
 from orchestrator import services
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
+from orchestrator.demo_api import SalesApi
 from orchestrator.errors import Invalid
 from orchestrator.management.commands.standalone import Standalone
 from orchestrator.models import ApiToken, Role, Tenant
@@ -29,7 +30,7 @@ from orchestrator.processes import Distributed, ensure_database
 
 DEMO_TENANT = "demo"
 DEMO_USER = "admin"
-DEMO_RUN = "fan-in-report"
+DEMO_RUNS = ("fan-in-report", "etl-daily-sales")
 EXAMPLES = Path(settings.BASE_DIR) / "examples"
 
 
@@ -90,8 +91,13 @@ class Command(BaseCommand):
         )
         service.start()
         self.stdout.write(service.banner() + "\n")
+        sales_api = SalesApi(api_key=secrets.token_urlsafe(18))
+        sales_api.start()
+        self.set_up_etl(tenant, sales_api)
         self.apply_examples(tenant)
-        run_id = self.run_one(tenant)
+        for name in DEMO_RUNS:
+            run_id = self.run_one(tenant, name)
+        self.show_etl(tenant, run_id)
         self.stdout.write(
             "\n".join(
                 [
@@ -99,6 +105,7 @@ class Command(BaseCommand):
                     "Try:",
                     f"  curl -H 'Authorization: Bearer {token}' {base}/api/v1/me",
                     f"  curl -H 'Authorization: Bearer {token}' {api}/runs/{run_id}/tasks/",
+                    f"  curl -H 'Authorization: Bearer {token}' {api}/connections/",
                     f"  curl -X POST -H 'Authorization: Bearer {token}' "
                     "-H 'Content-Type: application/json'"
                     f' -d \'{{"params": {{"table": "orders"}}}}\' '
@@ -157,15 +164,84 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"  example {path.name}: {result.workflow.name} {what}")
 
-    def run_one(self, tenant: Tenant) -> int:
-        """Trigger the demo workflow and print its task states as they change."""
+    def set_up_etl(self, tenant: Tenant, api: SalesApi) -> None:
+        """What the ETL example needs: the demo's own sales API as the `sales-api` connection
+        (allowed by the tenant's http policy: the SSRF guard blocks 127.0.0.1 otherwise), its
+        API key as a secret, and a SQLite warehouse next to the demo's database."""
+        from connections import selectors as found
+        from connections import services as conns
+
+        actor = Actor.cli()
+        warehouse = Path(settings.VAR_DIR) / "demo-warehouse.sqlite3"
+        warehouse.parent.mkdir(parents=True, exist_ok=True)
+        warehouse.touch()
+        policy = {**tenant.policy, "http_allowed_hosts": ["127.0.0.1"]}
+        with tenant_scope([tenant]):
+            if tenant.policy != policy:
+                services.update_tenant(actor=actor, tenant=tenant, policy=policy)
+            wanted: dict[str, dict[str, Any]] = {
+                "sales-api": {
+                    "kind": "http",
+                    "host": "127.0.0.1",
+                    "port": api.port,
+                    "extra": {"scheme": "http"},
+                    "description": "the demo's own sales API",
+                },
+                "warehouse": {
+                    "kind": "sqlite",
+                    "database": str(warehouse),
+                    "description": "the demo's SQLite warehouse",
+                },
+            }
+            existing = {c.name: c for c in found.all_connections()}
+            for name, fields in wanted.items():
+                if name in existing:
+                    conns.update_connection(actor=actor, connection=existing[name], **fields)
+                else:
+                    conns.create_connection(actor=actor, tenant=tenant, name=name, **fields)
+            key = found.all_secrets().filter(name="sales_api_key").first()
+            if key is None:
+                conns.create_secret(
+                    actor=actor, tenant=tenant, name="sales_api_key", value=api.api_key
+                )
+            else:
+                conns.update_secret(actor=actor, secret=key, value=api.api_key)
+        self.stdout.write(
+            f"  sales API on 127.0.0.1:{api.port}; warehouse {warehouse}; "
+            "secret sales_api_key (a new value each start)"
+        )
+
+    def show_etl(self, tenant: Tenant, run_id: int) -> None:
+        """What the ETL run left: the report's rows, and the API key masked in what it used."""
+        from runs.models import TaskAttempt, TaskInstance
+
+        with tenant_scope([tenant]):
+            report = TaskInstance.objects.filter(run_id=run_id, task_id="report").first()
+            extract = (
+                TaskAttempt.objects.filter(
+                    task_instance__run_id=run_id, task_instance__task_id="extract"
+                )
+                .order_by("-try_number")
+                .first()
+            )
+        if report is not None and report.result:
+            self.stdout.write(f"  warehouse report: {report.result.get('rows')}")
+        if extract is not None:
+            headers = extract.rendered.get("headers", {})
+            self.stdout.write(
+                f"  extract sent X-Api-Key {headers.get('X-Api-Key')!r} (secret masked "
+                f"in what is stored) and used {extract.uses}"
+            )
+
+    def run_one(self, tenant: Tenant, name: str) -> int:
+        """Trigger a demo workflow and print its task states as they change."""
         from runs.models import TaskInstance, WorkflowRun
         from runs.services import trigger_run
         from workflows.selectors import get_workflow
 
         with tenant_scope([tenant]):
-            run = trigger_run(actor=Actor.cli(), workflow=get_workflow(DEMO_RUN)).run
-            self.stdout.write(f"\nTriggered {DEMO_RUN} run {run.pk}; task states as they change:")
+            run = trigger_run(actor=Actor.cli(), workflow=get_workflow(name)).run
+            self.stdout.write(f"\nTriggered {name} run {run.pk}; task states as they change:")
             seen: dict[str, str] = {}
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
