@@ -38,8 +38,11 @@ def variants(value: str) -> set[str]:
     """Every form of `value` that gets masked."""
     if len(value) < MIN_MASKED_LENGTH:
         return set()
+    raw = value.encode()
     forms = {value, quote(value), quote(value, safe=""), quote_plus(value)}
-    forms |= _base64_cores(value.encode())
+    # The whole encoding (padding included) first, then what survives inside longer text.
+    forms |= {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    forms |= _base64_cores(raw)
     return {f for f in forms if len(f) >= MIN_MASKED_LENGTH}
 
 

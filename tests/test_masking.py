@@ -39,6 +39,11 @@ def test_it_masks_each_encoding(masker: Masker, form: str) -> None:
     assert MASK in masked
 
 
+def test_it_masks_a_whole_base64_value_padding_included(masker: Masker) -> None:
+    encoded = base64.b64encode(SECRET.encode()).decode()
+    assert masker.mask(f"[{encoded}]") == f"[{MASK}]"
+
+
 @pytest.mark.parametrize("prefix", ["", "u", "us", "user:"])
 def test_it_masks_a_secret_inside_a_longer_base64_value(masker: Masker, prefix: str) -> None:
     # e.g. an HTTP Basic header: base64("user:" + password)
