@@ -34,8 +34,9 @@ class TaskAttemptType:
     def rendered(self, root: models.TaskAttempt) -> JSON:
         return root.rendered  # type: ignore[no-any-return]
 
-    @strawberry_django.field(description="connections, secrets and variables used (names)")
+    @strawberry_django.field
     def uses(self, root: models.TaskAttempt) -> JSON:
+        """The connections, secrets and variables the attempt used (names only)."""
         return root.uses  # type: ignore[no-any-return]
 
 
