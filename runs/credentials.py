@@ -5,15 +5,27 @@ recorded for the attempt, each secret value handed to the attempt's masker first
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from orchestrator.crypto import DecryptionError
 from runs.masking import Masker
 from runs.taskapi import ConnectionInfo, TaskFailed
 
 __all__ = ["Credentials"]
 
 
-SENSITIVE_KEYS = ("password", "passwd", "secret", "token", "key", "auth", "credential", "private")
+SENSITIVE_KEYS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "credential",
+    "private",
+    "api_key",
+    "apikey",
+    "access_key",
+)
 
 
 def _sensitive(extra: Any, sensitive: bool = False) -> list[str]:
@@ -36,6 +48,18 @@ def _sensitive(extra: Any, sensitive: bool = False) -> list[str]:
             )
         ]
     return []
+
+
+T = TypeVar("T")
+
+
+def _opened(lookup: Callable[[int, str], T], tenant_id: int, name: str) -> T:
+    """A lookup whose stored value no configured key opens fails the task for good (and
+    says which value), instead of an internal error retried in vain."""
+    try:
+        return lookup(tenant_id, name)
+    except DecryptionError as exc:
+        raise TaskFailed(f"{exc}: see ENCRYPTION_KEYS and rotate_keys", retryable=False) from None
 
 
 class _Names:
@@ -92,7 +116,7 @@ class Credentials:
     def secret(self, name: str) -> str:
         from connections.runtime import get_secret
 
-        value = get_secret(self.tenant_id, name)
+        value = _opened(get_secret, self.tenant_id, name)
         if value is None:
             raise TaskFailed(f"secret {name!r} not found in this tenant", retryable=False)
         self.masker.add(value)
@@ -102,7 +126,7 @@ class Credentials:
     def variable(self, name: str) -> str:
         from connections.runtime import get_variable
 
-        value = get_variable(self.tenant_id, name)
+        value = _opened(get_variable, self.tenant_id, name)
         if value is None:
             raise TaskFailed(f"variable {name!r} not found in this tenant", retryable=False)
         self._used["variables"].add(name)
@@ -112,7 +136,7 @@ class Credentials:
         if name not in self._connections:
             from connections.runtime import get_connection
 
-            info = get_connection(self.tenant_id, name)
+            info = _opened(get_connection, self.tenant_id, name)
             if info is None:
                 raise TaskFailed(f"connection {name!r} not found in this tenant", retryable=False)
             self.masker.add(info.password)

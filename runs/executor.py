@@ -220,6 +220,7 @@ def run_python(a: Attempt) -> engine.Outcome:
                 f"module {module!r} is not allowed for python tasks; allowed: {', '.join(allowed)} "
                 "(platform setting PYTHON_TASK_MODULES)"
             ),
+            retryable=False,
         )
     timeout = task.get("timeout")
     payload = json.dumps(

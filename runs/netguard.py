@@ -45,8 +45,9 @@ HOW_TO_ALLOW = (
     "to reach it, add the host name or address to the platform setting HTTP_ALLOWED_HOSTS "
     "or to the tenant policy http_allowed_hosts"
 )
-# Headers that carry credentials: never sent on to another host by a redirect.
-CREDENTIAL_HEADERS = {"authorization", "proxy-authorization", "cookie"}
+# What a redirect to another host still gets: any other header may carry a credential
+# (Authorization, Cookie, but also X-Api-Key and the like), so only these go on.
+CROSS_ORIGIN_HEADERS = {"accept", "accept-language", "user-agent"}
 CHUNK = 64 * 1024
 POLL_SECONDS = 0.2
 
@@ -393,12 +394,13 @@ def _redirected(
     next_url: str,
 ) -> tuple[str, bytes | None, dict[str, str]]:
     """What a browser sends next: 303 (and 301/302 after a POST) becomes a GET without a
-    body; credentials are not handed to another host."""
+    body; to another host, no header that could carry a credential."""
     if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
         method, body = "GET", None
         headers = {k: v for k, v in headers.items() if k.lower() not in _BODY_HEADERS}
     if _origin(url) != _origin(next_url):
-        headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+        kept = CROSS_ORIGIN_HEADERS | (_BODY_HEADERS if body is not None else set())
+        headers = {k: v for k, v in headers.items() if k.lower() in kept}
     return method, body, headers
 
 

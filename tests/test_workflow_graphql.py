@@ -166,7 +166,10 @@ def test_it_returns_what_an_apply_did(team: Team) -> None:
             ["tasks.extract.timeout", "tagz"],
         ),
         (SPEC.replace("tags: [reports]", "tags: [reports"), [""]),
-        (SPEC.replace("type: noop", "type: http, url: 'https://x.test'"), ["tasks.done.type"]),
+        (
+            SPEC.replace("type: noop", "type: wait_for, kind: dataset, uri: 's3://x/y'"),
+            ["tasks.done.kind"],
+        ),
     ],
     ids=[
         "bad-name-and-unknown-dependency",

@@ -345,6 +345,9 @@ class ContainerTask(TaskBase):
 class SensorBase(TaskBase):
     type: Literal["wait_for"]
     poke_interval: Duration = Field(60, description="time between checks (worker slot freed)")
+    timeout: Duration | None = Field(
+        None, description="the whole wait, from the first check; then the task fails (no retry)"
+    )
 
     @model_validator(mode="after")
     def _interval(self) -> SensorBase:
