@@ -67,6 +67,13 @@ class WorkflowRun(TenantOwnedModel):
                 condition=Q(state__in=["queued", "running", "success", "failed", "cancelled"]),
                 name="run_state_valid",
             ),
+            # One run per data interval: a tick processed twice, two beats, or a backfill
+            # over a scheduled interval cannot make a second one.
+            models.UniqueConstraint(
+                fields=["workflow", "logical_date"],
+                condition=Q(trigger_source__in=["schedule", "backfill"]),
+                name="run_unique_interval",
+            ),
         ]
         ordering: ClassVar = ["-id"]
 
