@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The embedded worker and beat log every periodic job at INFO: the demo shows warnings only.
 demo: install
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py demo --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
+	DEBUG=$${DEBUG:-1} LOG_LEVEL=$${LOG_LEVEL:-WARNING} $(BIN)/python manage.py demo --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
 # The distributed mode on one machine: PostgreSQL and Redis (local by default), gunicorn,
 # two workers, a housekeeper and a beat as separate processes.
