@@ -320,7 +320,9 @@ def probe(info: ConnectionInfo, allowed_hosts: Sequence[str]) -> tuple[bool, str
             max_bytes=PROBE_MAX_BYTES,
             allowed=_allowed(allowed_hosts),
         )
-    except (TaskFailed, netguard.Blocked, netguard.RequestFailed) as exc:
+    except netguard.Blocked as exc:
+        return False, f"blocked: {exc}"
+    except (TaskFailed, netguard.RequestFailed) as exc:
         return False, str(exc)
     ms = round((time.monotonic() - started) * 1000)
     return response.status < 500, f"HTTP {response.status} in {ms} ms"

@@ -294,7 +294,8 @@ def _check_address(
             return
         raise Blocked(
             f"{_named(host, address)} is a cloud metadata endpoint ({METADATA[address]}); "
-            "only an allow-list entry naming this exact address unblocks it"
+            "only an allow-list entry naming this exact address unblocks it (in the platform "
+            "setting HTTP_ALLOWED_HOSTS or the tenant policy http_allowed_hosts)"
         )
     if host_allowed or any(address in n for n in networks):
         return
