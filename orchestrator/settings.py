@@ -270,7 +270,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # otherwise (`celery worker -Q tasks` / `-Q housekeeping` to split them into pools).
 CELERY_TASK_DEFAULT_QUEUE = "tasks"
 CELERY_TASK_QUEUES = [Queue("tasks"), Queue("housekeeping")]
-CELERY_TASK_ROUTES = {"runs.reconcile": {"queue": "housekeeping"}}
+CELERY_TASK_ROUTES = {
+    "runs.reconcile": {"queue": "housekeeping"},
+    "workflows.schedule_tick": {"queue": "housekeeping"},
+}
 
 # --- Engine -------------------------------------------------------------------------
 # A running attempt renews its lease every third of this; when it lapses (the worker died)
@@ -292,6 +295,11 @@ TASK_RESULT_MAX_BYTES = env_int("TASK_RESULT_MAX_BYTES", 64 * 1024)
 QUEUED_RESEND_AFTER_SECONDS = env_int("QUEUED_RESEND_AFTER_SECONDS", 60)
 QUEUED_RESEND_MAX_SECONDS = env_int("QUEUED_RESEND_MAX_SECONDS", 1800)
 RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 2)
+# A scheduled firing older than this when the tick sees it was missed (downtime, a pause):
+# the schedule's catch-up policy decides whether it runs. Younger ones always run.
+SCHEDULE_MISFIRE_GRACE_SECONDS = env_int("SCHEDULE_MISFIRE_GRACE_SECONDS", 60)
+# The most intervals one backfill may cover (a larger range is refused before it is listed).
+BACKFILL_MAX_INTERVALS = env_int("BACKFILL_MAX_INTERVALS", 1000)
 # Modules (and their submodules) whose functions `python` tasks may call.
 PYTHON_TASK_MODULES = env_list("PYTHON_TASK_MODULES", "runs.library")
 # Hosts, IP addresses or networks (CIDR) that http tasks and sensors may reach although the

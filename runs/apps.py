@@ -22,4 +22,11 @@ class RunsConfig(AppConfig):
 
         for task_type in EXECUTORS:
             register_executor(task_type, tuple(CHECKS) if task_type == "wait_for" else None)
-        register_permissions({"run.view": Role.VIEWER, "run.operate": Role.OPERATOR})
+        register_permissions(
+            {
+                "run.view": Role.VIEWER,
+                "run.operate": Role.OPERATOR,
+                "backfill.view": Role.VIEWER,
+                "backfill.operate": Role.OPERATOR,
+            }
+        )

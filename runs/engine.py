@@ -195,8 +195,11 @@ def create_run(
 
 def start_queued_runs(workflow_id: int) -> list[int]:
     """Start queued runs, oldest first, while the workflow has free run slots
-    (max_active_runs) and the tenant too (its max_concurrent_runs quota). The tenant row is
-    locked first (as applying a spec does), then the workflow row."""
+    (max_active_runs) and the tenant too (its max_concurrent_runs quota). Backfill runs
+    have slots of their own (their backfill's max_active_runs): they never count against
+    the workflow's, so a backfill never delays a scheduled or manual run; the tenant's
+    quota covers both, other runs first. The tenant row is locked first (as applying a
+    spec does), then the workflow row."""
     with transaction.atomic():
         tenant_id = (
             Workflow.objects.dangerously_unscoped()
@@ -210,29 +213,67 @@ def start_queued_runs(workflow_id: int) -> list[int]:
             if workflow.current_version_id
             else 1
         )
-        active = runs().filter(workflow_id=workflow_id, state=RUN.RUNNING).count()
+        # One statement, as before backfills: the backfill path costs more only when used.
+        live = runs().filter(workflow_id=workflow_id, state__in=[RUN.RUNNING, RUN.QUEUED])
+        counts = live.aggregate(
+            active=Count("id", filter=Q(state=RUN.RUNNING, backfill__isnull=True)),
+            backfill_waiting=Count("id", filter=Q(state=RUN.QUEUED, backfill__isnull=False)),
+        )
         quota = int(tenant.quotas.get("max_concurrent_runs", 10**9))
         tenant_room = quota - runs().filter(tenant_id=tenant_id, state=RUN.RUNNING).count()
-        limit = min(limit, active + max(0, tenant_room))
-        started = []
-        queued = runs().filter(workflow_id=workflow_id, state=RUN.QUEUED).order_by("id")
-        for run_id in queued.values_list("id", flat=True)[: max(0, limit - active)]:
-            if (
-                runs()
-                .filter(pk=run_id, state=RUN.QUEUED)
-                .update(state=RUN.RUNNING, started_at=timezone.now())
-                != 1
-            ):
-                continue
-            run = _lock_run(run_id)
-            # Every pending instance: roots run, and `always` runs whatever its upstreams.
-            _advance(
-                run,
-                graph_for(run.version_id),
-                tis().filter(run=run, state=TI.PENDING).order_by("id"),
-            )
-            started.append(run_id)
+        free = min(limit - counts["active"], tenant_room)
+        queued = runs().filter(workflow_id=workflow_id, state=RUN.QUEUED, backfill__isnull=True)
+        started = [
+            run_id
+            for run_id in queued.order_by("id").values_list("id", flat=True)[: max(0, free)]
+            if _start_run(run_id)
+        ]
+        if counts["backfill_waiting"]:
+            started += _start_backfill_runs(workflow_id, tenant_room - len(started))
         return started
+
+
+def _start_backfill_runs(workflow_id: int, tenant_room: int) -> list[int]:
+    """Queued backfill runs, oldest first, each within its backfill's max_active_runs."""
+    if tenant_room <= 0:
+        return []
+    waiting = list(
+        runs()
+        .filter(workflow_id=workflow_id, state=RUN.QUEUED, backfill__isnull=False)
+        .order_by("id")
+        .values_list("id", "backfill_id", "backfill__max_active_runs")
+    )
+    active = dict(
+        runs()
+        .filter(state=RUN.RUNNING, backfill_id__in={b for _, b, _ in waiting})
+        .order_by()
+        .values("backfill_id")
+        .annotate(n=Count("id"))
+        .values_list("backfill_id", "n")
+    )
+    started: list[int] = []
+    for run_id, backfill_id, slots in waiting:
+        if len(started) >= tenant_room:
+            break
+        if active.get(backfill_id, 0) < slots and _start_run(run_id):
+            active[backfill_id] = active.get(backfill_id, 0) + 1
+            started.append(run_id)
+    return started
+
+
+def _start_run(run_id: int) -> bool:
+    """Queued -> running (compare-and-set), then every pending instance is decided: roots
+    run, and `always` runs whatever its upstreams."""
+    if (
+        runs()
+        .filter(pk=run_id, state=RUN.QUEUED)
+        .update(state=RUN.RUNNING, started_at=timezone.now())
+        != 1
+    ):
+        return False
+    run = _lock_run(run_id)
+    _advance(run, graph_for(run.version_id), tis().filter(run=run, state=TI.PENDING).order_by("id"))
+    return True
 
 
 def _lock_run(run_id: int) -> WorkflowRun:
@@ -251,6 +292,11 @@ def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:
         workflow_id = run.workflow_id
         # Robust: the reconciler starts queued runs too, should this fail.
         transaction.on_commit(lambda: start_queued_runs(workflow_id), robust=True)
+        if run.backfill_id is not None:  # its slot is free: the backfill's next interval
+            from runs.backfills import feed  # (which builds on this module)
+
+            backfill_id = run.backfill_id
+            transaction.on_commit(lambda: feed(backfill_id), robust=True)
         return True
     return False
 

@@ -9,12 +9,82 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from orchestrator.models import TenantOwnedModel
 from workflows.models import Workflow, WorkflowVersion
 
-__all__ = ["IdempotencyKey", "TaskAttempt", "TaskInstance", "TaskLog", "WorkflowRun"]
+__all__ = [
+    "Backfill",
+    "IdempotencyKey",
+    "TaskAttempt",
+    "TaskInstance",
+    "TaskLog",
+    "WorkflowRun",
+]
+
+
+class Backfill(TenantOwnedModel):
+    """Runs for every interval of the workflow's schedule in [start, end], fed a few at a
+    time (`max_active_runs`, slots of its own) by runs.backfills.feed. `plan` holds the
+    intervals in the order they are fed; `position` counts those already handled."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        PAUSED = "paused"  # no new runs; those already started go on
+        CANCELLED = "cancelled"
+        COMPLETED = "completed"
+
+    class Reprocess(models.TextChoices):
+        NONE = "none"  # an interval that has a run is skipped
+        FAILED = "failed"  # ... rerun when it ended failed or cancelled
+        ALL = "all"  # ... rerun whatever it ended as (an active run is skipped)
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="backfills")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    reprocess = models.CharField(max_length=8, choices=Reprocess.choices, default=Reprocess.NONE)
+    max_active_runs = models.PositiveIntegerField(default=1)
+    reverse = models.BooleanField(default=False)
+    params = models.JSONField(default=dict)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    plan = models.JSONField(default=list)  # [[data_interval_start, data_interval_end], ...]
+    total = models.PositiveIntegerField(default=0)  # len(plan), readable without the plan
+    position = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    rerun = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(state__in=["running", "paused", "cancelled", "completed"]),
+                name="backfill_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(reprocess__in=["none", "failed", "all"]),
+                name="backfill_reprocess_valid",
+            ),
+            models.CheckConstraint(condition=Q(end__gte=F("start")), name="backfill_range"),
+            models.CheckConstraint(condition=Q(max_active_runs__gte=1), name="backfill_slots"),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["tenant", "workflow", "-id"]),
+            models.Index(fields=["state"], name="backfill_state"),
+        ]
+        ordering: ClassVar = ["-id"]
+
+    def __str__(self) -> str:
+        return f"backfill {self.pk} of {self.workflow_id} ({self.state})"
 
 
 class WorkflowRun(TenantOwnedModel):
@@ -54,6 +124,11 @@ class WorkflowRun(TenantOwnedModel):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # The backfill that created (or last reran) the run: its slots are the backfill's own,
+    # never the workflow's max_active_runs (runs.engine.start_queued_runs).
+    backfill = models.ForeignKey(
+        Backfill, on_delete=models.PROTECT, null=True, blank=True, related_name="runs"
+    )
 
     class Meta:
         indexes: ClassVar = [

@@ -1,5 +1,6 @@
-"""The platform's periodic jobs, kept in django-celery-beat's tables so staff can see and
-tune them in the admin. Created when missing (after migrate); never overwritten."""
+"""The platform's periodic jobs (the reconciler, the scheduler tick), kept in
+django-celery-beat's tables so staff can see and tune them in the admin. Created when
+missing (after migrate); never overwritten."""
 
 from __future__ import annotations
 
@@ -28,5 +29,18 @@ def ensure_periodic_tasks(**kwargs: Any) -> None:
             "stuck runs, queued runs waiting for a slot.",
         },
     )
-    if created:
+    second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+    _, tick_created = PeriodicTask.objects.get_or_create(
+        name="workflows.schedule_tick",
+        defaults={
+            "task": "workflows.schedule_tick",
+            "interval": second,
+            "queue": "housekeeping",
+            # Each tick does all that is due, so a late one is only in the way of the next.
+            "expire_seconds": 5,
+            "description": "The scheduler: creates the runs of due schedules (catch-up "
+            "included). Two beats or a repeated tick make no duplicate runs.",
+        },
+    )
+    if created or tick_created:
         PeriodicTasks.update_changed()

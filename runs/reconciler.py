@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from orchestrator.celery import app
-from runs import engine, operations
+from runs import backfills, engine, operations
 from runs.graph import graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 
@@ -205,6 +205,9 @@ def reconcile() -> dict[str, int]:
         "due_retries": schedule_due_retries(),
         "due_checks": dispatch_due_checks(),
         "repaired_runs": repair_runs(),
+        # Backfills also move on when one of their runs ends; this catches the rest (a
+        # lost on-commit hook, a slot freed by a cancel).
+        "fed_backfills": backfills.feed_running(),
     }
     if any(done.values()):
         logger.info("reconciler: %s", done)

@@ -76,12 +76,19 @@ def trigger_run(
     params: Any = None,
     source: str | None = None,
     idempotency_key: str | None = None,
+    force: bool = False,
 ) -> Triggered:
     """Create a run of the workflow's current version; it starts at once if a run slot is
     free (max_active_runs, the tenant's quota), otherwise it waits `queued`, in trigger
     order. With an idempotency key, a repeated request returns the first run; concurrent
-    ones with one key make exactly one run (the unique key decides, the losers replay)."""
+    ones with one key make exactly one run (the unique key decides, the losers replay).
+    A paused workflow runs only when forced: pausing is meant to stop it."""
     authorize(actor, "run.operate", workflow.tenant)
+    if workflow.paused and not force:
+        raise Conflict(
+            f"workflow {workflow.name!r} is paused: unpause it, or pass force: true to "
+            "trigger a run anyway"
+        )
     if idempotency_key is None:
         return Triggered(_trigger(actor, workflow, params, source), replayed=False)
     request_hash = hashlib.sha256(canonical_json(params or {}).encode()).hexdigest()

@@ -1,5 +1,6 @@
 """Admin for platform staff: workflows and their versions, read-only (specs change through
-the API or `manage.py apply`), with pause/unpause actions and a diff of each version."""
+the API or `manage.py apply`), with pause/unpause actions and a diff of each version, and
+where each schedule stands."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.utils.html import format_html
 from orchestrator.actors import Actor
 from orchestrator.errors import DomainError
 from workflows import services
-from workflows.models import Workflow, WorkflowVersion
+from workflows.models import Schedule, Workflow, WorkflowVersion
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -66,6 +67,22 @@ class WorkflowAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Lets staff run the pause/unpause actions; the fields themselves stay read-only.
         return obj is None and bool(getattr(request.user, "is_superuser", False))
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(ReadOnlyAdmin):
+    """Where each schedule stands: staff see why a workflow did (not) fire. Schedules
+    change with the workflow's spec (apply) and pause/unpause, never here."""
+
+    list_display = ["workflow", "tenant", "cron", "timezone", "catchup", "next_run_at"]
+    list_filter = ["tenant", "catchup", "timezone"]
+    search_fields = ["workflow__name", "tenant__slug"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
+        return Schedule.objects.dangerously_unscoped().select_related("workflow", "tenant")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(getattr(request.user, "is_superuser", False))
 
 
 @admin.register(WorkflowVersion)

@@ -10,7 +10,7 @@ from django.db.models import Q
 
 from orchestrator.models import TenantOwnedModel
 
-__all__ = ["Workflow", "WorkflowVersion"]
+__all__ = ["Schedule", "Workflow", "WorkflowVersion"]
 
 
 class Workflow(TenantOwnedModel):
@@ -74,3 +74,38 @@ class WorkflowVersion(TenantOwnedModel):
         if not self._state.adding:
             raise TypeError("workflow versions are immutable")
         super().save(*args, **kwargs)
+
+
+class Schedule(TenantOwnedModel):
+    """When a workflow runs by itself (its spec's `schedule`) and how far the scheduler
+    tick has got. Firings at or before `handled_until` are done with: a run was made, or
+    catch-up skipped them. `next_run_at` is the next firing to process, NULL while the
+    workflow is paused or deleted and once `end` is passed (workflows.scheduling)."""
+
+    class Catchup(models.TextChoices):
+        NONE = "none"
+        LATEST = "latest"
+        ALL = "all"
+
+    workflow = models.OneToOneField(Workflow, on_delete=models.CASCADE, related_name="schedule")
+    cron = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64)
+    catchup = models.CharField(max_length=8, choices=Catchup.choices)
+    start = models.DateTimeField(null=True, blank=True)
+    end = models.DateTimeField(null=True, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    handled_until = models.DateTimeField()
+    last_logical_date = models.DateTimeField(null=True, blank=True)  # of the newest run made
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes: ClassVar = [
+            models.Index(
+                fields=["next_run_at"],
+                condition=Q(next_run_at__isnull=False),
+                name="schedule_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cron} ({self.timezone})"

@@ -3,6 +3,7 @@ Transactional, authorised by the policy, audited in the same transaction."""
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from orchestrator.actors import Actor
 from orchestrator.errors import Conflict, Invalid
 from orchestrator.models import Tenant
 from orchestrator.policy import authorize
+from workflows import scheduling
 from workflows.models import Workflow, WorkflowVersion
 from workflows.validation import Limits, ValidSpec, parse_document, validate_spec
 
@@ -76,9 +78,15 @@ def _snapshot(workflow: Workflow) -> dict[str, Any]:
 
 @transaction.atomic
 def apply_workflow(
-    *, actor: Actor, tenant: Tenant, data: Any, name: str | None = None
+    *,
+    actor: Actor,
+    tenant: Tenant,
+    data: Any,
+    name: str | None = None,
+    now: dt.datetime | None = None,
 ) -> ApplyResult:
     """Create the workflow or give it a new version; nothing when the spec is unchanged.
+    Its schedule follows the new spec at once (a changed cron restarts it from `now`).
 
     `name`, when given (PUT to a workflow's URL), must match the spec's name."""
     authorize(actor, "workflow.edit", tenant)
@@ -115,6 +123,7 @@ def apply_workflow(
     workflow.description = valid.spec.description or ""
     workflow.tags = list(valid.spec.tags)
     workflow.save()
+    scheduling.sync_schedule(workflow=workflow, wanted=valid.spec.schedule, now=now)
     audit.record(
         actor=actor,
         action="workflow.create" if created else "workflow.update",
@@ -144,6 +153,7 @@ def delete_workflow(*, actor: Actor, workflow: Workflow, force: bool = False) ->
     before = _snapshot(workflow)
     workflow.deleted_at = timezone.now()
     workflow.save(update_fields=["deleted_at", "updated_at"])
+    scheduling.stop_schedule(workflow=workflow)
     audit.record(
         actor=actor,
         action="workflow.delete",
@@ -158,13 +168,15 @@ def delete_workflow(*, actor: Actor, workflow: Workflow, force: bool = False) ->
 
 @transaction.atomic
 def set_paused(*, actor: Actor, workflow: Workflow, paused: bool) -> Workflow:
-    """Pause or unpause; doing what is already so changes nothing and audits nothing."""
+    """Pause or unpause, the schedule with it; doing what is already so changes nothing and
+    audits nothing. Unpausing resumes the schedule: what it missed follows its catch-up."""
     authorize(actor, "workflow.pause", workflow.tenant)
     updated = Workflow.objects.filter(pk=workflow.pk, paused=not paused).update(
         paused=paused, updated_at=timezone.now()
     )
     workflow.refresh_from_db()
     if updated:
+        scheduling.set_schedule_paused(workflow=workflow, paused=paused)
         audit.record(
             actor=actor,
             action="workflow.pause" if paused else "workflow.unpause",

@@ -5,13 +5,18 @@ from typing import Any
 from rest_framework import serializers
 
 from orchestrator.api.base import StrictSerializer
-from runs.models import TaskAttempt, TaskInstance, WorkflowRun
+from runs.backfills import progress
+from runs.models import Backfill, TaskAttempt, TaskInstance, WorkflowRun
 
 __all__ = [
     "AttemptSerializer",
+    "BackfillCreateSerializer",
+    "BackfillDryRunSerializer",
+    "BackfillSerializer",
     "ClearSerializer",
     "ClearedSerializer",
     "LogSerializer",
+    "PlannedIntervalSerializer",
     "RunSerializer",
     "TaskInstanceSerializer",
     "TriggerSerializer",
@@ -21,6 +26,9 @@ __all__ = [
 class TriggerSerializer(StrictSerializer):
     params = serializers.DictField(
         required=False, default=dict, help_text="Run params; defaults fill what is left out."
+    )
+    force = serializers.BooleanField(
+        required=False, default=False, help_text="Trigger even though the workflow is paused."
     )
 
 
@@ -127,3 +135,70 @@ class LogSerializer(serializers.Serializer[Any]):
     running = serializers.BooleanField(help_text="more may come: ask again from next_offset")
     total_bytes = serializers.IntegerField()
     cap_bytes = serializers.IntegerField(help_text="the log stops at this size")
+
+
+class BackfillCreateSerializer(StrictSerializer):
+    start = serializers.JSONField(
+        help_text="first logical date: a date (its whole day) or an ISO 8601 time; "
+        "without an offset, in the workflow's timezone"
+    )
+    end = serializers.JSONField(help_text="last logical date (inclusive), as `start`")
+    reprocess = serializers.CharField(
+        default="none",
+        help_text="an interval that already has a run: none = skip it, failed = rerun it "
+        "if it failed or was cancelled, all = rerun it whatever it ended as",
+    )
+    max_active_runs = serializers.JSONField(
+        required=False, help_text="runs of the backfill at once (default: the workflow's)"
+    )
+    reverse = serializers.BooleanField(default=False, help_text="newest interval first")
+    dry_run = serializers.BooleanField(
+        default=False, help_text="list the intervals and what would happen; create nothing"
+    )
+
+
+class PlannedIntervalSerializer(serializers.Serializer[Any]):
+    logical_date = serializers.DateTimeField()
+    data_interval_start = serializers.DateTimeField()
+    data_interval_end = serializers.DateTimeField()
+    action = serializers.ChoiceField(choices=["create", "rerun", "skip"])
+    run = serializers.IntegerField(source="run_id", allow_null=True)
+
+
+class BackfillDryRunSerializer(serializers.Serializer[Any]):
+    dry_run = serializers.BooleanField()
+    total = serializers.IntegerField()
+    intervals = PlannedIntervalSerializer(many=True, help_text="in the order they would run")
+
+
+class BackfillSerializer(serializers.ModelSerializer[Backfill]):
+    workflow = serializers.CharField(source="workflow.name", read_only=True)
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, allow_null=True
+    )
+    progress = serializers.SerializerMethodField(
+        help_text="intervals: total, pending, created, rerun, skipped; the backfill's runs: "
+        "queued, running, succeeded, failed, cancelled"
+    )
+
+    class Meta:
+        model = Backfill
+        fields = [
+            "id",
+            "workflow",
+            "state",
+            "start",
+            "end",
+            "reprocess",
+            "max_active_runs",
+            "reverse",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "ended_at",
+            "progress",
+        ]
+        read_only_fields = fields
+
+    def get_progress(self, backfill: Backfill) -> dict[str, int]:
+        return progress(backfill)

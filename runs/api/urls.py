@@ -7,9 +7,11 @@ from runs.api import views
 
 router = SimpleRouter(trailing_slash=True)
 router.register("runs", views.RunViewSet, basename="run")
+router.register("backfills", views.BackfillViewSet, basename="backfill")
 
 workflow_router = SimpleRouter(trailing_slash=True)
 workflow_router.register("runs", views.WorkflowRunViewSet, basename="workflow-run")
+workflow_router.register("backfills", views.WorkflowBackfillViewSet, basename="workflow-backfill")
 
 task_router = SimpleRouter(trailing_slash=True)
 task_router.register("tasks", views.TaskInstanceViewSet, basename="task-instance")

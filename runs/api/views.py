@@ -13,16 +13,20 @@ from rest_framework.response import Response
 
 from orchestrator.api.base import TenantScopedViewSet
 from orchestrator.api.views import parse_time
-from runs import services
+from runs import backfills, services
 from runs.api.serializers import (
+    BackfillCreateSerializer,
+    BackfillDryRunSerializer,
+    BackfillSerializer,
     ClearedSerializer,
     ClearSerializer,
     LogSerializer,
+    PlannedIntervalSerializer,
     RunSerializer,
     TaskInstanceSerializer,
     TriggerSerializer,
 )
-from runs.models import TaskInstance, WorkflowRun
+from runs.models import Backfill, TaskInstance, WorkflowRun
 from runs.selectors import (
     LOG_PAGE_MAX,
     get_run,
@@ -33,7 +37,13 @@ from runs.selectors import (
 )
 from workflows.selectors import get_workflow
 
-__all__ = ["RunViewSet", "TaskInstanceViewSet", "WorkflowRunViewSet"]
+__all__ = [
+    "BackfillViewSet",
+    "RunViewSet",
+    "TaskInstanceViewSet",
+    "WorkflowBackfillViewSet",
+    "WorkflowRunViewSet",
+]
 
 
 class WorkflowRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
@@ -71,6 +81,7 @@ class WorkflowRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
             workflow=get_workflow(kwargs["workflow_name"]),
             params=body.validated_data["params"],
             idempotency_key=key,
+            force=body.validated_data["force"],
         )
         run = get_run(triggered.run.pk)  # with its version and user, in one query
         context = {**self.get_serializer_context(), "summaries": {run.pk: task_summary(run)}}
@@ -236,3 +247,78 @@ class TaskInstanceViewSet(mixins.ListModelMixin, TenantScopedViewSet):
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return self._instance(**kwargs)
+
+
+class WorkflowBackfillViewSet(mixins.ListModelMixin, TenantScopedViewSet):
+    """A workflow's backfills, newest first; POST starts one over a range of logical dates
+    (operators and above), or with `dry_run` lists its intervals and creates nothing."""
+
+    model = Backfill
+    serializer_class = BackfillSerializer
+    permissions = {"list": "backfill.view", "create": "backfill.operate"}
+
+    def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        workflow = get_workflow(self.kwargs["workflow_name"])
+        return backfills.backfill_list(workflow=workflow).filter(pk__in=queryset.values("pk"))
+
+    @extend_schema(
+        request=BackfillCreateSerializer,
+        responses={201: BackfillSerializer, 200: BackfillDryRunSerializer},
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        body = BackfillCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        dry_run = data.pop("dry_run")
+        workflow = get_workflow(kwargs["workflow_name"])
+        if dry_run:
+            planned = backfills.plan_backfill(actor=self.actor, workflow=workflow, **data)
+            intervals = PlannedIntervalSerializer(planned, many=True).data
+            return Response({"dry_run": True, "total": len(planned), "intervals": intervals})
+        backfill = backfills.create_backfill(actor=self.actor, workflow=workflow, **data)
+        return Response(
+            BackfillSerializer(backfills.get_backfill(backfill.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class BackfillViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Backfills of every workflow of the tenant, newest first, with their progress."""
+
+    model = Backfill
+    serializer_class = BackfillSerializer
+    permissions = {
+        "list": "backfill.view",
+        "retrieve": "backfill.view",
+        "pause": "backfill.operate",
+        "resume": "backfill.operate",
+        "cancel": "backfill.operate",
+    }
+
+    def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return backfills.backfill_list().filter(pk__in=queryset.values("pk"))
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return Response(BackfillSerializer(backfills.get_backfill(kwargs["pk"])).data)
+
+    def _operate(self, operation: Any, backfill_id: str) -> Response:
+        operation(actor=self.actor, backfill=backfills.get_backfill(backfill_id))
+        return Response(BackfillSerializer(backfills.get_backfill(backfill_id)).data)
+
+    @extend_schema(request=None, responses=BackfillSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Create no more runs; those queued or running go on. 409 unless running."""
+        return self._operate(backfills.pause_backfill, kwargs["pk"])
+
+    @extend_schema(request=None, responses=BackfillSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Go on with a paused backfill. 409 unless paused."""
+        return self._operate(backfills.resume_backfill, kwargs["pk"])
+
+    @extend_schema(request=None, responses=BackfillSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Create no more runs and cancel the queued and running ones. 409 once ended."""
+        return self._operate(backfills.cancel_backfill, kwargs["pk"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import strawberry
 import strawberry_django
 from strawberry.scalars import JSON
@@ -10,7 +13,7 @@ from strawberry.types import Info
 from orchestrator.context import tenant_scope
 from orchestrator.errors import Invalid
 from orchestrator.graphql.types import actor_of, tenant_for
-from runs import models, selectors, services
+from runs import backfills, models, selectors, services
 from workflows.selectors import get_workflow
 
 __all__ = ["Mutation", "Query"]
@@ -165,6 +168,21 @@ class Query:
         with tenant_scope([t]):
             return selectors.get_run(id)  # type: ignore[return-value]
 
+    @strawberry.field(description="A workflow's backfills (all when no workflow), newest first.")  # type: ignore[untyped-decorator]
+    def backfills(
+        self, info: Info, tenant: str, workflow: str | None = None, limit: int = 50
+    ) -> list[BackfillType]:
+        t = tenant_for(info, tenant, "backfill.view")
+        with tenant_scope([t]):
+            qs = backfills.backfill_list(workflow=get_workflow(workflow) if workflow else None)
+            return list(qs[: max(1, min(limit, 500))])  # type: ignore[arg-type]
+
+    @strawberry.field(description="Null, with a NOT_FOUND error, when it does not exist.")  # type: ignore[untyped-decorator]
+    def backfill(self, info: Info, tenant: str, id: int) -> BackfillType | None:
+        t = tenant_for(info, tenant, "backfill.view")
+        with tenant_scope([t]):
+            return backfills.get_backfill(id)  # type: ignore[return-value]
+
 
 @strawberry.type
 class LogPage:
@@ -179,7 +197,10 @@ class LogPage:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Trigger a run of the workflow's current version.")  # type: ignore[untyped-decorator]
+    @strawberry.mutation(
+        description="Trigger a run of the workflow's current version; a paused workflow's "
+        "only with force."
+    )  # type: ignore[untyped-decorator]
     def trigger_run(
         self,
         info: Info,
@@ -187,6 +208,7 @@ class Mutation:
         workflow: str,
         params: JSON | None = None,
         idempotency_key: str | None = None,
+        force: bool = False,
     ) -> RunType:
         t = tenant_for(info, tenant, "run.operate")
         with tenant_scope([t]):
@@ -195,6 +217,7 @@ class Mutation:
                 workflow=get_workflow(workflow),
                 params=params,
                 idempotency_key=idempotency_key,
+                force=force,
             )
         return triggered.run  # type: ignore[return-value]
 
@@ -239,3 +262,131 @@ class Mutation:
             return services.mark_task(  # type: ignore[return-value]
                 actor=actor_of(info), run=selectors.get_run(run), task_id=task_id, state=state
             )
+
+    @strawberry.mutation(
+        description="Backfill a workflow's schedule over [start, end] (dates or ISO 8601 "
+        "times, in the workflow's timezone without an offset). With dryRun, only the "
+        "intervals and what would happen to each; nothing is created."
+    )  # type: ignore[untyped-decorator]
+    def create_backfill(
+        self,
+        info: Info,
+        tenant: str,
+        workflow: str,
+        start: str,
+        end: str,
+        reprocess: str = "none",
+        max_active_runs: int | None = None,
+        reverse: bool = False,
+        dry_run: bool = False,
+    ) -> BackfillCreated:
+        t = tenant_for(info, tenant, "backfill.operate")
+        with tenant_scope([t]):
+            target = get_workflow(workflow)
+            options: dict[str, Any] = {
+                "start": start,
+                "end": end,
+                "reprocess": reprocess,
+                "reverse": reverse,
+            }
+            if dry_run:
+                planned = backfills.plan_backfill(
+                    actor=actor_of(info),
+                    workflow=target,
+                    max_active_runs=max_active_runs,
+                    **options,
+                )
+                return BackfillCreated(
+                    backfill=None, intervals=[PlannedIntervalType.of(p) for p in planned]
+                )
+            created = backfills.create_backfill(
+                actor=actor_of(info), workflow=target, max_active_runs=max_active_runs, **options
+            )
+            return BackfillCreated(
+                backfill=backfills.get_backfill(created.pk),  # type: ignore[arg-type]
+                intervals=[],
+            )
+
+    @strawberry.mutation(description="Create no more runs; those started go on.")  # type: ignore[untyped-decorator]
+    def pause_backfill(self, info: Info, tenant: str, id: int) -> BackfillType:
+        return _operate_backfill(info, tenant, id, backfills.pause_backfill)
+
+    @strawberry.mutation(description="Go on with a paused backfill.")  # type: ignore[untyped-decorator]
+    def resume_backfill(self, info: Info, tenant: str, id: int) -> BackfillType:
+        return _operate_backfill(info, tenant, id, backfills.resume_backfill)
+
+    @strawberry.mutation(description="Create no more runs; cancel its queued and running runs.")  # type: ignore[untyped-decorator]
+    def cancel_backfill(self, info: Info, tenant: str, id: int) -> BackfillType:
+        return _operate_backfill(info, tenant, id, backfills.cancel_backfill)
+
+
+def _operate_backfill(info: Info, tenant: str, id: int, operation: Any) -> BackfillType:
+    t = tenant_for(info, tenant, "backfill.operate")
+    with tenant_scope([t]):
+        operation(actor=actor_of(info), backfill=backfills.get_backfill(id))
+        return backfills.get_backfill(id)  # type: ignore[return-value]
+
+
+@strawberry.type
+class BackfillProgress:
+    total: int
+    pending: int
+    created: int
+    rerun: int
+    skipped: int
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+@strawberry_django.type(models.Backfill)
+class BackfillType:
+    id: strawberry.auto
+    state: str
+    start: strawberry.auto
+    end: strawberry.auto
+    reprocess: str
+    max_active_runs: strawberry.auto
+    reverse: strawberry.auto
+    created_at: strawberry.auto
+    updated_at: strawberry.auto
+    ended_at: strawberry.auto
+
+    @strawberry_django.field
+    def workflow(self, root: models.Backfill) -> str:
+        return root.workflow.name
+
+    @strawberry_django.field
+    def created_by(self, root: models.Backfill) -> str | None:
+        return root.created_by.username if root.created_by else None
+
+    @strawberry_django.field
+    def progress(self, root: models.Backfill) -> BackfillProgress:
+        return BackfillProgress(**backfills.progress(root))
+
+
+@strawberry.type
+class PlannedIntervalType:
+    logical_date: dt.datetime
+    data_interval_start: dt.datetime
+    data_interval_end: dt.datetime
+    action: str
+    run: int | None
+
+    @classmethod
+    def of(cls, planned: backfills.PlannedInterval) -> PlannedIntervalType:
+        return cls(
+            logical_date=planned.logical_date,
+            data_interval_start=planned.data_interval_start,
+            data_interval_end=planned.data_interval_end,
+            action=planned.action,
+            run=planned.run_id,
+        )
+
+
+@strawberry.type
+class BackfillCreated:
+    backfill: BackfillType | None  # null for a dry run
+    intervals: list[PlannedIntervalType]  # a dry run's plan (empty otherwise)

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
 from typing import Any
 
 from rest_framework import serializers
 
-from workflows.models import Workflow, WorkflowVersion
+from workflows import scheduling
+from workflows.models import Schedule, Workflow, WorkflowVersion
 
-__all__ = ["VersionSerializer", "WorkflowSerializer"]
+__all__ = ["ScheduleSerializer", "VersionSerializer", "WorkflowSerializer"]
 
 
 class VersionSerializer(serializers.ModelSerializer[WorkflowVersion]):
@@ -45,3 +48,51 @@ class WorkflowSerializer(serializers.ModelSerializer[Workflow]):
         if workflow.current_version is None:
             return None
         return VersionSerializer(workflow.current_version, context=self.context).data
+
+
+class ScheduleSerializer(serializers.ModelSerializer[Schedule]):
+    """A workflow's schedule; times in its timezone. `next_run_at` is the firing the
+    scheduler processes next (null while paused, once ended); `next_fire_times` are the
+    next 10 firings from now."""
+
+    paused = serializers.BooleanField(source="workflow.paused", read_only=True)
+    start = serializers.SerializerMethodField()
+    end = serializers.SerializerMethodField()
+    next_run_at = serializers.SerializerMethodField()
+    last_logical_date = serializers.SerializerMethodField()
+    next_fire_times = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Schedule
+        fields = [
+            "cron",
+            "timezone",
+            "catchup",
+            "start",
+            "end",
+            "paused",
+            "next_run_at",
+            "last_logical_date",
+            "next_fire_times",
+        ]
+        read_only_fields = fields
+
+    def _local(self, schedule: Schedule, value: dt.datetime | None) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(zoneinfo.ZoneInfo(schedule.timezone)).isoformat()
+
+    def get_start(self, schedule: Schedule) -> str | None:
+        return self._local(schedule, schedule.start)
+
+    def get_end(self, schedule: Schedule) -> str | None:
+        return self._local(schedule, schedule.end)
+
+    def get_next_run_at(self, schedule: Schedule) -> str | None:
+        return self._local(schedule, schedule.next_run_at)
+
+    def get_last_logical_date(self, schedule: Schedule) -> str | None:
+        return self._local(schedule, schedule.last_logical_date)
+
+    def get_next_fire_times(self, schedule: Schedule) -> list[str]:
+        return [fire.isoformat() for fire in scheduling.upcoming(schedule, count=10)]

@@ -16,9 +16,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orchestrator.api.base import TenantScopedViewSet
-from workflows import services
+from workflows import scheduling, services
 from workflows.api.formats import RawSpecParser, YAMLRenderer
-from workflows.api.serializers import VersionSerializer, WorkflowSerializer
+from workflows.api.serializers import ScheduleSerializer, VersionSerializer, WorkflowSerializer
 from workflows.models import Workflow, WorkflowVersion
 from workflows.schema import spec_json_schema
 from workflows.selectors import get_version, get_workflow, live_workflows
@@ -65,6 +65,7 @@ class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         "destroy": "workflow.edit",
         "pause": "workflow.pause",
         "unpause": "workflow.pause",
+        "schedule": "workflow.view",
     }
 
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -119,6 +120,13 @@ class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
             actor=self.actor, workflow=get_workflow(kwargs["name"]), paused=False
         )
         return Response(self.get_serializer(workflow).data)
+
+    @extend_schema(responses=ScheduleSerializer)
+    @action(detail=True, methods=["get"])
+    def schedule(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The workflow's schedule and its next 10 fire times, in its timezone."""
+        schedule = scheduling.get_schedule(get_workflow(kwargs["name"]))
+        return Response(ScheduleSerializer(schedule).data)
 
 
 class VersionViewSet(mixins.ListModelMixin, TenantScopedViewSet):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
+
 import strawberry
 import strawberry_django
 from strawberry.scalars import JSON
@@ -9,7 +12,7 @@ from strawberry.types import Info
 
 from orchestrator.context import tenant_scope
 from orchestrator.graphql.types import actor_of, tenant_for
-from workflows import models, services
+from workflows import models, scheduling, services
 from workflows.selectors import get_workflow, live_workflows
 
 __all__ = ["Mutation", "Query"]
@@ -31,6 +34,40 @@ class WorkflowVersionType:
         return services.spec_yaml(root.spec)
 
 
+@strawberry.type(description="A workflow's schedule; times in its timezone.")
+class ScheduleType:
+    cron: str
+    timezone: str
+    catchup: str
+    start: dt.datetime | None
+    end: dt.datetime | None
+    paused: bool
+    next_run_at: dt.datetime | None = strawberry.field(
+        description="The firing the scheduler processes next (null while paused, once ended)."
+    )
+    last_logical_date: dt.datetime | None
+    next_fire_times: list[dt.datetime] = strawberry.field(
+        description="The next 10 firings from now."
+    )
+
+    @classmethod
+    def of(cls, schedule: models.Schedule) -> ScheduleType:
+        def local(value: dt.datetime | None) -> dt.datetime | None:
+            return value.astimezone(zoneinfo.ZoneInfo(schedule.timezone)) if value else None
+
+        return cls(
+            cron=schedule.cron,
+            timezone=schedule.timezone,
+            catchup=schedule.catchup,
+            start=local(schedule.start),
+            end=local(schedule.end),
+            paused=schedule.workflow.paused,
+            next_run_at=local(schedule.next_run_at),
+            last_logical_date=local(schedule.last_logical_date),
+            next_fire_times=scheduling.upcoming(schedule, count=10),
+        )
+
+
 @strawberry_django.type(models.Workflow)
 class WorkflowType:
     id: strawberry.auto
@@ -47,6 +84,11 @@ class WorkflowType:
     @strawberry_django.field
     def current_version(self, root: models.Workflow) -> WorkflowVersionType | None:
         return root.current_version  # type: ignore[return-value]
+
+    @strawberry_django.field(description="Null when the workflow has no schedule.")  # type: ignore[untyped-decorator]
+    def schedule(self, root: models.Workflow) -> ScheduleType | None:
+        found = scheduling.schedule_of(root)
+        return ScheduleType.of(found) if found else None
 
     @strawberry_django.field
     def versions(self, root: models.Workflow) -> list[WorkflowVersionType]:

@@ -1,0 +1,303 @@
+"""Schedules: each scheduled workflow's next firing kept in the database, and the scheduler
+tick that fires it (DESIGN.md section 6, "Schedules"; the rules of time are in
+workflows.cron, the one cron engine).
+
+The tick (a django-celery-beat job, every second) claims each due schedule with a
+compare-and-set on `next_run_at` and creates its runs in the same transaction; the unique
+(workflow, logical date) of scheduled runs makes a repeated tick or a second beat harmless.
+
+Catch-up: a firing older than SCHEDULE_MISFIRE_GRACE_SECONDS when the tick sees it was
+missed (downtime, a pause). Firings within the grace always run. Of the missed ones,
+`none` runs nothing, `latest` runs the newest (unless a firing on time runs anyway: it is
+newer), `all` runs every one, oldest first, but at most the tenant's `max_catchup_runs`:
+the newest of them, because the newest data is the most wanted and the oldest can still be
+backfilled. Runs are queued, so max_active_runs still applies.
+
+Applying a spec with a new cron, timezone, start or end restarts the schedule from now
+(a changed schedule owes nothing for the past); pausing stops it, unpausing resumes it from
+where it stopped, and what was missed meanwhile follows the catch-up policy.
+
+Locks, in the platform's order: tenant, workflow, then the schedule row and runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import zoneinfo
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from orchestrator import audit
+from orchestrator.actors import Actor
+from orchestrator.errors import Invalid, NotFound
+from orchestrator.models import Tenant
+from runs import engine
+from runs.models import WorkflowRun
+from runs.services import resolve_params
+from workflows import cron, spec
+from workflows.models import Schedule, Workflow
+
+__all__ = [
+    "TICK_BATCH",
+    "get_schedule",
+    "schedule_of",
+    "set_schedule_paused",
+    "stop_schedule",
+    "sync_schedule",
+    "tick",
+    "upcoming",
+]
+
+logger = logging.getLogger(__name__)
+TICK_BATCH = 500  # schedules per tick; the rest wait a second for the next one
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+# The tick acts for every tenant by design.
+schedules = Schedule.objects.dangerously_unscoped
+workflows = Workflow.objects.dangerously_unscoped
+
+
+# --- the schedule's position -------------------------------------------------------------
+
+
+def _bound(value: dt.date | None, timezone_name: str) -> dt.datetime | None:
+    """A spec's start or end as an instant: a date is midnight, a naive date-time is
+    wall-clock time, both in the schedule's timezone."""
+    if value is None:
+        return None
+    zone = zoneinfo.ZoneInfo(timezone_name)
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+    return dt.datetime.combine(value, dt.time(), zone)
+
+
+def _first_fire(schedule: Schedule, after: dt.datetime) -> dt.datetime | None:
+    """The first firing strictly after `after` whose interval the schedule covers (its
+    logical date between start and end), or None once past the end."""
+    fire = cron.next_fire(schedule.cron, schedule.timezone, after)
+    if schedule.start is not None:
+        first_start = cron.next_fire(
+            schedule.cron, schedule.timezone, schedule.start - _MICROSECOND
+        )
+        fire = max(fire, cron.next_fire(schedule.cron, schedule.timezone, first_start))
+    if schedule.end is not None and _interval(schedule, fire)[0] > schedule.end:
+        return None
+    return fire
+
+
+def _interval(schedule: Schedule, fire: dt.datetime) -> cron.Interval:
+    return cron.interval_ending(schedule.cron, schedule.timezone, fire)
+
+
+def _reposition(schedule: Schedule, paused: bool) -> None:
+    schedule.next_run_at = None if paused else _first_fire(schedule, schedule.handled_until)
+
+
+def sync_schedule(
+    *, workflow: Workflow, wanted: spec.Schedule | None, now: dt.datetime | None = None
+) -> Schedule | None:
+    """Make the workflow's schedule match its spec's, at once (called by apply, in its
+    transaction). A new cron, timezone, start or end restarts it from `now`."""
+    current = schedules().filter(workflow=workflow).first()
+    if wanted is None:
+        if current is not None:
+            current.delete()
+        return None
+    fields = {
+        "cron": wanted.cron,
+        "timezone": wanted.timezone,
+        "catchup": wanted.catchup,
+        "start": _bound(wanted.start, wanted.timezone),
+        "end": _bound(wanted.end, wanted.timezone),
+    }
+    if current is None:
+        current = Schedule(tenant_id=workflow.tenant_id, workflow=workflow)
+    restart = current.pk is None or any(
+        getattr(current, name) != fields[name] for name in ("cron", "timezone", "start", "end")
+    )
+    for name, value in fields.items():
+        setattr(current, name, value)
+    if restart:
+        current.handled_until = now or timezone.now()
+    _reposition(current, workflow.paused)
+    current.save()
+    return current
+
+
+def set_schedule_paused(*, workflow: Workflow, paused: bool) -> None:
+    """Pausing stops the schedule; unpausing resumes it after the last firing handled, so
+    the next tick treats the firings missed meanwhile by the catch-up policy."""
+    schedule = schedules().filter(workflow=workflow).first()
+    if schedule is not None:
+        _reposition(schedule, paused)
+        schedule.save(update_fields=["next_run_at", "updated_at"])
+
+
+def stop_schedule(*, workflow: Workflow) -> None:
+    """A deleted workflow fires no more (its schedule row stays, for the record)."""
+    schedules().filter(workflow=workflow).update(next_run_at=None, updated_at=timezone.now())
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def schedule_of(workflow: Workflow) -> Schedule | None:
+    return schedules().filter(workflow=workflow).select_related("workflow").first()
+
+
+def get_schedule(workflow: Workflow) -> Schedule:
+    schedule = schedule_of(workflow)
+    if schedule is None:
+        raise NotFound(f"workflow {workflow.name!r} has no schedule (add `schedule` to its spec)")
+    return schedule
+
+
+def upcoming(
+    schedule: Schedule, *, count: int = 10, now: dt.datetime | None = None
+) -> list[dt.datetime]:
+    """The next `count` firings after `now`, in the schedule's timezone (fewer when the
+    schedule ends first). Paused or not: what it would fire."""
+    zone = zoneinfo.ZoneInfo(schedule.timezone)
+    found: list[dt.datetime] = []
+    fire = _first_fire(schedule, now or timezone.now())
+    while fire is not None and len(found) < count:
+        found.append(fire.astimezone(zone))
+        fire = _first_fire(schedule, fire)
+    return found
+
+
+# --- the tick ----------------------------------------------------------------------------
+
+
+def tick(now: dt.datetime | None = None) -> int:
+    """Fire every due schedule; the number of runs created."""
+    now = now or timezone.now()
+    due = (
+        schedules()
+        .filter(
+            next_run_at__lte=now,
+            workflow__paused=False,
+            workflow__deleted_at__isnull=True,
+            tenant__archived_at__isnull=True,
+        )
+        .order_by("next_run_at")
+        .values_list("pk", "next_run_at")[:TICK_BATCH]
+    )
+    made = 0
+    for pk, claimed in due:
+        assert claimed is not None  # filtered on
+        made += _fire(pk, claimed, now)
+    return made
+
+
+def _fire(schedule_id: int, claimed: dt.datetime, now: dt.datetime) -> int:
+    with transaction.atomic():
+        ids = schedules().values_list("tenant_id", "workflow_id").get(pk=schedule_id)
+        tenant = Tenant.objects.select_for_update().get(pk=ids[0])
+        workflow = workflows().select_for_update().get(pk=ids[1])
+        schedule = schedules().get(pk=schedule_id)
+        if schedule.next_run_at != claimed:
+            return 0  # another tick got it first, or a pause, an apply or a delete moved it
+        if workflow.paused or workflow.deleted_at or tenant.archived_at:
+            return 0
+        if workflow.current_version_id is None:
+            return 0
+        intervals, newest = _due(schedule, tenant, now)
+        claim = schedules().filter(pk=schedule_id, next_run_at=claimed)
+        following = _first_fire(schedule, newest)
+        if (
+            claim.update(next_run_at=following, handled_until=newest, updated_at=timezone.now())
+            != 1
+        ):
+            return 0  # another tick got it first
+        made = [run for interval in intervals if (run := _create_run(workflow, interval))]
+        if made:
+            schedules().filter(pk=schedule_id).update(last_logical_date=made[-1].logical_date)
+            engine.start_queued_runs(workflow.pk)
+            for run in made:
+                _audit(tenant, workflow, run)
+        return len(made)
+
+
+def _due(
+    schedule: Schedule, tenant: Tenant, now: dt.datetime
+) -> tuple[list[cron.Interval], dt.datetime]:
+    """The intervals to run now, oldest first, and the newest firing handled (at or before
+    `now`). Walks back from now, so a long outage costs no more than what will run."""
+    grace = now - dt.timedelta(seconds=settings.SCHEDULE_MISFIRE_GRACE_SECONDS)
+    newest = cron.previous_fire(schedule.cron, schedule.timezone, now + _MICROSECOND)
+    assert schedule.next_run_at is not None
+    on_time: list[cron.Interval] = []
+    missed: list[cron.Interval] = []
+    fire = newest
+    while fire >= schedule.next_run_at:
+        interval = _interval(schedule, fire)
+        if schedule.end is None or interval[0] <= schedule.end:
+            if fire >= grace:
+                on_time.append(interval)
+            elif len(missed) < _missed_limit(schedule, tenant, bool(on_time)):
+                missed.append(interval)
+            else:
+                break
+        fire = interval[0]
+    return [*reversed(missed), *reversed(on_time)], newest
+
+
+def _missed_limit(schedule: Schedule, tenant: Tenant, on_time: bool) -> int:
+    if schedule.catchup == Schedule.Catchup.ALL:
+        key = "max_catchup_runs"
+        return int(tenant.quotas.get(key, settings.DEFAULT_TENANT_QUOTAS[key]))
+    if schedule.catchup == Schedule.Catchup.LATEST:
+        return 0 if on_time else 1
+    return 0
+
+
+def _create_run(workflow: Workflow, interval: cron.Interval) -> WorkflowRun | None:
+    """A queued run of the interval; None when it exists already (a second beat, a
+    backfill) or cannot be made (a required param without a default)."""
+    try:
+        params = resolve_params(workflow, {})
+    except Invalid as exc:
+        logger.warning("workflow %s: no scheduled run for %s: %s", workflow.pk, interval[0], exc)
+        return None
+    try:
+        with transaction.atomic():  # a savepoint: a duplicate leaves the tick's work intact
+            return engine.create_run(
+                workflow=workflow,
+                params=params,
+                source=WorkflowRun.Source.SCHEDULE,
+                user_id=None,
+                logical_date=interval[0],
+                interval=interval,
+            )
+    except IntegrityError:
+        return None
+
+
+def _audit(tenant: Tenant, workflow: Workflow, run: WorkflowRun) -> None:
+    """Like a run triggered through the API, with the system as the actor."""
+    run.refresh_from_db(fields=["state"])
+    assert workflow.current_version is not None
+    audit.record(
+        actor=Actor.system(),
+        action="run.trigger",
+        tenant=tenant,
+        obj=run,
+        object_repr=f"{workflow.name} run {run.pk}",
+        after={
+            "workflow": workflow.name,
+            "version": workflow.current_version.number,
+            "params": run.params,
+            "state": run.state,
+        },
+        extra={
+            "trigger_source": run.trigger_source,
+            "logical_date": run.logical_date.isoformat(),
+            "data_interval": [
+                run.data_interval_start.isoformat() if run.data_interval_start else None,
+                run.data_interval_end.isoformat() if run.data_interval_end else None,
+            ],
+        },
+    )
