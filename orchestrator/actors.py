@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orchestrator.context import current_request_id
@@ -21,6 +21,17 @@ class Actor:
     source: str  # one of AuditEvent.Source
     token: ApiToken | None = None
     request_id: str | None = None
+    # Membership roles already looked up, by tenant id: a request (one actor) asks the
+    # database once however many checks it makes. Not part of the actor's identity.
+    memberships: dict[int, str | None] = field(
+        default_factory=dict, compare=False, repr=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        # A token read together with its holder's role in its tenant (authenticate_bearer)
+        # answers the policy's first question without another query.
+        if self.token is not None and hasattr(self.token, "member_role"):
+            self.memberships[self.token.tenant_id] = self.token.member_role
 
     @classmethod
     def system(cls) -> Actor:

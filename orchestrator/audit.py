@@ -92,6 +92,20 @@ def _sign(event: AuditEvent) -> str:
     return hmac.new(key, _canonical(event), hashlib.sha256).hexdigest()
 
 
+def _lock_head(key: str) -> AuditChainHead:
+    """The chain's head, created when missing and locked until the transaction ends, in one
+    statement: the no-op update on conflict takes the row lock and returns the row."""
+    table = AuditChainHead._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (chain, seq, hash) VALUES (%s, 0, %s) "  # noqa: S608
+            "ON CONFLICT (chain) DO UPDATE SET chain = EXCLUDED.chain RETURNING seq, hash",
+            [key, "0" * 64],
+        )
+        seq, hash_ = cursor.fetchone()
+    return AuditChainHead(chain=key, seq=int(seq), hash=str(hash_))
+
+
 def record(
     *,
     actor: Actor,
@@ -109,8 +123,7 @@ def record(
     if not connection.in_atomic_block:
         raise RuntimeError("audit.record must run in the same transaction as the change")
     key = chain_key(tenant.pk if tenant is not None else None)
-    AuditChainHead.objects.bulk_create([AuditChainHead(chain=key)], ignore_conflicts=True)
-    head = AuditChainHead.objects.select_for_update().get(chain=key)
+    head = _lock_head(key)
     changes = _diff(before, after)
     if extra:
         changes["extra"] = dict(extra)

@@ -7,16 +7,25 @@ import hmac
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from orchestrator import tokens
-from orchestrator.models import ApiToken
+from orchestrator.models import ApiToken, Membership
 
 __all__ = ["TokenRejected", "authenticate_bearer"]
 
 
 class TokenRejected(Exception):
     """The request carried a bearer token that is malformed, unknown, expired or revoked."""
+
+
+# The holder's membership role in the token's tenant, read with the token (see Actor).
+_role_in_token_tenant = (
+    Membership.objects.dangerously_unscoped()
+    .filter(tenant_id=OuterRef("tenant_id"), user_id=OuterRef("user_id"))
+    .values("role")[:1]
+)
 
 
 def authenticate_bearer(header: str) -> tuple[AbstractBaseUser, ApiToken] | None:
@@ -32,6 +41,7 @@ def authenticate_bearer(header: str) -> tuple[AbstractBaseUser, ApiToken] | None
     token = (
         ApiToken.objects.dangerously_unscoped()
         .select_related("user", "tenant")
+        .annotate(member_role=Subquery(_role_in_token_tenant))
         .filter(prefix=prefix)
         .first()
     )

@@ -49,12 +49,14 @@ def effective_role(actor: Actor, tenant: Tenant) -> Role | None:
     token = actor.token
     if token is not None and token.tenant_id != tenant.pk:
         return None
-    role = (
-        Membership.objects.dangerously_unscoped()
-        .filter(tenant=tenant, user_id=actor.user_id)
-        .values_list("role", flat=True)
-        .first()
-    )
+    if tenant.pk not in actor.memberships:
+        actor.memberships[tenant.pk] = (
+            Membership.objects.dangerously_unscoped()
+            .filter(tenant=tenant, user_id=actor.user_id)
+            .values_list("role", flat=True)
+            .first()
+        )
+    role = actor.memberships[tenant.pk]
     return None if role is None else capped_role(role, token)
 
 

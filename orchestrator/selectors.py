@@ -23,7 +23,9 @@ def get_tenant(slug: str) -> Tenant:
 def authorized_tenant(actor: Actor, slug: str, permission: str) -> tuple[Tenant, Role]:
     """The tenant by slug and the actor's role in it, once the policy allowed `permission`
     (NotFound when missing or invisible, Forbidden when the role is too low)."""
-    tenant = get_tenant(slug)
+    token = actor.token
+    # A token's own tenant came with it (authenticate_bearer): no second read.
+    tenant = token.tenant if token is not None and token.tenant.slug == slug else get_tenant(slug)
     return tenant, authorize(actor, permission, tenant)
 
 

@@ -193,19 +193,21 @@ def create_run(
     return run
 
 
-def start_queued_runs(workflow_id: int) -> list[int]:
+def start_queued_runs(workflow_id: int, tenant_id: int | None = None) -> list[int]:
     """Start queued runs, oldest first, while the workflow has free run slots
     (max_active_runs) and the tenant too (its max_concurrent_runs quota). Backfill runs
     have slots of their own (their backfill's max_active_runs): they never count against
     the workflow's, so a backfill never delays a scheduled or manual run; the tenant's
     quota covers both, other runs first. The tenant row is locked first (as applying a
-    spec does), then the workflow row."""
-    with transaction.atomic():
-        tenant_id = (
-            Workflow.objects.dangerously_unscoped()
-            .values_list("tenant_id", flat=True)
-            .get(pk=workflow_id)
-        )
+    spec does), then the workflow row. Inside a caller's transaction (a trigger, the
+    scheduler tick) it adds no savepoint: an error fails the caller's transaction anyway."""
+    with transaction.atomic(savepoint=False):
+        if tenant_id is None:
+            tenant_id = (
+                Workflow.objects.dangerously_unscoped()
+                .values_list("tenant_id", flat=True)
+                .get(pk=workflow_id)
+            )
         tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
         workflow = Workflow.objects.dangerously_unscoped().select_for_update().get(pk=workflow_id)
         limit = (

@@ -136,8 +136,12 @@ def _trigger(actor: Actor, workflow: Workflow, params: Any, source: str | None) 
         workflow=workflow, params=values, source=source or actor.source, user_id=actor.user_id
     )
     # Locks: tenant, workflow and run rows first, the audit chain last (as everywhere).
-    engine.start_queued_runs(workflow.pk)
-    run.refresh_from_db()
+    engine.start_queued_runs(workflow.pk, workflow.tenant_id)
+    run = (  # as it started, with what a response shows
+        WorkflowRun.objects.dangerously_unscoped()
+        .select_related("workflow", "version", "triggered_by")
+        .get(pk=run.pk)
+    )
     audit.record(
         actor=actor,
         action="run.trigger",

@@ -90,8 +90,12 @@ def test_a_fan_out_leaf_costs_at_most_its_budget(engine: Engine, settings: Any) 
     assert len(statements) <= FAN_OUT_LEAF, "\n".join(statements)
 
 
-RUN_GET = 5  # token, tenant, membership, the run with its workflow/version/user, counts
-TRIGGER_POST = 32
+# token (with its tenant and membership role), the run (with workflow, version, user), counts
+RUN_GET = 3
+# token (with tenant and role), workflow (with tenant and version); the run and its
+# instances; locks of tenant and workflow, run counts, the start, its root instances
+# queued; the run read back; the audit chain (head, event, head); the response's counts.
+TRIGGER_POST = 19
 
 
 def test_the_run_api_costs_at_most_its_budget(transactional_db: None) -> None:

@@ -24,7 +24,7 @@ def live_workflows(
 
 
 def get_workflow(name: str) -> Workflow:
-    workflow = live_workflows().filter(name=name).first()
+    workflow = live_workflows().select_related("tenant").filter(name=name).first()
     if workflow is None:
         raise NotFound(f"workflow {name!r} not found")
     return workflow

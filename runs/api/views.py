@@ -83,7 +83,7 @@ class WorkflowRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
             idempotency_key=key,
             force=body.validated_data["force"],
         )
-        run = get_run(triggered.run.pk)  # with its version and user, in one query
+        run = triggered.run  # read with its version and user once it started
         context = {**self.get_serializer_context(), "summaries": {run.pk: task_summary(run)}}
         code = status.HTTP_200_OK if triggered.replayed else status.HTTP_201_CREATED
         return Response(RunSerializer(run, context=context).data, status=code)
