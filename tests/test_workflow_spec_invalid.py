@@ -331,6 +331,12 @@ CASES = [
         "duplicate-json-key", '{"name": "wf", "name": "other", "tasks": {"a": {"type": "noop"}}}',
         "", "invalid JSON: duplicate key 'name'",
     ),
+    case(
+        "scheduled-with-a-required-param-without-default",
+        {"name": "wf", "schedule": {"cron": "@daily"},
+         "params": {"day": {"type": "string", "required": True}}, "tasks": {"a": NOOP}},
+        "params.day", "scheduled runs take every param from its default",
+    ),
     # --- what this installation and the tenant allow --------------------------------------
     case(
         "sensor-kind-without-executor", with_task(type="wait_for", kind="dataset", uri="s3://x/y"),

@@ -340,12 +340,30 @@ def validate_spec(data: Any, limits: Limits | None = None) -> ValidSpec:
         acyclic = dag.find_cycle(graph) is None
         errors.extend(_template_errors(tasks, graph, names, acyclic))
         errors.extend(_policy_errors(tasks, limits))
+    if spec is not None:
+        errors.extend(_schedule_param_errors(spec))
     if errors or spec is None:
         raise Invalid(_dedupe(errors))
     canonical = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     canonical["tasks"] = {tid: _type_first(task) for tid, task in canonical["tasks"].items()}
     digest = hashlib.sha256(canonical_json(canonical).encode()).hexdigest()
     return ValidSpec(spec=spec, canonical=canonical, content_hash=digest)
+
+
+def _schedule_param_errors(spec: WorkflowSpec) -> list[FieldError]:
+    """Scheduled runs get every param from its default: a required param without one
+    would make the schedule skip every firing."""
+    if spec.schedule is None:
+        return []
+    return [
+        (
+            f"params.{name}",
+            "required without a default, but this workflow has a schedule and scheduled "
+            "runs take every param from its default: give it a default or make it optional",
+        )
+        for name, param in spec.params.items()
+        if param.required and param.default is None
+    ]
 
 
 def _type_first(task: dict[str, Any]) -> dict[str, Any]:
