@@ -38,9 +38,9 @@ def apply(team: Team, catchup: str, **extra: Any) -> Workflow:
     return result.workflow
 
 
-def pause(team: Team, workflow: Workflow, paused: bool) -> None:
+def pause(team: Team, workflow: Workflow, paused: bool, now: dt.datetime | None = None) -> None:
     with tenant_scope([team.tenant]):
-        set_paused(actor=Actor.cli(), workflow=workflow, paused=paused)
+        set_paused(actor=Actor.cli(), workflow=workflow, paused=paused, now=now)
 
 
 def logical_dates(workflow: Workflow) -> list[dt.datetime]:
@@ -112,7 +112,21 @@ def test_it_follows_the_policy_when_unpaused_after_missed_firings(team: Team, ca
 
 def test_it_fires_normally_when_unpaused_before_anything_was_missed(team: Team) -> None:
     workflow = apply(team, "none")
-    pause(team, workflow, True)
-    pause(team, workflow, False)
+    pause(team, workflow, True, now=at(9, 40))
+    pause(team, workflow, False, now=at(9, 45))
     assert next_run_at(workflow) == at(10)
     assert scheduling.tick(now=at(10, 0, 1)) == 1
+
+
+@pytest.mark.parametrize(("catchup", "runs"), [("none", 0), ("latest", 1), ("all", 1)])
+def test_it_counts_a_firing_while_paused_as_missed_even_within_the_grace(
+    team: Team, catchup: str, runs: int
+) -> None:
+    workflow = apply(team, catchup)
+    pause(team, workflow, True, now=at(9, 40))
+    assert scheduling.tick(now=at(10, 0, 1)) == 0
+    # Unpaused 30 s after the 10:00 firing: recent, but it fell while paused.
+    pause(team, workflow, False, now=at(10, 0, 30))
+    assert scheduling.tick(now=at(10, 0, 31)) == runs
+    assert logical_dates(workflow) == [at(9)] * runs
+    assert next_run_at(workflow) == at(11)

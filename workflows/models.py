@@ -96,6 +96,9 @@ class Schedule(TenantOwnedModel):
     next_run_at = models.DateTimeField(null=True, blank=True)
     handled_until = models.DateTimeField()
     last_logical_date = models.DateTimeField(null=True, blank=True)  # of the newest run made
+    # When the workflow was last unpaused: firings before it fell while paused, so they are
+    # missed (the catch-up policy decides) even within the misfire grace.
+    resumed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -126,13 +126,18 @@ def sync_schedule(
     return current
 
 
-def set_schedule_paused(*, workflow: Workflow, paused: bool) -> None:
+def set_schedule_paused(
+    *, workflow: Workflow, paused: bool, now: dt.datetime | None = None
+) -> None:
     """Pausing stops the schedule; unpausing resumes it after the last firing handled, so
-    the next tick treats the firings missed meanwhile by the catch-up policy."""
+    the next tick treats the firings missed meanwhile by the catch-up policy. Every firing
+    before the unpause counts as missed, however recent: it fell while paused."""
     schedule = schedules().filter(workflow=workflow).first()
     if schedule is not None:
         _reposition(schedule, paused)
-        schedule.save(update_fields=["next_run_at", "updated_at"])
+        if not paused:
+            schedule.resumed_at = now or timezone.now()
+        schedule.save(update_fields=["next_run_at", "resumed_at", "updated_at"])
 
 
 def stop_schedule(*, workflow: Workflow) -> None:
@@ -227,6 +232,8 @@ def _due(
     """The intervals to run now, oldest first, and the newest firing handled (at or before
     `now`). Walks back from now, so a long outage costs no more than what will run."""
     grace = now - dt.timedelta(seconds=settings.SCHEDULE_MISFIRE_GRACE_SECONDS)
+    if schedule.resumed_at is not None:
+        grace = max(grace, schedule.resumed_at)  # what fell while paused was missed
     newest = cron.previous_fire(schedule.cron, schedule.timezone, now + _MICROSECOND)
     assert schedule.next_run_at is not None
     on_time: list[cron.Interval] = []

@@ -167,7 +167,9 @@ def delete_workflow(*, actor: Actor, workflow: Workflow, force: bool = False) ->
 
 
 @transaction.atomic
-def set_paused(*, actor: Actor, workflow: Workflow, paused: bool) -> Workflow:
+def set_paused(
+    *, actor: Actor, workflow: Workflow, paused: bool, now: dt.datetime | None = None
+) -> Workflow:
     """Pause or unpause, the schedule with it; doing what is already so changes nothing and
     audits nothing. Unpausing resumes the schedule: what it missed follows its catch-up."""
     authorize(actor, "workflow.pause", workflow.tenant)
@@ -176,7 +178,7 @@ def set_paused(*, actor: Actor, workflow: Workflow, paused: bool) -> Workflow:
     )
     workflow.refresh_from_db()
     if updated:
-        scheduling.set_schedule_paused(workflow=workflow, paused=paused)
+        scheduling.set_schedule_paused(workflow=workflow, paused=paused, now=now)
         audit.record(
             actor=actor,
             action="workflow.pause" if paused else "workflow.unpause",
