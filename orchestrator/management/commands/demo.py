@@ -106,6 +106,8 @@ class Command(BaseCommand):
                     f"  curl -H 'Authorization: Bearer {token}' {base}/api/v1/me",
                     f"  curl -H 'Authorization: Bearer {token}' {api}/runs/{run_id}/tasks/",
                     f"  curl -H 'Authorization: Bearer {token}' {api}/connections/",
+                    f"  curl -H 'Authorization: Bearer {token}' "
+                    f"{api}/workflows/etl-daily-sales/schedule/",
                     f"  curl -X POST -H 'Authorization: Bearer {token}' "
                     "-H 'Content-Type: application/json'"
                     f' -d \'{{"params": {{"table": "orders"}}}}\' '
