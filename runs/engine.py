@@ -22,7 +22,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from orchestrator.models import Tenant
@@ -626,6 +627,10 @@ def finish(attempt_id: int, outcome: Outcome) -> str | None:
                 )
             )
         changes.update(state=new, next_attempt_at=next_at)
+        if outcome.state == TaskAttempt.State.RESCHEDULED:
+            changes["wait_started_at"] = Coalesce(F("wait_started_at"), attempt.started_at)
+        elif not outcome.lost:  # a lost try goes on waiting where it was
+            changes["wait_started_at"] = None
         if new not in (TI.UP_FOR_RETRY, TI.SCHEDULED):
             changes["ended_at"] = now
         if outcome.state == TI.SUCCESS:
@@ -696,8 +701,11 @@ def active_runs_needing_attention() -> list[int]:
         "task_instances",
         filter=Q(task_instances__state__in=[TI.QUEUED, TI.RUNNING, TI.UP_FOR_RETRY]),
     )
+    # A sensor waiting for its next check (scheduled, due later) is not stuck.
     waiting = Count(
-        "task_instances", filter=Q(task_instances__state__in=[TI.PENDING, TI.SCHEDULED])
+        "task_instances",
+        filter=Q(task_instances__state__in=[TI.PENDING, TI.SCHEDULED])
+        & ~Q(task_instances__next_attempt_at__gt=timezone.now()),
     )
     unfinished = Count(
         "task_instances", filter=~Q(task_instances__state__in=list(TaskInstance.FINISHED))

@@ -156,7 +156,8 @@ def _process_outcome(
 class _Tail(OutputSink):
     """The attempt's sink: remembers the last bytes written (for the shell result) and masks
     secret values on the way out. A value split between two drains is caught by holding the
-    last bytes back until the next drain (or the final one)."""
+    last raw bytes back until the next drain (or the final one), and never cutting inside
+    a value."""
 
     def __init__(self, limit: int, masker: Masker | None = None) -> None:
         super().__init__(limit)
@@ -165,15 +166,18 @@ class _Tail(OutputSink):
         self._held = b""
 
     def write(self, data: bytes) -> None:
+        if self.kept + len(data) > self.limit:
+            # The cap cuts this chunk: mask it first, or half a value would be kept.
+            data = self.masker.mask_bytes(data)
         super().write(data)
         self.tail = (self.tail + data)[-settings.TASK_RESULT_MAX_BYTES :]
 
     def drain(self, final: bool = False) -> bytes:
-        data = self.masker.mask_bytes(self._held + super().drain())
-        hold = 0 if final else min(len(data), max(0, self.masker.longest - 1))
-        cut = len(data) - hold
-        self._held = data[cut:]
-        return data[:cut]
+        raw = self._held + super().drain()
+        cut = len(raw) if final else max(0, len(raw) - max(0, self.masker.longest - 1))
+        cut = self.masker.safe_cut(raw, cut)
+        self._held = raw[cut:]
+        return self.masker.mask_bytes(raw[:cut])
 
     def unread(self, data: bytes) -> None:
         super().unread(data + self._held)

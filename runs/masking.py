@@ -6,6 +6,7 @@ URL-safe, alone or inside a longer base64 text such as an HTTP Basic header). No
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
 from typing import Any
@@ -40,6 +41,8 @@ def variants(value: str) -> set[str]:
         return set()
     raw = value.encode()
     forms = {value, quote(value), quote(value, safe=""), quote_plus(value)}
+    # As it appears inside JSON text (a logged payload): escaped, ASCII-only or not.
+    forms |= {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
     # The whole encoding (padding included) first, then what survives inside longer text.
     forms |= {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
     forms |= _base64_cores(raw)
@@ -80,10 +83,26 @@ class Masker:
         pattern = self._bytes_pattern
         return pattern.sub(MASK.encode(), data) if pattern is not None and data else data
 
+    def safe_cut(self, data: bytes, cut: int) -> int:
+        """`cut`, moved back to the start of a value it would split (masking each side
+        apart would let both halves through)."""
+        pattern = self._bytes_pattern
+        if pattern is None or cut >= len(data):
+            return cut
+        for match in pattern.finditer(data):
+            if match.start() < cut < match.end():
+                return match.start()
+            if match.start() >= cut:
+                break
+        return cut
+
     def mask_json(self, value: Any) -> Any:
-        """A JSON-like value with every string (keys included) masked."""
+        """A JSON-like value with every string (keys included) masked, and every number
+        that is a secret value (a PIN printed as JSON parses back to a number)."""
         if isinstance(value, str):
             return self.mask(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return MASK if str(value) in self._forms else value
         if isinstance(value, list):
             return [self.mask_json(v) for v in value]
         if isinstance(value, dict):

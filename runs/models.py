@@ -193,6 +193,9 @@ class TaskInstance(TenantOwnedModel):
     priority = models.IntegerField(default=0)
     pending_upstreams = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A sensor's wait began here (its first check since it was last reset): its timeout
+    # counts from it across the rescheduled checks.
+    wait_started_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)

@@ -214,7 +214,9 @@ def _numeric_host(host: str) -> IPAddress | None:
     """The address a numeric host means, in every form getaddrinfo accepts: 127.0.0.1,
     2130706433, 0177.0.0.1, 0x7f.0.0.1, 127.1, [::ffff:127.0.0.1]. None for a name."""
     try:
-        return _unmapped(ipaddress.ip_address(host))
+        # Without its zone (fe80::1%eth0): the zone is no part of which address it is, and
+        # would make the address compare unequal to the blocked one it is.
+        return _unmapped(ipaddress.ip_address(host.partition("%")[0]))
     except ValueError:
         pass
     parts = host.split(".")
@@ -255,7 +257,7 @@ def _resolve(host: str, port: int, resolver: Resolver) -> list[IPAddress]:
         raise RequestFailed(f"could not resolve the host {host!r}: {exc}") from None
     addresses: list[IPAddress] = []
     for answer in answers:
-        address = _unmapped(ipaddress.ip_address(answer))
+        address = _unmapped(ipaddress.ip_address(answer.partition("%")[0]))
         if address not in addresses:
             addresses.append(address)
     if not addresses:

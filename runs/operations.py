@@ -45,7 +45,7 @@ def _stop(run: WorkflowRun, final: str, reason: str) -> None:
         state=TaskAttempt.State.CANCELLED, ended_at=now, error=reason
     )
     tis().filter(run=run).exclude(state__in=TaskInstance.FINISHED).update(
-        state=TI.CANCELLED, ended_at=now, next_attempt_at=None
+        state=TI.CANCELLED, ended_at=now, next_attempt_at=None, wait_started_at=None
     )
     workflow_id = run.workflow_id
     transaction.on_commit(lambda: start_queued_runs(workflow_id), robust=True)
@@ -103,6 +103,7 @@ def _reset(run: WorkflowRun, graph: VersionGraph, task_ids: set[str]) -> int:
         ti.max_tries = ti.try_number + graph.effective(ti.task_id).retries + 1
         ti.lost_tries = 0
         ti.next_attempt_at = ti.queued_at = ti.started_at = ti.ended_at = None
+        ti.wait_started_at = None
         ti.result = None
         reset.append(ti)
     tis().bulk_update(
@@ -112,6 +113,7 @@ def _reset(run: WorkflowRun, graph: VersionGraph, task_ids: set[str]) -> int:
             "max_tries",
             "lost_tries",
             "next_attempt_at",
+            "wait_started_at",
             "queued_at",
             "started_at",
             "ended_at",
@@ -189,7 +191,9 @@ def mark(run_id: int, task_id: str, state: str) -> TaskInstance:
         attempts().filter(task_instance=ti, state=TaskAttempt.State.RUNNING).update(
             state=TaskAttempt.State.CANCELLED, ended_at=now, error=f"marked {state} by hand"
         )
-        tis().filter(pk=ti.pk).update(state=state, ended_at=now, next_attempt_at=None)
+        tis().filter(pk=ti.pk).update(
+            state=state, ended_at=now, next_attempt_at=None, wait_started_at=None
+        )
         settled = set(
             tis()
             .filter(

@@ -12,7 +12,6 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from runs import engine
-from runs.models import TaskAttempt
 from runs.taskapi import Attempt, TaskFailed
 
 __all__ = ["run_wait_for"]
@@ -57,19 +56,9 @@ CHECKS: dict[str, Check] = {"time": check_time, "http": _http, "sql": _sql}
 
 
 def waiting_since(a: Attempt) -> dt.datetime:
-    """When this wait began: the start of the earliest attempt in the unbroken series of
-    `rescheduled` ones before this one (or this one's)."""
-    started = timezone.now()
-    earlier = (
-        TaskAttempt.objects.dangerously_unscoped()
-        .filter(task_instance_id=a.ti.pk, try_number__lt=a.ti.try_number)
-        .order_by("-try_number")
-        .values_list("state", "started_at")
-    )
-    for state, attempt_started in earlier.iterator():
-        if state != TaskAttempt.State.RESCHEDULED:
-            break
-        started = attempt_started
+    """When this wait began: the first check since the instance was last reset (kept on
+    the instance by the engine), or now for the first check."""
+    started: dt.datetime = a.ti.wait_started_at or timezone.now()
     return started
 
 

@@ -2,6 +2,7 @@
 boundary splits them."""
 
 import base64
+import json
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -79,3 +80,42 @@ def test_it_gives_everything_back_on_the_final_drain(masker: Masker) -> None:
     sink = _Tail(1_000_000, masker)
     sink.write(b"hello world, nothing secret here")
     assert sink.drain() + sink.drain(final=True) == b"hello world, nothing secret here"
+
+
+def test_it_masks_a_numeric_secret_in_a_json_result() -> None:
+    m = Masker()
+    m.add("73195082")
+    assert m.mask_json({"pin": 73195082, "other": 12, "ok": True}) == {
+        "pin": MASK,
+        "other": 12,
+        "ok": True,
+    }
+
+
+def test_it_masks_the_json_escaped_form() -> None:
+    m = Masker()
+    m.add('pässwörd-"42"')
+    logged = json.dumps({"password": 'pässwörd-"42"'})  # ASCII escapes and \"
+    assert "p\\u00e4ssw" in logged
+    assert m.mask(logged) == f'{{"password": "{MASK}"}}'
+
+
+def test_it_masks_a_longer_secret_that_starts_with_a_shorter_one_across_drains() -> None:
+    m = Masker()
+    m.add("token-1234")
+    m.add("token-1234-abcdefgh")
+    sink = _Tail(1_000_000, m)
+    sink.write(b"key=token-1234")
+    first = sink.drain()
+    sink.write(b"-abcdefgh done\n")
+    assert first + sink.drain(final=True) == f"key={MASK} done\n".encode()
+
+
+def test_it_masks_a_secret_that_the_log_cap_cuts() -> None:
+    m = Masker()
+    m.add("SUPERSECRET")
+    sink = _Tail(20, m)
+    sink.write(b"x" * 10 + b"SUPERSECRET and more\n")
+    stored = sink.drain(final=True)
+    assert b"SUPER" not in stored
+    assert stored.startswith(b"x" * 10 + MASK.encode())

@@ -512,3 +512,8 @@ def test_it_verifies_tls_against_the_url_host(tls_server: tuple[LocalServer, Pat
         )
     assert "TLS failed" in str(caught.value)
     assert caught.value.permanent
+
+
+def test_it_blocks_a_metadata_address_with_an_ipv6_zone_even_when_its_network_is_allowed() -> None:
+    with pytest.raises(netguard.Blocked, match="metadata"):
+        netguard.check("http://[fd00:ec2::254%25eth0]/latest", ["fd00::/8"])

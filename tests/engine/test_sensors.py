@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from django.utils import timezone
 
 from runs.models import TaskInstance, WorkflowRun
-from runs.services import cancel_run, trigger_run
+from runs.services import cancel_run, retry_run, trigger_run
 from tests.engine.conftest import Engine
 from tests.engine.helpers import attempts_of, run_to_end, states
 from tests.workers import wait_for
@@ -99,3 +100,41 @@ def test_it_keeps_other_tasks_running_while_100_sensors_wait(engine: Engine) -> 
         sensor_run.refresh_from_db()
     assert sensor_run.state == WorkflowRun.State.CANCELLED
     assert set(states(engine, sensor_run).values()) == {"cancelled"}
+
+
+def test_it_starts_a_new_wait_when_a_cancelled_sensor_is_retried(engine: Engine) -> None:
+    spec = {
+        "name": "wait-again",
+        "tasks": {
+            "wait": {
+                "type": "wait_for",
+                "kind": "time",
+                "at": _in(3600),
+                "poke_interval": 1,
+                "timeout": 4,
+            }
+        },
+    }
+    workflow = engine.apply(spec)
+    with engine.scope():
+        run = trigger_run(actor=engine.actor, workflow=workflow, params={}).run
+
+    def checked() -> bool:
+        return any(a.state == "rescheduled" for a in attempts_of(engine, run, "wait"))
+
+    wait_for(checked, 30, "the sensor's first check", engine.workers)
+    with engine.scope():
+        cancel_run(actor=engine.actor, run=run)
+    time.sleep(5)  # longer than the sensor's timeout
+    before = len(attempts_of(engine, run, "wait"))
+    with engine.scope():
+        retry_run(actor=engine.actor, run=run)
+
+    def checked_again() -> bool:
+        return any(a.state == "rescheduled" for a in attempts_of(engine, run, "wait")[before:])
+
+    # The old wait does not count: the retried sensor checks again instead of timing out.
+    wait_for(checked_again, 30, "the retried sensor's first check", engine.workers)
+    assert all(a.state != "failed" for a in attempts_of(engine, run, "wait"))
+    with engine.scope():
+        cancel_run(actor=engine.actor, run=run)
