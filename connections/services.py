@@ -121,7 +121,7 @@ def _check_size(path: str, value: str) -> list[FieldError]:
 
 def _locked(model: type[Stamped], obj: Stamped) -> Any:
     with tenant_scope([obj.tenant_id]):
-        return model.objects.select_for_update().get(pk=obj.pk)  # type: ignore[attr-defined]
+        return model.objects.select_for_update(no_key=True).get(pk=obj.pk)  # type: ignore[attr-defined]
 
 
 def _delete(actor: Actor, obj: Stamped, fields: Sequence[str], permission: str) -> None:

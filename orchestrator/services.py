@@ -85,7 +85,7 @@ def create_tenant(
 
 def _locked_tenant(tenant: Tenant) -> Tenant:
     """Lock the tenant row: member changes and quota checks on one tenant run one at a time."""
-    return Tenant.objects.select_for_update().get(pk=tenant.pk)
+    return Tenant.objects.select_for_update(no_key=True).get(pk=tenant.pk)
 
 
 @transaction.atomic

@@ -331,9 +331,13 @@ def feed(backfill_id: int) -> int:
         tenant_id, workflow_id = (
             backfills().values_list("tenant_id", "workflow_id").get(pk=backfill_id)
         )
-        list(Tenant.objects.select_for_update().filter(pk=tenant_id).values_list("pk"))
-        workflow = Workflow.objects.dangerously_unscoped().select_for_update().get(pk=workflow_id)
-        backfill = backfills().select_for_update().get(pk=backfill_id)
+        list(Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).values_list("pk"))
+        workflow = (
+            Workflow.objects.dangerously_unscoped()
+            .select_for_update(no_key=True)
+            .get(pk=workflow_id)
+        )
+        backfill = backfills().select_for_update(no_key=True).get(pk=backfill_id)
         if backfill.state != STATE.RUNNING:
             return 0
         if workflow.deleted_at is not None or workflow.current_version_id is None:
@@ -440,7 +444,7 @@ def _transition(
     its lock), run `then` in the same transaction, audit once."""
     authorize(actor, "backfill.operate", backfill.tenant)
     with transaction.atomic():
-        locked = backfills().select_for_update().get(pk=backfill.pk)
+        locked = backfills().select_for_update(no_key=True).get(pk=backfill.pk)
         if locked.state not in allowed:
             raise Conflict(
                 f"backfill {locked.pk} is {locked.state}; only a {' or '.join(allowed)} "

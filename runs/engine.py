@@ -209,8 +209,15 @@ def start_queued_runs(workflow_id: int, tenant_id: int | None = None) -> list[in
                 .values_list("tenant_id", flat=True)
                 .get(pk=workflow_id)
             )
-        tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
-        workflow = Workflow.objects.dangerously_unscoped().select_for_update().get(pk=workflow_id)
+        # NO KEY UPDATE, as every serialising lock here: foreign keys are checked at commit
+        # with a KEY SHARE lock on the row they point to, which FOR UPDATE would block,
+        # deadlocking with a transaction that locked a workflow first and then audits.
+        tenant = Tenant.objects.select_for_update(no_key=True).get(pk=tenant_id)
+        workflow = (
+            Workflow.objects.dangerously_unscoped()
+            .select_for_update(no_key=True)
+            .get(pk=workflow_id)
+        )
         limit = (
             graph_for(workflow.current_version_id).spec.max_active_runs
             if workflow.current_version_id
@@ -232,7 +239,11 @@ def start_queued_runs(workflow_id: int, tenant_id: int | None = None) -> list[in
             if _start_run(run_id)
         ]
         if counts["backfill_waiting"]:
-            started += _start_backfill_runs(workflow_id, tenant_room - len(started))
+            # Other workflows' waiting runs come first too: a backfill's next run must not
+            # take the tenant's last slot from them.
+            others = runs().filter(tenant_id=tenant_id, state=RUN.QUEUED, backfill__isnull=True)
+            room = tenant_room - len(started) - others.count()
+            started += _start_backfill_runs(workflow_id, room)
         return started
 
 
@@ -280,7 +291,7 @@ def _start_run(run_id: int) -> bool:
 
 
 def _lock_run(run_id: int) -> WorkflowRun:
-    return runs().select_for_update(of=("self",)).get(pk=run_id)
+    return runs().select_for_update(of=("self",), no_key=True).get(pk=run_id)
 
 
 def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:

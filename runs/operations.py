@@ -26,10 +26,10 @@ def _lock_for_reopen(run_id: int) -> WorkflowRun:
     """Tenant, workflow, then run: the lock order of start_queued_runs, which an operation
     that reopens an ended run calls."""
     tenant_id, workflow_id = runs().values_list("tenant_id", "workflow_id").get(pk=run_id)
-    list(Tenant.objects.select_for_update().filter(pk=tenant_id).values_list("pk"))
+    list(Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).values_list("pk"))
     list(
         Workflow.objects.dangerously_unscoped()
-        .select_for_update()
+        .select_for_update(no_key=True)
         .filter(pk=workflow_id)
         .values_list("pk")
     )

@@ -89,15 +89,16 @@ def trigger_run(
             f"workflow {workflow.name!r} is paused: unpause it, or pass force: true to "
             "trigger a run anyway"
         )
+    forced = workflow.paused  # recorded: the run went past a pause
     if idempotency_key is None:
-        return Triggered(_trigger(actor, workflow, params, source), replayed=False)
+        return Triggered(_trigger(actor, workflow, params, source, forced), replayed=False)
     request_hash = hashlib.sha256(canonical_json(params or {}).encode()).hexdigest()
     earlier = _replay(workflow, idempotency_key, request_hash)
     if earlier is not None:
         return Triggered(earlier, replayed=True)
     try:
         with transaction.atomic():
-            run = _trigger(actor, workflow, params, source)
+            run = _trigger(actor, workflow, params, source, forced)
             IdempotencyKey.objects.dangerously_unscoped().create(
                 tenant_id=workflow.tenant_id,
                 workflow=workflow,
@@ -128,7 +129,9 @@ def _replay(workflow: Workflow, key: str, request_hash: str) -> WorkflowRun | No
 
 
 @transaction.atomic
-def _trigger(actor: Actor, workflow: Workflow, params: Any, source: str | None) -> WorkflowRun:
+def _trigger(
+    actor: Actor, workflow: Workflow, params: Any, source: str | None, forced: bool = False
+) -> WorkflowRun:
     if workflow.deleted_at is not None or workflow.current_version is None:
         raise Conflict(f"workflow {workflow.name!r} has no version to run")
     values = resolve_params(workflow, params if params is not None else {})
@@ -154,6 +157,7 @@ def _trigger(actor: Actor, workflow: Workflow, params: Any, source: str | None) 
             "params": values,
             "state": run.state,
         },
+        extra={"forced_while_paused": True} if forced else None,
     )
     return run
 

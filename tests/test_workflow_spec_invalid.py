@@ -210,6 +210,10 @@ CASES = [
         "schedule.cron", "expected 5 fields",
     ),
     case(
+        "cron-that-never-fires", with_schedule(cron="0 0 31 2 *"),
+        "schedule.cron", "'0 0 31 2 *' never fires",
+    ),
+    case(
         "cron-unknown-macro", with_schedule(cron="@fortnightly"),
         "schedule.cron", "unknown cron macro '@fortnightly'",
     ),

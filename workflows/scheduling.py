@@ -193,15 +193,18 @@ def tick(now: dt.datetime | None = None) -> int:
     made = 0
     for pk, claimed in due:
         assert claimed is not None  # filtered on
-        made += _fire(pk, claimed, now)
+        try:
+            made += _fire(pk, claimed, now)
+        except Exception:  # one schedule's trouble must not hold up everyone else's
+            logger.exception("schedule %s: firing failed; the next tick tries again", pk)
     return made
 
 
 def _fire(schedule_id: int, claimed: dt.datetime, now: dt.datetime) -> int:
     with transaction.atomic():
         ids = schedules().values_list("tenant_id", "workflow_id").get(pk=schedule_id)
-        tenant = Tenant.objects.select_for_update().get(pk=ids[0])
-        workflow = workflows().select_for_update().get(pk=ids[1])
+        tenant = Tenant.objects.select_for_update(no_key=True).get(pk=ids[0])
+        workflow = workflows().select_for_update(no_key=True).get(pk=ids[1])
         schedule = schedules().get(pk=schedule_id)
         if schedule.next_run_at != claimed:
             return 0  # another tick got it first, or a pause, an apply or a delete moved it

@@ -94,9 +94,12 @@ def apply_workflow(
     spec_name = valid.spec.name
     if name is not None and spec_name != name:
         raise Invalid([("name", f"the spec is named {spec_name!r} but was sent to {name!r}")])
-    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)  # one apply per tenant at once
+    # One apply per tenant at once; the workflow locked too, so that a pause or a delete
+    # committed meanwhile is not written back over by the save below.
+    tenant = Tenant.objects.select_for_update(no_key=True).get(pk=tenant.pk)
     workflow = (
         Workflow.objects.select_related("current_version")
+        .select_for_update(of=("self",), no_key=True)
         .filter(tenant=tenant, name=spec_name, deleted_at__isnull=True)
         .first()
     )
@@ -108,6 +111,9 @@ def apply_workflow(
             raise Conflict(f"tenant {tenant.slug!r} has {live} workflows, its quota ({limit})")
         workflow = Workflow.objects.create(tenant=tenant, name=spec_name)
     elif workflow.current_version and workflow.current_version.content_hash == valid.content_hash:
+        if valid.spec.schedule is not None and scheduling.schedule_of(workflow) is None:
+            # Applied before schedules were kept (an upgrade): the same spec starts it now.
+            scheduling.sync_schedule(workflow=workflow, wanted=valid.spec.schedule, now=now)
         return ApplyResult(workflow, workflow.current_version, created=False, changed=False)
     before = None if created else _snapshot(workflow)
     last = WorkflowVersion.objects.filter(workflow=workflow).aggregate(n=Max("number"))["n"]
@@ -140,7 +146,7 @@ def apply_workflow(
 def delete_workflow(*, actor: Actor, workflow: Workflow, force: bool = False) -> Workflow:
     """Soft-delete: the name is freed; versions, runs and history are kept."""
     authorize(actor, "workflow.edit", workflow.tenant)
-    workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+    workflow = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
     if workflow.deleted_at is not None:
         raise Conflict(f"workflow {workflow.name!r} is already deleted")
     if not force:

@@ -8,7 +8,7 @@ import zoneinfo
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, get_args
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -99,6 +99,10 @@ def _check_cron(value: str) -> str:
             "(minute hour day-of-month month day-of-week), e.g. '0 2 * * *', or a macro "
             f"({', '.join(CRON_MACROS)})"
         )
+    try:
+        croniter(text).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(f"{value!r} never fires (no such date, e.g. 31 February)") from None
     return text
 
 

@@ -75,7 +75,7 @@ class Command(BaseCommand):
         done, failed = 0, []
         manager = cast(Any, model).objects
         with transaction.atomic():
-            rows = manager.dangerously_unscoped().select_for_update().filter(pk__in=pks)
+            rows = manager.dangerously_unscoped().select_for_update(no_key=True).filter(pk__in=pks)
             for pk, ciphertext in rows.values_list("pk", column):
                 if not ciphertext:
                     continue  # cleared since the batch was listed
