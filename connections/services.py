@@ -332,7 +332,7 @@ def check_connection(*, actor: Actor, connection: Connection) -> tuple[bool, str
     except crypto.DecryptionError:
         return False, "no configured encryption key opens this connection's password or extra"
     allowed = tuple(tenant.policy.get("http_allowed_hosts", []))
-    return connection_check.check(info, allowed)
+    return connection_check.check(info, allowed, tenant.slug)
 
 
 # --- variables ------------------------------------------------------------------------

@@ -306,6 +306,10 @@ PYTHON_TASK_MODULES = env_list("PYTHON_TASK_MODULES", "runs.library")
 # SSRF guard blocks them (private, loopback, link-local, metadata ranges), for every
 # tenant; a tenant's policy `http_allowed_hosts` adds its own. Empty: only public addresses.
 HTTP_ALLOWED_HOSTS = env_list("HTTP_ALLOWED_HOSTS")
+# SQLite files that sql tasks may open: under <SQLITE_TASK_ROOT>/<tenant slug>/ only, so a
+# tenant reaches neither another tenant's files nor the worker's. Empty: any path but the
+# platform's own database (development; set it in production).
+SQLITE_TASK_ROOT = env_str("SQLITE_TASK_ROOT")
 # Container tasks: "in-cluster" (the worker runs in Kubernetes with a service account), a
 # kubeconfig file's path, or empty for the default kubeconfig (~/.kube/config, $KUBECONFIG).
 KUBERNETES_CONFIG = env_str("KUBERNETES_CONFIG")

@@ -139,6 +139,13 @@ class Credentials:
             info = _opened(get_connection, self.tenant_id, name)
             if info is None:
                 raise TaskFailed(f"connection {name!r} not found in this tenant", retryable=False)
+            if info.kind == "sqlite":
+                from orchestrator.models import Tenant
+                from runs.connection_check import sqlite_refusal
+
+                slug = Tenant.objects.values_list("slug", flat=True).get(pk=self.tenant_id)
+                if (refusal := sqlite_refusal(info, slug)) is not None:
+                    raise TaskFailed(refusal, retryable=False)
             self.masker.add(info.password)
             for value in _sensitive(info.extra):
                 self.masker.add(value)
