@@ -342,6 +342,9 @@ def _open_mysql(info: ConnectionInfo, q: Query) -> Session:
         "database": info.database,
         "connect_timeout": min(q.timeout, CONNECT_TIMEOUT),
         "charset": "utf8mb4",
+        # A rogue server must not read the worker's files (LOAD DATA LOCAL INFILE); both
+        # PyMySQL and mysqlclient take this argument.
+        "local_infile": False,
     }
     try:
         conn = driver.connect(**params)
