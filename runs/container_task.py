@@ -26,6 +26,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -264,23 +265,40 @@ class _Kube:
 
     def create_secret(self, manifest: dict[str, Any], a: Attempt) -> None:
         """Store the task's env in the Job's Secret, before the Job that reads it."""
+        self._create(
+            f"Secret {self.name} (the task's env)",
+            self.core.create_namespaced_secret,
+            manifest,
+            self._adopt_secret,
+            a,
+            done=f"stored the task's env in Secret {self.name}",
+        )
+        self.has_secret = True
+
+    def _create(
+        self,
+        what: str,
+        call: Any,
+        manifest: dict[str, Any],
+        adopt: Callable[[dict[str, Any], Attempt], Any],
+        a: Attempt,
+        *,
+        done: str,
+    ) -> Any:
+        """Create an object; one already there (409: this try delivered again) is adopted."""
         try:
-            self.core.create_namespaced_secret(
-                self.namespace, manifest, _request_timeout=REQUEST_TIMEOUT
-            )
+            made = call(self.namespace, manifest, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             if exc.status != 409:
                 raise TaskFailed(
-                    f"Kubernetes refused Secret {self.name} (the task's env) in namespace "
-                    f"{self.namespace}: {_api_error(exc)}",
+                    f"Kubernetes refused {what} in namespace {self.namespace}: {_api_error(exc)}",
                     retryable=_transient(exc),
                 ) from exc
-            self._adopt_secret(manifest, a)
+            return adopt(manifest, a)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _unreachable(exc) from exc
-        else:
-            a.log(f"stored the task's env in Secret {self.name}")
-        self.has_secret = True
+        a.log(done)
+        return made
 
     def _adopt_secret(self, manifest: dict[str, Any], a: Attempt) -> None:
         """The Secret exists: this try was delivered again. Take it over with this
@@ -336,22 +354,14 @@ class _Kube:
 
     def create(self, manifest: dict[str, Any], a: Attempt) -> str:
         """Create (or adopt) the Job; its uid."""
-        try:
-            job = self.batch.create_namespaced_job(
-                self.namespace, manifest, _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException as exc:
-            if exc.status != 409:
-                raise TaskFailed(
-                    f"Kubernetes refused Job {self.name} in namespace {self.namespace}: "
-                    f"{_api_error(exc)}",
-                    retryable=_transient(exc),
-                ) from exc
-            job = self._adopt(manifest, a)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise _unreachable(exc) from exc
-        else:
-            a.log(f"created Job {self.name} in namespace {self.namespace}")
+        job = self._create(
+            f"Job {self.name}",
+            self.batch.create_namespaced_job,
+            manifest,
+            self._adopt,
+            a,
+            done=f"created Job {self.name} in namespace {self.namespace}",
+        )
         uid = job.metadata.uid if job.metadata else None
         if not uid:
             raise TaskFailed(f"Kubernetes gave no uid for Job {self.name}")
