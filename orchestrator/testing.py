@@ -50,6 +50,7 @@ __all__ = [
     "bad_credential",
     "for_cases",
     "gql",
+    "gql_error",
     "make_member",
     "make_team",
     "make_token",
@@ -166,6 +167,12 @@ def send(token: str | None, method: str, url: str, body: Any = None) -> Response
 def gql(token: str | None, query: str, variables: Mapping[str, Any] | None = None) -> Response:
     body = {"query": query, "variables": dict(variables or {})}
     return api(token).post("/graphql", body, content_type="application/json")
+
+
+def gql_error(response: Response) -> dict[str, Any]:
+    """The one error of a GraphQL answer (fails when there is none, or several)."""
+    [error] = response.json()["errors"]
+    return dict(error)
 
 
 def assert_problem(response: Response, status: int, path: str | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 
 from connections import runtime, services
 from orchestrator.actors import Actor
-from orchestrator.testing import ROLES, Team, gql, new_audit_events, tenant_state
+from orchestrator.testing import ROLES, Team, gql, gql_error, new_audit_events, tenant_state
 
 PASSWORD = "pw-Gq55-graphql"
 VALUE = "secret-Gq55-value"
@@ -106,17 +106,12 @@ def _params(*, allowed: bool) -> list[Any]:
     ]
 
 
-def _error(response: Any) -> dict[str, Any]:
-    [error] = response.json()["errors"]
-    return dict(error)
-
-
 @pytest.mark.parametrize(("case", "role"), _params(allowed=False))
 def test_it_forbids_roles_below_the_minimum(team: Team, case: MutationCase, role: str) -> None:
     variables = case.variables(team)
     before = tenant_state(team.tenant)
     response = gql(team.tokens[role], case.document, variables)
-    assert _error(response)["extensions"]["code"] == "FORBIDDEN"
+    assert gql_error(response)["extensions"]["code"] == "FORBIDDEN"
     assert tenant_state(team.tenant) == before
 
 
@@ -141,7 +136,7 @@ def test_it_hides_another_tenant(team: Team, outsider: Team, case: MutationCase)
     variables = case.variables(outsider)
     before = tenant_state(outsider.tenant), tenant_state(team.tenant)
     response = gql(team.tokens["owner"], case.document, variables)
-    assert _error(response)["extensions"]["code"] == "NOT_FOUND"
+    assert gql_error(response)["extensions"]["code"] == "NOT_FOUND"
     assert (tenant_state(outsider.tenant), tenant_state(team.tenant)) == before
 
 
@@ -174,16 +169,11 @@ def test_it_reads_metadata_only(team: Team, outsider: Team) -> None:
 def test_it_shows_each_list_to_its_roles(team: Team, role: str, visible: list[str]) -> None:
     for field in ("connections", "secrets", "variables"):
         document = f"query($t: String!) {{ {field}(tenant: $t) {{ name }} }}"
-        response = gql(team.tokens[role], document, {"t": team.slug}).json()
+        response = gql(team.tokens[role], document, {"t": team.slug})
         if field in visible:
-            assert response["data"] == {field: []}, response
+            assert response.json()["data"] == {field: []}, response.content
         else:
-            assert _error_of(response)["extensions"]["code"] == "FORBIDDEN"
-
-
-def _error_of(body: dict[str, Any]) -> dict[str, Any]:
-    [error] = body["errors"]
-    return dict(error)
+            assert gql_error(response)["extensions"]["code"] == "FORBIDDEN"
 
 
 def test_it_has_no_field_for_a_secret_value(team: Team) -> None:
@@ -210,7 +200,7 @@ def test_it_keeps_or_clears_the_password(team: Team) -> None:
 def test_it_refuses_bad_input_with_paths(team: Team) -> None:
     before = tenant_state(team.tenant)
     variables = {"t": team.slug, "n": "Bad Name", "port": 99999, "x": [1]}
-    error = _error(gql(team.tokens["admin"], CREATE_CONNECTION, variables))
+    error = gql_error(gql(team.tokens["admin"], CREATE_CONNECTION, variables))
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert sorted(e["path"] for e in error["extensions"]["errors"]) == ["extra", "name", "port"]
     assert tenant_state(team.tenant) == before

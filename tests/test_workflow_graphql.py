@@ -13,7 +13,7 @@ import yaml
 from orchestrator import tokens
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
-from orchestrator.testing import ROLES, Team, gql, new_audit_events, tenant_state
+from orchestrator.testing import ROLES, Team, gql, gql_error, new_audit_events, tenant_state
 from workflows import services
 from workflows.models import Workflow
 
@@ -97,17 +97,12 @@ def _params(*, allowed: bool) -> list[Any]:
     ]
 
 
-def _error(response: Any) -> dict[str, Any]:
-    [error] = response.json()["errors"]
-    return dict(error)
-
-
 @pytest.mark.parametrize(("case", "role"), _params(allowed=False))
 def test_it_forbids_roles_below_the_minimum(team: Team, case: MutationCase, role: str) -> None:
     variables = case.variables(team)
     before = tenant_state(team.tenant)
     response = gql(team.tokens[role], case.document, variables)
-    assert _error(response)["extensions"]["code"] == "FORBIDDEN"
+    assert gql_error(response)["extensions"]["code"] == "FORBIDDEN"
     assert response.json()["data"] is None
     assert tenant_state(team.tenant) == before
 
@@ -133,7 +128,7 @@ def test_it_hides_another_tenant(team: Team, outsider: Team, case: MutationCase)
     variables = case.variables(outsider)
     before = tenant_state(outsider.tenant), tenant_state(team.tenant)
     response = gql(team.tokens["owner"], case.document, variables)
-    assert _error(response)["extensions"]["code"] == "NOT_FOUND"
+    assert gql_error(response)["extensions"]["code"] == "NOT_FOUND"
     assert response.json()["data"] is None
     assert (tenant_state(outsider.tenant), tenant_state(team.tenant)) == before
 
@@ -181,7 +176,7 @@ def test_it_returns_what_an_apply_did(team: Team) -> None:
 def test_it_refuses_an_invalid_spec_with_the_paths(team: Team, spec: str, paths: list[str]) -> None:
     before = tenant_state(team.tenant)
     response = gql(team.tokens["editor"], APPLY, {"t": team.slug, "s": spec})
-    error = _error(response)
+    error = gql_error(response)
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert sorted(e["path"] for e in error["extensions"]["errors"]) == sorted(paths)
     assert all(e["message"] for e in error["extensions"]["errors"])
@@ -231,10 +226,10 @@ def test_it_hides_another_tenants_workflows_from_reads(team: Team, outsider: Tea
         (WORKFLOW, {"t": outsider.slug, "n": "nightly"}),
     ):
         response = gql(team.tokens["owner"], document, variables)
-        assert _error(response)["extensions"]["code"] == "NOT_FOUND"
+        assert gql_error(response)["extensions"]["code"] == "NOT_FOUND"
         assert not any((response.json()["data"] or {}).values())  # nothing of theirs
     missing = gql(team.tokens["viewer"], WORKFLOW, {"t": team.slug, "n": "nightly"})
-    assert _error(missing)["extensions"]["code"] == "NOT_FOUND"
+    assert gql_error(missing)["extensions"]["code"] == "NOT_FOUND"
     assert missing.json()["data"] == {"workflow": None}
 
 
@@ -247,5 +242,5 @@ def test_it_refuses_reads_and_changes_without_credentials(team: Team) -> None:
         (PAUSE, {"t": team.slug, "n": "nightly"}),
     ):
         response = gql(None, document, variables)
-        assert _error(response)["extensions"]["code"] == "UNAUTHENTICATED"
+        assert gql_error(response)["extensions"]["code"] == "UNAUTHENTICATED"
     assert tenant_state(team.tenant) == before
