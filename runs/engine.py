@@ -40,6 +40,7 @@ __all__ = [
     "finish",
     "retry_delay",
     "start_queued_runs",
+    "start_waiting_runs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -201,7 +202,13 @@ def start_queued_runs(workflow_id: int, tenant_id: int | None = None) -> list[in
     the workflow's, so a backfill never delays a scheduled or manual run; the tenant's
     quota covers both, other runs first. The tenant row is locked first (as applying a
     spec does), then the workflow row. Inside a caller's transaction (a trigger, the
-    scheduler tick) it adds no savepoint: an error fails the caller's transaction anyway."""
+    scheduler tick) it adds no savepoint: an error fails the caller's transaction anyway.
+
+    A run that ends starts its workflow's queued runs only if it sees one
+    (`start_waiting_runs`), which it cannot while the transaction that queued it is still
+    open. So a caller's transaction that leaves a run queued looks again once it has
+    committed: whichever of the two commits last then sees the other's work."""
+    in_caller_transaction = connection.in_atomic_block
     with transaction.atomic(savepoint=False):
         if tenant_id is None:
             tenant_id = (
@@ -233,11 +240,12 @@ def start_queued_runs(workflow_id: int, tenant_id: int | None = None) -> list[in
         tenant_room = quota - runs().filter(tenant_id=tenant_id, state=RUN.RUNNING).count()
         free = min(limit - counts["active"], tenant_room)
         queued = runs().filter(workflow_id=workflow_id, state=RUN.QUEUED, backfill__isnull=True)
-        started = [
-            run_id
-            for run_id in queued.order_by("id").values_list("id", flat=True)[: max(0, free)]
-            if _start_run(run_id)
-        ]
+        free = max(0, free)
+        # One more than there is room for: whether any run is left waiting.
+        candidates = list(queued.order_by("id").values_list("id", flat=True)[: free + 1])
+        started = [run_id for run_id in candidates[:free] if _start_run(run_id)]
+        if in_caller_transaction and len(candidates) > free:
+            transaction.on_commit(lambda: start_waiting_runs(workflow_id), robust=True)
         if counts["backfill_waiting"]:
             # Other workflows' waiting runs come first too: a backfill's next run must not
             # take the tenant's last slot from them.
@@ -245,6 +253,15 @@ def start_queued_runs(workflow_id: int, tenant_id: int | None = None) -> list[in
             room = tenant_room - len(started) - others.count()
             started += _start_backfill_runs(workflow_id, room)
         return started
+
+
+def start_waiting_runs(workflow_id: int) -> list[int]:
+    """After a run of the workflow ended (committed): start its queued runs, if it has any.
+    Most ends find none, and then take no lock (see start_queued_runs for why that is
+    safe)."""
+    if not runs().filter(workflow_id=workflow_id, state=RUN.QUEUED).exists():
+        return []
+    return start_queued_runs(workflow_id)
 
 
 def _start_backfill_runs(workflow_id: int, tenant_room: int) -> list[int]:
@@ -305,7 +322,7 @@ def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:
     if runs().filter(pk=run.pk, state=RUN.RUNNING).update(state=state, ended_at=timezone.now()):
         workflow_id = run.workflow_id
         # Robust: the reconciler starts queued runs too, should this fail.
-        transaction.on_commit(lambda: start_queued_runs(workflow_id), robust=True)
+        transaction.on_commit(lambda: start_waiting_runs(workflow_id), robust=True)
         if run.backfill_id is not None:  # its slot is free: the backfill's next interval
             from runs.backfills import feed  # (which builds on this module)
 

@@ -9,7 +9,15 @@ from django.utils import timezone
 
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.models import Tenant
-from runs.engine import _advance, _lock_run, attempts, runs, start_queued_runs, tis
+from runs.engine import (
+    _advance,
+    _lock_run,
+    attempts,
+    runs,
+    start_queued_runs,
+    start_waiting_runs,
+    tis,
+)
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from workflows import dag
@@ -48,7 +56,7 @@ def _stop(run: WorkflowRun, final: str, reason: str) -> None:
         state=TI.CANCELLED, ended_at=now, next_attempt_at=None, wait_started_at=None
     )
     workflow_id = run.workflow_id
-    transaction.on_commit(lambda: start_queued_runs(workflow_id), robust=True)
+    transaction.on_commit(lambda: start_waiting_runs(workflow_id), robust=True)
 
 
 def cancel(run_id: int) -> WorkflowRun:

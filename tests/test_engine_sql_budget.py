@@ -90,6 +90,26 @@ def test_a_fan_out_leaf_costs_at_most_its_budget(engine: Engine, settings: Any) 
     assert len(statements) <= FAN_OUT_LEAF, "\n".join(statements)
 
 
+RUN_END = 13  # the last task: finishes, ends its run, finds no queued run to start (14 before)
+
+
+def test_the_last_task_of_a_run_costs_at_most_its_budget(engine: Engine, settings: Any) -> None:
+    """Ending the run included, and what runs after its commit: with nothing queued behind
+    it, no tenant or workflow lock is taken."""
+    settings.TASK_CONTINUE_SECONDS = 0
+    workflow = engine.apply({"name": "single", "tasks": {"only": {"type": "noop"}}})
+    with engine.scope():
+        warm = trigger_run(actor=engine.actor, workflow=workflow).run
+        run = trigger_run(actor=engine.actor, workflow=workflow).run
+    executor.execute(_queued(engine, warm).pk, 1)  # warms the graph cache
+    statements = _statements(_queued(engine, run))
+    assert len(statements) <= RUN_END, "\n".join(statements)
+    locks = [s.split(" FROM ")[1].split()[0] for s in statements if "FOR NO KEY UPDATE" in s]
+    assert locks == ['"runs_workflowrun"'], locks  # the run only: no tenant, no workflow
+    run.refresh_from_db()
+    assert run.state == "success"
+
+
 # token (with its tenant and membership role), the run (with workflow, version, user), counts
 RUN_GET = 3
 # token (with tenant and role), workflow (with tenant and version); the run and its

@@ -1,0 +1,118 @@
+"""A run slot handed from a run that ends to a run that is queued at the same moment.
+
+A run that ends starts its workflow's queued runs only when it sees one, and a run queued
+by a transaction that has not committed yet cannot be seen. The queuing transaction
+therefore looks again after its commit. These tests hold a trigger's transaction open
+across the end of the run in the slot, on real PostgreSQL transactions, and check that
+the queued run starts without waiting for the reconciler."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+
+from runs import engine as engine_module
+from runs import executor
+from runs.models import TaskInstance, WorkflowRun
+from runs.services import trigger_run
+from tests.engine.conftest import Engine
+
+ONE_AT_A_TIME: dict[str, Any] = {
+    "name": "serial",
+    "max_active_runs": 1,
+    "tasks": {"only": {"type": "noop"}},
+}
+
+
+@pytest.fixture
+def engine(transactional_db: None, settings: Any) -> Engine:
+    settings.TASK_CONTINUE_SECONDS = 0
+    return Engine(workers=None)
+
+
+def _run_task(engine: Engine, run: WorkflowRun) -> None:
+    with engine.scope():
+        ti = TaskInstance.objects.get(run=run)
+    assert executor._execute_one(ti.pk, ti.try_number) == "success"
+
+
+def _state(run: WorkflowRun) -> str:
+    return WorkflowRun.objects.dangerously_unscoped().get(pk=run.pk).state
+
+
+class _OpenTrigger(threading.Thread):
+    """Triggers a run in a transaction that stays open until `commit` is set."""
+
+    def __init__(self, engine: Engine, workflow: Any) -> None:
+        super().__init__(daemon=True)
+        self.engine, self.workflow = engine, workflow
+        self.queued = threading.Event()
+        self.commit = threading.Event()
+        self.made: WorkflowRun | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with transaction.atomic(), self.engine.scope():
+                self.made = trigger_run(actor=self.engine.actor, workflow=self.workflow).run
+                self.queued.set()
+                assert self.commit.wait(30)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+            self.queued.set()
+        finally:
+            connection.close()
+
+
+def test_a_run_queued_while_the_slot_frees_starts_when_its_trigger_commits(
+    engine: Engine,
+) -> None:
+    workflow = engine.apply(ONE_AT_A_TIME)
+    with engine.scope():
+        first = trigger_run(actor=engine.actor, workflow=workflow).run
+    assert first.state == "running"
+
+    trigger = _OpenTrigger(engine, workflow)
+    trigger.start()
+    assert trigger.queued.wait(30)
+    assert trigger.error is None
+    assert trigger.made is not None
+    assert trigger.made.state == "queued"  # the slot was taken when it counted
+
+    _run_task(engine, first)  # the first run ends and commits; it cannot see the second
+    assert _state(first) == "success"
+    # The second run is not visible yet, so the end of the first could not start it.
+    assert not WorkflowRun.objects.dangerously_unscoped().filter(pk=trigger.made.pk).exists()
+
+    trigger.commit.set()
+    trigger.join(30)
+    assert trigger.error is None
+    # Started by the trigger's own look after its commit, not by a reconciler.
+    assert _state(trigger.made) == "running"
+    with engine.scope():
+        assert TaskInstance.objects.get(run=trigger.made).state == "queued"
+
+
+def test_a_run_that_ends_starts_a_queued_run_it_can_see(engine: Engine) -> None:
+    workflow = engine.apply(ONE_AT_A_TIME)
+    with engine.scope():
+        first = trigger_run(actor=engine.actor, workflow=workflow).run
+        second = trigger_run(actor=engine.actor, workflow=workflow).run
+    assert (first.state, second.state) == ("running", "queued")
+    _run_task(engine, first)
+    assert _state(first) == "success"
+    assert _state(second) == "running"
+
+
+def test_a_run_still_without_a_slot_after_its_commit_stays_queued(engine: Engine) -> None:
+    """The look after the commit starts nothing while the slot is still taken."""
+    workflow = engine.apply(ONE_AT_A_TIME)
+    with engine.scope():
+        first = trigger_run(actor=engine.actor, workflow=workflow).run
+        second = trigger_run(actor=engine.actor, workflow=workflow).run
+    assert (_state(first), _state(second)) == ("running", "queued")
+    assert engine_module.start_waiting_runs(workflow.pk) == []
+    assert _state(second) == "queued"
