@@ -335,12 +335,19 @@ def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:
 # --- task instances ----------------------------------------------------------------------
 
 
-def _advance(run: WorkflowRun, graph: VersionGraph, candidates: Iterable[TaskInstance]) -> None:
+def _advance(
+    run: WorkflowRun,
+    graph: VersionGraph,
+    candidates: Iterable[TaskInstance],
+    known: dict[str, str] | None = None,
+) -> None:
     """Decide pending candidates by their trigger rules, wave by wave: what settles
     (skipped, upstream_failed) is counted off its downstream, which forms the next wave.
     Then dispatch what is ready and settle the run if nothing is left. The run is locked,
-    so no pending instance changes under our feet."""
+    so no pending instance changes under our feet. `known`: states this transaction has
+    just written (task id -> state), which need not be read back."""
     wave = list(candidates)
+    known = dict(known or {})
     while wave:
         # The counters say which upstreams may have finished; read only those states.
         needed = {
@@ -348,12 +355,11 @@ def _advance(run: WorkflowRun, graph: VersionGraph, candidates: Iterable[TaskIns
             for ti in wave
             if ti.pending_upstreams < len(graph.upstream[ti.task_id])
             for up in graph.upstream[ti.task_id]
+            if up not in known
         }
-        states = (
-            dict(tis().filter(run=run, task_id__in=needed).values_list("task_id", "state"))
-            if needed
-            else {}
-        )
+        states = dict(known)
+        if needed:
+            states.update(tis().filter(run=run, task_id__in=needed).values_list("task_id", "state"))
         verdicts: dict[str, list[TaskInstance]] = {"run": [], "skip": [], "upstream_failed": []}
         for ti in wave:
             ups = graph.upstream[ti.task_id]
@@ -372,6 +378,7 @@ def _advance(run: WorkflowRun, graph: VersionGraph, candidates: Iterable[TaskIns
                     state=new, ended_at=timezone.now()
                 )
                 settled += [t.task_id for t in verdicts[decision]]
+                known.update((t.task_id, new) for t in verdicts[decision])
         wave = _downstream_pending(run, graph, settled)
     if not dispatch(run, graph):  # something queued: the run is not done
         _finish_run_if_done(run, graph)
@@ -392,10 +399,35 @@ def _downstream_pending(
     by_amount: dict[int, list[str]] = {}
     for down, amount in decrements.items():
         by_amount.setdefault(amount, []).append(down)
-    for amount, downs in by_amount.items():
-        tis().filter(run=run, task_id__in=downs).update(pending_upstreams=_minus(amount))
-    targets = set(decrements)
-    return list(tis().filter(run=run, task_id__in=targets, state=TI.PENDING).order_by("id"))
+    table = TaskInstance._meta.db_table
+    # GREATEST is MAX with several arguments in SQLite; both return the updated rows.
+    floor = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    fields = _DOWNSTREAM_FIELDS
+    rows = []
+    with connection.cursor() as cursor:
+        for amount, downs in by_amount.items():
+            cursor.execute(
+                f"UPDATE {table} SET pending_upstreams = {floor}(pending_upstreams - %s, 0) "  # noqa: S608
+                f"WHERE run_id = %s AND task_id IN ({', '.join(['%s'] * len(downs))}) "
+                f"RETURNING {', '.join(fields)}",
+                [amount, run.pk, *downs],
+            )
+            rows += cursor.fetchall()
+    # Instances with these fields loaded (any other is read if used).
+    state = fields.index("state")
+    return [
+        TaskInstance.from_db(connection.alias, fields, row)
+        for row in sorted(rows)
+        if row[state] == TI.PENDING
+    ]
+
+
+# What deciding a downstream instance reads, in the model's field order (as from_db wants).
+_DOWNSTREAM_FIELDS = [
+    f.attname
+    for f in TaskInstance._meta.concrete_fields
+    if f.attname in {"id", "task_id", "state", "pending_upstreams"}
+]
 
 
 # Rules that neither run nor settle a task on one more upstream success while other
@@ -418,13 +450,6 @@ def _unmoved_by_success(ti: TaskInstance, graph: VersionGraph) -> bool:
     """True when an upstream's success cannot change this instance yet: spares a join of
     N upstreams from reading N states on each of its N upstream completions."""
     return ti.pending_upstreams > 0 and graph.task(ti.task_id).trigger_rule in _WAIT_FOR_ALL
-
-
-def _minus(amount: int) -> Any:
-    from django.db.models import F
-    from django.db.models.functions import Greatest
-
-    return Greatest(F("pending_upstreams") - amount, 0)
 
 
 def dispatch(run: WorkflowRun, graph: VersionGraph | None = None) -> list[tuple[int, int]]:
@@ -582,7 +607,12 @@ def finish_inline(attempt_ids: list[int]) -> int:
             done += len(finished)
             graph = graph_for(run.version_id)
             candidates = _downstream_pending(run, graph, finished)
-            _advance(run, graph, [c for c in candidates if not _unmoved_by_success(c, graph)])
+            _advance(
+                run,
+                graph,
+                [c for c in candidates if not _unmoved_by_success(c, graph)],
+                known=dict.fromkeys(finished, TI.SUCCESS),
+            )
     return done
 
 
@@ -606,12 +636,19 @@ def retry_delay(*, delay: int, backoff: float, cap: int, try_number: int) -> flo
     return float(min(seconds, cap))
 
 
-def finish(attempt_id: int, outcome: Outcome) -> str | None:
+def finish(attempt_id: int, outcome: Outcome, claimed: TaskAttempt | None = None) -> str | None:
     """Record how an attempt ended and move the run on. Returns the instance's new state,
-    or None when the attempt had already been settled elsewhere (nothing changes)."""
+    or None when the attempt had already been settled elsewhere (nothing changes).
+
+    `claimed`: the attempt as its worker claimed it, with its instance as read after the
+    claim (`task_instance`), which spares reading both again. They are as good as a fresh
+    read for the reason given below."""
     now = timezone.now()
     with transaction.atomic():
-        attempt = attempts().select_related("task_instance").get(pk=attempt_id)
+        if claimed is not None and claimed.pk == attempt_id:
+            attempt = claimed
+        else:
+            attempt = attempts().select_related("task_instance").get(pk=attempt_id)
         run = _lock_run(attempt.task_instance.run_id)
         if (
             attempts()
@@ -627,9 +664,10 @@ def finish(attempt_id: int, outcome: Outcome) -> str | None:
             != 1
         ):
             return None
-        # Read before the run lock, and still right: a running instance's try number,
-        # max_tries and lost_tries change only under that lock, in a transaction that
-        # would have settled this attempt first (the compare-and-sets below would fail).
+        # Read before the run lock (or before the task ran), and still right: a running
+        # instance's try number, max_tries and lost_tries change only under that lock, in a
+        # transaction that would have settled this attempt first (the compare-and-sets
+        # below would fail).
         ti = attempt.task_instance
         graph = graph_for(run.version_id)
         new, next_at = outcome.state, None
@@ -676,7 +714,7 @@ def finish(attempt_id: int, outcome: Outcome) -> str | None:
         candidates = _downstream_pending(run, graph, [ti.task_id])
         if new == TI.SUCCESS:
             candidates = [c for c in candidates if not _unmoved_by_success(c, graph)]
-        _advance(run, graph, candidates)
+        _advance(run, graph, candidates, known={ti.task_id: new})
         return new
 
 

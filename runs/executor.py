@@ -396,8 +396,12 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
     heartbeat = Heartbeat(attempt.pk, attempt.tenant_id, sink)
     credentials = Credentials(attempt.tenant_id, masker)
     rendered: dict[str, Any] = {}
+    claimed: TaskAttempt | None = None
     try:
         ti, task, context = with_db_retry(_prepare, ti_id)
+        if ti.try_number == attempt.try_number:  # read after the claim: finish needs no more
+            attempt.task_instance = ti
+            claimed = attempt
         if ti.task_type != "noop":  # nothing to keep alive or to log: done in microseconds
             heartbeat.start()
         try:
@@ -430,6 +434,7 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
     return with_db_retry(
         _finish_keeping_next,
         attempt.pk,
+        claimed,
         dataclasses.replace(
             outcome,
             error=masker.mask(outcome.error),
@@ -440,9 +445,11 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
     )
 
 
-def _finish_keeping_next(attempt_id: int, outcome: engine.Outcome) -> str | None:
+def _finish_keeping_next(
+    attempt_id: int, claimed: TaskAttempt | None, outcome: engine.Outcome
+) -> str | None:
     with engine.keeping_next():
-        return engine.finish(attempt_id, outcome)
+        return engine.finish(attempt_id, outcome, claimed)
 
 
 def _prepare(ti_id: int) -> tuple[TaskInstance, dict[str, Any], dict[str, Any]]:
