@@ -18,8 +18,10 @@ role="$1"
 case "$role" in
     web)
         shift
+        # Single-threaded processes, two per core by default (WEB_CONCURRENCY to change):
+        # the API is CPU-bound Python, which threads of one process run one at a time.
         exec gunicorn orchestrator.wsgi:application \
-            --bind 0.0.0.0:8000 --workers 2 --threads 4 "$@"
+            --bind 0.0.0.0:8000 --workers "${WEB_CONCURRENCY:-4}" --threads 1 "$@"
         ;;
     worker)
         shift

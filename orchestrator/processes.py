@@ -17,7 +17,12 @@ from types import FrameType
 
 from django.conf import settings
 
-__all__ = ["Distributed", "ensure_database"]
+__all__ = ["WEB_LAYOUT", "Distributed", "ensure_database"]
+
+# gunicorn: single-threaded processes, two per core (as docs/deployment.md advises). The
+# API is CPU-bound Python: in threads of one process its requests take turns on the GIL,
+# and one holding a row lock waits for its turn too (docs/performance.md).
+WEB_LAYOUT = ["--workers", "4", "--threads", "1"]
 
 
 def _die_with_parent() -> None:
@@ -58,10 +63,7 @@ class Distributed:
                 "orchestrator.wsgi:application",
                 "--bind",
                 f"{self.host}:{self.port}",
-                "--workers",
-                "2",
-                "--threads",
-                "4",
+                *WEB_LAYOUT,
             ],
         }
         for index in range(1, self.workers + 1):

@@ -29,7 +29,7 @@ from orchestrator.bench import baseline
 from orchestrator.bench.scenarios import Engine
 from orchestrator.bench.stats import Client, Figure
 from orchestrator.models import Role, Tenant
-from orchestrator.processes import Distributed, ensure_database
+from orchestrator.processes import WEB_LAYOUT, Distributed, ensure_database
 
 SCENARIOS = ["chain-100", "fanout-1000", "trigger-latency", "api", "burst-200", "list-1m"]
 BENCH_TENANT = "bench"
@@ -110,7 +110,7 @@ class Command(BaseCommand):
         )
         self.say(
             f"bench: PostgreSQL database {settings.DATABASES['default']['NAME']}, broker "
-            f"{settings.CELERY_BROKER_URL}; starting gunicorn (2 processes x 4 threads), "
+            f"{settings.CELERY_BROKER_URL}; starting gunicorn ({' '.join(WEB_LAYOUT)}), "
             f"{options['workers']} engine worker processes (concurrency {options['concurrency']}), "
             f"a housekeeper, a beat, and {options['workers']} raw-Celery worker processes "
             f"(concurrency {options['concurrency']}); logs in {processes.logs}"
