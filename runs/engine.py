@@ -348,6 +348,7 @@ def _advance(
     just written (task id -> state), which need not be read back."""
     wave = list(candidates)
     known = dict(known or {})
+    ready: list[int] = []  # may run: queued by dispatch, or `scheduled` if no slot is free
     while wave:
         # The counters say which upstreams may have finished; read only those states.
         needed = {
@@ -367,10 +368,7 @@ def _advance(
             decision = decide(graph.task(ti.task_id).trigger_rule, counts)
             if decision != "wait":
                 verdicts[decision].append(ti)
-        if verdicts["run"]:
-            tis().filter(pk__in=[t.pk for t in verdicts["run"]], state=TI.PENDING).update(
-                state=TI.SCHEDULED
-            )
+        ready += [t.pk for t in verdicts["run"]]
         settled: list[str] = []
         for decision, new in (("skip", TI.SKIPPED), ("upstream_failed", TI.UPSTREAM_FAILED)):
             if verdicts[decision]:
@@ -379,8 +377,9 @@ def _advance(
                 )
                 settled += [t.task_id for t in verdicts[decision]]
                 known.update((t.task_id, new) for t in verdicts[decision])
-        wave = _downstream_pending(run, graph, settled)
-    if not dispatch(run, graph):  # something queued: the run is not done
+        # Still `pending` in the table, a ready instance is decided once only.
+        wave = [t for t in _downstream_pending(run, graph, settled) if t.pk not in ready]
+    if not dispatch(run, graph, ready):  # something queued: the run is not done
         _finish_run_if_done(run, graph)
 
 
@@ -452,39 +451,20 @@ def _unmoved_by_success(ti: TaskInstance, graph: VersionGraph) -> bool:
     return ti.pending_upstreams > 0 and graph.task(ti.task_id).trigger_rule in _WAIT_FOR_ALL
 
 
-def dispatch(run: WorkflowRun, graph: VersionGraph | None = None) -> list[tuple[int, int]]:
+def dispatch(
+    run: WorkflowRun, graph: VersionGraph | None = None, ready: list[int] | None = None
+) -> list[tuple[int, int]]:
     """Queue scheduled instances, highest priority first, up to max_active_tasks; their
-    messages go out after commit. The run row must be locked by the caller."""
-    if run.state != RUN.RUNNING:
-        return []
-    graph = graph or graph_for(run.version_id)
-    table = TaskInstance._meta.db_table
-    now = timezone.now()
-    # One statement: the free slots (max_active_tasks less what is queued or running), the
-    # highest-priority scheduled instances that fit, and their move to `queued`.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET state = %s, try_number = try_number + 1, queued_at = %s, "  # noqa: S608
-            f"next_attempt_at = NULL WHERE id IN (SELECT id FROM {table} WHERE run_id = %s "
-            "AND state = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s) "
-            "ORDER BY priority DESC, id LIMIT (SELECT CASE WHEN n > 0 THEN n ELSE 0 END FROM "
-            f"(SELECT %s - COUNT(*) AS n FROM {table} WHERE run_id = %s AND state IN (%s, %s)) "
-            "free)) AND state = %s RETURNING id, try_number, task_type, priority",
-            [
-                TI.QUEUED,
-                now,
-                run.pk,
-                TI.SCHEDULED,
-                now,  # a sensor waits in `scheduled` until its next check is due
-                graph.spec.max_active_tasks,
-                run.pk,
-                TI.QUEUED,
-                TI.RUNNING,
-                TI.SCHEDULED,
-            ],
-        )
-        # Highest priority first: the order the messages go out in.
-        rows = sorted(cursor.fetchall(), key=lambda r: (-int(r[3]), int(r[0])))
+    messages go out after commit. The run row must be locked by the caller. `ready`:
+    pending instances that their trigger rules just let run. They compete for the slots
+    with the scheduled ones, and those that get none become `scheduled`."""
+    ready = ready or []
+    rows = (
+        _queue(run, graph or graph_for(run.version_id), ready) if run.state == RUN.RUNNING else []
+    )
+    left = set(ready).difference(int(r[0]) for r in rows)
+    if left:
+        tis().filter(pk__in=left, state=TI.PENDING).update(state=TI.SCHEDULED)
     queued = [(int(r[0]), int(r[1])) for r in rows]
     to_send = queued
     if queued and getattr(_local, "keep", False) and getattr(_local, "kept", None) is None:
@@ -494,6 +474,45 @@ def dispatch(run: WorkflowRun, graph: VersionGraph | None = None) -> list[tuple[
     send(*[q for q in to_send if q[0] not in inline])
     send_batches([q for q in to_send if q[0] in inline])
     return queued
+
+
+def _queue(run: WorkflowRun, graph: VersionGraph, ready: list[int]) -> list[tuple[Any, ...]]:
+    """One statement: the free slots (max_active_tasks less what is queued or running), the
+    highest-priority scheduled (or ready) instances that fit, and their move to `queued`.
+    Rows (id, try number, type, priority), highest priority first."""
+    table = TaskInstance._meta.db_table
+    now = timezone.now()
+    in_ready = f"id IN ({', '.join(['%s'] * len(ready))})" if ready else "FALSE"
+    waiting = (
+        f"((state = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s)) "
+        f"OR (state = %s AND {in_ready}))"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET state = %s, try_number = try_number + 1, queued_at = %s, "  # noqa: S608
+            f"next_attempt_at = NULL WHERE id IN (SELECT id FROM {table} WHERE run_id = %s "
+            f"AND {waiting} "
+            "ORDER BY priority DESC, id LIMIT (SELECT CASE WHEN n > 0 THEN n ELSE 0 END FROM "
+            f"(SELECT %s - COUNT(*) AS n FROM {table} WHERE run_id = %s AND state IN (%s, %s)) "
+            "free)) AND state IN (%s, %s) RETURNING id, try_number, task_type, priority",
+            [
+                TI.QUEUED,
+                now,
+                run.pk,
+                TI.SCHEDULED,
+                now,  # a sensor waits in `scheduled` until its next check is due
+                TI.PENDING,
+                *ready,
+                graph.spec.max_active_tasks,
+                run.pk,
+                TI.QUEUED,
+                TI.RUNNING,
+                TI.SCHEDULED,
+                TI.PENDING,
+            ],
+        )
+        # Highest priority first: the order the messages go out in.
+        return sorted(cursor.fetchall(), key=lambda r: (-int(r[3]), int(r[0])))
 
 
 def claim(
