@@ -57,7 +57,8 @@ ENGINES = {"postgresql": "postgres", "postgis": "postgres", "mysql": "mysql", "s
 LOCAL = "local"  # loopback, unspecified and unix-socket hosts: all this machine
 # sqlite primary result codes worth another try: busy, locked, I/O, full, cannot open.
 SQLITE_TRANSIENT = {5, 6, 10, 13, 14, 15}
-MYSQL_PERMANENT = {1044, 1045, 1049, 1142, 1227, 1792}  # access, unknown db, read-only
+# access, unknown database, read-only, and LOAD DATA LOCAL refused (MySQL 5, 8, MariaDB)
+MYSQL_PERMANENT = {1044, 1045, 1049, 1142, 1227, 1792, 1148, 3948, 4166}
 MYSQL_TIMEOUTS = {3024, 1969}  # MySQL max_execution_time, MariaDB max_statement_time
 FALSY_CELLS = (None, False, 0, "", "0", "false", "f")
 STOPPED = "stopped: the attempt was cancelled or lost its lease"
@@ -525,7 +526,10 @@ def _json_safe(value: Any) -> Any:
 
 
 def _first_line(exc: BaseException, info: ConnectionInfo) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    args = exc.args
+    # MySQL drivers' errors are (code, message): the message, as the other drivers give.
+    mysql = len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str)
+    lines = [line.strip() for line in (args[1] if mysql else str(exc)).splitlines() if line.strip()]
     text = lines[0] if lines else type(exc).__name__
     return _scrub(text, info)
 
