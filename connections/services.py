@@ -331,8 +331,7 @@ def check_connection(*, actor: Actor, connection: Connection) -> tuple[bool, str
         info = connection_info(connection)
     except crypto.DecryptionError:
         return False, "no configured encryption key opens this connection's password or extra"
-    allowed = tuple(tenant.policy.get("http_allowed_hosts", []))
-    return connection_check.check(info, allowed, tenant.slug)
+    return connection_check.check(info, tenant.policy, tenant.slug)
 
 
 # --- variables ------------------------------------------------------------------------

@@ -306,6 +306,10 @@ PYTHON_TASK_MODULES = env_list("PYTHON_TASK_MODULES", "runs.library")
 # SSRF guard blocks them (private, loopback, link-local, metadata ranges), for every
 # tenant; a tenant's policy `http_allowed_hosts` adds its own. Empty: only public addresses.
 HTTP_ALLOWED_HOSTS = env_list("HTTP_ALLOWED_HOSTS")
+# The same for the sql task's postgres and mysql hosts (and the connection test): a
+# database on a private network needs its host name, address or network listed here, or
+# in the tenant policy `sql_allowed_hosts`. Empty: only public addresses.
+SQL_ALLOWED_HOSTS = env_list("SQL_ALLOWED_HOSTS")
 # SQLite files that sql tasks may open: under <SQLITE_TASK_ROOT>/<tenant slug>/ only, so a
 # tenant reaches neither another tenant's files nor the worker's. Empty: any path but the
 # platform's own database (development; set it in production).

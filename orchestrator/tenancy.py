@@ -17,6 +17,7 @@ TASK_TYPES = ("noop", "shell", "python", "http", "sql", "container", "wait_for")
 POLICY_KEYS = {
     "allowed_task_types": "list of task types, or null for all",
     "http_allowed_hosts": "list of host names or networks the http task may reach",
+    "sql_allowed_hosts": "list of host names or networks the sql task may reach",
 }
 
 
@@ -65,9 +66,10 @@ def validate_policy(value: Any, *, path: str = "policy") -> dict[str, Any]:
                             f"unknown task type {name!r}; accepted: {', '.join(TASK_TYPES)}",
                         )
                     )
-    hosts = value.get("http_allowed_hosts", [])
-    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
-        errors.append((f"{path}.http_allowed_hosts", POLICY_KEYS["http_allowed_hosts"]))
+    for key in ("http_allowed_hosts", "sql_allowed_hosts"):
+        hosts = value.get(key, [])
+        if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+            errors.append((f"{path}.{key}", POLICY_KEYS[key]))
     if errors:
         raise Invalid(errors)
     return dict(value)

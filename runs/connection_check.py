@@ -1,11 +1,12 @@
 """The connections API's `test` action: can this installation reach the connection? One
-probe per kind, the same code the tasks use (the SSRF guard for http, the platform
-database refusal for SQL)."""
+probe per kind, the same code the tasks use (the network guard for http and SQL, the
+platform database refusal for SQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -31,16 +32,17 @@ def sqlite_refusal(info: ConnectionInfo, tenant_slug: str) -> str | None:
 
 
 def check(
-    info: ConnectionInfo, allowed_hosts: Sequence[str], tenant_slug: str = ""
+    info: ConnectionInfo, policy: Mapping[str, Any], tenant_slug: str = ""
 ) -> tuple[bool, str]:
-    """(reached, what happened), in words safe to show: no password, no header value."""
+    """(reached, what happened), in words safe to show: no password, no header value.
+    `policy`: the tenant's (its http_allowed_hosts and sql_allowed_hosts)."""
     refusal = sqlite_refusal(info, tenant_slug)
     if refusal is not None:
         return False, refusal
     if info.kind == "http":
         from runs import http_task
 
-        return http_task.probe(info, allowed_hosts)
+        return http_task.probe(info, policy.get("http_allowed_hosts", []))
     from runs import sql_task
 
-    return sql_task.probe(info)
+    return sql_task.probe(info, policy.get("sql_allowed_hosts", []))

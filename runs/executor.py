@@ -410,6 +410,7 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
                 rendered = render_task(task, context)
             else:
                 rendered = task
+            policy = ti.run.workflow.tenant.policy
             a = Attempt(
                 attempt.pk,
                 ti,
@@ -418,7 +419,8 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
                 sink,
                 heartbeat.lost.is_set,
                 connection=credentials.connection,
-                allowed_hosts=tuple(ti.run.workflow.tenant.policy.get("http_allowed_hosts", [])),
+                allowed_hosts=tuple(policy.get("http_allowed_hosts", [])),
+                sql_allowed_hosts=tuple(policy.get("sql_allowed_hosts", [])),
             )
             outcome = EXECUTORS[ti.task_type](a)
         except TemplateError as exc:

@@ -31,6 +31,7 @@ __all__ = [
     "Response",
     "Stopped",
     "check",
+    "check_host",
     "request",
     "safe_url",
 ]
@@ -41,10 +42,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 SCHEMES = {"http": 80, "https": 443}
 REDIRECTS = {301, 302, 303, 307, 308}
-HOW_TO_ALLOW = (
-    "to reach it, add the host name or address to the platform setting HTTP_ALLOWED_HOSTS "
-    "or to the tenant policy http_allowed_hosts"
-)
+# Where an address the guard blocks can be allowed: (platform setting, tenant policy).
+HTTP_ALLOW = ("HTTP_ALLOWED_HOSTS", "http_allowed_hosts")
+SQL_ALLOW = ("SQL_ALLOWED_HOSTS", "sql_allowed_hosts")
 # What a redirect to another host still gets: any other header may carry a credential
 # (Authorization, Cookie, but also X-Api-Key and the like), so only these go on.
 CROSS_ORIGIN_HEADERS = {"accept", "accept-language", "user-agent"}
@@ -158,14 +158,42 @@ def check(url: str, allowed: Sequence[str], resolver: Resolver | None = None) ->
 
 def target(url: str, allowed: Sequence[str], resolver: Resolver | None = None) -> Target:
     scheme, host, port, path = _parse(url)
+    return Target(scheme, host, port, path, _addresses(host, port, allowed, resolver, HTTP_ALLOW))
+
+
+def check_host(
+    host: str,
+    port: int,
+    allowed: Sequence[str],
+    resolver: Resolver | None = None,
+    *,
+    allow: tuple[str, str] = SQL_ALLOW,
+) -> list[IPAddress]:
+    """The addresses a connection to `host` (a name or an address, no URL) may go to, for
+    protocols other than HTTP; raises Blocked, or RequestFailed when the name does not
+    resolve. Connect to one of these addresses, not to the name again: a second DNS answer
+    could point elsewhere. `allow` names where an operator allows a blocked address."""
+    host = host.strip().strip("[]").lower().rstrip(".")
+    if not host:
+        raise Blocked("no host given")
+    return _addresses(host, port, allowed, resolver, allow)
+
+
+def _addresses(
+    host: str,
+    port: int,
+    allowed: Sequence[str],
+    resolver: Resolver | None,
+    allow: tuple[str, str],
+) -> list[IPAddress]:
     literal = _numeric_host(host)
     resolve = resolver or _getaddrinfo
     addresses = [literal] if literal is not None else _resolve(host, port, resolve)
     host_allowed = literal is None and _host_allowed(host, allowed)
     networks = _networks(allowed)
     for address in addresses:
-        _check_address(address, host, host_allowed, networks)
-    return Target(scheme, host, port, path, addresses)
+        _check_address(address, host, host_allowed, networks, allow)
+    return addresses
 
 
 def _parse(url: str) -> tuple[str, str, int, str]:
@@ -289,21 +317,29 @@ def _host_allowed(host: str, allowed: Iterable[str]) -> bool:
 
 
 def _check_address(
-    address: IPAddress, host: str, host_allowed: bool, networks: Sequence[Network]
+    address: IPAddress,
+    host: str,
+    host_allowed: bool,
+    networks: Sequence[Network],
+    allow: tuple[str, str] = HTTP_ALLOW,
 ) -> None:
+    setting, policy = allow
     if address in METADATA:
         if any(n.num_addresses == 1 and address in n for n in networks):
             return
         raise Blocked(
             f"{_named(host, address)} is a cloud metadata endpoint ({METADATA[address]}); "
             "only an allow-list entry naming this exact address unblocks it (in the platform "
-            "setting HTTP_ALLOWED_HOSTS or the tenant policy http_allowed_hosts)"
+            f"setting {setting} or the tenant policy {policy})"
         )
     if host_allowed or any(address in n for n in networks):
         return
     reason = _blocked_reason(address)
     if reason:
-        raise Blocked(f"{_named(host, address)} is {reason}; {HOW_TO_ALLOW}")
+        raise Blocked(
+            f"{_named(host, address)} is {reason}; to reach it, add the host name or address "
+            f"to the platform setting {setting} or to the tenant policy {policy}"
+        )
 
 
 def _blocked_reason(address: IPAddress) -> str:

@@ -28,7 +28,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -37,7 +37,7 @@ import psycopg2
 from django.conf import settings
 from django.db import connections
 
-from runs import engine
+from runs import engine, netguard
 from runs.taskapi import Attempt, ConnectionInfo, TaskFailed
 from workflows.durations import parse_duration
 
@@ -148,6 +148,8 @@ class Query:
     read_only: bool
     timeout: int  # seconds
     max_rows: int
+    # The tenant's sql_allowed_hosts policy, added to the platform's SQL_ALLOWED_HOSTS.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass
@@ -200,16 +202,33 @@ def _check_server(info: ConnectionInfo) -> None:
         )
 
 
+def _reachable(info: ConnectionInfo, q: Query) -> list[str]:
+    """Where the server may be reached: the host resolved once and every address checked
+    by the network guard (as the http task's), so a tenant reaches no private, loopback or
+    metadata address unless an operator allowed it. Connect to these, not to the name."""
+    allowed = [*settings.SQL_ALLOWED_HOSTS, *q.allowed_hosts]
+    port = info.port or DEFAULT_PORTS[info.kind]
+    try:
+        return [str(a) for a in netguard.check_host(info.host, port, allowed)]
+    except netguard.Blocked as exc:
+        raise TaskFailed(f"blocked: {_label(info)}: {exc}", retryable=False) from None
+    except netguard.RequestFailed as exc:
+        raise TaskFailed(f"{_label(info)}: cannot connect: {exc}") from None
+
+
 def _open_postgres(info: ConnectionInfo, q: Query) -> Session:
     _check_server(info)
     label = _label(info)
+    addresses = _reachable(info, q)
     options = {k: str(info.extra[k]) for k in PG_EXTRA if info.extra.get(k)}
     try:
         # Every value given, even empty, and a password file that does not exist: libpq
         # must not fill gaps from the worker's PGHOST, PGDATABASE, PGPASSWORD, ~/.pgpass
-        # (the platform's own, maybe).
+        # (the platform's own, maybe). hostaddr: libpq connects to the checked addresses
+        # (in turn) and keeps the name for TLS verification.
         conn = psycopg2.connect(
-            host=info.host.strip(),
+            host=",".join([info.host.strip()] * len(addresses)),
+            hostaddr=",".join(addresses),
             port=info.port or DEFAULT_PORTS["postgres"],
             dbname=_dbname(info),
             user=info.login,
@@ -336,7 +355,7 @@ def _open_mysql(info: ConnectionInfo, q: Query) -> Session:
     driver = _mysql_driver()
     label = _label(info)
     params = {
-        "host": "127.0.0.1" if info.host.strip() == "localhost" else info.host.strip(),  # TCP
+        "host": _reachable(info, q)[0],  # checked by the guard; an address, so TCP
         "port": info.port or DEFAULT_PORTS["mysql"],
         "user": info.login,
         "password": info.password,
@@ -567,6 +586,7 @@ def run_sql(a: Attempt) -> engine.Outcome:
         bool(task.get("read_only", False)),
         _timeout(task),
         int(task.get("max_rows", 1000)),
+        a.sql_allowed_hosts,
     )
     started = time.monotonic()
     result = _query(info, q, a.should_stop)
@@ -586,6 +606,7 @@ def check_sql(a: Attempt) -> tuple[bool, str]:
         True,
         max(1, min(interval, SENSOR_TIMEOUT_CAP)),
         1,
+        a.sql_allowed_hosts,
     )
     try:
         result = _query(info, q, a.should_stop)
@@ -600,12 +621,13 @@ def check_sql(a: Attempt) -> tuple[bool, str]:
     return not falsy, f"{_label(info)}: first cell is {cell!r}"
 
 
-def probe(info: ConnectionInfo) -> tuple[bool, str]:
+def probe(info: ConnectionInfo, allowed_hosts: Sequence[str] = ()) -> tuple[bool, str]:
     """The connections API's test: connect (5 s), SELECT 1, close. (reached, message),
-    in words safe to show."""
+    in words safe to show. `allowed_hosts`: the tenant's sql_allowed_hosts policy."""
     started = time.monotonic()
+    q = Query("SELECT 1", None, True, PROBE_TIMEOUT, 1, tuple(allowed_hosts))
     try:
-        _query(info, Query("SELECT 1", None, True, PROBE_TIMEOUT, 1), lambda: False)
+        _query(info, q, lambda: False)
     except TaskFailed as exc:
         return False, _scrub(str(exc), info)
     return True, f"connected to {_label(info)} in {_ms(started)} ms"

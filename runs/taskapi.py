@@ -56,6 +56,8 @@ class Attempt:
     # The tenant's http_allowed_hosts policy (host names, IP addresses or networks), added to
     # the platform's HTTP_ALLOWED_HOSTS setting by the SSRF guard.
     allowed_hosts: tuple[str, ...] = ()
+    # The same for sql connections: sql_allowed_hosts, added to SQL_ALLOWED_HOSTS.
+    sql_allowed_hosts: tuple[str, ...] = ()
 
     def log(self, message: str) -> None:
         """A line of the executor's own in the attempt's log."""

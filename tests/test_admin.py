@@ -131,6 +131,10 @@ def test_it_changes_quotas_and_audits_once_as_admin(
         ({"quotas": {"max_wrkflows": 1}}, "quotas.max_wrkflows: unknown quota; accepted:"),
         ({"quotas": []}, "quotas: expected an object"),
         ({"policy": {"allowed_task_types": ["bogus"]}}, "unknown task type &#x27;bogus&#x27;"),
+        (
+            {"policy": {"sql_allowed_hosts": "10.0.0.0/8"}},
+            "policy.sql_allowed_hosts: list of host names or networks the sql task may reach",
+        ),
     ],
 )
 def test_it_shows_bad_quotas_and_policy_as_form_errors(

@@ -70,3 +70,31 @@ def test_it_probes_over_graphql_too(team: Team, tmp_path: Path) -> None:
 def test_it_answers_404_for_an_unknown_connection(team: Team) -> None:
     response = send(team.tokens["admin"], "POST", TEST.format(tenant=team.slug, name="ghost"))
     assert "ghost" in assert_problem(response, 404)["detail"]
+
+
+def test_it_probes_a_database_on_a_private_network_only_when_the_tenant_may(
+    team: Team,
+) -> None:
+    """The network guard decides before anything connects; the tenant policy
+    sql_allowed_hosts (set by platform staff) lets the probe through."""
+    services.create_connection(
+        actor=Actor.cli(),
+        tenant=team.tenant,
+        name="wh",
+        kind="postgres",
+        host="127.0.0.1",
+        database="postgres",
+        login="postgres",
+        password="unused-with-trust-auth",
+    )
+    url = TEST.format(tenant=team.slug, name="wh")
+    body = send(team.tokens["admin"], "POST", url).json()
+    assert body["ok"] is False
+    assert body["message"].startswith("blocked: postgres postgres@127.0.0.1:5432: 127.0.0.1")
+    assert "sql_allowed_hosts" in body["message"]
+
+    team.tenant.policy = {"sql_allowed_hosts": ["127.0.0.1"]}
+    team.tenant.save(update_fields=["policy"])
+    body = send(team.tokens["admin"], "POST", url).json()
+    assert body["ok"] is True, body
+    assert body["message"].startswith("connected to postgres postgres@127.0.0.1:5432 in ")

@@ -16,6 +16,7 @@ import psycopg2
 import pytest
 from django.conf import settings
 from django.db import connection as django_connection
+from django.test import override_settings
 
 from runs.process import OutputSink
 from runs.sql_task import check_sql, is_platform_database, probe, run_sql
@@ -23,6 +24,14 @@ from runs.taskapi import Attempt, ConnectionInfo, TaskFailed
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 INJECTION = "x'; DROP TABLE people; --"
+
+
+@pytest.fixture(autouse=True)
+def local_servers_allowed() -> Iterator[None]:
+    """The test servers are on this machine: allowed the way an operator allows a private
+    database host (the network guard's own tests take it back)."""
+    with override_settings(SQL_ALLOWED_HOSTS=["127.0.0.1", "localhost"]):
+        yield
 
 
 def _admin(dbname: str) -> Any:
@@ -75,6 +84,7 @@ def _attempt(
     task: dict[str, Any],
     info: ConnectionInfo,
     should_stop: Callable[[], bool] = lambda: False,
+    sql_allowed_hosts: tuple[str, ...] = (),
 ) -> Attempt:
     ti = SimpleNamespace(pk=1, run_id=1, task_id="q", try_number=1, tenant_id=1)
 
@@ -82,7 +92,16 @@ def _attempt(
         assert name == info.name
         return info
 
-    return Attempt(1, ti, task, {}, OutputSink(100_000), should_stop, connection)
+    return Attempt(
+        1,
+        ti,
+        task,
+        {},
+        OutputSink(100_000),
+        should_stop,
+        connection,
+        sql_allowed_hosts=sql_allowed_hosts,
+    )
 
 
 def _sql(sql: str, **kw: Any) -> dict[str, Any]:
@@ -460,3 +479,64 @@ def test_it_probes_nothing_on_the_platform_database() -> None:
     reached, message = probe(_pg(django_connection.settings_dict["NAME"], host="localhost"))
     assert not reached
     assert "platform's own database" in message
+
+
+# --- the network guard ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("127.0.0.1", "is a loopback address (127.0.0.0/8)"),
+        ("localhost", "is a loopback address (127.0.0.0/8)"),  # resolved, then checked
+        ("10.0.0.5", "is a private address (10.0.0.0/8)"),
+        ("2130706433", "is a loopback address (127.0.0.0/8)"),  # 127.0.0.1 as a number
+        ("[::ffff:127.0.0.1]", "(127.0.0.1) is a loopback address (127.0.0.0/8)"),  # IPv4-mapped
+    ],
+)
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_it_blocks_hosts_on_private_networks_without_connecting(
+    host: str, reason: str, kind: str
+) -> None:
+    info = ConnectionInfo(
+        name="wh", kind=kind, host=host, database="d", login="u", password="hunter2"
+    )
+    started = time.monotonic()
+    with override_settings(SQL_ALLOWED_HOSTS=[]):
+        failure = _failure(_attempt(_sql("SELECT 1"), info))
+    assert time.monotonic() - started < 1  # decided, never tried (10.0.0.5 would hang)
+    assert str(failure).startswith(f"blocked: {kind} d@{host}:")
+    assert reason in str(failure)
+    assert "SQL_ALLOWED_HOSTS" in str(failure)
+    assert "sql_allowed_hosts" in str(failure)
+    assert not failure.retryable
+
+
+def test_it_blocks_cloud_metadata_even_inside_an_allowed_network() -> None:
+    info = _pg("d", host="169.254.169.254")
+    with override_settings(SQL_ALLOWED_HOSTS=["169.254.0.0/16"]):
+        failure = _failure(_attempt(_sql("SELECT 1"), info))
+    assert "cloud metadata endpoint" in str(failure)
+    assert not failure.retryable
+
+
+def test_a_tenant_policy_or_the_platform_setting_allows_a_private_host(scratch: str) -> None:
+    with override_settings(SQL_ALLOWED_HOSTS=[]):
+        assert "blocked" in str(_failure(_attempt(_sql("SELECT 1"), _pg(scratch))))
+        by_policy = _attempt(
+            _sql("SELECT 1 AS one"), _pg(scratch), sql_allowed_hosts=("127.0.0.0/8",)
+        )
+        assert run_sql(by_policy).result["rows"] == [[1]]
+    with override_settings(SQL_ALLOWED_HOSTS=["127.0.0.1"]):
+        assert run_sql(_attempt(_sql("SELECT 1 AS one"), _pg(scratch))).result["rows"] == [[1]]
+
+
+def test_the_probe_is_guarded_too(scratch: str) -> None:
+    with override_settings(SQL_ALLOWED_HOSTS=[]):
+        reached, message = probe(_pg(scratch))
+        assert not reached
+        assert message.startswith(
+            f"blocked: postgres {scratch}@127.0.0.1:5432: 127.0.0.1 is a loopback"
+        )
+        reached, message = probe(_pg(scratch), ["127.0.0.1"])
+        assert reached, message

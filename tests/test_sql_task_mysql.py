@@ -19,7 +19,13 @@ import pytest
 from runs import sql_task
 from runs.sql_task import check_sql, probe, run_sql
 from runs.taskapi import ConnectionInfo
-from tests.test_sql_task import INJECTION, _attempt, _failure, _sql
+from tests.test_sql_task import (  # noqa: F401  (local_servers_allowed: a fixture)
+    INJECTION,
+    _attempt,
+    _failure,
+    _sql,
+    local_servers_allowed,
+)
 
 SERVER = urlsplit(os.environ.get("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306"))
 PASSWORD = "hunter2-" + uuid.uuid4().hex[:8]
