@@ -147,6 +147,7 @@ def _validated(
     max_active_runs: int | None,
     reverse: bool,
     now: dt.datetime,
+    params: Any = None,
 ) -> _Request:
     """Every check at once; errors name the field and what would be accepted."""
     if workflow.deleted_at is not None or workflow.current_version_id is None:
@@ -173,7 +174,11 @@ def _validated(
         errors.append(
             ("max_active_runs", f"expected an integer from 1 to {quota} (the tenant's quota)")
         )
-    params = resolve_params(workflow, {})  # backfill runs take the params' defaults
+    try:  # every run of the backfill gets these (the defaults, then what was given)
+        values = resolve_params(workflow, {} if params is None else params)
+    except Invalid as exc:
+        errors += exc.errors
+        values = {}
     if errors:
         raise Invalid(errors)
     zone = zoneinfo.ZoneInfo(spec.schedule.timezone)
@@ -187,7 +192,7 @@ def _validated(
     intervals = _closed_intervals(spec.schedule.cron, spec.schedule.timezone, first, last, now)
     if reverse:
         intervals.reverse()
-    return _Request(workflow, intervals, reprocess, slots, reverse, params, first, last)
+    return _Request(workflow, intervals, reprocess, slots, reverse, values, first, last)
 
 
 def _closed_intervals(
@@ -246,13 +251,14 @@ def plan_backfill(
     reprocess: str = REPROCESS.NONE,
     max_active_runs: int | None = None,
     reverse: bool = False,
+    params: Any = None,
     now: dt.datetime | None = None,
 ) -> list[PlannedInterval]:
     """A dry run: the intervals a backfill would cover and what it would do with each now.
     Nothing is stored, nothing audited."""
     authorize(actor, "backfill.operate", workflow.tenant)
     request = _validated(
-        workflow, start, end, reprocess, max_active_runs, reverse, now or timezone.now()
+        workflow, start, end, reprocess, max_active_runs, reverse, now or timezone.now(), params
     )
     existing = _existing(workflow, [s for s, _ in request.intervals])
     planned = []
@@ -271,13 +277,15 @@ def create_backfill(
     reprocess: str = REPROCESS.NONE,
     max_active_runs: int | None = None,
     reverse: bool = False,
+    params: Any = None,
     now: dt.datetime | None = None,
 ) -> Backfill:
     """Create a backfill and feed its first runs (up to max_active_runs, which defaults to
-    the workflow's). `start` and `end` are dates or times (see `_instant`)."""
+    the workflow's). `start` and `end` are dates or times (see `_instant`). `params` are
+    every run's (checked against the workflow's params, defaults applied)."""
     authorize(actor, "backfill.operate", workflow.tenant)
     request = _validated(
-        workflow, start, end, reprocess, max_active_runs, reverse, now or timezone.now()
+        workflow, start, end, reprocess, max_active_runs, reverse, now or timezone.now(), params
     )
     with transaction.atomic():
         backfill = backfills().create(
@@ -307,6 +315,7 @@ def create_backfill(
                 "reprocess": reprocess,
                 "max_active_runs": request.max_active_runs,
                 "reverse": reverse,
+                "params": request.params,
                 "intervals": len(request.intervals),
             },
         )

@@ -254,6 +254,8 @@ def test_it_skips_or_reruns_intervals_that_have_a_run(
         ({"start": "2026-01-01", "end": "2026-01-02", "max_active_runs": "3"}, "max_active_runs"),
         ({"start": "2026-01-01", "end": "2026-01-02", "max_active_runs": 51}, "max_active_runs"),
         ({"start": "2026-01-01", "end": "2026-01-02", "priority": 1}, "priority"),
+        ({"start": "2026-01-01", "end": "2026-01-02", "params": {"nope": 1}}, "params.nope"),
+        ({"start": "2026-01-01", "end": "2026-01-02", "params": [1]}, "params"),
         ({"start": "2099-01-01", "end": "2099-01-02"}, "start"),
         ({"start": "2020-01-01", "end": "2026-01-01"}, "end"),
     ],
@@ -268,6 +270,8 @@ def test_it_skips_or_reruns_intervals_that_have_a_run(
         "slots-as-string",
         "slots-above-the-tenant-quota",
         "unknown-field",
+        "unknown-param",
+        "params-not-an-object",
         "only-future-intervals",
         "too-many-intervals",
     ],
@@ -280,6 +284,50 @@ def test_it_refuses_a_bad_request_and_creates_nothing(
     before = tenant_state(team.tenant)
     for dry_run in (False, True):
         assert_problem(post(team, {**body, "dry_run": dry_run}), 400, path)
+    assert tenant_state(team.tenant) == before
+
+
+WITH_PARAMS: dict[str, Any] = {
+    **DAILY,
+    "name": "with-params",
+    "params": {
+        "region": {"type": "string", "default": "eu", "enum": ["eu", "us"]},
+        "limit": {"type": "integer", "default": 10},
+    },
+}
+
+
+def test_every_run_of_a_backfill_gets_its_params(team: Team) -> None:
+    workflow = apply(team, WITH_PARAMS)
+    body = {"start": "2026-01-01", "end": "2026-01-03", "params": {"region": "us"}}
+    response = send(team.tokens["operator"], "POST", url(team, workflow="with-params"), body)
+    assert response.status_code == 201, response.content
+    created = response.json()
+    assert created["params"] == {"region": "us", "limit": 10}  # the defaults fill the rest
+    for _ in range(3):  # every interval, as each run ends
+        for run in runs().filter(workflow=workflow, state="running"):
+            end(run, "success")
+        backfills.feed(created["id"])
+    made = runs().filter(workflow=workflow).order_by("logical_date")
+    assert [r.params for r in made] == [{"region": "us", "limit": 10}] * 3
+    [event] = [e for e in new_audit_events(team.tenant, 0) if e.action == "backfill.create"]
+    assert event.changes["after"]["params"] == {"region": "us", "limit": 10}
+
+
+def test_it_checks_backfill_params_like_a_triggers(team: Team) -> None:
+    apply(team, WITH_PARAMS)
+    before = tenant_state(team.tenant)
+    body = {"start": "2026-01-01", "end": "2026-01-02", "params": {"region": "asia"}}
+    for dry_run in (False, True):
+        response = send(
+            team.tokens["operator"],
+            "POST",
+            url(team, workflow="with-params"),
+            {**body, "dry_run": dry_run, "max_active_runs": 0},
+        )
+        problem = assert_problem(response, 400, "params.region")
+        # Every error at once: the bad param and the bad slot count.
+        assert {e["path"] for e in problem["errors"]} == {"params.region", "max_active_runs"}
     assert tenant_state(team.tenant) == before
 
 
@@ -405,8 +453,8 @@ def test_it_lists_backfills_with_their_progress(team: Team, outsider: Team) -> N
 CREATE = """
 mutation($t: String!, $dry: Boolean!) {
   createBackfill(tenant: $t, workflow: "daily", start: "2026-01-01", end: "2026-01-04",
-                 maxActiveRuns: 2, dryRun: $dry) {
-    backfill { id state workflow progress { total created running pending } }
+                 maxActiveRuns: 2, dryRun: $dry, params: {}) {
+    backfill { id state workflow params progress { total created running pending } }
     intervals { logicalDate dataIntervalEnd action run }
   }
 }"""
@@ -430,6 +478,7 @@ def test_it_backfills_over_graphql(team: Team, outsider: Team) -> None:
     created = gql(team.tokens["operator"], CREATE, {"t": team.slug, "dry": False}).json()
     backfill = created["data"]["createBackfill"]["backfill"]
     assert backfill["progress"] == {"total": 4, "created": 2, "running": 2, "pending": 2}
+    assert backfill["params"] == {}
     listed = gql(team.tokens["viewer"], QUERY, {"t": team.slug}).json()["data"]["backfills"]
     assert listed == [
         {

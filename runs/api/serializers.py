@@ -152,6 +152,11 @@ class BackfillCreateSerializer(StrictSerializer):
         required=False, help_text="runs of the backfill at once (default: the workflow's)"
     )
     reverse = serializers.BooleanField(default=False, help_text="newest interval first")
+    params = serializers.JSONField(
+        required=False,
+        help_text="params of every run of the backfill, checked against the workflow's "
+        "params (their defaults fill the rest)",
+    )
     dry_run = serializers.BooleanField(
         default=False, help_text="list the intervals and what would happen; create nothing"
     )
@@ -192,6 +197,7 @@ class BackfillSerializer(serializers.ModelSerializer[Backfill]):
             "reprocess",
             "max_active_runs",
             "reverse",
+            "params",
             "created_by",
             "created_at",
             "updated_at",

@@ -278,6 +278,7 @@ class Mutation:
         reprocess: str = "none",
         max_active_runs: int | None = None,
         reverse: bool = False,
+        params: JSON | None = None,
         dry_run: bool = False,
     ) -> BackfillCreated:
         t = tenant_for(info, tenant, "backfill.operate")
@@ -288,6 +289,7 @@ class Mutation:
                 "end": end,
                 "reprocess": reprocess,
                 "reverse": reverse,
+                "params": params,
             }
             if dry_run:
                 planned = backfills.plan_backfill(
@@ -361,6 +363,10 @@ class BackfillType:
     @strawberry_django.field
     def created_by(self, root: models.Backfill) -> str | None:
         return root.created_by.username if root.created_by else None
+
+    @strawberry_django.field(description="params of every run of the backfill")  # type: ignore[untyped-decorator]
+    def params(self, root: models.Backfill) -> JSON:
+        return root.params  # type: ignore[no-any-return]
 
     @strawberry_django.field
     def progress(self, root: models.Backfill) -> BackfillProgress:
