@@ -133,6 +133,22 @@ class Cluster(Engine):
 
         wait_for(finished, timeout, f"{len(ids)} runs to finish", self.workers)
 
+    def wait_drained(self, timeout: float) -> None:
+        """Until every task message sent so far has been taken and acknowledged: none waits
+        in the queue, none is in a worker's hands (kombu keeps those in `unacked`)."""
+        client = redis.Redis.from_url(self.redis.url)
+        prefix = self.workers.prefix if self.workers else ""
+
+        def drained() -> bool:
+            # A queue is a list per priority: tasks, tasks\x06\x163, ...
+            queued = sum(client.llen(key) for key in client.scan_iter(f"{prefix}tasks*"))
+            return not queued and not client.hlen(f"{prefix}unacked")
+
+        try:
+            wait_for(drained, timeout, "the task messages to be taken and acknowledged")
+        finally:
+            client.close()
+
 
 @pytest.fixture
 def cluster_env() -> dict[str, str]:

@@ -4,7 +4,6 @@ time: each try still executes exactly once."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -91,7 +90,7 @@ def test_duplicate_messages_and_two_reconcilers_run_each_try_once(
         for thread in helpers:
             thread.join()
     ring_twice()  # the tries that ended between two looks get their duplicates late
-    time.sleep(3)  # for the workers to turn them away
+    cluster.wait_drained(30)  # the workers have turned every duplicate away
 
     with cluster.scope():
         assert set(
