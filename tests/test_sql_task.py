@@ -58,13 +58,18 @@ def people(scratch: str) -> Iterator[Any]:
     """A fresh `people` table in the scratch database; yields a cursor on it."""
     conn = _admin(scratch)
     cur = conn.cursor()
+    make_people(cur, "numeric")
+    yield cur
+    conn.close()
+
+
+def make_people(cur: Any, decimal: str) -> None:
+    """(Re)create the `people` table with its two rows; `decimal`: the server's type."""
     cur.execute("DROP TABLE IF EXISTS people")
-    cur.execute("CREATE TABLE people (id int, name text, born date, score numeric)")
+    cur.execute(f"CREATE TABLE people (id int, name text, born date, score {decimal})")
     cur.execute(
         "INSERT INTO people VALUES (1, 'ada', '1815-12-10', 12.50), (2, 'alan', NULL, NULL)"
     )
-    yield cur
-    conn.close()
 
 
 def _pg(database: str, **kw: Any) -> ConnectionInfo:

@@ -25,6 +25,7 @@ from tests.test_sql_task import (  # noqa: F401  (local_servers_allowed: a fixtu
     _failure,
     _sql,
     local_servers_allowed,
+    make_people,
 )
 
 SERVER = urlsplit(os.environ.get("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306"))
@@ -64,11 +65,7 @@ def people(scratch: tuple[str, str]) -> Iterator[Any]:
     """A fresh `people` table in the scratch database; yields a cursor on it."""
     conn = _admin(scratch[0])
     cur = conn.cursor()
-    cur.execute("DROP TABLE IF EXISTS people")
-    cur.execute("CREATE TABLE people (id int, name text, born date, score decimal(6, 2))")
-    cur.execute(
-        "INSERT INTO people VALUES (1, 'ada', '1815-12-10', 12.50), (2, 'alan', NULL, NULL)"
-    )
+    make_people(cur, "decimal(6, 2)")
     yield cur
     conn.close()
 
