@@ -19,10 +19,11 @@ from django.conf import settings
 
 __all__ = ["WEB_LAYOUT", "Distributed", "ensure_database"]
 
-# gunicorn: single-threaded processes, two per core (as docs/deployment.md advises). The
-# API is CPU-bound Python: in threads of one process its requests take turns on the GIL,
-# and one holding a row lock waits for its turn too (docs/performance.md).
-WEB_LAYOUT = ["--workers", "4", "--threads", "1"]
+# gunicorn: single-threaded processes, two per core (as docs/deployment.md advises;
+# WEB_CONCURRENCY sets how many). The API is CPU-bound Python: in threads of one process
+# its requests take turns on the GIL, and one holding a row lock waits for its turn too
+# (docs/performance.md).
+WEB_LAYOUT = ["--workers", os.environ.get("WEB_CONCURRENCY") or "4", "--threads", "1"]
 
 
 def _die_with_parent() -> None:

@@ -60,17 +60,21 @@ SQLITE_TRANSIENT = {5, 6, 10, 13, 14, 15}
 # access, unknown database, read-only, and LOAD DATA LOCAL refused (MySQL 5, 8, MariaDB)
 MYSQL_PERMANENT = {1044, 1045, 1049, 1142, 1227, 1792, 1148, 3948, 4166}
 MYSQL_TIMEOUTS = {3024, 1969}  # MySQL max_execution_time, MariaDB max_statement_time
+MYSQL_UNREACHABLE = 2003  # the client could not connect to the server
 FALSY_CELLS = (None, False, 0, "", "0", "false", "f")
+MAX_ADDRESSES = 2  # of a database host's, tried in turn (each within the connect timeout)
 STOPPED = "stopped: the attempt was cancelled or lost its lease"
 
 
 # --- the platform's own database is never a target ----------------------------------------
 
 
-def is_platform_database(info: ConnectionInfo) -> bool:
+def is_platform_database(info: ConnectionInfo, addresses: set[str] | None = None) -> bool:
     """Whether the connection points at one of the platform's own databases (any entry
-    of settings.DATABASES, or the database actually in use, e.g. the test database)."""
-    return any(_is_same(info, entry) for entry in _platform_entries())
+    of settings.DATABASES, or the database actually in use, e.g. the test database).
+    `addresses`: where the task will connect (as `_addresses` names them), when known,
+    instead of resolving the host again."""
+    return any(_is_same(info, entry, addresses) for entry in _platform_entries())
 
 
 def _platform_entries() -> Iterator[Mapping[str, Any]]:
@@ -79,7 +83,9 @@ def _platform_entries() -> Iterator[Mapping[str, Any]]:
         yield connections[alias].settings_dict
 
 
-def _is_same(info: ConnectionInfo, entry: Mapping[str, Any]) -> bool:
+def _is_same(
+    info: ConnectionInfo, entry: Mapping[str, Any], addresses: set[str] | None = None
+) -> bool:
     kind = ENGINES.get(str(entry.get("ENGINE") or "").rsplit(".", 1)[-1])
     if kind != info.kind or not entry.get("NAME"):
         return False
@@ -89,7 +95,10 @@ def _is_same(info: ConnectionInfo, entry: Mapping[str, Any]) -> bool:
     return (
         _dbname(info) == str(entry["NAME"])
         and (info.port or default) == int(entry.get("PORT") or default)
-        and bool(_addresses(info.host) & _addresses(str(entry.get("HOST") or "")))
+        and bool(
+            (_addresses(info.host) if addresses is None else addresses)
+            & _addresses(str(entry.get("HOST") or ""))
+        )
     )
 
 
@@ -129,8 +138,8 @@ def _address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return LOCAL if ip.is_loopback or ip.is_unspecified else str(ip)
 
 
-def _refuse_platform(info: ConnectionInfo) -> None:
-    if is_platform_database(info):
+def _refuse_platform(info: ConnectionInfo, addresses: set[str] | None = None) -> None:
+    if is_platform_database(info, addresses):
         raise TaskFailed(
             f"connection {info.name!r} points at the platform's own database "
             f"({_label(info)}); tasks may not use it: give them a database of their own",
@@ -209,11 +218,15 @@ def _reachable(info: ConnectionInfo, q: Query) -> list[str]:
     allowed = [*settings.SQL_ALLOWED_HOSTS, *q.allowed_hosts]
     port = info.port or DEFAULT_PORTS[info.kind]
     try:
-        return [str(a) for a in netguard.check_host(info.host, port, allowed)]
+        checked = netguard.check_host(info.host, port, allowed)
     except netguard.Blocked as exc:
         raise TaskFailed(f"blocked: {_label(info)}: {exc}", retryable=False) from None
     except netguard.RequestFailed as exc:
         raise TaskFailed(f"{_label(info)}: cannot connect: {exc}") from None
+    # The platform's database, again, by the very addresses connected to: the name might
+    # have resolved elsewhere for the first look.
+    _refuse_platform(info, {_address(a) for a in checked})
+    return [str(a) for a in checked[:MAX_ADDRESSES]]
 
 
 def _open_postgres(info: ConnectionInfo, q: Query) -> Session:
@@ -354,8 +367,9 @@ def _open_mysql(info: ConnectionInfo, q: Query) -> Session:
     _check_server(info)
     driver = _mysql_driver()
     label = _label(info)
+    addresses = _reachable(info, q)  # checked by the guard; addresses, so TCP
     params = {
-        "host": _reachable(info, q)[0],  # checked by the guard; an address, so TCP
+        "host": addresses[0],
         "port": info.port or DEFAULT_PORTS["mysql"],
         "user": info.login,
         "password": info.password,
@@ -366,13 +380,18 @@ def _open_mysql(info: ConnectionInfo, q: Query) -> Session:
         # PyMySQL and mysqlclient take this argument.
         "local_infile": False,
     }
-    try:
-        conn = driver.connect(**params)
-    except driver.Error as exc:
-        raise TaskFailed(
-            f"{label}: cannot connect: {_first_line(exc, info)}",
-            retryable=_mysql_code(exc) not in MYSQL_PERMANENT,
-        ) from None
+    for index, address in enumerate(addresses):  # in turn, while one cannot be reached
+        params["host"] = address
+        try:
+            conn = driver.connect(**params)
+            break
+        except driver.Error as exc:
+            if _mysql_code(exc) == MYSQL_UNREACHABLE and index + 1 < len(addresses):
+                continue
+            raise TaskFailed(
+                f"{label}: cannot connect: {_first_line(exc, info)}",
+                retryable=_mysql_code(exc) not in MYSQL_PERMANENT,
+            ) from None
     conn.autocommit(False)
     mariadb = "mariadb" in str(conn.get_server_info()).lower()
 

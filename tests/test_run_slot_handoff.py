@@ -9,13 +9,15 @@ the queued run starts without waiting for the reconciler."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
 
+from orchestrator.models import Tenant
+from runs import backfills, executor
 from runs import engine as engine_module
-from runs import executor
 from runs.models import TaskInstance, WorkflowRun
 from runs.services import trigger_run
 from tests.engine.conftest import Engine
@@ -44,11 +46,15 @@ def _state(run: WorkflowRun) -> str:
 
 
 class _OpenTrigger(threading.Thread):
-    """Triggers a run in a transaction that stays open until `commit` is set."""
+    """Makes a run (by default a trigger) in a transaction that stays open until `commit`
+    is set."""
 
-    def __init__(self, engine: Engine, workflow: Any) -> None:
+    def __init__(
+        self, engine: Engine, workflow: Any, make: Callable[[], WorkflowRun] | None = None
+    ) -> None:
         super().__init__(daemon=True)
         self.engine, self.workflow = engine, workflow
+        self.make = make or (lambda: trigger_run(actor=engine.actor, workflow=workflow).run)
         self.queued = threading.Event()
         self.commit = threading.Event()
         self.made: WorkflowRun | None = None
@@ -57,7 +63,7 @@ class _OpenTrigger(threading.Thread):
     def run(self) -> None:
         try:
             with transaction.atomic(), self.engine.scope():
-                self.made = trigger_run(actor=self.engine.actor, workflow=self.workflow).run
+                self.made = self.make()
                 self.queued.set()
                 assert self.commit.wait(30)
         except BaseException as exc:  # reported by the test
@@ -116,3 +122,61 @@ def test_a_run_still_without_a_slot_after_its_commit_stays_queued(engine: Engine
     assert (_state(first), _state(second)) == ("running", "queued")
     assert engine_module.start_waiting_runs(workflow.pk) == []
     assert _state(second) == "queued"
+
+
+def test_a_backfill_run_queued_while_the_slot_frees_starts_when_its_backfill_commits(
+    engine: Engine,
+) -> None:
+    """The same with the tenant's last slot and a backfill's first run."""
+    Tenant.objects.filter(pk=engine.tenant.pk).update(
+        quotas={"max_concurrent_runs": 1, "max_tasks_per_workflow": 100}
+    )
+    workflow = engine.apply(
+        {
+            "name": "daily",
+            "schedule": {"cron": "0 2 * * *", "timezone": "UTC"},
+            "max_active_runs": 5,
+            "tasks": {"only": {"type": "noop"}},
+        }
+    )
+    with engine.scope():
+        first = trigger_run(actor=engine.actor, workflow=workflow).run
+    assert first.state == "running"
+
+    def backfill_run() -> WorkflowRun:
+        backfill = backfills.create_backfill(
+            actor=engine.actor,
+            workflow=workflow,
+            start="2026-01-01",
+            end="2026-01-01",
+            max_active_runs=1,
+        )
+        return WorkflowRun.objects.get(backfill=backfill)
+
+    opened = _OpenTrigger(engine, workflow, backfill_run)
+    opened.start()
+    assert opened.queued.wait(30)
+    assert opened.error is None
+    assert opened.made is not None
+    assert opened.made.state == "queued"  # the tenant's only slot was taken
+
+    _run_task(engine, first)
+    assert _state(first) == "success"
+    opened.commit.set()
+    opened.join(30)
+    assert opened.error is None
+    assert _state(opened.made) == "running"
+
+
+def test_looking_again_ends_when_commit_hooks_run_inside_a_transaction(
+    db: None, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Tests run commit hooks inside their transaction: a look after the commit that
+    still finds no slot must not register another look."""
+    engine = Engine(workers=None)
+    workflow = engine.apply(ONE_AT_A_TIME)
+    with engine.scope(), django_capture_on_commit_callbacks(execute=True) as hooks:
+        first = trigger_run(actor=engine.actor, workflow=workflow).run
+        second = trigger_run(actor=engine.actor, workflow=workflow).run
+    assert len(hooks) < 10
+    assert (_state(first), _state(second)) == ("running", "queued")

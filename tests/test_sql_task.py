@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection as django_connection
 from django.test import override_settings
 
+from runs import netguard
 from runs.process import OutputSink
 from runs.sql_task import check_sql, is_platform_database, probe, run_sql
 from runs.taskapi import Attempt, ConnectionInfo, TaskFailed
@@ -477,6 +478,19 @@ def test_it_keeps_the_password_out_of_probe_messages(scratch: str) -> None:
     assert not reached
     assert secret not in message
     assert 'database "***" does not exist' in message
+
+
+@pytest.mark.django_db
+def test_it_refuses_the_platform_database_at_the_address_it_would_connect_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A name that resolved elsewhere for the first look (or not at all) and to the
+    platform's server for the guard's is refused by the address connected to."""
+    platform = django_connection.settings_dict["NAME"]
+    monkeypatch.setattr(netguard, "_getaddrinfo", lambda host, port: ["127.0.0.1"])
+    failure = _failure(_attempt(_sql("SELECT 1"), _pg(platform, host="db.rebind.invalid")))
+    assert "points at the platform's own database" in str(failure)
+    assert not failure.retryable
 
 
 @pytest.mark.django_db
