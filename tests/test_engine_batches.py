@@ -124,3 +124,21 @@ def test_dispatch_sends_noops_in_batches_and_others_alone(engine: Engine, settin
     assert sum(len(b) for b in batches) == 39  # the other noops: 8 messages of up to 5
     assert len(batches) == 8
     assert max(len(b) for b in batches) == 5
+
+
+def test_the_app_publishes_again_after_a_test_pointed_it_at_other_workers() -> None:
+    """publishing_to closes the broker pools it leaves: none may be handed out again."""
+    from types import SimpleNamespace
+
+    from orchestrator.celery import app
+    from tests.workers import publishing_to
+
+    def acquire() -> None:
+        with app.producer_or_acquire() as producer:
+            assert producer is not None
+
+    acquire()  # the default broker's pool exists
+    elsewhere = SimpleNamespace(redis_url=app.conf.broker_url, prefix="orc-test-elsewhere:")
+    with publishing_to(elsewhere):  # type: ignore[arg-type]
+        acquire()
+    acquire()  # "Acquire on closed pool" when the closed default pool came back

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import kombu.pools
 import redis
 from django.db import connection
 
@@ -178,10 +179,12 @@ def publishing_to(workers: Workers) -> Iterator[None]:
 
 
 def _reset_pools() -> None:
-    if app._pool is not None:
-        app._pool.force_close_all()
+    """Close every broker pool and forget them. kombu keeps pools in registries keyed by
+    broker URL and options: a pool closed but left there would be handed out again once
+    the app is pointed back at that broker ("Acquire on closed pool")."""
     app._pool = None
     app.amqp._producer_pool = None
+    kombu.pools.reset()
 
 
 def alive(pid: int) -> bool:
