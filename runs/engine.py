@@ -386,7 +386,8 @@ def _advance(
                 settled += [t.task_id for t in verdicts[decision]]
                 known.update((t.task_id, new) for t in verdicts[decision])
         # Still `pending` in the table, a ready instance is decided once only.
-        wave = [t for t in _downstream_pending(run, graph, settled) if t.pk not in ready]
+        decided = set(ready)
+        wave = [t for t in _downstream_pending(run, graph, settled) if t.pk not in decided]
     if not dispatch(run, graph, ready):  # something queued: the run is not done
         _finish_run_if_done(run, graph)
 
