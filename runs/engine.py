@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -259,17 +259,41 @@ def start_queued_runs(workflow_id: int, tenant_id: int | None = None) -> list[in
         return started
 
 
-def start_waiting_runs(workflow_id: int) -> list[int]:
-    """After a run of the workflow ended (committed): start its queued runs, if it has any.
-    Most ends find none, and then take no lock (see start_queued_runs for why that is
-    safe)."""
-    if not runs().filter(workflow_id=workflow_id, state=RUN.QUEUED).exists():
+# Workflows whose queued runs one run's end may start (the tenant's slot it freed).
+WAKE_WORKFLOWS = 5
+
+
+def start_waiting_runs(workflow_id: int, tenant_id: int | None = None) -> list[int]:
+    """After a run ended (committed): start the queued runs it may have made room for.
+    Those of its workflow first; with `tenant_id`, then those of the tenant's other
+    workflows that wait for its quota, oldest first, until one starts nothing (the
+    reconciler starts any others). Most ends find nothing queued, and then take no lock
+    (see start_queued_runs for why that is safe)."""
+    queued = runs().filter(state=RUN.QUEUED)
+    queued = (
+        queued.filter(tenant_id=tenant_id)
+        if tenant_id is not None
+        else queued.filter(workflow_id=workflow_id)
+    )
+    oldest_first = list(
+        queued.values("workflow_id")
+        .annotate(first=Min("id"))
+        .order_by("first")
+        .values_list("workflow_id", flat=True)[:WAKE_WORKFLOWS]
+    )
+    if not oldest_first:
         return []
+    started: list[int] = []
     _local.looking = True
     try:
-        return start_queued_runs(workflow_id)
+        for other in sorted(oldest_first, key=lambda w: w != workflow_id):  # its own first
+            made = start_queued_runs(other, tenant_id)
+            started += made
+            if not made and other != workflow_id:
+                break  # most likely no room left in the tenant: let the rest wait
     finally:
         _local.looking = False
+    return started
 
 
 def _start_backfill_runs(workflow_id: int, tenant_room: int) -> list[int]:
@@ -328,9 +352,9 @@ def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:
     fails = any(not graph.task(t).allow_failure for t in failing.values_list("task_id", flat=True))
     state = RUN.FAILED if fails else RUN.SUCCESS
     if runs().filter(pk=run.pk, state=RUN.RUNNING).update(state=state, ended_at=timezone.now()):
-        workflow_id = run.workflow_id
+        workflow_id, tenant_id = run.workflow_id, run.tenant_id
         # Robust: the reconciler starts queued runs too, should this fail.
-        transaction.on_commit(lambda: start_waiting_runs(workflow_id), robust=True)
+        transaction.on_commit(lambda: start_waiting_runs(workflow_id, tenant_id), robust=True)
         if run.backfill_id is not None:  # its slot is free: the backfill's next interval
             from runs.backfills import feed  # (which builds on this module)
 

@@ -55,8 +55,8 @@ def _stop(run: WorkflowRun, final: str, reason: str) -> None:
     tis().filter(run=run).exclude(state__in=TaskInstance.FINISHED).update(
         state=TI.CANCELLED, ended_at=now, next_attempt_at=None, wait_started_at=None
     )
-    workflow_id = run.workflow_id
-    transaction.on_commit(lambda: start_waiting_runs(workflow_id), robust=True)
+    workflow_id, tenant_id = run.workflow_id, run.tenant_id
+    transaction.on_commit(lambda: start_waiting_runs(workflow_id, tenant_id), robust=True)
 
 
 def cancel(run_id: int) -> WorkflowRun:

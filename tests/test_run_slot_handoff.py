@@ -180,3 +180,20 @@ def test_looking_again_ends_when_commit_hooks_run_inside_a_transaction(
         second = trigger_run(actor=engine.actor, workflow=workflow).run
     assert len(hooks) < 10
     assert (_state(first), _state(second)) == ("running", "queued")
+
+
+def test_a_run_waiting_for_the_tenants_quota_starts_when_another_workflows_run_ends(
+    engine: Engine,
+) -> None:
+    Tenant.objects.filter(pk=engine.tenant.pk).update(
+        quotas={"max_concurrent_runs": 1, "max_tasks_per_workflow": 100}
+    )
+    first_workflow = engine.apply({**ONE_AT_A_TIME, "name": "first"})
+    other_workflow = engine.apply({**ONE_AT_A_TIME, "name": "other"})
+    with engine.scope():
+        first = trigger_run(actor=engine.actor, workflow=first_workflow).run
+        waiting = trigger_run(actor=engine.actor, workflow=other_workflow).run
+    assert (first.state, waiting.state) == ("running", "queued")  # the tenant's one slot
+    _run_task(engine, first)
+    assert _state(first) == "success"
+    assert _state(waiting) == "running"  # at once, not at the reconciler's next pass
