@@ -41,6 +41,12 @@ def _run_task(engine: Engine, run: WorkflowRun) -> None:
     assert executor._execute_one(ti.pk, ti.try_number) == "success"
 
 
+def _one_run_at_a_time_in_the_tenant(engine: Engine) -> None:
+    Tenant.objects.filter(pk=engine.tenant.pk).update(
+        quotas={"max_concurrent_runs": 1, "max_tasks_per_workflow": 100}
+    )
+
+
 def _state(run: WorkflowRun) -> str:
     return WorkflowRun.objects.dangerously_unscoped().get(pk=run.pk).state
 
@@ -128,9 +134,7 @@ def test_a_backfill_run_queued_while_the_slot_frees_starts_when_its_backfill_com
     engine: Engine,
 ) -> None:
     """The same with the tenant's last slot and a backfill's first run."""
-    Tenant.objects.filter(pk=engine.tenant.pk).update(
-        quotas={"max_concurrent_runs": 1, "max_tasks_per_workflow": 100}
-    )
+    _one_run_at_a_time_in_the_tenant(engine)
     workflow = engine.apply(
         {
             "name": "daily",
@@ -185,9 +189,7 @@ def test_looking_again_ends_when_commit_hooks_run_inside_a_transaction(
 def test_a_run_waiting_for_the_tenants_quota_starts_when_another_workflows_run_ends(
     engine: Engine,
 ) -> None:
-    Tenant.objects.filter(pk=engine.tenant.pk).update(
-        quotas={"max_concurrent_runs": 1, "max_tasks_per_workflow": 100}
-    )
+    _one_run_at_a_time_in_the_tenant(engine)
     first_workflow = engine.apply({**ONE_AT_A_TIME, "name": "first"})
     other_workflow = engine.apply({**ONE_AT_A_TIME, "name": "other"})
     with engine.scope():
