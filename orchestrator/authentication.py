@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import OuterRef, Subquery
+from django.db import connection
 from django.utils import timezone
 
 from orchestrator import tokens
-from orchestrator.models import ApiToken, Membership
+from orchestrator.models import ApiToken, Membership, Tenant
+from orchestrator.rows import Columns, attach, quote
 
 __all__ = ["TokenRejected", "authenticate_bearer"]
 
@@ -20,12 +23,39 @@ class TokenRejected(Exception):
     """The request carried a bearer token that is malformed, unknown, expired or revoked."""
 
 
-# The holder's membership role in the token's tenant, read with the token (see Actor).
-_role_in_token_tenant = (
-    Membership.objects.dangerously_unscoped()
-    .filter(tenant_id=OuterRef("tenant_id"), user_id=OuterRef("user_id"))
-    .values("role")[:1]
-)
+_TOKEN = Columns(ApiToken)
+_USER = Columns(get_user_model())
+_TENANT = Columns(Tenant)
+
+
+@functools.cache
+def _token_query(vendor: str) -> str:
+    """The token by prefix, with its user, its tenant and the user's membership role in
+    that tenant (None when the user left it): one statement per request, written once
+    (every API call starts here; see orchestrator/rows.py)."""
+    return (
+        f"SELECT {_TOKEN.select('k')}, {_USER.select('u')}, {_TENANT.select('t')}, "  # noqa: S608
+        f"(SELECT m.{quote('role')} FROM {quote(Membership._meta.db_table)} m "
+        f"WHERE m.{quote('tenant_id')} = k.{quote('tenant_id')} "
+        f"AND m.{quote('user_id')} = k.{quote('user_id')} LIMIT 1) "
+        f"FROM {_TOKEN.table} k JOIN {_USER.table} u ON u.{quote('id')} = k.{quote('user_id')} "
+        f"JOIN {_TENANT.table} t ON t.{quote('id')} = k.{quote('tenant_id')} "
+        f"WHERE k.{quote('prefix')} = %s"
+    )
+
+
+def _read_token(prefix: str) -> ApiToken | None:
+    # Tokens are looked up before any tenant is known: crossing tenants is the point here.
+    with connection.cursor() as cursor:
+        cursor.execute(_token_query(connection.vendor), [prefix])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token = _TOKEN.build(row)
+    attach(token, "user", _USER.build(row, len(_TOKEN)))
+    attach(token, "tenant", _TENANT.build(row, len(_TOKEN) + len(_USER)))
+    token.member_role = row[-1]  # type: ignore[attr-defined]
+    return token
 
 
 def authenticate_bearer(header: str) -> tuple[AbstractBaseUser, ApiToken] | None:
@@ -37,14 +67,7 @@ def authenticate_bearer(header: str) -> tuple[AbstractBaseUser, ApiToken] | None
     prefix = tokens.parse(raw)
     if prefix is None:
         raise TokenRejected("malformed token: expected orc_<prefix>_<secret>")
-    # Tokens are looked up before any tenant is known: crossing tenants is the point here.
-    token = (
-        ApiToken.objects.dangerously_unscoped()
-        .select_related("user", "tenant")
-        .annotate(member_role=Subquery(_role_in_token_tenant))
-        .filter(prefix=prefix)
-        .first()
-    )
+    token = _read_token(prefix)
     if token is None or not _same_hash(token.token_hash, tokens.hash_token(raw)):
         raise TokenRejected("invalid token")
     now = timezone.now()

@@ -27,6 +27,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from orchestrator.models import Tenant
+from orchestrator.rows import Columns, quote
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from runs.trigger_rules import Counts, decide
@@ -35,6 +36,7 @@ from workflows.models import Workflow
 __all__ = [
     "Outcome",
     "claim",
+    "create_and_start_run",
     "create_run",
     "dispatch",
     "finish",
@@ -161,7 +163,6 @@ def create_run(
     """A queued run of the workflow's current version, with all its task instances."""
     version_id = workflow.current_version_id
     assert version_id is not None
-    graph = graph_for(version_id)
     now = timezone.now()
     run = runs().create(
         tenant_id=workflow.tenant_id,
@@ -176,23 +177,130 @@ def create_run(
         data_interval_start=interval[0] if interval else None,
         data_interval_end=interval[1] if interval else None,
     )
+    tis().bulk_create(_instances(run, graph_for(version_id)))
+    return run
+
+
+def _instances(
+    run: WorkflowRun, graph: VersionGraph, queued: Iterable[str] = (), scheduled: Iterable[str] = ()
+) -> list[TaskInstance]:
+    """The run's task instances: `pending`, but those named `queued` (first try) or
+    `scheduled`."""
+    states = {**dict.fromkeys(scheduled, TI.SCHEDULED), **dict.fromkeys(queued, TI.QUEUED)}
     instances = []
     for task_id, task in graph.spec.tasks.items():
         effective = graph.effective(task_id)
+        state = states.get(task_id, TI.PENDING)
         instances.append(
             TaskInstance(
-                tenant_id=workflow.tenant_id,
+                tenant_id=run.tenant_id,
                 run=run,
                 task_id=task_id,
                 task_type=task.type,  # type: ignore[attr-defined]
-                state=TI.PENDING,
+                state=state,
+                try_number=1 if state == TI.QUEUED else 0,
+                queued_at=run.started_at if state == TI.QUEUED else None,
                 max_tries=effective.retries + 1,
                 priority=effective.priority,
                 pending_upstreams=len(graph.upstream[task_id]),
             )
         )
-    tis().bulk_create(instances)
-    return run
+    return instances
+
+
+def create_and_start_run(
+    *, workflow: Workflow, params: dict[str, Any], source: str, user_id: int | None
+) -> WorkflowRun:
+    """`create_run` then `start_queued_runs`, in fewer statements when nothing stands in
+    the new run's way. The run is inserted `running` with its first wave `queued`, exactly
+    as starting it would leave them (`_start_run`, `dispatch`); then, with the tenant and
+    workflow rows locked, it stays so if the workflow and the tenant have a run slot for
+    it and no run of the workflow waits ahead of it (queued, or a backfill's), and its
+    messages go out after commit. Otherwise it is put back to `queued` and started (or
+    not) as any queued run. Inserting before locking keeps the locks, which every trigger
+    of the tenant waits for, to the room check, the audit and the commit."""
+    assert workflow.current_version_id is not None
+    graph = graph_for(workflow.current_version_id)
+    with transaction.atomic(savepoint=False):
+        run, queued = _create_started(workflow, graph, params, source, user_id)
+        if _room_for(run):
+            _send_queued(queued)
+            return run
+        _unstart(run)
+        if run.pk in start_queued_runs(workflow.pk, workflow.tenant_id):
+            run.refresh_from_db(fields=["state", "started_at"])
+        return run
+
+
+def _create_started(
+    workflow: Workflow,
+    graph: VersionGraph,
+    params: dict[str, Any],
+    source: str,
+    user_id: int | None,
+) -> tuple[WorkflowRun, list[tuple[int, int, str]]]:
+    """The run `running`, its first wave `queued` (up to max_active_tasks, by priority, as
+    dispatch takes them; the rest `scheduled`). Returns the run and the queued tries."""
+    version_id = workflow.current_version_id
+    assert version_id is not None
+    now = timezone.now()
+    run = runs().create(
+        tenant_id=workflow.tenant_id,
+        workflow=workflow,
+        version_id=version_id,
+        params=params,
+        state=RUN.RUNNING,
+        logical_date=now,
+        trigger_source=source,
+        triggered_by_id=user_id,
+        queued_at=now,
+        started_at=now,
+    )
+    first_wave, slots = graph.first_wave, graph.spec.max_active_tasks
+    instances = tis().bulk_create(
+        _instances(run, graph, queued=first_wave[:slots], scheduled=first_wave[slots:])
+    )
+    by_task = {ti.task_id: ti for ti in instances}
+    return run, [(by_task[t].pk, 1, by_task[t].task_type) for t in first_wave[:slots]]
+
+
+def _unstart(run: WorkflowRun) -> None:
+    """Back to what create_run makes: the run `queued`, every instance `pending`."""
+    runs().filter(pk=run.pk).update(state=RUN.QUEUED, started_at=None)
+    tis().filter(run=run).exclude(state=TI.PENDING).update(
+        state=TI.PENDING, try_number=0, queued_at=None
+    )
+    run.state, run.started_at = RUN.QUEUED, None
+
+
+_QUOTAS = Columns(Tenant, only=["quotas"])
+
+
+def _room_for(run: WorkflowRun) -> bool:
+    """Lock the tenant and workflow rows (in that order, as start_queued_runs does). With
+    the new `running` run counted, is the workflow within its max_active_runs and the
+    tenant within its quota, and no run of the workflow queued ahead of it? The counts see
+    every run committed before the locks were granted. Three statements."""
+    lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else ""
+    workflow_table, run_table = quote(Workflow._meta.db_table), quote(WorkflowRun._meta.db_table)
+    with connection.cursor() as cursor:
+        tenant_sql = f"SELECT {_QUOTAS.select('t')} FROM {_QUOTAS.table} t WHERE t.id = %s"  # noqa: S608
+        cursor.execute(tenant_sql + lock, [run.tenant_id])
+        quotas = _QUOTAS.build(cursor.fetchone()).quotas
+        workflow_sql = f"SELECT current_version_id FROM {workflow_table} WHERE id = %s"  # noqa: S608
+        cursor.execute(workflow_sql + lock, [run.workflow_id])
+        (version_id,) = cursor.fetchone()
+        cursor.execute(
+            f"SELECT (SELECT COUNT(*) FROM {run_table} WHERE workflow_id = %s AND state = %s "  # noqa: S608
+            f"AND backfill_id IS NULL), (SELECT COUNT(*) FROM {run_table} WHERE tenant_id = %s "
+            f"AND state = %s), EXISTS (SELECT 1 FROM {run_table} WHERE workflow_id = %s "
+            "AND state = %s)",
+            [run.workflow_id, RUN.RUNNING, run.tenant_id, RUN.RUNNING, run.workflow_id, RUN.QUEUED],
+        )
+        active, tenant_running, waiting = cursor.fetchone()
+    limit = graph_for(version_id).spec.max_active_runs if version_id else 1
+    quota = int(quotas.get("max_concurrent_runs", 10**9))
+    return not waiting and active <= limit and tenant_running <= quota
 
 
 def start_queued_runs(workflow_id: int, tenant_id: int | None = None) -> list[int]:
@@ -498,6 +606,12 @@ def dispatch(
     left = set(ready).difference(int(r[0]) for r in rows)
     if left:
         tis().filter(pk__in=left, state=TI.PENDING).update(state=TI.SCHEDULED)
+    return _send_queued(rows)
+
+
+def _send_queued(rows: list[tuple[Any, ...]]) -> list[tuple[int, int]]:
+    """Messages for tries just queued: rows (id, try number, type, ...), highest priority
+    first. Keeps one back for the caller under `keeping_next`."""
     queued = [(int(r[0]), int(r[1])) for r in rows]
     to_send = queued
     if queued and getattr(_local, "keep", False) and getattr(_local, "kept", None) is None:

@@ -3,9 +3,11 @@ change), with upstream/downstream maps and each task's effective settings."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
+from runs.trigger_rules import Counts, decide
 from workflows import dag
 from workflows.spec import TaskBase, WorkflowSpec
 
@@ -55,6 +57,20 @@ class VersionGraph:
             timeout=pick("timeout", None),
             priority=pick("priority", 0),
         )
+
+    @functools.cached_property
+    def first_wave(self) -> list[str]:
+        """The tasks a new run starts at once (roots, and `always` whatever its upstreams),
+        highest priority first and in spec order among equals: the order dispatch queues
+        them in. With no upstream finished yet, no trigger rule settles a task early
+        (tests/test_trigger_rules.py holds that), so the rest simply wait."""
+        order = {task_id: index for index, task_id in enumerate(self.spec.tasks)}
+        ready = [
+            task_id
+            for task_id, ups in self.upstream.items()
+            if decide(self.task(task_id).trigger_rule, Counts(len(ups))) == "run"
+        ]
+        return sorted(ready, key=lambda t: (-self.effective(t).priority, order[t]))
 
 
 _cache: dict[int, VersionGraph] = {}

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import functools
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import QuerySet
 
+from orchestrator.context import current_tenant_ids
 from orchestrator.errors import NotFound
+from orchestrator.rows import Columns, attach, quote
 from runs.models import TaskAttempt, TaskInstance, TaskLog, WorkflowRun
+from workflows.models import Workflow, WorkflowVersion
 
 __all__ = [
     "LOG_PAGE_MAX",
@@ -47,16 +53,59 @@ def run_list(
     return qs
 
 
+_RUN = Columns(WorkflowRun)
+_RUN_WORKFLOW = Columns(Workflow)
+_RUN_VERSION = Columns(WorkflowVersion, only=["workflow_id", "number"])  # what runs show
+_RUN_USER = Columns(get_user_model(), only=["username"])
+
+
+@functools.cache
+def _run_query(vendor: str, tenants: int) -> str:
+    """One run of the tenants in scope with what run_list() selects with it, written once:
+    every run endpoint reads its run here (see orchestrator/rows.py)."""
+    id_ = quote("id")
+    return (
+        f"SELECT {_RUN.select('r')}, {_RUN_WORKFLOW.select('w')}, "  # noqa: S608
+        f"{_RUN_VERSION.select('v')}, {_RUN_USER.select('u')} FROM {_RUN.table} r "
+        f"JOIN {_RUN_WORKFLOW.table} w ON w.{id_} = r.{quote('workflow_id')} "
+        f"JOIN {_RUN_VERSION.table} v ON v.{id_} = r.{quote('version_id')} "
+        f"LEFT JOIN {_RUN_USER.table} u ON u.{id_} = r.{quote('triggered_by_id')} "
+        f"WHERE r.{id_} = %s AND r.{quote('tenant_id')} IN ({', '.join(['%s'] * tenants)})"
+    )
+
+
 def get_run(run_id: str | int) -> WorkflowRun:
-    run = run_list().filter(pk=int(run_id)).first() if str(run_id).isdigit() else None
-    if run is None:
+    """The run with its workflow, version and who triggered it (as run_list() has them)."""
+    tenant_ids = sorted(current_tenant_ids())
+    row = None
+    if str(run_id).isdigit() and tenant_ids:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _run_query(connection.vendor, len(tenant_ids)), [int(run_id), *tenant_ids]
+            )
+            row = cursor.fetchone()
+    if row is None:
         raise NotFound(f"run {run_id!r} not found")
+    run = _RUN.build(row)
+    at = len(_RUN)
+    attach(run, "workflow", _RUN_WORKFLOW.build(row, at))
+    at += len(_RUN_WORKFLOW)
+    attach(run, "version", _RUN_VERSION.build(row, at))
+    at += len(_RUN_VERSION)
+    attach(run, "triggered_by", _RUN_USER.build_or_none(row, at))
     return run
 
 
 def task_summary(run: WorkflowRun) -> dict[str, int]:
-    rows = TaskInstance.objects.filter(run=run).values("state").annotate(n=Count("id"))
-    return {row["state"]: row["n"] for row in rows}
+    """Task instance count per state."""
+    table = quote(TaskInstance._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT state, COUNT(*) FROM {table} WHERE run_id = %s AND tenant_id = %s "  # noqa: S608
+            "GROUP BY state",
+            [run.pk, run.tenant_id],
+        )
+        return dict(cursor.fetchall())
 
 
 def get_task_instance(run: WorkflowRun, task_id: str) -> TaskInstance:

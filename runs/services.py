@@ -135,16 +135,13 @@ def _trigger(
     if workflow.deleted_at is not None or workflow.current_version is None:
         raise Conflict(f"workflow {workflow.name!r} has no version to run")
     values = resolve_params(workflow, params if params is not None else {})
-    run = engine.create_run(
+    # Locks: tenant, workflow and run rows first, the audit chain last (as everywhere).
+    run = engine.create_and_start_run(
         workflow=workflow, params=values, source=source or actor.source, user_id=actor.user_id
     )
-    # Locks: tenant, workflow and run rows first, the audit chain last (as everywhere).
-    engine.start_queued_runs(workflow.pk, workflow.tenant_id)
-    run = (  # as it started, with what a response shows
-        WorkflowRun.objects.dangerously_unscoped()
-        .select_related("workflow", "version", "triggered_by")
-        .get(pk=run.pk)
-    )
+    # With what a response shows, as run_list() reads it.
+    run.version = workflow.current_version
+    run.triggered_by = actor.user if actor.user_id is not None else None  # type: ignore[assignment]
     audit.record(
         actor=actor,
         action="run.trigger",

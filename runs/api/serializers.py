@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from rest_framework import serializers
@@ -66,6 +67,36 @@ class RunSerializer(serializers.ModelSerializer[WorkflowRun]):
     def get_tasks(self, run: WorkflowRun) -> dict[str, int] | None:
         summaries: dict[int, dict[str, int]] = self.context.get("summaries", {})
         return summaries.get(run.pk)
+
+    def to_representation(self, instance: WorkflowRun) -> dict[str, Any]:
+        """What the fields above produce (tests/test_hot_reads.py holds the two
+        equal), built directly: every trigger and run read answers with it, and DRF's
+        field-by-field walk was a tenth of their CPU."""
+
+        def when(value: dt.datetime | None) -> str | None:
+            return None if value is None else _WHEN.to_representation(value)
+
+        user = instance.triggered_by
+        return {
+            "id": instance.pk,
+            "workflow": instance.workflow.name,
+            "version": instance.version.number,
+            "state": instance.state,
+            "params": instance.params,
+            "logical_date": when(instance.logical_date),
+            "data_interval_start": when(instance.data_interval_start),
+            "data_interval_end": when(instance.data_interval_end),
+            "trigger_source": instance.trigger_source,
+            "triggered_by": user.username if user is not None else None,
+            "created_at": when(instance.created_at),
+            "queued_at": when(instance.queued_at),
+            "started_at": when(instance.started_at),
+            "ended_at": when(instance.ended_at),
+            "tasks": self.get_tasks(instance),
+        }
+
+
+_WHEN = serializers.DateTimeField()  # its formatting, for representations built directly
 
 
 class AttemptSerializer(serializers.ModelSerializer[TaskAttempt]):
