@@ -279,25 +279,44 @@ _QUOTAS = Columns(Tenant, only=["quotas"])
 def _room_for(run: WorkflowRun) -> bool:
     """Lock the tenant and workflow rows (in that order, as start_queued_runs does). With
     the new `running` run counted, is the workflow within its max_active_runs and the
-    tenant within its quota, and no run of the workflow queued ahead of it? The counts see
-    every run committed before the locks were granted. Three statements."""
-    lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else ""
-    workflow_table, run_table = quote(Workflow._meta.db_table), quote(WorkflowRun._meta.db_table)
+    tenant within its quota, and no run of the workflow queued ahead of it?
+
+    One round trip: on PostgreSQL the two locking statements travel with the reading one
+    in a single query string. Each statement takes its own snapshot, so the counts see
+    every run committed before the locks were granted. (SQLite has no row locks: its
+    writers take turns on the database.)"""
+    tenant_table, workflow_table = quote(Tenant._meta.db_table), quote(Workflow._meta.db_table)
+    run_table = quote(WorkflowRun._meta.db_table)
+    locks, params = "", []
+    if connection.features.has_select_for_no_key_update:
+        locks = (
+            f"SELECT 1 FROM {tenant_table} WHERE id = %s FOR NO KEY UPDATE; "  # noqa: S608
+            f"SELECT 1 FROM {workflow_table} WHERE id = %s FOR NO KEY UPDATE; "
+        )
+        params = [run.tenant_id, run.workflow_id]
     with connection.cursor() as cursor:
-        tenant_sql = f"SELECT {_QUOTAS.select('t')} FROM {_QUOTAS.table} t WHERE t.id = %s"  # noqa: S608
-        cursor.execute(tenant_sql + lock, [run.tenant_id])
-        quotas = _QUOTAS.build(cursor.fetchone()).quotas
-        workflow_sql = f"SELECT current_version_id FROM {workflow_table} WHERE id = %s"  # noqa: S608
-        cursor.execute(workflow_sql + lock, [run.workflow_id])
-        (version_id,) = cursor.fetchone()
         cursor.execute(
-            f"SELECT (SELECT COUNT(*) FROM {run_table} WHERE workflow_id = %s AND state = %s "  # noqa: S608
+            f"{locks}SELECT {_QUOTAS.select('t')}, w.current_version_id, "  # noqa: S608
+            f"(SELECT COUNT(*) FROM {run_table} WHERE workflow_id = %s AND state = %s "
             f"AND backfill_id IS NULL), (SELECT COUNT(*) FROM {run_table} WHERE tenant_id = %s "
             f"AND state = %s), EXISTS (SELECT 1 FROM {run_table} WHERE workflow_id = %s "
-            "AND state = %s)",
-            [run.workflow_id, RUN.RUNNING, run.tenant_id, RUN.RUNNING, run.workflow_id, RUN.QUEUED],
+            f"AND state = %s) FROM {tenant_table} t, {workflow_table} w "
+            "WHERE t.id = %s AND w.id = %s",
+            [
+                *params,
+                run.workflow_id,
+                RUN.RUNNING,
+                run.tenant_id,
+                RUN.RUNNING,
+                run.workflow_id,
+                RUN.QUEUED,
+                run.tenant_id,
+                run.workflow_id,
+            ],
         )
-        active, tenant_running, waiting = cursor.fetchone()
+        row = cursor.fetchone()
+    quotas = _QUOTAS.build(row).quotas
+    version_id, active, tenant_running, waiting = row[len(_QUOTAS) :]
     limit = graph_for(version_id).spec.max_active_runs if version_id else 1
     quota = int(quotas.get("max_concurrent_runs", 10**9))
     return not waiting and active <= limit and tenant_running <= quota
