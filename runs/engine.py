@@ -161,24 +161,36 @@ def create_run(
     interval: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> WorkflowRun:
     """A queued run of the workflow's current version, with all its task instances."""
-    version_id = workflow.current_version_id
-    assert version_id is not None
+    run = _insert_run(workflow, params, source, user_id, RUN.QUEUED, logical_date, interval)
+    tis().bulk_create(_instances(run, graph_for(run.version_id)))
+    return run
+
+
+def _insert_run(
+    workflow: Workflow,
+    params: dict[str, Any],
+    source: str,
+    user_id: int | None,
+    state: str,
+    logical_date: dt.datetime | None = None,
+    interval: tuple[dt.datetime, dt.datetime] | None = None,
+) -> WorkflowRun:
+    assert workflow.current_version_id is not None
     now = timezone.now()
-    run = runs().create(
+    return runs().create(
         tenant_id=workflow.tenant_id,
         workflow=workflow,
-        version_id=version_id,
+        version_id=workflow.current_version_id,
         params=params,
-        state=RUN.QUEUED,
+        state=state,
         logical_date=logical_date or now,
         trigger_source=source,
         triggered_by_id=user_id,
         queued_at=now,
+        started_at=now if state == RUN.RUNNING else None,
         data_interval_start=interval[0] if interval else None,
         data_interval_end=interval[1] if interval else None,
     )
-    tis().bulk_create(_instances(run, graph_for(version_id)))
-    return run
 
 
 def _instances(
@@ -241,21 +253,7 @@ def _create_started(
 ) -> tuple[WorkflowRun, list[tuple[int, int, str]]]:
     """The run `running`, its first wave `queued` (up to max_active_tasks, by priority, as
     dispatch takes them; the rest `scheduled`). Returns the run and the queued tries."""
-    version_id = workflow.current_version_id
-    assert version_id is not None
-    now = timezone.now()
-    run = runs().create(
-        tenant_id=workflow.tenant_id,
-        workflow=workflow,
-        version_id=version_id,
-        params=params,
-        state=RUN.RUNNING,
-        logical_date=now,
-        trigger_source=source,
-        triggered_by_id=user_id,
-        queued_at=now,
-        started_at=now,
-    )
+    run = _insert_run(workflow, params, source, user_id, RUN.RUNNING)
     first_wave, slots = graph.first_wave, graph.spec.max_active_tasks
     instances = tis().bulk_create(
         _instances(run, graph, queued=first_wave[:slots], scheduled=first_wave[slots:])
