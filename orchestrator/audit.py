@@ -9,6 +9,7 @@ of forking the chain; editing, deleting or inserting a row anywhere breaks a lin
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -24,7 +25,7 @@ from django.utils import timezone
 
 from orchestrator.actors import Actor
 from orchestrator.models import AuditChainHead, AuditEvent, Tenant
-from orchestrator.rows import quote
+from orchestrator.rows import Insert, quote
 
 __all__ = ["MASK", "ChainReport", "chain_key", "record", "snapshot", "verify_chain"]
 
@@ -151,7 +152,13 @@ def record(
     return event
 
 
-_EVENT_FIELDS = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
+_EVENT = Insert(AuditEvent)
+
+
+@functools.cache
+def _move_head_sql(vendor: str) -> str:
+    table = quote(AuditChainHead._meta.db_table)
+    return f"UPDATE {table} SET seq = %s, hash = %s WHERE chain = %s"  # noqa: S608
 
 
 def _append(event: AuditEvent) -> None:
@@ -159,24 +166,16 @@ def _append(event: AuditEvent) -> None:
     two statements in one query string), while the head's lock holds back every other
     audited change of the tenant. As `event.save()` would: the fields' own conversions,
     the new id set."""
-    head_table, event_table = quote(AuditChainHead._meta.db_table), quote(AuditEvent._meta.db_table)
-    values: list[Any] = [
-        f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in _EVENT_FIELDS
-    ]
-    move_head = f"UPDATE {head_table} SET seq = %s, hash = %s WHERE chain = %s"  # noqa: S608
-    insert = (
-        f"INSERT INTO {event_table} ({', '.join(quote(str(f.column)) for f in _EVENT_FIELDS)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(values))}) RETURNING {quote('id')}"
-    )
     head: list[Any] = [event.seq, event.hash, event.chain]
+    move_head = _move_head_sql(connection.vendor)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"{move_head}; {insert}", [*head, *values])
+            cursor.execute(f"{move_head}; {_EVENT.sql}", [*head, *_EVENT.values(event)])
         else:  # SQLite runs one statement per call
             cursor.execute(move_head, head)
-            cursor.execute(insert, values)
-        (event.pk,) = cursor.fetchone()  # type: ignore[misc]
-    event._state.adding, event._state.db = False, connection.alias
+            cursor.execute(_EVENT.sql, _EVENT.values(event))
+        (pk,) = cursor.fetchone()  # type: ignore[misc]
+    _EVENT.saved(event, pk)
 
 
 @dataclass(frozen=True)

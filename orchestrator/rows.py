@@ -12,12 +12,13 @@ difference. Everything else stays on the ORM.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from django.db import connection, models
 
-__all__ = ["Columns", "attach", "quote"]
+__all__ = ["Columns", "Insert", "attach", "quote"]
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -85,3 +86,30 @@ class Columns(Generic[_M]):
 def attach(instance: models.Model, relation: str, related: models.Model | None) -> None:
     """Cache `related` as `instance.<relation>`, as select_related would (no query later)."""
     instance._meta.get_field(relation).set_cached_value(instance, related)  # type: ignore[union-attr]
+
+
+class Insert(Generic[_M]):
+    """`INSERT ... RETURNING id` of one instance, written once per model: what
+    `instance.save()` sends for a new row (the fields' `pre_save` and conversions), for
+    the few inserts on the API's hot paths."""
+
+    def __init__(self, model: type[_M]) -> None:
+        self.fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        self.table = model._meta.db_table
+
+    @functools.cached_property
+    def sql(self) -> str:
+        columns = ", ".join(quote(str(f.column)) for f in self.fields)
+        marks = ", ".join(["%s"] * len(self.fields))
+        return (
+            f"INSERT INTO {quote(self.table)} ({columns}) VALUES ({marks}) RETURNING {quote('id')}"  # noqa: S608
+        )
+
+    def values(self, instance: _M) -> list[Any]:
+        return [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in self.fields]
+
+    @staticmethod
+    def saved(instance: _M, pk: Any) -> None:
+        """Mark the instance as saved with its new id, as `save()` leaves it."""
+        instance.pk = pk
+        instance._state.adding, instance._state.db = False, connection.alias

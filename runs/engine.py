@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import random
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,13 +28,14 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from orchestrator.models import Tenant
-from orchestrator.rows import Columns, quote
+from orchestrator.rows import Columns, Insert, quote
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from runs.trigger_rules import Counts, decide
 from workflows.models import Workflow
 
 __all__ = [
+    "Created",
     "Outcome",
     "claim",
     "create_and_start_run",
@@ -177,7 +179,7 @@ def _insert_run(
 ) -> WorkflowRun:
     assert workflow.current_version_id is not None
     now = timezone.now()
-    return runs().create(
+    run = WorkflowRun(
         tenant_id=workflow.tenant_id,
         workflow=workflow,
         version_id=workflow.current_version_id,
@@ -191,6 +193,15 @@ def _insert_run(
         data_interval_start=interval[0] if interval else None,
         data_interval_end=interval[1] if interval else None,
     )
+    # What runs().create() sends, written once (every trigger inserts a run).
+    with connection.cursor() as cursor:
+        cursor.execute(_RUN.sql, _RUN.values(run))
+        (pk,) = cursor.fetchone()
+    _RUN.saved(run, pk)
+    return run
+
+
+_RUN = Insert(WorkflowRun)
 
 
 def _instances(
@@ -220,9 +231,17 @@ def _instances(
     return instances
 
 
+@dataclass(frozen=True)
+class Created:
+    run: WorkflowRun
+    # Task instance count per state as this transaction left them, when known without a
+    # query (the run started at once).
+    tasks: dict[str, int] | None
+
+
 def create_and_start_run(
     *, workflow: Workflow, params: dict[str, Any], source: str, user_id: int | None
-) -> WorkflowRun:
+) -> Created:
     """`create_run` then `start_queued_runs`, in fewer statements when nothing stands in
     the new run's way. The run is inserted `running` with its first wave `queued`, exactly
     as starting it would leave them (`_start_run`, `dispatch`); then, with the tenant and
@@ -234,14 +253,16 @@ def create_and_start_run(
     assert workflow.current_version_id is not None
     graph = graph_for(workflow.current_version_id)
     with transaction.atomic(savepoint=False):
-        run, queued = _create_started(workflow, graph, params, source, user_id)
+        run, instances = _create_started(workflow, graph, params, source, user_id)
         if _room_for(run):
-            _send_queued(queued)
-            return run
+            _send_queued(
+                [(ti.pk, ti.try_number, ti.task_type) for ti in instances if ti.try_number]
+            )
+            return Created(run, dict(Counter(ti.state for ti in instances)))
         _unstart(run)
         if run.pk in start_queued_runs(workflow.pk, workflow.tenant_id):
             run.refresh_from_db(fields=["state", "started_at"])
-        return run
+        return Created(run, None)
 
 
 def _create_started(
@@ -250,16 +271,17 @@ def _create_started(
     params: dict[str, Any],
     source: str,
     user_id: int | None,
-) -> tuple[WorkflowRun, list[tuple[int, int, str]]]:
+) -> tuple[WorkflowRun, list[TaskInstance]]:
     """The run `running`, its first wave `queued` (up to max_active_tasks, by priority, as
-    dispatch takes them; the rest `scheduled`). Returns the run and the queued tries."""
+    dispatch takes them; the rest `scheduled`). Returns the run and its instances, the
+    queued ones first, highest priority first (the order their messages go out in)."""
     run = _insert_run(workflow, params, source, user_id, RUN.RUNNING)
     first_wave, slots = graph.first_wave, graph.spec.max_active_tasks
     instances = tis().bulk_create(
         _instances(run, graph, queued=first_wave[:slots], scheduled=first_wave[slots:])
     )
-    by_task = {ti.task_id: ti for ti in instances}
-    return run, [(by_task[t].pk, 1, by_task[t].task_type) for t in first_wave[:slots]]
+    order = {task_id: index for index, task_id in enumerate(first_wave[:slots])}
+    return run, sorted(instances, key=lambda ti: order.get(ti.task_id, len(order)))
 
 
 def _unstart(run: WorkflowRun) -> None:

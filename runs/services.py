@@ -67,6 +67,8 @@ IDEMPOTENCY_WINDOW = dt.timedelta(hours=24)
 class Triggered:
     run: WorkflowRun
     replayed: bool  # an earlier request with the same Idempotency-Key made this run
+    # Task instance count per state as the trigger left them, when known without a query.
+    tasks: dict[str, int] | None = None
 
 
 def trigger_run(
@@ -91,22 +93,23 @@ def trigger_run(
         )
     forced = workflow.paused  # recorded: the run went past a pause
     if idempotency_key is None:
-        return Triggered(_trigger(actor, workflow, params, source, forced), replayed=False)
+        created = _trigger(actor, workflow, params, source, forced)
+        return Triggered(created.run, replayed=False, tasks=created.tasks)
     request_hash = hashlib.sha256(canonical_json(params or {}).encode()).hexdigest()
     earlier = _replay(workflow, idempotency_key, request_hash)
     if earlier is not None:
         return Triggered(earlier, replayed=True)
     try:
         with transaction.atomic():
-            run = _trigger(actor, workflow, params, source, forced)
+            created = _trigger(actor, workflow, params, source, forced)
             IdempotencyKey.objects.dangerously_unscoped().create(
                 tenant_id=workflow.tenant_id,
                 workflow=workflow,
                 key=idempotency_key,
                 request_hash=request_hash,
-                run=run,
+                run=created.run,
             )
-            return Triggered(run, replayed=False)
+            return Triggered(created.run, replayed=False, tasks=created.tasks)
     except IntegrityError:  # another request with this key committed first
         earlier = _replay(workflow, idempotency_key, request_hash)
         if earlier is None:
@@ -131,14 +134,15 @@ def _replay(workflow: Workflow, key: str, request_hash: str) -> WorkflowRun | No
 @transaction.atomic
 def _trigger(
     actor: Actor, workflow: Workflow, params: Any, source: str | None, forced: bool = False
-) -> WorkflowRun:
+) -> engine.Created:
     if workflow.deleted_at is not None or workflow.current_version is None:
         raise Conflict(f"workflow {workflow.name!r} has no version to run")
     values = resolve_params(workflow, params if params is not None else {})
     # Locks: tenant, workflow and run rows first, the audit chain last (as everywhere).
-    run = engine.create_and_start_run(
+    created = engine.create_and_start_run(
         workflow=workflow, params=values, source=source or actor.source, user_id=actor.user_id
     )
+    run = created.run
     # With what a response shows, as run_list() reads it.
     run.version = workflow.current_version
     run.triggered_by = actor.user if actor.user_id is not None else None  # type: ignore[assignment]
@@ -156,7 +160,7 @@ def _trigger(
         },
         extra={"forced_while_paused": True} if forced else None,
     )
-    return run
+    return created
 
 
 def _operate(

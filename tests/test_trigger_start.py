@@ -12,6 +12,7 @@ from django.db import transaction
 from orchestrator.models import Tenant
 from runs import engine as engine_module
 from runs.models import TaskInstance, WorkflowRun
+from runs.selectors import task_summary
 from runs.services import trigger_run
 from tests.engine.conftest import Engine
 
@@ -59,7 +60,10 @@ def _run(run: WorkflowRun) -> WorkflowRun:
 
 def _trigger(engine: Engine, workflow: Any) -> WorkflowRun:
     with engine.scope():
-        return trigger_run(actor=engine.actor, workflow=workflow).run
+        triggered = trigger_run(actor=engine.actor, workflow=workflow)
+        # The counts a response shows without a query are those in the database.
+        assert triggered.tasks in (None, task_summary(triggered.run))
+        return triggered.run
 
 
 def test_it_starts_the_run_as_creating_and_starting_it_would(
@@ -84,6 +88,12 @@ def test_it_starts_the_run_as_creating_and_starting_it_would(
         }
     )
     assert fast.state == _run(fast).state == _run(general).state == "running"
+    with engine.scope():
+        assert trigger_run(actor=engine.actor, workflow=workflow).tasks == {
+            "queued": 2,
+            "scheduled": 2,
+            "pending": 1,
+        }
     assert fast.started_at == _run(fast).started_at is not None
     ids = {ti.task_id: ti.pk for ti in TaskInstance.objects.dangerously_unscoped().filter(run=fast)}
     assert sent[:2] == [(ids["high"], 1), (ids["low"], 1)]  # highest priority first

@@ -83,8 +83,9 @@ class WorkflowRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
             idempotency_key=key,
             force=body.validated_data["force"],
         )
-        run = triggered.run  # read with its version and user once it started
-        context = {**self.get_serializer_context(), "summaries": {run.pk: task_summary(run)}}
+        run = triggered.run  # with its version and user, as it started
+        tasks = triggered.tasks if triggered.tasks is not None else task_summary(run)
+        context = {**self.get_serializer_context(), "summaries": {run.pk: tasks}}
         code = status.HTTP_200_OK if triggered.replayed else status.HTTP_201_CREATED
         return Response(RunSerializer(run, context=context).data, status=code)
 
