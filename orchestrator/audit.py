@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from orchestrator.actors import Actor
 from orchestrator.models import AuditChainHead, AuditEvent, Tenant
-from orchestrator.rows import Insert, quote
+from orchestrator.rows import Insert, execute_in_one_trip, quote
 
 __all__ = ["MASK", "ChainReport", "chain_key", "record", "snapshot", "verify_chain"]
 
@@ -162,18 +162,16 @@ def _move_head_sql(vendor: str) -> str:
 
 
 def _append(event: AuditEvent) -> None:
-    """Insert the event and move the chain's head to it: one round trip on PostgreSQL (the
-    two statements in one query string), while the head's lock holds back every other
-    audited change of the tenant. As `event.save()` would: the fields' own conversions,
-    the new id set."""
+    """Move the chain's head to the event and insert it (the order is free: the head's
+    lock holds back every other audited change of the tenant until commit), in one round
+    trip on PostgreSQL. As `event.save()` would: the fields' own conversions, the new id
+    set."""
     head: list[Any] = [event.seq, event.hash, event.chain]
-    move_head = _move_head_sql(connection.vendor)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(f"{move_head}; {_EVENT.sql}", [*head, *_EVENT.values(event)])
-        else:  # SQLite runs one statement per call
-            cursor.execute(move_head, head)
-            cursor.execute(_EVENT.sql, _EVENT.values(event))
+        execute_in_one_trip(
+            cursor,
+            [(_move_head_sql(connection.vendor), head), (_EVENT.sql, _EVENT.values(event))],
+        )
         (pk,) = cursor.fetchone()  # type: ignore[misc]
     _EVENT.saved(event, pk)
 

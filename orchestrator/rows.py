@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from django.db import connection, models
 
-__all__ = ["Columns", "Insert", "attach", "quote"]
+__all__ = ["Columns", "Insert", "attach", "execute_in_one_trip", "quote"]
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -91,7 +91,8 @@ def attach(instance: models.Model, relation: str, related: models.Model | None) 
 class Insert(Generic[_M]):
     """`INSERT ... RETURNING id` of one instance, written once per model: what
     `instance.save()` sends for a new row (the fields' `pre_save` and conversions), for
-    the few inserts on the API's hot paths."""
+    the few inserts on the API's hot paths. Plain fields only: no `db_default`, no
+    database-generated or returned columns besides the id."""
 
     def __init__(self, model: type[_M]) -> None:
         self.fields = [f for f in model._meta.concrete_fields if not f.primary_key]
@@ -113,3 +114,18 @@ class Insert(Generic[_M]):
         """Mark the instance as saved with its new id, as `save()` leaves it."""
         instance.pk = pk
         instance._state.adding, instance._state.db = False, connection.alias
+
+
+def execute_in_one_trip(cursor: Any, statements: list[tuple[str, list[Any]]]) -> None:
+    """Run the statements in order, the cursor left on the last one's result. With
+    psycopg2 they travel as one query string (one round trip; PostgreSQL still gives each
+    statement its own snapshot under READ COMMITTED). psycopg 3 would leave the cursor
+    on the first result, and SQLite runs one statement per call: there, one call each."""
+    driver = getattr(connection, "Database", None)
+    if connection.vendor == "postgresql" and getattr(driver, "__name__", "") == "psycopg2":
+        cursor.execute(
+            "; ".join(sql for sql, _ in statements), [p for _, ps in statements for p in ps]
+        )
+        return
+    for sql, params in statements:
+        cursor.execute(sql, params)

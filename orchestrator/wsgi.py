@@ -25,4 +25,5 @@ get_resolver().url_patterns  # noqa: B018  (the property imports them)
 # What is loaded now lives as long as the process: keep it out of the cyclic garbage
 # collector's full passes, which would otherwise walk every module, model and URL pattern
 # again and again, in the middle of requests (tens of milliseconds each on a busy machine).
+gc.collect()  # what the imports left behind, so that it is not frozen too
 gc.freeze()

@@ -28,7 +28,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from orchestrator.models import Tenant
-from orchestrator.rows import Columns, Insert, quote
+from orchestrator.rows import Columns, Insert, execute_in_one_trip, quote
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from runs.trigger_rules import Counts, decide
@@ -302,28 +302,26 @@ def _room_for(run: WorkflowRun) -> bool:
     tenant within its quota, and no run of the workflow queued ahead of it?
 
     One round trip: on PostgreSQL the two locking statements travel with the reading one
-    in a single query string. Each statement takes its own snapshot, so the counts see
-    every run committed before the locks were granted. (SQLite has no row locks: its
-    writers take turns on the database.)"""
+    in a single query string (`execute_in_one_trip`). Each statement takes its own
+    snapshot, so the counts see every run committed before the locks were granted.
+    (SQLite has no row locks: its writers take turns on the database.)"""
     tenant_table, workflow_table = quote(Tenant._meta.db_table), quote(Workflow._meta.db_table)
     run_table = quote(WorkflowRun._meta.db_table)
-    locks, params = "", []
+    statements: list[tuple[str, list[Any]]] = []
     if connection.features.has_select_for_no_key_update:
-        locks = (
-            f"SELECT 1 FROM {tenant_table} WHERE id = %s FOR NO KEY UPDATE; "  # noqa: S608
-            f"SELECT 1 FROM {workflow_table} WHERE id = %s FOR NO KEY UPDATE; "
-        )
-        params = [run.tenant_id, run.workflow_id]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"{locks}SELECT {_QUOTAS.select('t')}, w.current_version_id, "  # noqa: S608
+        statements += [
+            (f"SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE", [row_id])  # noqa: S608
+            for table, row_id in ((tenant_table, run.tenant_id), (workflow_table, run.workflow_id))
+        ]
+    statements.append(
+        (
+            f"SELECT {_QUOTAS.select('t')}, w.current_version_id, "  # noqa: S608
             f"(SELECT COUNT(*) FROM {run_table} WHERE workflow_id = %s AND state = %s "
             f"AND backfill_id IS NULL), (SELECT COUNT(*) FROM {run_table} WHERE tenant_id = %s "
             f"AND state = %s), EXISTS (SELECT 1 FROM {run_table} WHERE workflow_id = %s "
             f"AND state = %s) FROM {tenant_table} t, {workflow_table} w "
             "WHERE t.id = %s AND w.id = %s",
             [
-                *params,
                 run.workflow_id,
                 RUN.RUNNING,
                 run.tenant_id,
@@ -334,6 +332,9 @@ def _room_for(run: WorkflowRun) -> bool:
                 run.workflow_id,
             ],
         )
+    )
+    with connection.cursor() as cursor:
+        execute_in_one_trip(cursor, statements)
         row = cursor.fetchone()
     quotas = _QUOTAS.build(row).quotas
     version_id, active, tenant_running, waiting = row[len(_QUOTAS) :]

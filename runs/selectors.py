@@ -53,6 +53,7 @@ def run_list(
     return qs
 
 
+_MAX_ID = 2**63 - 1  # bigint: a larger id names no run (and SQLite could not take it)
 _RUN = Columns(WorkflowRun)
 _RUN_WORKFLOW = Columns(Workflow)
 _RUN_VERSION = Columns(WorkflowVersion, only=["workflow_id", "number"])  # what runs show
@@ -75,10 +76,12 @@ def _run_query(vendor: str, tenants: int) -> str:
 
 
 def get_run(run_id: str | int) -> WorkflowRun:
-    """The run with its workflow, version and who triggered it (as run_list() has them)."""
+    """The run with its workflow, and its version and who triggered it with the fields a
+    run's representation shows (any other is read when used)."""
     tenant_ids = sorted(current_tenant_ids())
     row = None
-    if str(run_id).isdigit() and tenant_ids:
+    text = str(run_id)
+    if text.isascii() and text.isdigit() and 0 < int(text) <= _MAX_ID and tenant_ids:
         with connection.cursor() as cursor:
             cursor.execute(
                 _run_query(connection.vendor, len(tenant_ids)), [int(run_id), *tenant_ids]

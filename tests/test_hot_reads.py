@@ -4,6 +4,7 @@ what the ORM and DRF's generic machinery give, field for field."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from rest_framework import serializers
@@ -68,7 +69,16 @@ def test_get_run_reads_what_the_orm_reads(runs: tuple[object, WorkflowRun, Workf
         assert get_run(by_system.pk).triggered_by is None
         # What was not selected is still there when asked for (read then).
         assert get_run(by_user.pk).version.spec["tasks"]["a"]["type"] == "noop"
-        for missing in ("999999999", "x", "", str(by_user.pk) + "0"):
+        for missing in (
+            "999999999",
+            "9" * 30,
+            str(2**63),
+            "0",
+            "²",
+            "x",
+            "",
+            str(by_user.pk) + "0",
+        ):
             with pytest.raises(NotFound):
                 get_run(missing)
 
@@ -121,6 +131,19 @@ def test_the_run_representation_is_what_the_fields_give(
     assert serializer.data["data_interval_start"] is None or serializer.data[
         "data_interval_start"
     ].endswith("Z")
+
+
+def test_a_trigger_answers_what_a_read_of_its_run_shows() -> None:
+    team = make_team("acme")
+    actor = Actor(user=team.users["owner"], source="api")
+    with tenant_scope([team.tenant]):
+        workflow = apply_workflow(actor=actor, tenant=team.tenant, data=SPEC).workflow
+        triggered = trigger_run(actor=actor, workflow=workflow, params={"n": 5})
+        run, read = triggered.run, get_run(triggered.run.pk)
+        assert triggered.tasks == task_summary(read)
+        answered = RunSerializer(run, context={"summaries": {run.pk: triggered.tasks}}).data
+        shown = RunSerializer(read, context={"summaries": {read.pk: task_summary(read)}}).data
+    assert json.loads(json.dumps(answered)) == json.loads(json.dumps(shown))
 
 
 def test_a_token_reads_with_its_user_tenant_and_role() -> None:
