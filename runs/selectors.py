@@ -23,6 +23,7 @@ __all__ = [
     "get_run",
     "get_task_instance",
     "read_log",
+    "run_detail",
     "run_list",
     "task_summary",
 ]
@@ -61,16 +62,24 @@ _RUN_USER = Columns(get_user_model(), only=["username"])
 
 
 @functools.cache
-def _run_query(vendor: str, tenants: int) -> str:
+def _run_query(vendor: str, tenants: int, with_tasks: bool) -> str:
     """One run of the tenants in scope with what run_list() selects with it, written once:
-    every run endpoint reads its run here (see orchestrator/rows.py)."""
+    every run endpoint reads its run here (see orchestrator/rows.py). `with_tasks`: one
+    row per state of its task instances, with their count (the run repeated on each)."""
     id_ = quote("id")
+    tasks, join = "", ""
+    if with_tasks:
+        tasks = ", s.state, s.n"
+        join = (
+            f"LEFT JOIN (SELECT state, COUNT(*) AS n FROM {quote(TaskInstance._meta.db_table)} "  # noqa: S608
+            "WHERE run_id = %s GROUP BY state) s ON TRUE "
+        )
     return (
         f"SELECT {_RUN.select('r')}, {_RUN_WORKFLOW.select('w')}, "  # noqa: S608
-        f"{_RUN_VERSION.select('v')}, {_RUN_USER.select('u')} FROM {_RUN.table} r "
+        f"{_RUN_VERSION.select('v')}, {_RUN_USER.select('u')}{tasks} FROM {_RUN.table} r "
         f"JOIN {_RUN_WORKFLOW.table} w ON w.{id_} = r.{quote('workflow_id')} "
         f"JOIN {_RUN_VERSION.table} v ON v.{id_} = r.{quote('version_id')} "
-        f"LEFT JOIN {_RUN_USER.table} u ON u.{id_} = r.{quote('triggered_by_id')} "
+        f"LEFT JOIN {_RUN_USER.table} u ON u.{id_} = r.{quote('triggered_by_id')} {join}"
         f"WHERE r.{id_} = %s AND r.{quote('tenant_id')} IN ({', '.join(['%s'] * tenants)})"
     )
 
@@ -78,17 +87,29 @@ def _run_query(vendor: str, tenants: int) -> str:
 def get_run(run_id: str | int) -> WorkflowRun:
     """The run with its workflow, and its version and who triggered it with the fields a
     run's representation shows (any other is read when used)."""
+    return _read_run(run_id, with_tasks=False)[0]
+
+
+def run_detail(run_id: str | int) -> tuple[WorkflowRun, dict[str, int]]:
+    """`get_run` and `task_summary` in one statement: what a run's endpoint shows."""
+    return _read_run(run_id, with_tasks=True)
+
+
+def _read_run(run_id: str | int, with_tasks: bool) -> tuple[WorkflowRun, dict[str, int]]:
     tenant_ids = sorted(current_tenant_ids())
-    row = None
+    rows: list[Any] = []
     text = str(run_id)
     if text.isascii() and text.isdigit() and 0 < int(text) <= _MAX_ID and tenant_ids:
+        pk = int(text)
         with connection.cursor() as cursor:
             cursor.execute(
-                _run_query(connection.vendor, len(tenant_ids)), [int(run_id), *tenant_ids]
+                _run_query(connection.vendor, len(tenant_ids), with_tasks),
+                [*([pk] if with_tasks else []), pk, *tenant_ids],
             )
-            row = cursor.fetchone()
-    if row is None:
+            rows = cursor.fetchall()
+    if not rows:
         raise NotFound(f"run {run_id!r} not found")
+    row = rows[0]
     run = _RUN.build(row)
     at = len(_RUN)
     attach(run, "workflow", _RUN_WORKFLOW.build(row, at))
@@ -96,7 +117,9 @@ def get_run(run_id: str | int) -> WorkflowRun:
     attach(run, "version", _RUN_VERSION.build(row, at))
     at += len(_RUN_VERSION)
     attach(run, "triggered_by", _RUN_USER.build_or_none(row, at))
-    return run
+    at += len(_RUN_USER)
+    tasks = {r[at]: r[at + 1] for r in rows if with_tasks and r[at] is not None}
+    return run, tasks
 
 
 def task_summary(run: WorkflowRun) -> dict[str, int]:

@@ -110,8 +110,9 @@ def test_the_last_task_of_a_run_costs_at_most_its_budget(engine: Engine, setting
     assert run.state == "success"
 
 
-# token (with its tenant and membership role), the run (with workflow, version, user), counts
-RUN_GET = 3
+# token (with its tenant and membership role); the run (with workflow, version, user)
+# and its task counts
+RUN_GET = 2
 # Round trips: token (with tenant and role), workflow (with tenant and version); the run,
 # started, and its instances, the first wave queued; locks of tenant and workflow with the
 # run counts (one query string); the audit chain's head, then event and head (one query

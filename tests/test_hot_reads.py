@@ -17,7 +17,7 @@ from orchestrator.models import Membership
 from orchestrator.testing import make_team, token_row
 from runs.api.serializers import RunSerializer
 from runs.models import WorkflowRun
-from runs.selectors import get_run, run_list, task_summary
+from runs.selectors import get_run, run_detail, run_list, task_summary
 from runs.services import trigger_run
 from workflows.selectors import get_workflow, live_workflows
 from workflows.services import apply_workflow
@@ -108,6 +108,22 @@ def test_get_run_stays_in_the_tenant_in_scope(
     other = make_team("other")
     with tenant_scope([other.tenant]), pytest.raises(NotFound):
         get_run(by_user.pk)
+
+
+def test_run_detail_is_the_run_and_its_task_counts(
+    runs: tuple[object, WorkflowRun, WorkflowRun],
+) -> None:
+    team, by_user, by_system = runs
+    with tenant_scope([team.tenant]):  # type: ignore[attr-defined]
+        for run in (by_user, by_system):
+            detail, tasks = run_detail(run.pk)
+            assert _fields(detail) == _fields(get_run(run.pk))
+            assert _fields(detail.workflow) == _fields(get_run(run.pk).workflow)
+            assert tasks == task_summary(run) == {"queued": 1, "pending": 1}
+        with pytest.raises(NotFound):
+            run_detail(by_user.pk + 1000)
+    with tenant_scope([make_team("other").tenant]), pytest.raises(NotFound):
+        run_detail(by_user.pk)
 
 
 def test_task_summary_counts_instances_by_state(

@@ -32,6 +32,7 @@ from runs.selectors import (
     get_run,
     get_task_instance,
     read_log,
+    run_detail,
     run_list,
     task_summary,
 )
@@ -130,12 +131,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         ).filter(pk__in=queryset.values("pk"))
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return self._detail(get_run(kwargs["pk"]), fresh=True)
+        return self._detail(kwargs["pk"])
 
-    def _detail(self, run: WorkflowRun, fresh: bool = False, **extra: Any) -> Response:
-        if not fresh:  # an operation changed it: read it again, with what it shows
-            run = get_run(run.pk)
-        context = {**self.get_serializer_context(), "summaries": {run.pk: task_summary(run)}}
+    def _detail(self, run_id: int | str, **extra: Any) -> Response:
+        """The run as it is now, with its task counts (read again after an operation)."""
+        run, tasks = run_detail(run_id)
+        context = {**self.get_serializer_context(), "summaries": {run.pk: tasks}}
         return Response({**RunSerializer(run, context=context).data, **extra})
 
     @extend_schema(request=None, responses=RunSerializer)
@@ -144,7 +145,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         """Stop the run: running tasks are killed, nothing more starts. 409 once ended."""
         run = get_run(kwargs["pk"])
         services.cancel_run(actor=self.actor, run=run)
-        return self._detail(run)
+        return self._detail(run.pk)
 
     @extend_schema(request=None, responses=RunSerializer)
     @action(detail=True, methods=["post"])
@@ -152,7 +153,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         """Re-run the failed, upstream_failed and cancelled tasks and all downstream of them."""
         run = get_run(kwargs["pk"])
         cleared = services.retry_run(actor=self.actor, run=run)
-        return self._detail(run, cleared=cleared)
+        return self._detail(run.pk, cleared=cleared)
 
 
 class TaskInstanceViewSet(mixins.ListModelMixin, TenantScopedViewSet):
