@@ -218,6 +218,7 @@ class Command(BaseCommand):
             self.say(f"  {have:,} task instance rows")
         for index in range(repeat):
             self.say(f"repetition {index + 1}/{repeat}")
+            engine.vacuum()
             if "chain-100" in only:
                 record("raw-chain-100", lambda: {"wall_s": baseline.chain_seconds(100)})
                 record("chain-100", lambda: engine.chain(100))
