@@ -1,8 +1,8 @@
-"""Model instances from hand-written SQL, for the few reads on the API's hot paths.
+"""Hand-written SQL for the few reads and inserts on the API's hot paths.
 
 Building a query through the ORM costs about 0.2 ms of CPU per statement, more with
 joins and subqueries, most of it compiling the same SQL again on every request; a
-statement written once costs a tenth of that (docs/performance.md). `Columns` selects a
+statement written once costs a fifth of that (docs/performance.md). `Columns` selects a
 model's concrete fields under a table alias and turns them back into an instance exactly
 as the ORM would: the same field order, the backend's and the fields' converters (JSON,
 SQLite's dates), `Model.from_db`. Related instances read by a join are attached with

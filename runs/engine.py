@@ -258,7 +258,7 @@ def create_and_start_run(
             _send_queued(
                 [(ti.pk, ti.try_number, ti.task_type) for ti in instances if ti.try_number]
             )
-            return Created(run, dict(Counter(ti.state for ti in instances)))
+            return Created(run, dict(Counter(str(ti.state) for ti in instances)))
         _unstart(run)
         if run.pk in start_queued_runs(workflow.pk, workflow.tenant_id):
             run.refresh_from_db(fields=["state", "started_at"])
