@@ -12,6 +12,7 @@ after commit (`transaction.on_commit`): the database is the truth, the broker a 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import random
 import threading
@@ -296,6 +297,29 @@ def _unstart(run: WorkflowRun) -> None:
 _QUOTAS = Columns(Tenant, only=["quotas"])
 
 
+@functools.cache
+def _room_sql(vendor: str) -> tuple[list[str], str]:
+    """The statements of `_room_for`, written once: the tenant's and the workflow's row
+    locks (none on SQLite), then the read."""
+    tenant_table, workflow_table = quote(Tenant._meta.db_table), quote(Workflow._meta.db_table)
+    run_table = quote(WorkflowRun._meta.db_table)
+    locks = []
+    if connection.features.has_select_for_no_key_update:
+        locks = [
+            f"SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE"  # noqa: S608
+            for table in (tenant_table, workflow_table)
+        ]
+    room = (
+        f"SELECT {_QUOTAS.select('t')}, w.current_version_id, "  # noqa: S608
+        f"(SELECT COUNT(*) FROM {run_table} WHERE workflow_id = %s AND state = %s "
+        f"AND backfill_id IS NULL), (SELECT COUNT(*) FROM {run_table} WHERE tenant_id = %s "
+        f"AND state = %s), EXISTS (SELECT 1 FROM {run_table} WHERE workflow_id = %s "
+        f"AND state = %s) FROM {tenant_table} t, {workflow_table} w "
+        "WHERE t.id = %s AND w.id = %s"
+    )
+    return locks, room
+
+
 def _room_for(run: WorkflowRun) -> bool:
     """Lock the tenant and workflow rows (in that order, as start_queued_runs does). With
     the new `running` run counted, is the workflow within its max_active_runs and the
@@ -305,22 +329,13 @@ def _room_for(run: WorkflowRun) -> bool:
     in a single query string (`execute_in_one_trip`). Each statement takes its own
     snapshot, so the counts see every run committed before the locks were granted.
     (SQLite has no row locks: its writers take turns on the database.)"""
-    tenant_table, workflow_table = quote(Tenant._meta.db_table), quote(Workflow._meta.db_table)
-    run_table = quote(WorkflowRun._meta.db_table)
+    locks, room = _room_sql(connection.vendor)
     statements: list[tuple[str, list[Any]]] = []
-    if connection.features.has_select_for_no_key_update:
-        statements += [
-            (f"SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE", [row_id])  # noqa: S608
-            for table, row_id in ((tenant_table, run.tenant_id), (workflow_table, run.workflow_id))
-        ]
+    if locks:  # tenant first, then workflow
+        statements = [(locks[0], [run.tenant_id]), (locks[1], [run.workflow_id])]
     statements.append(
         (
-            f"SELECT {_QUOTAS.select('t')}, w.current_version_id, "  # noqa: S608
-            f"(SELECT COUNT(*) FROM {run_table} WHERE workflow_id = %s AND state = %s "
-            f"AND backfill_id IS NULL), (SELECT COUNT(*) FROM {run_table} WHERE tenant_id = %s "
-            f"AND state = %s), EXISTS (SELECT 1 FROM {run_table} WHERE workflow_id = %s "
-            f"AND state = %s) FROM {tenant_table} t, {workflow_table} w "
-            "WHERE t.id = %s AND w.id = %s",
+            room,
             [
                 run.workflow_id,
                 RUN.RUNNING,
