@@ -1,6 +1,9 @@
 # The two set-up commands of the README: `make demo` and `make test`. Both install what
 # they need into .venv first.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The system's Python 3.11 first: the task sandbox runs the worker's interpreter as the
+# tenants' unprivileged uids, which cannot read one installed under a private home
+# directory (pyenv's ~/.pyenv, say). Any other 3.11 works where they can read it.
+PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,7 +12,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install demo demo-distributed bench test lint format clean
+.PHONY: install sandbox-tool demo demo-distributed bench test lint format clean
 
 install: $(STAMP)
 
@@ -18,6 +21,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+sandbox-tool:
+	@command -v bwrap >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get install -y --no-install-recommends bubblewrap >/dev/null \
+			|| { apt-get update >/dev/null && apt-get install -y --no-install-recommends bubblewrap >/dev/null; }; \
+		else \
+			echo "bubblewrap (bwrap) is needed: sudo apt-get install -y bubblewrap"; exit 1; \
+		fi; }
 
 # The embedded worker and beat log every periodic job at INFO: the demo shows warnings only.
 demo: install
@@ -40,7 +52,8 @@ bench: install
 	DEBUG=0 DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) \
 		CELERY_KEY_PREFIX=orc-bench: LOG_LEVEL=WARNING $(BIN)/python manage.py bench $(BENCH_ARGS)
 
-test: install
+# The suite runs with the task sandbox on: it needs bubblewrap (installed here as root).
+test: install sandbox-tool
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -41,6 +41,9 @@ __all__ = [
 
 _M = TypeVar("_M", bound=models.Model)
 
+# The index says when tasks run unsandboxed (TASK_SANDBOX=off: single-tenant only).
+admin.site.index_template = "orchestrator/admin/index.html"
+
 if TYPE_CHECKING:
     ModelAdmin = admin.ModelAdmin
     ModelForm = forms.ModelForm

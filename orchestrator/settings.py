@@ -124,6 +124,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "orchestrator.context_processors.platform",
             ],
         },
     },
@@ -302,6 +303,40 @@ SCHEDULE_MISFIRE_GRACE_SECONDS = env_int("SCHEDULE_MISFIRE_GRACE_SECONDS", 60)
 BACKFILL_MAX_INTERVALS = env_int("BACKFILL_MAX_INTERVALS", 1000)
 # Modules (and their submodules) whose functions `python` tasks may call.
 PYTHON_TASK_MODULES = env_list("PYTHON_TASK_MODULES", "runs.library")
+# --- Task sandbox (docs/task-types.md, "What a task can reach") ---------------------------
+# "on": every shell and python task runs in a bubblewrap sandbox (its tenant's own uid, its
+# own PID namespace and mount view, no inherited descriptors, no_new_privs, the limits
+# below) and fails, saying why, where a worker cannot make one. "off": tasks run as the
+# worker's own processes, able to read everything the worker can: single-tenant
+# installations only (the admin and /readyz say so).
+TASK_SANDBOX = env_str("TASK_SANDBOX", "on").lower()
+if TASK_SANDBOX not in {"on", "off"}:
+    raise ImproperlyConfigured(f"TASK_SANDBOX={TASK_SANDBOX!r}: expected on or off")
+TASK_SANDBOX_BWRAP = env_str("TASK_SANDBOX_BWRAP", "bwrap")
+# The uids (and gids) of tenants' tasks: tenant id N runs as first + N. Nothing else on a
+# worker host may use them. A worker that is not root maps it onto its own uid instead.
+TASK_SANDBOX_UIDS = env_str("TASK_SANDBOX_UIDS", "200000-299999")
+# Where each task's private working directory and /tmp are made (and deleted afterwards).
+TASK_SANDBOX_ROOT = env_str("TASK_SANDBOX_ROOT")
+# Host paths every task may read besides the system's (/usr, a few files of /etc).
+TASK_SANDBOX_READONLY_PATHS = env_list("TASK_SANDBOX_READONLY_PATHS")
+# Resource limits of shell and python tasks: a tenant's policy `task_limits` sets its own
+# (up to the maximum here), a task's `rlimits` may only lower them. 0: no limit.
+TASK_LIMIT_KEYS = ("memory_mb", "cpu_seconds", "processes", "open_files", "file_size_mb")
+TASK_LIMITS_DEFAULT = {
+    "memory_mb": env_int("TASK_DEFAULT_MEMORY_MB", 4096),
+    "cpu_seconds": env_int("TASK_DEFAULT_CPU_SECONDS", 0),
+    "processes": env_int("TASK_DEFAULT_PROCESSES", 512),
+    "open_files": env_int("TASK_DEFAULT_OPEN_FILES", 4096),
+    "file_size_mb": env_int("TASK_DEFAULT_FILE_SIZE_MB", 10240),
+}
+TASK_LIMITS_MAX = {
+    "memory_mb": env_int("TASK_MAX_MEMORY_MB", 65536),
+    "cpu_seconds": env_int("TASK_MAX_CPU_SECONDS", 0),
+    "processes": env_int("TASK_MAX_PROCESSES", 4096),
+    "open_files": env_int("TASK_MAX_OPEN_FILES", 65536),
+    "file_size_mb": env_int("TASK_MAX_FILE_SIZE_MB", 102400),
+}
 # Hosts, IP addresses or networks (CIDR) that http tasks and sensors may reach although the
 # SSRF guard blocks them (private, loopback, link-local, metadata ranges), for every
 # tenant; a tenant's policy `http_allowed_hosts` adds its own. Empty: only public addresses.

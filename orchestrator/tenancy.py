@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,7 +11,16 @@ from django.conf import settings
 
 from orchestrator.errors import Invalid
 
-__all__ = ["TASK_TYPES", "validate_policy", "validate_quotas"]
+__all__ = [
+    "TASK_NETWORKS",
+    "TASK_TYPES",
+    "task_limits",
+    "task_mounts",
+    "task_network",
+    "task_queue",
+    "validate_policy",
+    "validate_quotas",
+]
 
 # Every task type the spec knows (DESIGN.md section 6); workflows' registry checks it matches.
 TASK_TYPES = ("noop", "shell", "python", "http", "sql", "container", "wait_for")
@@ -18,7 +29,20 @@ POLICY_KEYS = {
     "allowed_task_types": "list of task types, or null for all",
     "http_allowed_hosts": "list of host names or networks the http task may reach",
     "sql_allowed_hosts": "list of host names or networks the sql task may reach",
+    "task_limits": "object of shell and python tasks' resource limits (memory_mb, "
+    "cpu_seconds, processes, open_files, file_size_mb), each a positive integer",
+    "task_network": "network of shell and python tasks: egress (default) or none",
+    "task_mounts": "list of host directories the tenant's shell and python tasks see, "
+    'each {"path": "/absolute/path", "writable": false}',
+    "task_queue": "Celery queue of the tenant's tasks, for a dedicated worker pool "
+    "(letters, digits, '.', '_', ':', '-'; null: the shared queue)",
 }
+TASK_NETWORKS = ("egress", "none")
+# Where a tenant's mount would hide the sandbox's own files (runs/sandbox.py).
+RESERVED_MOUNT_ROOTS = frozenset({"proc", "dev", "usr", "etc", "orc"})
+RESERVED_MOUNTS = frozenset({"/tmp", "/home", "/home/task"})  # noqa: S108 (inside the sandbox)
+RESERVED_QUEUES = frozenset({"tasks", "housekeeping", "celery"})
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 
 def validate_quotas(value: Any, *, path: str = "quotas") -> dict[str, int]:
@@ -70,6 +94,95 @@ def validate_policy(value: Any, *, path: str = "policy") -> dict[str, Any]:
         hosts = value.get(key, [])
         if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
             errors.append((f"{path}.{key}", POLICY_KEYS[key]))
+    errors += _task_policy_errors(value, path)
     if errors:
         raise Invalid(errors)
     return dict(value)
+
+
+def _task_policy_errors(value: Mapping[str, Any], path: str) -> list[tuple[str, str]]:
+    errors = []
+    limits = value.get("task_limits", {})
+    if not isinstance(limits, Mapping):
+        errors.append((f"{path}.task_limits", POLICY_KEYS["task_limits"]))
+        limits = {}
+    maxima: dict[str, int] = settings.TASK_LIMITS_MAX
+    for key, item in limits.items():
+        where = f"{path}.task_limits.{key}"
+        if key not in maxima:
+            errors.append((where, f"unknown limit; accepted: {', '.join(maxima)}"))
+        elif isinstance(item, bool) or not isinstance(item, int) or item < 1:
+            errors.append((where, "expected a positive integer"))
+        elif maxima[key] and item > maxima[key]:
+            errors.append((where, f"must be at most {maxima[key]} (platform limit)"))
+    network = value.get("task_network", "egress")
+    if network not in TASK_NETWORKS:
+        errors.append((f"{path}.task_network", POLICY_KEYS["task_network"]))
+    errors += _mount_errors(value.get("task_mounts", []), f"{path}.task_mounts")
+    queue = value.get("task_queue")
+    if queue is not None and not (isinstance(queue, str) and QUEUE_NAME.match(queue)):
+        errors.append((f"{path}.task_queue", POLICY_KEYS["task_queue"]))
+    elif queue in RESERVED_QUEUES:
+        errors.append(
+            (f"{path}.task_queue", f"{queue!r} is the platform's own queue; choose another name")
+        )
+    return errors
+
+
+def _mount_errors(mounts: Any, path: str) -> list[tuple[str, str]]:
+    if not isinstance(mounts, list):
+        return [(path, POLICY_KEYS["task_mounts"])]
+    errors = []
+    for i, mount in enumerate(mounts):
+        where = f"{path}[{i}]"
+        if not isinstance(mount, Mapping) or set(mount) - {"path", "writable"}:
+            errors.append((where, POLICY_KEYS["task_mounts"]))
+            continue
+        target = mount.get("path")
+        if (
+            not isinstance(target, str)
+            or not target.startswith("/")
+            or posixpath.normpath(target) != target
+            or target == "/"
+        ):
+            errors.append((f"{where}.path", "expected an absolute, normalised path other than /"))
+        elif _reserved(target):
+            errors.append(
+                (
+                    f"{where}.path",
+                    f"{target} would hide part of the sandbox's own file system; not "
+                    "/tmp, /home/task or anything under /proc, /dev, /usr, /etc or /orc",  # noqa: S108
+                )
+            )
+        if not isinstance(mount.get("writable", False), bool):
+            errors.append((f"{where}.writable", "expected true or false"))
+    return errors
+
+
+def _reserved(path: str) -> bool:
+    return (
+        path in RESERVED_MOUNTS
+        or path.startswith("/home/task/")
+        or path.split("/")[1] in RESERVED_MOUNT_ROOTS
+    )
+
+
+def task_mounts(policy: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """Host directories of the tenant's tasks: (path, writable)."""
+    return [(m["path"], bool(m.get("writable", False))) for m in policy.get("task_mounts", [])]
+
+
+def task_limits(policy: Mapping[str, Any]) -> dict[str, int]:
+    """The tenant's limits of shell and python tasks (0: none): its policy over the
+    platform's defaults. A task's `rlimits` may lower them, never raise them."""
+    return {**settings.TASK_LIMITS_DEFAULT, **policy.get("task_limits", {})}
+
+
+def task_network(policy: Mapping[str, Any]) -> str:
+    return str(policy.get("task_network", "egress"))
+
+
+def task_queue(policy: Mapping[str, Any]) -> str | None:
+    """The Celery queue of the tenant's tasks, or None for the shared one."""
+    queue = policy.get("task_queue")
+    return str(queue) if queue else None

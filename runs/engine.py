@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from orchestrator.models import Tenant
 from orchestrator.rows import Columns, Insert, execute_in_one_trip, quote
+from orchestrator.tenancy import task_queue
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from runs.trigger_rules import Counts, decide
@@ -43,9 +44,14 @@ __all__ = [
     "create_run",
     "dispatch",
     "finish",
+    "keeping_next",
+    "queue_for",
+    "release_kept",
     "retry_delay",
+    "send",
     "start_queued_runs",
     "start_waiting_runs",
+    "take_kept",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,6 +80,16 @@ class Outcome:
     uses: dict[str, list[str]] = field(default_factory=dict)  # connections, secrets, variables
 
 
+# --- queues: the shared pool of workers, or a tenant's own ----------------------------------
+
+
+def queue_for(policy: dict[str, Any]) -> str:
+    """The Celery queue of a tenant's tries: the one its policy's `task_queue` names (its
+    dedicated pool of workers), else the shared one. Read when a try is queued, so a
+    policy change applies to every try queued after it commits."""
+    return task_queue(policy) or str(settings.CELERY_TASK_DEFAULT_QUEUE)
+
+
 # --- continuation: the worker that dispatches the next task may run it itself ------------
 
 _local = threading.local()
@@ -84,8 +100,9 @@ def keeping_next() -> Iterator[None]:
     """While active (in this thread), `dispatch` keeps back one of the tries it queues,
     the highest in priority, instead of sending its message: the caller runs it next, in
     this process, saving the broker's round trip (a chain's handoff). `take_kept` hands
-    it over once the transaction has committed. A try kept by a process that then dies is
-    `queued` without a message, which the reconciler re-sends like any lost message."""
+    it over once the transaction has committed, if it belongs to the caller's queue. A try
+    kept by a process that then dies is `queued` without a message, which the reconciler
+    re-sends like any lost message."""
     _local.keep, _local.kept = True, None
     try:
         yield
@@ -96,22 +113,46 @@ def keeping_next() -> Iterator[None]:
         _local.keep = False
 
 
-def take_kept() -> tuple[int, int] | None:
-    kept: tuple[int, int] | None = getattr(_local, "kept", None)
+def take_kept(queue: str | None = None) -> tuple[int, int] | None:
+    """The try kept back under `keeping_next` (instance id, try number), for the caller to
+    run next; None when there is none. `queue`: the queue the caller's message came from.
+    A kept try of another queue (its tenant's pool is another one) is sent to its own
+    queue instead, and None returned: through continuation a worker runs only what its
+    queues would have brought it. None: the caller got no message (it runs tries
+    in-process), nothing to check."""
+    kept: tuple[int, int, str] | None = getattr(_local, "kept", None)
     _local.kept = None
-    return kept
+    if kept is None:
+        return None
+    ti_id, try_number, kept_queue = kept
+    if queue is not None and queue != kept_queue:
+        send((ti_id, try_number), queue=kept_queue)
+        return None
+    return ti_id, try_number
 
 
-def send(*tries: tuple[int, int]) -> None:
-    """Ring the doorbell for (instance id, try number) pairs, after commit: a worker will
-    claim each try. One producer connection serves the whole batch."""
+def release_kept() -> None:
+    """Send the kept try's message, to its queue: the caller will not run it."""
+    kept: tuple[int, int, str] | None = getattr(_local, "kept", None)
+    _local.kept = None
+    if kept is not None:
+        send((kept[0], kept[1]), queue=kept[2])
+
+
+def send(*tries: tuple[int, int], queue: str | None = None) -> None:
+    """Ring the doorbell for (instance id, try number) pairs on `queue` (None: the shared
+    one), after commit: a worker consuming it will claim each try. One producer
+    connection serves the whole batch."""
     if tries:
-        _publish_after_commit("runs.execute", list(tries))
+        _publish_after_commit(
+            "runs.execute", list(tries), queue or str(settings.CELERY_TASK_DEFAULT_QUEUE)
+        )
 
 
-def _publish_after_commit(task_name: str, calls: list[tuple[Any, ...]]) -> None:
-    """Send one message per argument tuple once the transaction commits. If the broker is
-    away the state is committed all the same: warn, and let the reconciler re-send."""
+def _publish_after_commit(task_name: str, calls: list[tuple[Any, ...]], queue: str) -> None:
+    """Send one message per argument tuple to `queue` once the transaction commits. If the
+    broker is away the state is committed all the same: warn, and let the reconciler
+    re-send."""
 
     def publish() -> None:
         from orchestrator.celery import app
@@ -123,11 +164,13 @@ def _publish_after_commit(task_name: str, calls: list[tuple[Any, ...]]) -> None:
         try:
             with app.producer_or_acquire() as producer:
                 for args in calls:
-                    task.apply_async(args, producer=producer)
+                    task.apply_async(args, producer=producer, queue=queue)
         except Exception as exc:
             logger.warning(
-                "could not send %d task message(s), the reconciler will re-send them: %s",
+                "could not send %d task message(s) to queue %s, the reconciler will "
+                "re-send them: %s",
                 len(calls),
+                queue,
                 exc,
             )
 
@@ -140,15 +183,17 @@ INLINE_TYPES = frozenset({"noop"})
 BATCH_MAX = 50
 
 
-def send_batches(tries: list[tuple[int, int]]) -> None:
+def send_batches(tries: list[tuple[int, int]], queue: str) -> None:
     """Like `send`, for tries of INLINE_TYPES: several per message, in enough messages to
     keep a few workers busy (1000 tries: 20 messages of 50)."""
     if len(tries) <= 1:
-        send(*tries)
+        send(*tries, queue=queue)
         return
     size = max(1, min(BATCH_MAX, -(-len(tries) // 8)))
     chunks = [tries[i : i + size] for i in range(0, len(tries), size)]
-    _publish_after_commit("runs.execute_batch", [([list(t) for t in chunk],) for chunk in chunks])
+    _publish_after_commit(
+        "runs.execute_batch", [([list(t) for t in chunk],) for chunk in chunks], queue
+    )
 
 
 # --- runs --------------------------------------------------------------------------------
@@ -255,9 +300,10 @@ def create_and_start_run(
     graph = graph_for(workflow.current_version_id)
     with transaction.atomic(savepoint=False):
         run, instances = _create_started(workflow, graph, params, source, user_id)
-        if _room_for(run):
+        room, queue = _room_for(run)
+        if room:
             _send_queued(
-                [(ti.pk, ti.try_number, ti.task_type) for ti in instances if ti.try_number]
+                [(ti.pk, ti.try_number, ti.task_type, queue) for ti in instances if ti.try_number]
             )
             return Created(run, dict(Counter(str(ti.state) for ti in instances)))
         _unstart(run)
@@ -294,7 +340,7 @@ def _unstart(run: WorkflowRun) -> None:
     run.state, run.started_at = RUN.QUEUED, None
 
 
-_QUOTAS = Columns(Tenant, only=["quotas"])
+_TENANT = Columns(Tenant, only=["quotas", "policy"])
 
 
 @functools.cache
@@ -310,7 +356,7 @@ def _room_sql(vendor: str) -> tuple[list[str], str]:
             for table in (tenant_table, workflow_table)
         ]
     room = (
-        f"SELECT {_QUOTAS.select('t')}, w.current_version_id, "  # noqa: S608
+        f"SELECT {_TENANT.select('t')}, w.current_version_id, "  # noqa: S608
         f"(SELECT COUNT(*) FROM {run_table} WHERE workflow_id = %s AND state = %s "
         f"AND backfill_id IS NULL), (SELECT COUNT(*) FROM {run_table} WHERE tenant_id = %s "
         f"AND state = %s), EXISTS (SELECT 1 FROM {run_table} WHERE workflow_id = %s "
@@ -320,10 +366,11 @@ def _room_sql(vendor: str) -> tuple[list[str], str]:
     return locks, room
 
 
-def _room_for(run: WorkflowRun) -> bool:
+def _room_for(run: WorkflowRun) -> tuple[bool, str]:
     """Lock the tenant and workflow rows (in that order, as start_queued_runs does). With
     the new `running` run counted, is the workflow within its max_active_runs and the
-    tenant within its quota, and no run of the workflow queued ahead of it?
+    tenant within its quota, and no run of the workflow queued ahead of it? And the queue
+    of the run's tries, by the tenant's policy as read under its lock (`queue_for`).
 
     One round trip: on PostgreSQL the two locking statements travel with the reading one
     in a single query string (`execute_in_one_trip`). Each statement takes its own
@@ -351,11 +398,12 @@ def _room_for(run: WorkflowRun) -> bool:
     with connection.cursor() as cursor:
         execute_in_one_trip(cursor, statements)
         row = cursor.fetchone()
-    quotas = _QUOTAS.build(row).quotas
-    version_id, active, tenant_running, waiting = row[len(_QUOTAS) :]
+    tenant = _TENANT.build(row)
+    version_id, active, tenant_running, waiting = row[len(_TENANT) :]
     limit = graph_for(version_id).spec.max_active_runs if version_id else 1
-    quota = int(quotas.get("max_concurrent_runs", 10**9))
-    return not waiting and active <= limit and tenant_running <= quota
+    quota = int(tenant.quotas.get("max_concurrent_runs", 10**9))
+    has_room = not waiting and active <= limit and tenant_running <= quota
+    return has_room, queue_for(tenant.policy)
 
 
 def start_queued_runs(workflow_id: int, tenant_id: int | None = None) -> list[int]:
@@ -503,7 +551,11 @@ def _start_run(run_id: int) -> bool:
 
 
 def _lock_run(run_id: int) -> WorkflowRun:
-    return runs().select_for_update(of=("self",), no_key=True).get(pk=run_id)
+    """The run, locked, with its tenant (not locked) read in the same statement: `dispatch`
+    sends to the queue the tenant's policy names at this moment."""
+    return (
+        runs().select_for_update(of=("self",), no_key=True).select_related("tenant").get(pk=run_id)
+    )
 
 
 def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:
@@ -661,20 +713,25 @@ def dispatch(
     left = set(ready).difference(int(r[0]) for r in rows)
     if left:
         tis().filter(pk__in=left, state=TI.PENDING).update(state=TI.SCHEDULED)
-    return _send_queued(rows)
+    if not rows:
+        return []
+    # The tenant came with the run's lock (`_lock_run`): its policy as of now.
+    queue = queue_for(run.tenant.policy)
+    return _send_queued([(r[0], r[1], r[2], queue) for r in rows])
 
 
 def _send_queued(rows: list[tuple[Any, ...]]) -> list[tuple[int, int]]:
-    """Messages for tries just queued: rows (id, try number, type, ...), highest priority
-    first. Keeps one back for the caller under `keeping_next`."""
+    """Messages for tries just queued: rows (id, try number, type, queue), highest priority
+    first, each to its queue. Keeps one back for the caller under `keeping_next`."""
     queued = [(int(r[0]), int(r[1])) for r in rows]
-    to_send = queued
-    if queued and getattr(_local, "keep", False) and getattr(_local, "kept", None) is None:
-        _local.kept = queued[0]  # the highest priority
-        to_send = queued[1:]
-    inline = {int(r[0]) for r in rows if r[2] in INLINE_TYPES}
-    send(*[q for q in to_send if q[0] not in inline])
-    send_batches([q for q in to_send if q[0] in inline])
+    to_send = rows
+    if rows and getattr(_local, "keep", False) and getattr(_local, "kept", None) is None:
+        _local.kept = (*queued[0], str(rows[0][3]))  # the highest priority
+        to_send = rows[1:]
+    for queue in dict.fromkeys(str(r[3]) for r in to_send):
+        tries = [r for r in to_send if r[3] == queue]
+        send(*[(int(r[0]), int(r[1])) for r in tries if r[2] not in INLINE_TYPES], queue=queue)
+        send_batches([(int(r[0]), int(r[1])) for r in tries if r[2] in INLINE_TYPES], queue)
     return queued
 
 

@@ -7,7 +7,9 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -15,12 +17,14 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from jinja2 import TemplateError
 
+from orchestrator import tenancy
 from runs import engine
 from runs.container_task import run_container
 from runs.credentials import Credentials
@@ -30,6 +34,17 @@ from runs.masking import Masker
 from runs.models import TaskAttempt, TaskInstance, TaskLog
 from runs.process import OutputSink, ProcessResult, run_process
 from runs.resilience import DB_ERRORS, with_db_retry
+from runs.sandbox import (
+    HOME,
+    TMP,
+    Limits,
+    Sandbox,
+    SandboxUnavailable,
+    Workspace,
+    interpreter,
+    limit_hint,
+    uid_for,
+)
 from runs.sensors import run_wait_for
 from runs.skip import SKIP_EXIT_CODE
 from runs.sql_task import run_sql
@@ -103,17 +118,82 @@ def build_context(ti: TaskInstance) -> dict[str, Any]:
 # --- executors -----------------------------------------------------------------------------
 
 
-def _base_env(a: Attempt) -> dict[str, str]:
+SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _base_env(a: Attempt, sandboxed: bool) -> dict[str, str]:
     """A clean environment: nothing of the worker's (database URL, keys) reaches a task."""
     return {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "PATH": SANDBOX_PATH if sandboxed else os.environ.get("PATH", SANDBOX_PATH),
         "LANG": "C.UTF-8",
-        "HOME": tempfile.gettempdir(),
+        "HOME": HOME if sandboxed else tempfile.gettempdir(),
         "ORCHESTRATOR_RUN_ID": str(a.ti.run_id),
         "ORCHESTRATOR_TASK_ID": a.ti.task_id,
         "ORCHESTRATOR_TRY_NUMBER": str(a.ti.try_number),
         "ORCHESTRATOR_LOGICAL_DATE": a.context["logical_date"].isoformat(),
     }
+
+
+def task_limits(policy: dict[str, Any], requested: dict[str, Any] | None) -> Limits:
+    """The tenant's limits (its policy over the platform's defaults), lowered where the
+    task's `rlimits` ask for less."""
+    values: dict[str, int | None] = {}
+    for key, cap in tenancy.task_limits(policy).items():
+        asked = (requested or {}).get(key)
+        values[key] = min(v for v in (cap, asked) if v) if (cap or asked) else None
+    return Limits(**values)
+
+
+def _project_packages() -> tuple[str, ...]:
+    base = settings.BASE_DIR
+    return tuple(sorted(p.name for p in base.iterdir() if (p / "__init__.py").is_file()))
+
+
+def _runner_modules() -> list[str]:
+    """Host files of the python runner and of the allow-listed modules of `runs`."""
+    here = os.path.dirname(__file__)
+    names = ["__init__", "pyrunner", "skip"]
+    for module in settings.PYTHON_TASK_MODULES:
+        if module.startswith("runs."):
+            names.append(module.removeprefix("runs.").replace(".", os.sep))
+    return [os.path.join(here, f"{name}.py") for name in dict.fromkeys(names)]
+
+
+def task_sandbox(a: Attempt, *, python: bool) -> Sandbox | None:
+    """The sandbox of the attempt's tenant, or None where the platform turned it off."""
+    if settings.TASK_SANDBOX == "off":
+        return None
+    policy = a.ti.run.workflow.tenant.policy
+    return Sandbox(
+        uid=uid_for(a.ti.tenant_id, settings.TASK_SANDBOX_UIDS),
+        network=tenancy.task_network(policy),
+        limits=task_limits(policy, a.task.get("rlimits")),
+        bwrap=settings.TASK_SANDBOX_BWRAP,
+        root=Path(settings.TASK_SANDBOX_ROOT or Path(tempfile.gettempdir()) / "orc-sandbox"),
+        readonly=tuple(settings.TASK_SANDBOX_READONLY_PATHS),
+        mounts=tuple(tenancy.task_mounts(policy)),
+        python=python,
+        runner_modules=tuple(_runner_modules()) if python else (),
+        hidden_packages=_project_packages() if python else (),
+    )
+
+
+def _workspace(sandbox: Sandbox | None, cwd: str | None) -> Workspace | None:
+    """The sandbox's private directories, with a relative `cwd` made inside them."""
+    if sandbox is None:
+        return None
+    if cwd and not cwd.startswith("/") and ".." in Path(cwd).parts:
+        raise TaskFailed(f"cwd {cwd!r}: a relative working directory may not contain '..'")
+    space = sandbox.workspace()
+    if cwd and not cwd.startswith("/"):
+        path = space.work / cwd
+        path.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            for part in [path, *path.parents]:
+                if part == space.work:
+                    break
+                os.chown(part, sandbox.uid, sandbox.gid)
+    return space
 
 
 def _last_line_result(output: bytes) -> Any:
@@ -128,7 +208,12 @@ def _last_line_result(output: bytes) -> Any:
 
 
 def _process_outcome(
-    result: ProcessResult, a: Attempt, skip_code: int, timeout: int | None, value: Callable[[], Any]
+    result: ProcessResult,
+    a: Attempt,
+    skip_code: int,
+    timeout: int | None,
+    value: Callable[[], Any],
+    limits: Limits | None = None,
 ) -> engine.Outcome:
     if result.error:
         return engine.Outcome("failed", error=result.error)
@@ -148,9 +233,12 @@ def _process_outcome(
         return engine.Outcome("success", exit_code=0, result=value())
     if result.exit_code == skip_code:
         return engine.Outcome("skipped", exit_code=result.exit_code)
-    return engine.Outcome(
-        "failed", exit_code=result.exit_code, error=f"exit code {result.exit_code}"
-    )
+    code = result.exit_code
+    how = f"killed by signal {signal.Signals(-code).name}" if code and code < 0 else ""
+    error = how or f"exit code {code}"
+    tail = a.sink.tail if isinstance(a.sink, _Tail) else b""
+    hint = limit_hint(limits, exit_code=code, tail=tail) if limits else None
+    return engine.Outcome("failed", exit_code=code, error=f"{error}: {hint}" if hint else error)
 
 
 class _Tail(OutputSink):
@@ -193,16 +281,25 @@ def run_shell(a: Attempt) -> engine.Outcome:
         else list(command)
     )
     timeout = task.get("timeout")
-    with tempfile.TemporaryDirectory(prefix="orc-task-") as scratch:
-        result = run_process(
-            argv,
-            env={**_base_env(a), **task.get("env", {})},
-            cwd=task.get("cwd") or scratch,
-            timeout=timeout,
-            sink=a.sink,
-            should_stop=a.should_stop,
-            rlimits=task.get("rlimits"),
-        )
+    sandbox = _sandbox_or_fail(a, python=False)
+    limits = sandbox.limits if sandbox else task_limits(_policy(a), task.get("rlimits"))
+    space = _workspace(sandbox, task.get("cwd"))
+    try:
+        with tempfile.TemporaryDirectory(prefix="orc-task-") as scratch:
+            result = run_process(
+                argv,
+                env={**_base_env(a, sandbox is not None), **task.get("env", {})},
+                cwd=task.get("cwd") if sandbox else task.get("cwd") or scratch,
+                timeout=timeout,
+                sink=a.sink,
+                should_stop=a.should_stop,
+                rlimits=limits.as_dict(),
+                sandbox=sandbox,
+                workspace=space,
+            )
+    finally:
+        if space is not None:
+            space.remove()
     tail = a.sink.tail if isinstance(a.sink, _Tail) else b""
     return _process_outcome(
         result,
@@ -210,7 +307,23 @@ def run_shell(a: Attempt) -> engine.Outcome:
         task.get("skip_exit_code", SKIP_EXIT_CODE),
         timeout,
         lambda: _last_line_result(tail),
+        limits,
     )
+
+
+def _policy(a: Attempt) -> dict[str, Any]:
+    policy: dict[str, Any] = a.ti.run.workflow.tenant.policy
+    return policy
+
+
+def _sandbox_or_fail(a: Attempt, *, python: bool) -> Sandbox | None:
+    try:
+        return task_sandbox(a, python=python)
+    except SandboxUnavailable as exc:
+        raise TaskFailed(f"the task sandbox is unavailable: {exc}") from None
+
+
+RESULT_NAME = "orchestrator-result.json"
 
 
 def run_python(a: Attempt) -> engine.Outcome:
@@ -231,28 +344,63 @@ def run_python(a: Attempt) -> engine.Outcome:
         {"callable": task["callable"], "kwargs": task.get("kwargs", {}), "allowed": allowed},
         default=str,
     ).encode()
-    with tempfile.TemporaryDirectory(prefix="orc-task-") as scratch:
-        result_file = os.path.join(scratch, "result.json")
-        env = {
-            **_base_env(a),
-            "ORCHESTRATOR_RESULT_FILE": result_file,
-            "PYTHONPATH": os.pathsep.join(sys.path),
-        }
-        result = run_process(
-            [sys.executable, "-m", "runs.pyrunner"],
-            env=env,
-            cwd=scratch,
-            timeout=timeout,
-            sink=a.sink,
-            should_stop=a.should_stop,
-            stdin=payload,
-        )
+    sandbox = _sandbox_or_fail(a, python=True)
+    limits = sandbox.limits if sandbox else task_limits(_policy(a), None)
+    space = _workspace(sandbox, None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="orc-task-") as scratch:
+            if sandbox is not None and space is not None:
+                result_file = str(space.tmp / RESULT_NAME)
+                env = {
+                    **_base_env(a, True),
+                    "ORCHESTRATOR_RESULT_FILE": f"{TMP}/{RESULT_NAME}",
+                    "PYTHONPATH": sandbox.python_path(),
+                    "PYTHONNOUSERSITE": "1",
+                }
+                argv = [interpreter(), "-m", "runs.pyrunner"]
+            else:
+                result_file = os.path.join(scratch, RESULT_NAME)
+                env = {
+                    **_base_env(a, False),
+                    "ORCHESTRATOR_RESULT_FILE": result_file,
+                    "PYTHONPATH": os.pathsep.join(sys.path),
+                }
+                argv = [sys.executable, "-m", "runs.pyrunner"]
+            result = run_process(
+                argv,
+                env=env,
+                cwd=None if sandbox else scratch,
+                timeout=timeout,
+                sink=a.sink,
+                should_stop=a.should_stop,
+                stdin=payload,
+                rlimits=limits.as_dict(),
+                sandbox=sandbox,
+                workspace=space,
+            )
+            return _process_outcome(
+                result, a, SKIP_EXIT_CODE, timeout, lambda: _read_result(result_file), limits
+            )
+    finally:
+        if space is not None:
+            space.remove()
 
-        def value() -> Any:
-            with open(result_file) as handle:
-                return json.load(handle)
 
-        return _process_outcome(result, a, SKIP_EXIT_CODE, timeout, value)
+def _read_result(path: str) -> Any:
+    """The task's JSON result. The file is the task's (its uid wrote it): never follow a
+    link it may have put there instead, never read more than the cap allows."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise TaskFailed(f"the task left no readable result file: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TaskFailed("the task's result is not a regular file")
+        data = handle.read(settings.TASK_RESULT_MAX_BYTES * 4 + 1)
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise TaskFailed(f"the task's result is not JSON: {exc}") from None
 
 
 def run_noop(a: Attempt) -> engine.Outcome:
@@ -343,30 +491,35 @@ class Heartbeat(threading.Thread):
         with_db_retry(self.flush, True)
 
 
-def execute(ti_id: int, try_number: int) -> str | None:
+def execute(ti_id: int, try_number: int, queue: str | None = None) -> str | None:
     """Run one try if it is still ours to run; returns the instance's new state. Then, for
     up to CONTINUE_SECONDS, run the next try its end made ready (see engine.keeping_next)
-    instead of sending it through the broker; past that, send it."""
+    instead of sending it through the broker; past that, send it. `queue`: the queue the
+    message came from; a next try of another queue (another tenant's pool) is sent there,
+    never run here. None: no message (a caller running tries in-process)."""
     close_old_connections()
     started = time.monotonic()
     state = _execute_one(ti_id, try_number)
-    _run_on(started)
+    _run_on(started, queue)
     return state
 
 
-def _run_on(started: float) -> None:
+def _run_on(started: float, queue: str | None) -> None:
     """Run the tries kept back for this worker (engine.keeping_next), one after another,
-    until CONTINUE_SECONDS have passed since the delivery began; then send the last one."""
-    while (kept := engine.take_kept()) is not None:
-        if time.monotonic() - started >= settings.TASK_CONTINUE_SECONDS:
-            engine.send(kept)  # autocommit here: goes out at once
+    while they belong to `queue` (engine.take_kept sends any other to its own) and until
+    CONTINUE_SECONDS have passed since the delivery began; then send the last one."""
+    while time.monotonic() - started < settings.TASK_CONTINUE_SECONDS:
+        kept = engine.take_kept(queue)
+        if kept is None:
             return
         _execute_one(*kept)
+    engine.release_kept()  # autocommit here: goes out at once, to its queue
 
 
-def execute_batch(tries: list[tuple[int, int]]) -> int:
+def execute_batch(tries: list[tuple[int, int]], queue: str | None = None) -> int:
     """Tries of INLINE_TYPES (noop): claimed in one statement, recorded in one transaction
-    per run. Then, as `execute` does, run on with what their end made ready."""
+    per run. Then, as `execute` does, run on with what their end made ready (`queue`: the
+    one the message came from)."""
     close_old_connections()
     started = time.monotonic()
     token = uuid.uuid4().hex
@@ -374,7 +527,7 @@ def execute_batch(tries: list[tuple[int, int]]) -> int:
     if not claimed:
         return 0
     done = with_db_retry(_finish_inline_keeping_next, [a.pk for a in claimed])
-    _run_on(started)
+    _run_on(started, queue)
     return done
 
 

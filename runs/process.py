@@ -1,5 +1,6 @@
-"""Running a task's child process: its own process group, output streamed into a capped
-sink, the whole group killed on timeout or cancel. No Django here."""
+"""Running a task's child process: its own process group (or its own sandbox: see
+runs/sandbox.py), output streamed into a capped sink, everything it started killed on
+timeout or cancel. No Django here."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from runs.sandbox import Sandbox, Workspace, parse_status
+from runs.supervise import format_limits
 
 __all__ = ["OutputSink", "ProcessResult", "run_process"]
 
@@ -70,7 +74,7 @@ class OutputSink:
 
 @dataclass(frozen=True)
 class ProcessResult:
-    exit_code: int | None
+    exit_code: int | None  # negative: killed by that signal
     timed_out: bool = False
     cancelled: bool = False
     error: str = ""
@@ -101,9 +105,21 @@ def run_process(
     on_start: Callable[[int], None] = lambda pid: None,
     stdin: bytes | None = None,
     rlimits: Mapping[str, Any] | None = None,
+    sandbox: Sandbox | None = None,
+    workspace: Workspace | None = None,
 ) -> ProcessResult:
-    """Run argv in a new process group under `supervise.py` (which kills the group should
-    this process die); wait for it, its timeout, or `should_stop()`."""
+    """Run argv and wait for it, its timeout, or `should_stop()`.
+
+    Without a sandbox: in a new process group under `supervise.py` (which kills the group
+    should this process die). With one (and the `workspace` it made): as PID 1's child in
+    bwrap, where `cwd` is relative to the task's private working directory; `rlimits` are
+    the sandbox's."""
+    if sandbox is not None:
+        if workspace is None:
+            raise ValueError("a sandboxed process needs its workspace")
+        return _run_sandboxed(
+            argv, sandbox, workspace, env, cwd, timeout, sink, should_stop, on_start, stdin
+        )
     if not _executable(argv[0] if argv else "", env.get("PATH"), cwd):
         name = argv[0] if argv else ""
         return ProcessResult(
@@ -115,7 +131,7 @@ def run_process(
         "-S",
         SUPERVISOR,
         str(os.getpid()),
-        json.dumps(dict(rlimits or {})),
+        format_limits(dict(rlimits or {})),
         "--",
         *argv,
     ]
@@ -132,6 +148,116 @@ def run_process(
     except OSError as exc:
         return ProcessResult(exit_code=None, error=f"could not start {argv[0]!r}: {exc}")
     on_start(proc.pid)
+    timed_out, cancelled = _wait(proc, sink, stdin, timeout, should_stop, lambda: proc.pid)
+    return ProcessResult(exit_code=proc.returncode, timed_out=timed_out, cancelled=cancelled)
+
+
+def _run_sandboxed(
+    argv: Sequence[str],
+    sandbox: Sandbox,
+    workspace: Workspace,
+    env: Mapping[str, str],
+    cwd: str | None,
+    timeout: float | None,
+    sink: OutputSink,
+    should_stop: Callable[[], bool],
+    on_start: Callable[[int], None],
+    stdin: bytes | None,
+) -> ProcessResult:
+    """bwrap, started as the sandbox's uid when this process is root. A timeout or a cancel
+    sends SIGTERM to the sandbox's PID 1, which passes it on to every process inside; after
+    the grace period, SIGKILL to bwrap's group ends the namespace and all in it."""
+    status_read, status_write = os.pipe()
+    info_read, info_write = os.pipe()
+    command = sandbox.command(
+        argv, space=workspace, cwd=cwd, status_fd=status_write, info_fd=info_write
+    )
+    drop: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        drop = {"user": sandbox.uid, "group": sandbox.gid, "extra_groups": []}
+    try:
+        proc = subprocess.Popen(
+            command,
+            env=dict(env),
+            cwd="/",
+            start_new_session=True,
+            pass_fds=(status_write, info_write),
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            **drop,
+        )
+    except OSError as exc:
+        for fd in (status_read, status_write, info_read, info_write):
+            os.close(fd)
+        return ProcessResult(
+            exit_code=None,
+            error=f"the task sandbox is unavailable: could not start {sandbox.bwrap!r}: {exc}",
+        )
+    os.close(status_write)
+    os.close(info_write)
+    on_start(proc.pid)
+    try:
+        timed_out, cancelled = _wait(
+            proc, sink, stdin, timeout, should_stop, lambda: _sandbox_init(info_read)
+        )
+        status = parse_status(_read_all(status_read))
+    finally:
+        os.close(status_read)
+        os.close(info_read)
+    if "error" in status:
+        return ProcessResult(exit_code=None, error=str(status["error"]))
+    if "signal" in status:
+        code: int | None = -int(status["signal"])
+    elif "exit" in status:
+        code = int(status["exit"])
+    elif timed_out or cancelled:
+        code = proc.returncode
+    else:  # bwrap ended before the task began: it says why in the output
+        return ProcessResult(
+            exit_code=None,
+            error=(
+                "the task sandbox could not be made (bwrap exited with "
+                f"{proc.returncode}; its message is in the log)"
+            ),
+        )
+    return ProcessResult(exit_code=code, timed_out=timed_out, cancelled=cancelled)
+
+
+def _sandbox_init(info_fd: int) -> int | None:
+    """The host pid of the sandbox's PID 1, from bwrap's --info-fd (None: not started)."""
+    try:
+        info = json.loads(_read_all(info_fd, wait=1.0) or b"{}")
+    except ValueError:
+        return None
+    pid = info.get("child-pid")
+    return int(pid) if pid else None
+
+
+def _read_all(fd: int, wait: float | None = None) -> bytes:
+    import select
+
+    chunks = []
+    while True:
+        if wait is not None and not select.select([fd], [], [], wait)[0]:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _wait(
+    proc: subprocess.Popen[bytes],
+    sink: OutputSink,
+    stdin: bytes | None,
+    timeout: float | None,
+    should_stop: Callable[[], bool],
+    term_target: Callable[[], int | None],
+) -> tuple[bool, bool]:
+    """Pump the output, feed stdin, wait for the end, the timeout or a stop; then make
+    sure nothing of the process group is left. (timed out, cancelled)"""
     pump = threading.Thread(target=_pump, args=(proc.stdout, sink), daemon=True)
     pump.start()
     if stdin is not None and proc.stdin is not None:
@@ -158,7 +284,7 @@ def run_process(
         elif should_stop():
             cancelled = True
         if timed_out or cancelled:
-            _terminate(proc.pid, exited)
+            _terminate(proc.pid, term_target(), exited)
             break
     # Grandchildren may outlive the leader and keep the pipe open: end the whole group.
     _kill_group(proc.pid, signal.SIGKILL)
@@ -166,7 +292,7 @@ def run_process(
     pump.join(timeout=5)
     if proc.stdout is not None:
         proc.stdout.close()
-    return ProcessResult(exit_code=proc.returncode, timed_out=timed_out, cancelled=cancelled)
+    return timed_out, cancelled
 
 
 def _executable(name: str, path: str | None, cwd: str | None) -> bool:
@@ -179,8 +305,13 @@ def _executable(name: str, path: str | None, cwd: str | None) -> bool:
     return shutil.which(name, path=path) is not None
 
 
-def _terminate(pgid: int, exited: threading.Event) -> None:
-    """SIGTERM to the group, SIGKILL after a grace period if anything is left."""
-    _kill_group(pgid, signal.SIGTERM)
+def _terminate(pgid: int, target: int | None, exited: threading.Event) -> None:
+    """SIGTERM to the target (a process group, or a sandbox's PID 1, which passes it on),
+    SIGKILL to the group after a grace period if anything is left."""
+    if target == pgid:
+        _kill_group(pgid, signal.SIGTERM)
+    elif target is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(target, signal.SIGTERM)
     exited.wait(KILL_GRACE_SECONDS)
     _kill_group(pgid, signal.SIGKILL)

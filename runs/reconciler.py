@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from orchestrator.celery import app
+from orchestrator.models import Tenant
 from runs import backfills, engine, operations
 from runs.graph import graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
@@ -91,8 +92,10 @@ def time_out_runs() -> int:
     return count
 
 
-def broker_backlog(queue: str = "tasks") -> int:
-    """Messages waiting in the task queue (0 when it does not exist yet)."""
+def broker_backlog(queue: str | None = None) -> int:
+    """Messages waiting in `queue` (None: the shared task queue; 0 when it does not exist
+    yet)."""
+    queue = queue or settings.CELERY_TASK_DEFAULT_QUEUE
     # kombu's virtual transports (redis, memory) answer `_size`; queue_declare(passive=True)
     # misses queues under a global key prefix on redis.
     with app.connection_for_read() as conn:
@@ -122,41 +125,75 @@ def broker_lost_data() -> bool:
 def resend_lost_messages() -> int:
     """Re-send the message of instances queued too long: it was lost (a broker restart or
     flush, a crash between commit and send). Sent with the same try number, so if the
-    first message turns up after all, the second claim finds nothing to do.
+    first message turns up after all, the second claim finds nothing to do; and to the
+    queue the tenant's policy names now (`engine.queue_for`), so a try whose message went
+    to a pool since removed from the policy is picked up by the pool that replaced it.
 
     When the broker has visibly lost its data, every queued instance is re-sent at once.
-    Otherwise an instance may also wait simply because workers are busy with a backlog, and
-    re-sending would only double the backlog: so while the task queue holds messages, only
-    instances queued longer than QUEUED_RESEND_MAX_SECONDS are re-sent; the others once the
-    queue has drained and they are still waiting (QUEUED_RESEND_AFTER_SECONDS)."""
-    if broker_lost_data():
-        threshold, limit = dt.timedelta(0), None
+    Otherwise an instance may also wait simply because the workers of its queue are busy
+    with a backlog, and re-sending would only double that backlog: so, queue by queue,
+    while the queue holds messages only instances queued longer than
+    QUEUED_RESEND_MAX_SECONDS are re-sent; the others once the queue has drained and they
+    are still waiting (QUEUED_RESEND_AFTER_SECONDS). A backlog in one pool's queue does
+    not hold back the re-sends of another."""
+    lost = broker_lost_data()
+    if lost:
         logger.warning("the broker lost its messages: re-sending every queued task")
-    elif broker_backlog() > 0:
-        threshold, limit = dt.timedelta(seconds=settings.QUEUED_RESEND_MAX_SECONDS), 1000
-    else:
-        threshold, limit = dt.timedelta(seconds=settings.QUEUED_RESEND_AFTER_SECONDS), 1000
+    after = dt.timedelta(seconds=settings.QUEUED_RESEND_AFTER_SECONDS)
+    most = dt.timedelta(seconds=settings.QUEUED_RESEND_MAX_SECONDS)
     now = timezone.now()
+    resent = 0
+    for queue, tenant_ids in _queues_of_queued(now if lost else now - min(after, most)).items():
+        if lost:
+            resent += _resend(queue, tenant_ids, now, now, None)
+        elif broker_backlog(queue) > 0:
+            resent += _resend(queue, tenant_ids, now, now - most, 1000)
+        else:
+            resent += _resend(queue, tenant_ids, now, now - after, 1000)
+    return resent
+
+
+def _queues_of_queued(cutoff: dt.datetime) -> dict[str, list[int]]:
+    """The queues of instances queued at or before `cutoff` (by their tenants' policies),
+    each with the ids of those tenants."""
+    queued = (
+        TaskInstance.objects.dangerously_unscoped()
+        .filter(state=TI.QUEUED, queued_at__lte=cutoff)
+        .order_by()
+        .values("tenant_id")
+    )
+    queues: dict[str, list[int]] = {}
+    for tenant_id, policy in Tenant.objects.filter(pk__in=queued).values_list("pk", "policy"):
+        queues.setdefault(engine.queue_for(policy), []).append(tenant_id)
+    return queues
+
+
+def _resend(
+    queue: str, tenant_ids: list[int], now: dt.datetime, cutoff: dt.datetime, limit: int | None
+) -> int:
+    """Re-send, to `queue`, the tenants' instances queued at or before `cutoff`."""
     table = TaskInstance._meta.db_table
+    tenants = ", ".join(["%s"] * len(tenant_ids))
     # One statement stamps and returns the rows: a second reconciler running at once waits
     # for these row locks, then finds them re-stamped and leaves them alone.
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET queued_at = %s WHERE id IN ("  # noqa: S608
-            f"SELECT id FROM {table} WHERE state = %s AND queued_at <= %s ORDER BY id"
-            f"{' LIMIT %s' if limit else ''}) AND state = %s AND queued_at <= %s "
-            "RETURNING id, try_number",
+            f"SELECT id FROM {table} WHERE state = %s AND queued_at <= %s "
+            f"AND tenant_id IN ({tenants}) ORDER BY id{' LIMIT %s' if limit else ''}) "
+            "AND state = %s AND queued_at <= %s RETURNING id, try_number",
             [
                 now,
                 TI.QUEUED,
-                now - threshold,
+                cutoff,
+                *tenant_ids,
                 *([limit] if limit else []),
                 TI.QUEUED,
-                now - threshold,
+                cutoff,
             ],
         )
         tries = [(int(ti_id), int(try_number)) for ti_id, try_number in cursor.fetchall()]
-        engine.send(*tries)
+        engine.send(*tries, queue=queue)
     return len(tries)
 
 

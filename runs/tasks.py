@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from typing import Any
+
+from celery import Task, shared_task
 
 from runs import executor, reconciler
 
 __all__ = ["execute_batch", "execute_task_instance", "reconcile"]
 
 
-@shared_task(name="runs.execute", ignore_result=True)
-def execute_task_instance(ti_id: int, try_number: int) -> str | None:
-    return executor.execute(ti_id, try_number)
+def _delivered_from(task: Task[Any, Any]) -> str:
+    """The queue the message came from: its routing key, which is the queue's name for every
+    queue the engine sends to (Celery binds a queue it creates under its own name, and the
+    shared one under CELERY_TASK_DEFAULT_ROUTING_KEY, which defaults to its name). "" when
+    unknown: then no try is run on through continuation (each goes to its queue)."""
+    return str((task.request.delivery_info or {}).get("routing_key") or "")
 
 
-@shared_task(name="runs.execute_batch", ignore_result=True)
-def execute_batch(tries: list[list[int]]) -> int:
+@shared_task(name="runs.execute", bind=True, ignore_result=True)
+def execute_task_instance(self: Task[Any, Any], ti_id: int, try_number: int) -> str | None:
+    return executor.execute(ti_id, try_number, queue=_delivered_from(self))
+
+
+@shared_task(name="runs.execute_batch", bind=True, ignore_result=True)
+def execute_batch(self: Task[Any, Any], tries: list[list[int]]) -> int:
     """Several tries of tasks that take no time (noop), claimed and recorded together."""
-    return executor.execute_batch([(int(t[0]), int(t[1])) for t in tries])
+    return executor.execute_batch(
+        [(int(t[0]), int(t[1])) for t in tries], queue=_delivered_from(self)
+    )
 
 
 @shared_task(name="runs.reconcile", ignore_result=True)

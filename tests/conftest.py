@@ -3,16 +3,31 @@ and `outsider` (tenant B: an owner and a token), so every test can check isolati
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+
 import pytest
 
 from orchestrator.testing import Team, allow_flush_of_append_only_tables, make_team
 
-__all__ = ["allow_flush_of_append_only_tables", "outsider", "team"]
+__all__ = ["allow_flush_of_append_only_tables", "loopback_listener", "outsider", "team"]
 
 
 @pytest.fixture
 def team(db: None) -> Team:
     return make_team("acme")
+
+
+@pytest.fixture
+def loopback_listener() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that accepts connections (and says nothing): its port."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
 
 
 @pytest.fixture

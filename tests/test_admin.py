@@ -338,3 +338,34 @@ def test_it_shows_audit_events_read_only(staff: Client, acme: Tenant) -> None:
     assert list(changelist.context["cl"].result_list) == [event]
     assert "delete_selected" not in error_text(changelist)
     assert AuditEvent.objects.dangerously_unscoped().get(pk=event.pk).action == "tenant.create"
+
+
+@pytest.mark.django_db
+def test_its_front_page_warns_while_tasks_run_unsandboxed(staff: Client, settings: Any) -> None:
+    settings.TASK_SANDBOX = "on"
+    page = staff.get("/admin/")
+    assert page.status_code == 200
+    assert b"task-sandbox-off" not in page.content
+    settings.TASK_SANDBOX = "off"
+    page = staff.get("/admin/")
+    assert b'id="task-sandbox-off"' in page.content
+    assert b"The task sandbox is off (<code>TASK_SANDBOX=off</code>)" in page.content
+
+
+@pytest.mark.django_db
+def test_it_sets_the_task_policy_and_refuses_a_bad_one(staff: Client, acme: Tenant) -> None:
+    policy = {
+        "task_limits": {"memory_mb": 512, "processes": 64},
+        "task_network": "none",
+        "task_mounts": [{"path": "/srv/acme", "writable": True}],
+    }
+    response = staff.post(url("tenant", "change", acme.pk), tenant_form(acme, policy=policy))
+    assert response.status_code == 302, error_text(response)
+    acme.refresh_from_db()
+    assert acme.policy == policy
+    bad = {"task_limits": {"memory_mb": 10**9}, "task_network": "wifi"}
+    page = error_text(staff.post(url("tenant", "change", acme.pk), tenant_form(acme, policy=bad)))
+    assert "must be at most 65536 (platform limit)" in page
+    assert "egress (default) or none" in page
+    acme.refresh_from_db()
+    assert acme.policy == policy

@@ -38,3 +38,13 @@ def test_bench_refuses_the_embedded_mode(settings: object) -> None:
     settings.EMBEDDED_BROKER = True  # type: ignore[attr-defined]
     with pytest.raises(CommandError, match="CELERY_BROKER_URL"):
         call_command("bench", "--repeat", "1")
+
+
+def test_task_start_measures_both_ways() -> None:
+    from orchestrator.bench.task_start import task_start
+
+    figures = task_start(samples=3)
+    assert set(figures) == {"plain_ms", "sandboxed_ms", "cost_ms"}
+    assert 0 < figures["plain_ms"] < 5000
+    assert 0 < figures["sandboxed_ms"] < 5000
+    assert figures["cost_ms"] == figures["sandboxed_ms"] - figures["plain_ms"]

@@ -104,7 +104,7 @@ def test_dispatch_sends_noops_in_batches_and_others_alone(engine: Engine, settin
         def __init__(self, name: str) -> None:
             self.name = name
 
-        def apply_async(self, args: Any, producer: Any = None) -> None:
+        def apply_async(self, args: Any, producer: Any = None, queue: str = "") -> None:
             sent.append((self.name, args))
 
     from orchestrator.celery import app

@@ -108,3 +108,31 @@ def test_it_leaves_no_tenant_in_scope_after_a_request_fails(
         send(team.tokens["admin"], "DELETE", f"/api/v1/tenants/{team.slug}/tokens/{prefix}/")
     with pytest.raises(TenantScopeMissing):
         current_tenant_ids()
+
+
+@pytest.mark.parametrize(
+    ("policy", "path", "message"),
+    [
+        ({"task_network": "wifi"}, "policy.task_network", "egress (default) or none"),
+        ({"task_limits": {"memory_mb": 0}}, "policy.task_limits.memory_mb", "positive integer"),
+        ({"task_limits": {"swap": 1}}, "policy.task_limits.swap", "unknown limit; accepted:"),
+        ({"task_mounts": [{"path": "data"}]}, "policy.task_mounts[0].path", "absolute"),
+        ({"task_mounts": [{"path": "/srv/../etc"}]}, "policy.task_mounts[0].path", "normalised"),
+        ({"task_mounts": [{"path": "/usr/x"}]}, "policy.task_mounts[0].path", "/usr/x would"),
+        ({"task_mounts": [{"path": "/home/task"}]}, "policy.task_mounts[0].path", "would hide"),
+        ({"task_mounts": [{"path": "/srv", "mode": "rw"}]}, "policy.task_mounts[0]", "each {"),
+        ({"task_queue": "bad queue"}, "policy.task_queue", "letters, digits"),
+        ({"task_queue": "housekeeping"}, "policy.task_queue", "the platform's own queue"),
+    ],
+)
+def test_it_refuses_a_bad_task_policy_naming_the_field(
+    policy: dict[str, Any], path: str, message: str
+) -> None:
+    from orchestrator.errors import Invalid
+    from orchestrator.tenancy import validate_policy
+
+    with pytest.raises(Invalid) as caught:
+        validate_policy(policy)
+    [(where, text)] = caught.value.errors
+    assert where == path
+    assert message in text

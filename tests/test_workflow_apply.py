@@ -246,3 +246,24 @@ def test_it_refuses_an_invalid_spec_with_every_path_and_stores_nothing(team: Tea
     body = assert_problem(bad_yaml, 400, path="")
     assert "invalid YAML at line" in body["errors"][0]["message"]
     assert tenant_state(team.tenant) == before
+
+
+def test_it_refuses_rlimits_above_the_tenants_task_limits(team: Team) -> None:
+    """A task may lower its tenant's limits, never raise them: refused at apply time with
+    the field's path and the limit, and nothing stored."""
+    team.tenant.policy = {"task_limits": {"memory_mb": 512}}
+    team.tenant.save(update_fields=["policy"])
+    before = tenant_state(team.tenant)
+    task = {"type": "shell", "command": ["true"], "rlimits": {"memory_mb": 1024}}
+    spec = {"name": "greedy", "tasks": {"t": task}}
+    body = assert_problem(send(team.tokens["editor"], "POST", workflows_url(team), spec), 400)
+    assert body["errors"] == [
+        {
+            "path": "tasks.t.rlimits.memory_mb",
+            "message": "1024 is above this tenant's limit of 512; ask for at most 512 "
+            "(platform staff set it in the tenant's policy task_limits)",
+        }
+    ]
+    assert tenant_state(team.tenant) == before
+    task["rlimits"] = {"memory_mb": 256, "file_size_mb": 5}  # lower: fine
+    assert apply(team, spec).created

@@ -89,6 +89,11 @@ class Workers:
             ],
         )
 
+    def start_command(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+        """A command as the docs give it (`celery -A orchestrator worker ...`), run with this
+        venv's interpreter (`python -m celery ...`) in the workers' environment."""
+        return self._spawn(name, ["-m", *command])
+
     def start_beat(self) -> subprocess.Popen[bytes]:
         schedule = Path(self.env["VAR_DIR"])
         schedule.mkdir(parents=True, exist_ok=True)
@@ -205,3 +210,35 @@ def wait_for(predicate: Any, timeout: float, what: str, workers: Workers | None 
         time.sleep(0.1)
     logs = workers.log_text() if workers else ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+
+
+def share_with_tasks(tenant: Any, *paths: Path, writable: bool = True) -> None:
+    """Let the tenant's sandboxed tasks see host directories (its policy `task_mounts`),
+    at the same paths, as tests share files with tasks: the directories are opened to the
+    tenant's uid (and their parents made traversable, pytest's being private)."""
+    mounts = list(tenant.policy.get("task_mounts", []))
+    for path in paths:
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o777 if writable else 0o755)
+        for parent in path.parents:
+            if not os.stat(parent).st_mode & 0o001:
+                os.chmod(parent, os.stat(parent).st_mode | 0o001)
+        mounts.append({"path": str(path), "writable": writable})
+    tenant.policy = {**tenant.policy, "task_mounts": mounts}
+    type(tenant).objects.filter(pk=tenant.pk).update(policy=tenant.policy)
+
+
+def sandboxed_pids(marker: str) -> list[int]:
+    """Host pids of `sleep` processes (in any PID namespace, sandboxes included) whose
+    argument holds `marker`: a task's `$!` is its own namespace's pid, not the host's.
+    Use `sleep 300.<digits>` as a command line of your own."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[0] == b"sleep" and len(argv) > 1 and marker.encode() in argv[1]:
+                found.append(int(entry))
+    return found

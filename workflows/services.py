@@ -20,6 +20,7 @@ from orchestrator.actors import Actor
 from orchestrator.errors import Conflict, Invalid
 from orchestrator.models import Tenant
 from orchestrator.policy import authorize
+from orchestrator.tenancy import task_limits
 from workflows import scheduling
 from workflows.models import Workflow, WorkflowVersion
 from workflows.validation import Limits, ValidSpec, parse_document, validate_spec
@@ -59,6 +60,7 @@ def limits_for(tenant: Tenant) -> Limits:
         allowed_task_types=list(allowed) if allowed is not None else None,
         max_tasks=_quota(tenant, "max_tasks_per_workflow"),
         max_spec_bytes=_quota(tenant, "max_spec_bytes"),
+        task_limits=task_limits(tenant.policy),
     )
 
 

@@ -214,14 +214,17 @@ class NoopTask(TaskBase):
 
 
 class Rlimits(Strict):
+    """Lower the tenant's limits for this task (docs/task-types.md, "Limits")."""
+
     cpu_seconds: Annotated[int, Field(ge=1)] | None = None
     memory_mb: Annotated[int, Field(ge=16)] | None = None
     open_files: Annotated[int, Field(ge=16)] | None = None
     processes: Annotated[int, Field(ge=1)] | None = None
+    file_size_mb: Annotated[int, Field(ge=1)] | None = None
 
 
 class ShellTask(TaskBase):
-    """Runs a command in a child process (its own process group)."""
+    """Runs a command in the task sandbox: the tenant's own uid, PID namespace and files."""
 
     type: Literal["shell"]
     command: Annotated[list[Text], Field(min_length=1)] | Text = Field(
@@ -229,7 +232,9 @@ class ShellTask(TaskBase):
     )
     shell: bool = Field(False, description="run `command` through /bin/sh -c")
     env: dict[EnvName, Text] = Field(default_factory=dict)
-    cwd: Text | None = None
+    cwd: Text | None = Field(
+        None, description="working directory: relative to the task's private HOME (made if missing)"
+    )
     skip_exit_code: Annotated[int, Field(ge=1, le=255)] = Field(
         99, description="this exit code ends the task `skipped`"
     )
@@ -246,7 +251,7 @@ class ShellTask(TaskBase):
 
 
 class PythonTask(TaskBase):
-    """Calls a function from the platform's allow-listed modules in a child process."""
+    """Calls a function from the platform's allow-listed modules, in the task sandbox."""
 
     type: Literal["python"]
     callable: Annotated[

@@ -30,6 +30,8 @@ class Limits:
     allowed_task_types: Sequence[str] | None = None
     max_tasks: int | None = None
     max_spec_bytes: int | None = None
+    # The most a shell task's `rlimits` may ask for (the tenant's task limits; 0: none).
+    task_limits: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,7 @@ def _policy_errors(tasks: Mapping[str, Any], limits: Limits) -> list[FieldError]
         task_type = task.get("type") if isinstance(task, Mapping) else None
         if task_type not in TASK_TYPES:
             continue
+        errors += _rlimit_errors(task_id, task, limits)
         path = f"tasks.{task_id}.type"
         allowed = limits.allowed_task_types
         if allowed is not None and task_type not in allowed:
@@ -312,6 +315,25 @@ def _policy_errors(tasks: Mapping[str, Any], limits: Limits) -> list[FieldError]
                     f"tasks.{task_id}.kind",
                     f"{task_type} kind {task.get('kind')!r} is valid but this installation "
                     f"cannot run it yet (runnable kinds: {', '.join(kinds)})",
+                )
+            )
+    return errors
+
+
+def _rlimit_errors(task_id: str, task: Mapping[str, Any], limits: Limits) -> list[FieldError]:
+    """A task may lower its tenant's limits, never raise them."""
+    asked = task.get("rlimits")
+    if not limits.task_limits or not isinstance(asked, Mapping):
+        return []
+    errors: list[FieldError] = []
+    for key, value in asked.items():
+        ceiling = limits.task_limits.get(key)
+        if ceiling and isinstance(value, int) and value > ceiling:
+            errors.append(
+                (
+                    f"tasks.{task_id}.rlimits.{key}",
+                    f"{value} is above this tenant's limit of {ceiling}; ask for at most "
+                    f"{ceiling} (platform staff set it in the tenant's policy task_limits)",
                 )
             )
     return errors

@@ -11,7 +11,7 @@ from runs.services import trigger_run
 from runs.tasks import execute_task_instance
 from tests.engine.conftest import Engine
 from tests.engine.helpers import attempts_of, states
-from tests.workers import wait_for
+from tests.workers import share_with_tasks, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 def test_it_runs_a_try_once_when_its_message_comes_three_times(
     engine: Engine, tmp_path: Path
 ) -> None:
+    share_with_tasks(engine.tenant, tmp_path)
     marks = tmp_path / "ran"
     workflow = engine.apply(
         {

@@ -16,7 +16,7 @@ from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from runs.services import trigger_run
 from tests.engine.conftest import Engine
 from tests.engine.helpers import attempts_of, run_to_end, states
-from tests.workers import wait_for
+from tests.workers import share_with_tasks, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +60,7 @@ def test_it_cancels_a_run_killing_its_running_task(engine: Engine) -> None:
 
 
 def test_it_retries_only_the_failed_part_keeping_every_try(engine: Engine, tmp_path: Path) -> None:
+    share_with_tasks(engine.tenant, tmp_path, writable=False)  # the task only looks
     flag = tmp_path / "fixed"
     run = run_to_end(
         engine,

@@ -8,11 +8,13 @@ import pytest
 
 from tests.engine.conftest import Engine
 from tests.engine.helpers import attempts_of, run_to_end, states
+from tests.workers import share_with_tasks
 
 pytestmark = pytest.mark.slow
 
 
 def test_it_retries_with_exponential_backoff_until_success(engine: Engine, tmp_path: Path) -> None:
+    share_with_tasks(engine.tenant, tmp_path)
     counter = tmp_path / "tries"
     script = f'echo x >> {counter}; [ "$(wc -l < {counter})" -ge 3 ]'
     run = run_to_end(

@@ -3,11 +3,13 @@ restarted and flushed), two `celery worker` processes and a beat on the test dat
 counts how many times each task body actually ran.
 
 A task body counts itself by appending a line `<run id> <task id> <try>` to a file
-(`Cluster.body`); `Cluster.executions()` reads those lines back."""
+(`Cluster.body`); `Cluster.executions()` reads those lines back. The file's directory is
+shared with the tenant's sandboxed tasks (`share_with_tasks`), at the same path."""
 
 from __future__ import annotations
 
 import collections
+import os
 import signal
 import socket
 import subprocess
@@ -24,7 +26,7 @@ from runs.models import WorkflowRun
 from runs.periodic import ensure_periodic_tasks
 from runs.services import trigger_run
 from tests.engine.conftest import Engine
-from tests.workers import Workers, _die_with_parent, publishing_to, wait_for
+from tests.workers import Workers, _die_with_parent, publishing_to, share_with_tasks, wait_for
 
 __all__ = ["Cluster", "RedisServer", "cluster"]
 
@@ -102,6 +104,8 @@ class Cluster(Engine):
         self.directory = directory
         self.ledger = directory / "executions.log"
         self.ledger.touch()
+        os.chmod(self.ledger, 0o666)  # noqa: S103 (the tasks append to it, as the tenant's uid)
+        share_with_tasks(self.tenant, directory)
 
     def body(self, then: str = "") -> list[str]:
         """A shell command that records its execution, then runs `then`."""

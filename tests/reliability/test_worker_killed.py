@@ -5,6 +5,7 @@ message, delivered late, changes nothing."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import time
 from pathlib import Path
@@ -14,18 +15,16 @@ import pytest
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from tests.engine.helpers import attempts_of, states
 from tests.reliability.conftest import Cluster
-from tests.workers import alive, wait_for
+from tests.workers import alive, sandboxed_pids, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_killed_workers_try_is_retried_and_its_processes_die(cluster: Cluster) -> None:
-    pidfile = cluster.directory / "grandchild.pid"
-    # Try 1 starts a grandchild that would outlive a careless worker, then hangs.
-    hang = (
-        f'if [ "{{{{ try_number }}}}" = "1" ]; then sleep 300 & echo $! > {pidfile}; '
-        "sleep 300; fi; echo done"
-    )
+    # Try 1 starts a grandchild that would outlive a careless worker, then hangs. Its pid
+    # in the sandbox means nothing here: it is found by its argument.
+    marker = f"300.{secrets.randbelow(10**12):012d}"
+    hang = f'if [ "{{{{ try_number }}}}" = "1" ]; then sleep {marker} & sleep 300; fi; echo done'
     workflow = cluster.apply(
         {
             "name": "victim",
@@ -42,13 +41,18 @@ def test_a_killed_workers_try_is_retried_and_its_processes_die(cluster: Cluster)
             return TaskAttempt.objects.filter(task_instance__run=run, try_number=1).first()
 
     attempt = wait_for(first_attempt, 30, "try 1 to start", cluster.workers)
-    wait_for(pidfile.exists, 10, "the grandchild to start", cluster.workers)
-    grandchild = int(Path(pidfile).read_text())
+    grandchildren = wait_for(
+        lambda: sandboxed_pids(marker), 10, "the grandchild to start", cluster.workers
+    )
     # The whole worker: its main process and its pool processes.
     victim = next(p for p in cluster.workers.named.values() if _has_child(p.pid, attempt.pid))
     os.killpg(victim.pid, signal.SIGKILL)
 
-    wait_for(lambda: not alive(grandchild), 10, "the dead try's grandchild to be killed")
+    wait_for(
+        lambda: not any(map(alive, grandchildren)) and not sandboxed_pids(marker),
+        10,
+        "the dead try's grandchild to be killed",
+    )
     cluster.wait_finished([run], 60)
     run.refresh_from_db()
     assert run.state == WorkflowRun.State.SUCCESS

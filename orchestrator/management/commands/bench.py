@@ -28,10 +28,19 @@ from orchestrator.actors import Actor
 from orchestrator.bench import baseline
 from orchestrator.bench.scenarios import Engine
 from orchestrator.bench.stats import Client, Figure
+from orchestrator.bench.task_start import task_start
 from orchestrator.models import Role, Tenant
 from orchestrator.processes import WEB_LAYOUT, Distributed, ensure_database
 
-SCENARIOS = ["chain-100", "fanout-1000", "trigger-latency", "api", "burst-200", "list-1m"]
+SCENARIOS = [
+    "chain-100",
+    "fanout-1000",
+    "trigger-latency",
+    "api",
+    "burst-200",
+    "list-1m",
+    "task-start",
+]
 BENCH_TENANT = "bench"
 
 
@@ -233,6 +242,8 @@ class Command(BaseCommand):
                 record("burst-200", engine.burst)
             if "list-1m" in only:
                 record("list-1m", engine.list_queries)
+            if "task-start" in only:
+                record("task-start", task_start)
         return self._figures(values)
 
     @staticmethod
@@ -333,6 +344,9 @@ class Command(BaseCommand):
         for what, path in (("runs", "list runs"), ("tasks", "list a run's task instances")):
             add(f"list-1m.{what}_p50_ms", f"{path} p50 (1M task rows)", "ms", "lower")
             add(f"list-1m.{what}_p99_ms", f"{path} p99 (1M task rows)", "ms", "lower", target=50)
+        add("task-start.plain_ms", "shell task start, TASK_SANDBOX=off", "ms", "lower")
+        add("task-start.sandboxed_ms", "shell task start, sandboxed", "ms", "lower")
+        add("task-start.cost_ms", "the sandbox's cost per task start", "ms", "lower")
         return figures
 
     @staticmethod

@@ -27,6 +27,7 @@ from orchestrator.errors import Invalid
 from orchestrator.management.commands.standalone import Standalone
 from orchestrator.models import ApiToken, Role, Tenant
 from orchestrator.processes import Distributed, ensure_database
+from runs.sandbox import probe, uid_for
 
 DEMO_TENANT = "demo"
 DEMO_USER = "admin"
@@ -82,8 +83,9 @@ class Command(BaseCommand):
         )
         if options["setup_only"]:
             return
+        sandbox_env = self.task_sandbox(tenant)
         service: Standalone | Distributed = (
-            Distributed(host=options["host"], port=options["port"])
+            Distributed(host=options["host"], port=options["port"], env=sandbox_env)
             if options["distributed"]
             else Standalone(
                 host=options["host"], port=options["port"], concurrency=4, web_threads=8
@@ -120,6 +122,33 @@ class Command(BaseCommand):
         )
         self.stdout.flush()
         service.wait()
+
+    def task_sandbox(self, tenant: Tenant) -> dict[str, str]:
+        """Sandbox the demo's tasks where this machine can; where it cannot, this
+        single-tenant demo runs them unsandboxed and says so, with the command that fixes
+        it. (A real installation never falls back: its tasks fail, saying why.)"""
+        if settings.TASK_SANDBOX == "off":
+            self.stdout.write("Task sandbox: off (TASK_SANDBOX=off)\n")
+            return {}
+        problem = probe(settings.TASK_SANDBOX_BWRAP, uid_for(tenant.pk, settings.TASK_SANDBOX_UIDS))
+        if problem is None:
+            self.stdout.write("Task sandbox: on (bubblewrap)\n")
+            return {}
+        fix = (
+            "sudo apt-get install -y bubblewrap"
+            if "not installed" in problem
+            else 'see docs/task-types.md, "What a task can reach"'
+        )
+        self.stdout.write(
+            "Task sandbox: OFF. "
+            f"{problem}.\n"
+            "  This single-tenant demo runs shell and python tasks unsandboxed, as its own\n"
+            "  processes. To sandbox them, run:\n"
+            f"    {fix}\n"
+            "  and start the demo again.\n"
+        )
+        settings.TASK_SANDBOX = "off"  # the embedded worker runs in this process
+        return {"TASK_SANDBOX": "off"}
 
     @transaction.atomic
     def set_up(self) -> tuple[str, str, Tenant]:

@@ -1,0 +1,455 @@
+"""The sandbox of shell and python tasks: bubblewrap (`bwrap`) around `supervise.py --init`.
+
+What a task gets (docs/task-types.md, "What a task can reach"):
+- its tenant's own uid and gid (`Sandbox.uid`), never the worker's and never root. A root
+  worker starts bwrap as that uid (so the kernel counts the task's processes against it);
+  an unprivileged worker cannot, and bwrap maps the same uid onto the worker's own;
+- its own user, PID, IPC and UTS namespaces: it sees only its own processes, and when its
+  main process ends, the namespace's init (the supervisor) ends and the kernel kills
+  everything left in it, `setsid` and double forks included;
+- its own mount view: the system's directories read-only (/usr and a few files of /etc), a
+  private working directory (HOME, /home/task) and /tmp, both deleted afterwards. The
+  project's code, its virtual environment, settings and var/ are not there; a python task
+  also sees the interpreter, the site-packages (without the project's own packages) and
+  the runner's few modules, read-only;
+- no descriptor of the worker's but stdin, stdout and stderr; no_new_privs (bwrap always
+  sets it), no capabilities;
+- resource limits (`Limits`) set by the supervisor before it starts the task;
+- with `network="none"`, a network namespace of its own with nothing but loopback.
+
+The platform's secrets are never in the task's environment (the executor builds it from
+nothing), so with the default `egress` network what a task can reach of the platform is
+what its deployment lets any host on that network reach: docs/deployment.md.
+
+Pure standard library: building the command line and reading its outcome need no Django.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import signal
+import sys
+import sysconfig
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runs.supervise import format_limits
+
+__all__ = [
+    "HOME",
+    "LIMIT_SIGNALS",
+    "TMP",
+    "Limits",
+    "Sandbox",
+    "SandboxUnavailable",
+    "Workspace",
+    "interpreter",
+    "limit_hint",
+    "parse_status",
+    "probe",
+    "uid_for",
+]
+
+SUPERVISOR = Path(__file__).with_name("supervise.py")
+HOME = "/home/task"  # the task's private working directory, inside the sandbox
+TMP = "/tmp"  # noqa: S108 (the sandbox's own /tmp: a private directory of the task's)
+RUNNER_DIR = "/orc/python"  # the python runner's modules, inside the sandbox
+SUPERVISOR_INSIDE = "/orc/supervise.py"  # where the sandbox sees it
+
+# /etc files a process commonly needs (name resolution, TLS roots, time zones, the dynamic
+# linker, Debian's alternatives); the rest of /etc (service configurations, shadow) is not
+# there. passwd and group are written per task with the task's own user only.
+ETC_PATHS = (
+    "alternatives",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "crypto-policies",
+    "gai.conf",
+    "host.conf",
+    "hosts",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "pki",
+    "protocols",
+    "resolv.conf",
+    "services",
+    "ssl",
+    "timezone",
+)
+# Top-level directories that are, on merged-/usr systems, links into /usr.
+USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+LIMIT_SIGNALS = {
+    int(signal.SIGXCPU): "cpu_seconds",
+    int(signal.SIGXFSZ): "file_size_mb",
+}
+
+
+class SandboxUnavailable(Exception):
+    """This worker cannot make the sandbox (bwrap missing, namespaces not permitted)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits; 0 or None: none. `memory_mb` bounds the address space."""
+
+    memory_mb: int | None = None
+    cpu_seconds: int | None = None
+    processes: int | None = None
+    open_files: int | None = None
+    file_size_mb: int | None = None
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if v}
+
+    def describe(self, name: str) -> str:
+        value = getattr(self, name)
+        unit = {"memory_mb": " MB of memory (address space)", "file_size_mb": " MB per file"}
+        return f"{name}: {value}{unit.get(name, '')}"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A task's host directories: `work` (its HOME and working directory), `tmp`, and `etc`
+    (its passwd and group). Made by `Sandbox.workspace`, removed by `remove`."""
+
+    base: Path
+
+    @property
+    def work(self) -> Path:
+        return self.base / "work"
+
+    @property
+    def tmp(self) -> Path:
+        return self.base / "tmp"
+
+    @property
+    def etc(self) -> Path:
+        return self.base / "etc"
+
+    def remove(self) -> None:
+        if os.geteuid() != 0:
+            # The task's files are the worker's own here, but a task may have left
+            # directories it closed to itself (chmod 000): open them before removing.
+            for parent, dirs, _ in os.walk(self.base):
+                for name in dirs:
+                    path = os.path.join(parent, name)
+                    if not os.path.islink(path):
+                        with contextlib.suppress(OSError):
+                            os.chmod(path, 0o700)
+        shutil.rmtree(self.base)
+
+
+def uid_for(tenant_id: int, uids: str) -> int:
+    """The tenant's uid in the range "first-last" (tenant id N: first + N)."""
+    first, _, last = uids.partition("-")
+    try:
+        low, high = int(first), int(last)
+    except ValueError:
+        raise SandboxUnavailable(
+            f"TASK_SANDBOX_UIDS={uids!r}: expected a range of uids such as 200000-299999"
+        ) from None
+    if low < 1000 or high < low:
+        raise SandboxUnavailable(
+            f"TASK_SANDBOX_UIDS={uids!r}: expected first-last with 1000 <= first <= last"
+        )
+    uid = low + tenant_id
+    if uid > high:
+        raise SandboxUnavailable(
+            f"tenant {tenant_id} has no uid: TASK_SANDBOX_UIDS={uids} holds tenant ids up to "
+            f"{high - low}; widen the range"
+        )
+    return uid
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    uid: int
+    root: Path  # where workspaces are made (host)
+    network: str = "egress"  # or "none"
+    limits: Limits = field(default_factory=Limits)
+    bwrap: str = "bwrap"
+    readonly: Sequence[str] = ()  # extra host paths, read-only at the same place
+    mounts: Sequence[tuple[str, bool]] = ()  # the tenant's host directories: (path, writable)
+    python: bool = False  # a python task: the interpreter, site-packages and runner
+    runner_modules: Sequence[str] = ()  # host files of the runner's modules (runs/...)
+    hidden_packages: Sequence[str] = ()  # the project's own packages, hidden in site-packages
+
+    @property
+    def gid(self) -> int:
+        return self.uid
+
+    # --- the task's directories -----------------------------------------------------------
+
+    def workspace(self) -> Workspace:
+        """Fresh host directories for one task, owned by its uid (when the worker may
+        give them away), unreadable to everyone else."""
+        self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        _check_traversable(self.root)
+        base = Path(_mkdtemp(self.root))
+        os.chmod(base, 0o711)  # noqa: S103 (traversable, not listable: the uid's dirs inside)
+        space = Workspace(base)
+        for path in (space.work, space.tmp):
+            path.mkdir(mode=0o700)
+            if os.geteuid() == 0:
+                os.chown(path, self.uid, self.gid)
+        space.etc.mkdir(mode=0o755)
+        (space.etc / "passwd").write_text(
+            f"root:x:0:0::/nonexistent:/usr/sbin/nologin\n"
+            f"task:x:{self.uid}:{self.gid}:task:{HOME}:/bin/sh\n"
+            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        )
+        (space.etc / "group").write_text(f"root:x:0:\ntask:x:{self.gid}:\nnogroup:x:65534:\n")
+        return space
+
+    # --- the command line -----------------------------------------------------------------
+
+    def command(
+        self,
+        argv: Sequence[str],
+        *,
+        space: Workspace,
+        cwd: str | None,
+        status_fd: int,
+        info_fd: int,
+    ) -> list[str]:
+        """bwrap's argv running `argv` under the supervisor as the sandbox's PID 1."""
+        options = [
+            self.bwrap,
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            *(["--unshare-net"] if self.network == "none" else []),
+            "--uid",
+            str(self.uid),
+            "--gid",
+            str(self.gid),
+            "--hostname",
+            "task",
+            "--die-with-parent",
+            "--as-pid-1",
+            "--info-fd",
+            str(info_fd),
+            *self._mounts(space),
+            "--chdir",
+            _inside_cwd(cwd),
+        ]
+        config = f"{status_fd}:{format_limits(self.limits.as_dict())}"
+        supervisor = [interpreter(), "-I", "-S", SUPERVISOR_INSIDE, "--init", config, "--"]
+        return [*options, "--", *supervisor, *argv]
+
+    def _mounts(self, space: Workspace) -> list[str]:
+        args = ["--ro-bind", "/usr", "/usr"]
+        for name in USR_LINKS:
+            path = Path("/") / name
+            if path.is_symlink():
+                args += ["--symlink", os.readlink(path), str(path)]
+            elif path.is_dir():
+                args += ["--ro-bind", str(path), str(path)]
+        for name in ETC_PATHS:
+            if os.path.exists(f"/etc/{name}"):
+                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        args += [
+            "--ro-bind",
+            str(space.etc / "passwd"),
+            "/etc/passwd",
+            "--ro-bind",
+            str(space.etc / "group"),
+            "/etc/group",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--bind",
+            str(space.work),
+            HOME,
+            "--bind",
+            str(space.tmp),
+            TMP,
+            "--ro-bind",
+            str(SUPERVISOR),
+            SUPERVISOR_INSIDE,
+        ]
+        args += _python_mounts(self) if self.python else _interpreter_mounts()
+        for extra in self.readonly:
+            args += ["--ro-bind-try", extra, extra]
+        for mount, writable in self.mounts:
+            args += ["--bind" if writable else "--ro-bind", mount, mount]
+        return args
+
+    def python_path(self) -> str:
+        """PYTHONPATH of a python task: the runner's modules, then site-packages."""
+        return os.pathsep.join([RUNNER_DIR, *_site_packages()])
+
+
+def interpreter() -> str:
+    """The worker's Python, outside any virtual environment (the sandbox sees no venv)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return os.path.join(sys.base_prefix, "bin", version)
+
+
+def _interpreter_mounts() -> list[str]:
+    prefix = sys.base_prefix
+    if prefix == "/usr" or prefix.startswith("/usr/"):
+        return []  # under /usr, already there
+    return ["--ro-bind", prefix, prefix]
+
+
+def _site_packages() -> list[str]:
+    paths = sysconfig.get_paths()
+    return list(dict.fromkeys(p for p in (paths["purelib"], paths["platlib"]) if p))
+
+
+def _python_mounts(sandbox: Sandbox) -> list[str]:
+    args = _interpreter_mounts()
+    for site in _site_packages():
+        if os.path.isdir(site):
+            args += ["--ro-bind", site, site]
+            for name in sandbox.hidden_packages:
+                if os.path.isdir(os.path.join(site, name)):
+                    args += ["--tmpfs", os.path.join(site, name)]
+    for host, inside in _runner_files(sandbox.runner_modules):
+        args += ["--ro-bind", host, inside]
+    return args
+
+
+def _runner_files(files: Iterable[str]) -> list[tuple[str, str]]:
+    """Host module files of the `runs` package, at /orc/python/runs/<name> inside."""
+    return [(f, f"{RUNNER_DIR}/runs/{os.path.basename(f)}") for f in files]
+
+
+def _inside_cwd(cwd: str | None) -> str:
+    if not cwd:
+        return HOME
+    return cwd if cwd.startswith("/") else os.path.normpath(os.path.join(HOME, cwd))
+
+
+@functools.cache
+def _check_traversable(root: Path) -> None:
+    """The tasks' uids must reach their directories under `root`."""
+    for path in (root, *root.parents):
+        if not os.stat(path).st_mode & 0o001:
+            raise SandboxUnavailable(
+                f"the sandbox's directory {root} is out of the tasks' reach: {path} is not "
+                f"traversable by other users (chmod o+x {path}, or set TASK_SANDBOX_ROOT)"
+            )
+
+
+def _mkdtemp(root: Path) -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="task-", dir=root)
+
+
+# --- outcome ---------------------------------------------------------------------------------
+
+_ALLOCATION_FAILED = (
+    b"MemoryError",
+    b"Cannot allocate memory",
+    b"out of memory",
+    b"Out of memory",
+    b"bad_alloc",
+    b"memory exhausted",
+)
+_FORK_FAILED = (
+    b"Resource temporarily unavailable",
+    b"fork: retry",
+    b"Cannot fork",
+    b"can't fork",
+)
+_FILE_TOO_LARGE = (b"File too large",)
+
+
+def limit_hint(limits: Limits, *, exit_code: int | None, tail: bytes) -> str | None:
+    """Which limit a failed task most likely hit: certain for the limits the kernel
+    enforces with a signal (cpu_seconds: SIGXCPU, file_size_mb: SIGXFSZ), read from the
+    end of its output for the others (a failed allocation, fork or write)."""
+    # Killed by the signal (negative), or a shell reporting its child's death (128 + n).
+    number = -exit_code if exit_code and exit_code < 0 else (exit_code or 0) - 128
+    name = LIMIT_SIGNALS.get(number)
+    if name and getattr(limits, name):
+        return f"the task exceeded its limit {limits.describe(name)}"
+    if exit_code == 0:
+        return None
+    checks = (
+        ("memory_mb", _ALLOCATION_FAILED),
+        ("processes", _FORK_FAILED),
+        ("file_size_mb", _FILE_TOO_LARGE),
+    )
+    for name, phrases in checks:
+        if getattr(limits, name) and any(p in tail for p in phrases):
+            return f"the task most likely reached its limit {limits.describe(name)}"
+    return None
+
+
+def probe(bwrap: str = "bwrap", uid: int | None = None) -> str | None:
+    """None if this process can make a sandbox (as `uid` when root); else why not."""
+    import subprocess
+
+    path = shutil.which(bwrap)
+    if path is None:
+        return (
+            f"{bwrap!r} (bubblewrap) is not installed on this worker: install it "
+            "(Debian/Ubuntu: apt-get install bubblewrap)"
+        )
+    drop: dict[str, Any] = {}
+    if os.geteuid() == 0 and uid is not None:
+        drop = {"user": uid, "group": uid, "extra_groups": []}
+    argv = [
+        path,
+        "--unshare-user",
+        "--unshare-pid",
+        "--die-with-parent",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        *[a for n in USR_LINKS for a in _usr_link(n)],
+        *_interpreter_mounts(),
+        "--proc",
+        "/proc",
+        "--",
+        interpreter(),
+        "-I",
+        "-S",
+        "-c",
+        "pass",
+    ]
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=30, check=False, **drop)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"bubblewrap could not start: {exc}"
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip() or f"exit code {done.returncode}"
+        return f"bubblewrap cannot make a sandbox here: {message}"
+    return None
+
+
+def _usr_link(name: str) -> list[str]:
+    path = Path("/") / name
+    if path.is_symlink():
+        return ["--symlink", os.readlink(path), str(path)]
+    if path.is_dir():
+        return ["--ro-bind", str(path), str(path)]
+    return []
+
+
+def parse_status(raw: bytes) -> Mapping[str, Any]:
+    """The supervisor's report as {"exit": n} | {"signal": n} | {"error": "..."}; empty if
+    it never ran (the sandbox could not be made)."""
+    kind, _, value = raw.decode("utf-8", "replace").partition(" ")
+    if kind == "error":
+        return {"error": value}
+    if kind in ("exit", "signal") and value.lstrip("-").isdigit():
+        return {kind: int(value)}
+    return {}
