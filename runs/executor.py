@@ -3,7 +3,9 @@ python in a child process), keep the lease alive, stream the log, report the out
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -144,26 +146,28 @@ def task_limits(policy: dict[str, Any], requested: dict[str, Any] | None) -> Lim
     return Limits(**values)
 
 
+@functools.cache
 def _project_packages() -> tuple[str, ...]:
     base = settings.BASE_DIR
     return tuple(sorted(p.name for p in base.iterdir() if (p / "__init__.py").is_file()))
 
 
-def _runner_modules() -> list[str]:
+@functools.cache
+def _runner_modules(allowed: tuple[str, ...]) -> tuple[str, ...]:
     """Host files of the python runner and of the allow-listed modules of `runs`."""
     here = os.path.dirname(__file__)
     names = ["__init__", "pyrunner", "skip"]
-    for module in settings.PYTHON_TASK_MODULES:
+    for module in allowed:
         if module.startswith("runs."):
             names.append(module.removeprefix("runs.").replace(".", os.sep))
-    return [os.path.join(here, f"{name}.py") for name in dict.fromkeys(names)]
+    return tuple(os.path.join(here, f"{name}.py") for name in dict.fromkeys(names))
 
 
 def task_sandbox(a: Attempt, *, python: bool) -> Sandbox | None:
     """The sandbox of the attempt's tenant, or None where the platform turned it off."""
     if settings.TASK_SANDBOX == "off":
         return None
-    policy = a.ti.run.workflow.tenant.policy
+    policy = _policy(a)
     return Sandbox(
         uid=uid_for(a.ti.tenant_id, settings.TASK_SANDBOX_UIDS),
         network=tenancy.task_network(policy),
@@ -173,7 +177,7 @@ def task_sandbox(a: Attempt, *, python: bool) -> Sandbox | None:
         readonly=tuple(settings.TASK_SANDBOX_READONLY_PATHS),
         mounts=tuple(tenancy.task_mounts(policy)),
         python=python,
-        runner_modules=tuple(_runner_modules()) if python else (),
+        runner_modules=_runner_modules(tuple(settings.PYTHON_TASK_MODULES)) if python else (),
         hidden_packages=_project_packages() if python else (),
     )
 
@@ -285,7 +289,7 @@ def run_shell(a: Attempt) -> engine.Outcome:
     limits = sandbox.limits if sandbox else task_limits(_policy(a), task.get("rlimits"))
     space = _workspace(sandbox, task.get("cwd"))
     try:
-        with tempfile.TemporaryDirectory(prefix="orc-task-") as scratch:
+        with _scratch(sandbox) as scratch:
             result = run_process(
                 argv,
                 env={**_base_env(a, sandbox is not None), **task.get("env", {})},
@@ -309,6 +313,13 @@ def run_shell(a: Attempt) -> engine.Outcome:
         lambda: _last_line_result(tail),
         limits,
     )
+
+
+def _scratch(sandbox: Sandbox | None) -> contextlib.AbstractContextManager[str]:
+    """An unsandboxed task's scratch directory; a sandboxed one has its workspace."""
+    if sandbox is not None:
+        return contextlib.nullcontext("")
+    return tempfile.TemporaryDirectory(prefix="orc-task-")
 
 
 def _policy(a: Attempt) -> dict[str, Any]:
@@ -348,7 +359,7 @@ def run_python(a: Attempt) -> engine.Outcome:
     limits = sandbox.limits if sandbox else task_limits(_policy(a), None)
     space = _workspace(sandbox, None)
     try:
-        with tempfile.TemporaryDirectory(prefix="orc-task-") as scratch:
+        with _scratch(sandbox) as scratch:
             if sandbox is not None and space is not None:
                 result_file = str(space.tmp / RESULT_NAME)
                 env = {

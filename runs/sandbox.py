@@ -250,16 +250,7 @@ class Sandbox:
         return [*options, "--", *supervisor, *argv]
 
     def _mounts(self, space: Workspace) -> list[str]:
-        args = ["--ro-bind", "/usr", "/usr"]
-        for name in USR_LINKS:
-            path = Path("/") / name
-            if path.is_symlink():
-                args += ["--symlink", os.readlink(path), str(path)]
-            elif path.is_dir():
-                args += ["--ro-bind", str(path), str(path)]
-        for name in ETC_PATHS:
-            if os.path.exists(f"/etc/{name}"):
-                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        args = list(_system_mounts())
         args += [
             "--ro-bind",
             str(space.etc / "passwd"),
@@ -411,10 +402,7 @@ def probe(bwrap: str = "bwrap", uid: int | None = None) -> str | None:
         "--unshare-user",
         "--unshare-pid",
         "--die-with-parent",
-        "--ro-bind",
-        "/usr",
-        "/usr",
-        *[a for n in USR_LINKS for a in _usr_link(n)],
+        *_system_mounts(),
         *_interpreter_mounts(),
         "--proc",
         "/proc",
@@ -435,13 +423,21 @@ def probe(bwrap: str = "bwrap", uid: int | None = None) -> str | None:
     return None
 
 
-def _usr_link(name: str) -> list[str]:
-    path = Path("/") / name
-    if path.is_symlink():
-        return ["--symlink", os.readlink(path), str(path)]
-    if path.is_dir():
-        return ["--ro-bind", str(path), str(path)]
-    return []
+@functools.cache
+def _system_mounts() -> tuple[str, ...]:
+    """/usr, the top-level links into it (or the directories, where /usr is not merged) and
+    the /etc files of ETC_PATHS, read-only: the host's layout, read once per process."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in USR_LINKS:
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    for name in ETC_PATHS:
+        if os.path.exists(f"/etc/{name}"):
+            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    return tuple(args)
 
 
 def parse_status(raw: bytes) -> Mapping[str, Any]:
