@@ -57,6 +57,7 @@ __all__ = [
     "make_user",
     "new_audit_events",
     "send",
+    "set_policy",
     "tenant_state",
     "token_row",
 ]
@@ -393,3 +394,11 @@ def allow_flush_of_append_only_tables(django_db_setup: None, django_db_blocker: 
         for table, trigger in cursor.fetchall():
             qn = connection.ops.quote_name
             cursor.execute(f"ALTER TABLE {qn(table)} DISABLE TRIGGER {qn(trigger)}")
+
+
+def set_policy(tenant: Tenant, **keys: Any) -> Tenant:
+    """Change keys of a tenant's policy as platform staff do in the admin (the same
+    service: validated and audited). A key set to None is kept as None."""
+    return services.update_tenant(
+        actor=Actor.cli(), tenant=tenant, policy={**tenant.policy, **keys}
+    )

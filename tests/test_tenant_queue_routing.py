@@ -19,6 +19,7 @@ from orchestrator import services
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.models import Tenant
+from orchestrator.testing import set_policy
 from runs import engine as engine_module
 from runs import executor, reconciler
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
@@ -66,9 +67,7 @@ def acme(shared: Engine) -> Tenant:
 
 
 def set_queue(tenant: Tenant, queue: str | None) -> Tenant:
-    return services.update_tenant(
-        actor=Actor.cli(), tenant=tenant, policy={**tenant.policy, "task_queue": queue}
-    )
+    return set_policy(tenant, task_queue=queue)
 
 
 def apply(engine: Engine, tenant: Tenant, spec: dict[str, Any]) -> Any:

@@ -16,6 +16,7 @@ from connections import services as conns
 from orchestrator import services
 from orchestrator.actors import Actor
 from orchestrator.models import Tenant
+from orchestrator.testing import set_policy
 from runs.models import TaskInstance, TaskLog
 from runs.sandbox import uid_for
 from tests.engine.conftest import Engine
@@ -43,11 +44,6 @@ def _log(engine: Engine, run: object, task: str) -> str:
 def _result(engine: Engine, run: object, task: str) -> object:
     with engine.scope():
         return TaskInstance.objects.get(run=run, task_id=task).result
-
-
-def _set_policy(tenant: Tenant, **policy: object) -> None:
-    tenant.policy = {**tenant.policy, **policy}
-    Tenant.objects.filter(pk=tenant.pk).update(policy=tenant.policy)
 
 
 @pytest.fixture
@@ -125,7 +121,7 @@ def test_each_tenants_tasks_run_as_its_own_uid(engine: Engine, alpha: Tenant) ->
 
 
 def test_a_task_over_its_tenants_memory_limit_fails_naming_it(engine: Engine) -> None:
-    _set_policy(engine.tenant, task_limits={"memory_mb": 256})
+    engine.tenant = set_policy(engine.tenant, task_limits={"memory_mb": 256})
     spec = {
         "name": "hungry",
         "tasks": {
@@ -176,7 +172,7 @@ def test_network_none_keeps_a_tenants_tasks_off_the_workers_network(
     spec = {"name": "net", "tasks": {"n": {"type": "shell", "command": ["python3", "-c", reach]}}}
     run = run_to_end(engine, spec, timeout=60)
     assert states(engine, run) == {"n": "success"}  # egress, the default: it connects
-    _set_policy(engine.tenant, task_network="none")
+    engine.tenant = set_policy(engine.tenant, task_network="none")
     run = run_to_end(engine, {**spec, "description": "again"}, timeout=60)
     assert states(engine, run) == {"n": "failed"}
     assert "ConnectionRefusedError" in _log(engine, run, "n")

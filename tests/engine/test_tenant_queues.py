@@ -22,6 +22,7 @@ from orchestrator import services
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.models import Tenant
+from orchestrator.testing import set_policy
 from runs import engine as engine_module
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from runs.services import trigger_run
@@ -63,10 +64,7 @@ def acme(engine: Engine, dedicated: subprocess.Popen[bytes]) -> Tenant:
 
 
 def set_queue(tenant: Tenant, queue: str | None) -> Tenant:
-    """What platform staff do in the admin (the same service)."""
-    return services.update_tenant(
-        actor=Actor.cli(), tenant=tenant, policy={**tenant.policy, "task_queue": queue}
-    )
+    return set_policy(tenant, task_queue=queue)
 
 
 def pool(worker: subprocess.Popen[bytes]) -> set[int]:
