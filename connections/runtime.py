@@ -5,10 +5,10 @@ of another tenant never resolves."""
 from __future__ import annotations
 
 from connections import services
+from connections.info import ConnectionInfo
 from connections.models import Connection, Secret, Variable
 from orchestrator import crypto
 from orchestrator.context import tenant_scope
-from runs.taskapi import ConnectionInfo
 
 __all__ = ["get_connection", "get_secret", "get_variable"]
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from connections.info import ConnectionInfo
 from connections.models import (
     CONNECTION_NAME_PATTERN,
     KEY_NAME_PATTERN,
@@ -28,7 +29,6 @@ from orchestrator.context import tenant_scope
 from orchestrator.errors import Conflict, FieldError, Invalid
 from orchestrator.models import Tenant
 from orchestrator.policy import authorize
-from runs.taskapi import ConnectionInfo
 
 __all__ = [
     "KINDS",
@@ -41,6 +41,7 @@ __all__ = [
     "delete_connection",
     "delete_secret",
     "delete_variable",
+    "register_connection_test",
     "update_connection",
     "update_secret",
     "update_variable",
@@ -325,13 +326,26 @@ def check_connection(*, actor: Actor, connection: Connection) -> tuple[bool, str
     connection.manage: a probe reaches out with the connection's credentials)."""
     tenant = connection.tenant
     authorize(actor, "connection.manage", tenant)
-    from runs import connection_check  # written with the task executors; imported on use
-
+    test = _tests.get(connection.kind)
+    if test is None:
+        return False, f"this installation has no test for {connection.kind} connections"
     try:
         info = connection_info(connection)
     except crypto.DecryptionError:
         return False, "no configured encryption key opens this connection's password or extra"
-    return connection_check.check(info, tenant.policy, tenant.slug)
+    return test(info, tenant.policy, tenant.slug)
+
+
+# A probe of a connection: (its values, the tenant's policy, the tenant's slug) -> (reached,
+# what happened, in words safe to show).
+ConnectionTest = Callable[[ConnectionInfo, Mapping[str, Any], str], tuple[bool, str]]
+_tests: dict[str, ConnectionTest] = {}
+
+
+def register_connection_test(kinds: Iterable[str], test: ConnectionTest) -> None:
+    """Called by the app whose task types hold the probes (runs), when it is ready."""
+    for kind in kinds:
+        _tests[kind] = test
 
 
 # --- variables ------------------------------------------------------------------------

@@ -1,3 +1,2 @@
-from orchestrator.celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""The project and the platform core. The Celery app is orchestrator.celery (`celery -A
+orchestrator` finds it there); the app config loads it when Django starts."""

@@ -17,7 +17,7 @@ from orchestrator.actors import Actor
 from orchestrator.errors import Conflict, Forbidden, Invalid
 from orchestrator.models import ApiToken, Membership, Role, ServiceAccount, Tenant
 from orchestrator.policy import authorize, require_role_at_most
-from orchestrator.tenancy import validate_policy, validate_quotas
+from orchestrator.tenancy import tenant_quota, validate_policy, validate_quotas
 
 __all__ = [
     "add_member",
@@ -369,7 +369,7 @@ def create_token(
         raise Invalid([("expires_at", "must be in the future")])
     tenant = _locked_tenant(tenant)
     live = ApiToken.objects.dangerously_unscoped().filter(tenant=tenant, revoked_at__isnull=True)
-    limit = int(tenant.quotas.get("max_tokens", settings.DEFAULT_TENANT_QUOTAS["max_tokens"]))
+    limit = tenant_quota(tenant.quotas, "max_tokens")
     if live.count() >= limit:
         raise Conflict(
             f"tenant {tenant.slug!r} has {limit} live tokens, its quota; revoke one first"

@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "runs",
     "notifications",
     "connections",
+    "devtools",
 ]
 
 MIDDLEWARE = [
@@ -257,7 +258,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Celery's Django fix-up closes every database connection before and after each task
 # unless this is set: a new PostgreSQL connection per task (about a third of a noop's cost
 # on a worker, seen with py-spy). Reuse it for this many tasks; CONN_MAX_AGE, the health
-# checks and the workers' retries (runs/resilience.py) deal with a connection gone bad.
+# checks and the workers' retries (runs/tasktypes/resilience.py) deal with a connection gone bad.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # A broker blip must not kill running tasks: their state lives in the database, and a
 # redelivered message finds its try already claimed (docs/reliability.md).

@@ -10,20 +10,19 @@ from typing import Any
 from django.conf import settings
 
 from orchestrator.errors import Invalid
+from orchestrator.task_types import TASK_TYPES
 
 __all__ = [
     "TASK_NETWORKS",
-    "TASK_TYPES",
     "task_limits",
     "task_mounts",
     "task_network",
     "task_queue",
+    "tenant_quota",
     "validate_policy",
     "validate_quotas",
 ]
 
-# Every task type the spec knows (DESIGN.md section 6); workflows' registry checks it matches.
-TASK_TYPES = ("noop", "shell", "python", "http", "sql", "container", "wait_for")
 
 POLICY_KEYS = {
     "allowed_task_types": "list of task types, or null for all",
@@ -38,11 +37,17 @@ POLICY_KEYS = {
     "(letters, digits, '.', '_', ':', '-'; null: the shared queue)",
 }
 TASK_NETWORKS = ("egress", "none")
-# Where a tenant's mount would hide the sandbox's own files (runs/sandbox.py).
+# Where a tenant's mount would hide the sandbox's own files (runs/tasktypes/sandbox.py).
 RESERVED_MOUNT_ROOTS = frozenset({"proc", "dev", "usr", "etc", "orc"})
 RESERVED_MOUNTS = frozenset({"/tmp", "/home", "/home/task"})  # noqa: S108 (inside the sandbox)
 RESERVED_QUEUES = frozenset({"tasks", "housekeeping", "celery"})
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+def tenant_quota(quotas: Mapping[str, Any], key: str) -> int:
+    """A tenant's quota (its `quotas`), or the platform's default for new tenants when it
+    has none set for `key`."""
+    return int(quotas.get(key, settings.DEFAULT_TENANT_QUOTAS[key]))
 
 
 def validate_quotas(value: Any, *, path: str = "quotas") -> dict[str, int]:

@@ -34,6 +34,7 @@ from orchestrator.actors import Actor
 from orchestrator.errors import Conflict, FieldError, Invalid, NotFound
 from orchestrator.models import Tenant
 from orchestrator.policy import authorize
+from orchestrator.tenancy import tenant_quota
 from runs import engine, operations
 from runs.graph import graph_for
 from runs.models import Backfill, WorkflowRun
@@ -46,10 +47,11 @@ __all__ = [
     "backfill_list",
     "cancel_backfill",
     "create_backfill",
-    "decide",
     "feed",
+    "feed_ended_run",
     "feed_running",
     "get_backfill",
+    "interval_action",
     "pause_backfill",
     "plan_backfill",
     "progress",
@@ -63,9 +65,6 @@ ACTIVE = (RUN.QUEUED, RUN.RUNNING)
 # The sources whose runs own their interval (the partial unique constraint
 # run_unique_interval): a manual run with the same logical date is not the interval's run.
 INTERVAL_SOURCES = (WorkflowRun.Source.SCHEDULE, WorkflowRun.Source.BACKFILL)
-
-backfills = Backfill.objects.dangerously_unscoped
-runs = WorkflowRun.objects.dangerously_unscoped
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ class PlannedInterval:
         return self.data_interval_start
 
 
-def decide(existing_state: str | None, reprocess: str) -> str:
+def interval_action(existing_state: str | None, reprocess: str) -> str:
     """What a backfill does with an interval whose run is in this state (None: no run).
     A queued or running run is never touched; `failed` reruns failed and cancelled runs
     (neither produced the interval's data), `all` reruns any that has ended."""
@@ -168,7 +167,7 @@ def _validated(
     errors += [(name, BOUND_HELP) for name, value in bounds.items() if value is None]
     if reprocess not in REPROCESS.values:
         errors.append(("reprocess", f"accepted: {', '.join(REPROCESS.values)}"))
-    quota = int(workflow.tenant.quotas.get("max_concurrent_runs", 10**9))
+    quota = tenant_quota(workflow.tenant.quotas, "max_concurrent_runs")
     slots = spec.max_active_runs if max_active_runs is None else max_active_runs
     if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= quota:
         errors.append(
@@ -234,7 +233,7 @@ _TICK = dt.timedelta(microseconds=1)
 
 
 def _existing(workflow: Workflow, starts: list[dt.datetime]) -> dict[dt.datetime, tuple[int, str]]:
-    rows = runs().filter(
+    rows = WorkflowRun.objects.dangerously_unscoped().filter(
         workflow=workflow, logical_date__in=starts, trigger_source__in=INTERVAL_SOURCES
     )
     return {
@@ -264,7 +263,7 @@ def plan_backfill(
     planned = []
     for start_at, end_at in request.intervals:
         run_id, state = existing.get(start_at, (None, None))
-        planned.append(PlannedInterval(start_at, end_at, decide(state, reprocess), run_id))
+        planned.append(PlannedInterval(start_at, end_at, interval_action(state, reprocess), run_id))
     return planned
 
 
@@ -288,7 +287,7 @@ def create_backfill(
         workflow, start, end, reprocess, max_active_runs, reverse, now or timezone.now(), params
     )
     with transaction.atomic():
-        backfill = backfills().create(
+        backfill = Backfill.objects.dangerously_unscoped().create(
             tenant_id=workflow.tenant_id,
             workflow=workflow,
             start=request.start,
@@ -338,7 +337,9 @@ def feed(backfill_id: int) -> int:
     row is locked)."""
     with transaction.atomic():
         tenant_id, workflow_id = (
-            backfills().values_list("tenant_id", "workflow_id").get(pk=backfill_id)
+            Backfill.objects.dangerously_unscoped()
+            .values_list("tenant_id", "workflow_id")
+            .get(pk=backfill_id)
         )
         list(Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).values_list("pk"))
         workflow = (
@@ -346,13 +347,21 @@ def feed(backfill_id: int) -> int:
             .select_for_update(no_key=True)
             .get(pk=workflow_id)
         )
-        backfill = backfills().select_for_update(no_key=True).get(pk=backfill_id)
+        backfill = (
+            Backfill.objects.dangerously_unscoped()
+            .select_for_update(no_key=True)
+            .get(pk=backfill_id)
+        )
         if backfill.state != STATE.RUNNING:
             return 0
         if workflow.deleted_at is not None or workflow.current_version_id is None:
             _end(backfill, STATE.CANCELLED)  # its workflow is gone: nothing more to run
             return 0
-        active = runs().filter(backfill=backfill, state__in=ACTIVE).count()
+        active = (
+            WorkflowRun.objects.dangerously_unscoped()
+            .filter(backfill=backfill, state__in=ACTIVE)
+            .count()
+        )
         fed = 0
         while active + fed < backfill.max_active_runs and backfill.position < backfill.total:
             start, end = (dt.datetime.fromisoformat(v) for v in backfill.plan[backfill.position])
@@ -364,7 +373,7 @@ def feed(backfill_id: int) -> int:
             fed += 1
             if action == "rerun":
                 backfill.rerun += 1
-        backfills().filter(pk=backfill.pk).update(
+        Backfill.objects.dangerously_unscoped().filter(pk=backfill.pk).update(
             position=backfill.position,
             skipped=backfill.skipped,
             rerun=backfill.rerun,
@@ -378,7 +387,7 @@ def feed(backfill_id: int) -> int:
 
 
 def _end(backfill: Backfill, state: str) -> None:
-    backfills().filter(pk=backfill.pk, state=backfill.state).update(
+    Backfill.objects.dangerously_unscoped().filter(pk=backfill.pk, state=backfill.state).update(
         state=state, ended_at=timezone.now(), updated_at=timezone.now()
     )
 
@@ -387,12 +396,12 @@ def _feed_one(backfill: Backfill, workflow: Workflow, start: dt.datetime, end: d
     """Create, rerun or skip one interval; returns which."""
     for _ in range(2):  # a second look when the scheduler made the interval's run meanwhile
         existing = (
-            runs()
+            WorkflowRun.objects.dangerously_unscoped()
             .filter(workflow=workflow, logical_date=start, trigger_source__in=INTERVAL_SOURCES)
             .values_list("id", "state")
             .first()
         )
-        action = decide(existing[1] if existing else None, backfill.reprocess)
+        action = interval_action(existing[1] if existing else None, backfill.reprocess)
         try:
             with transaction.atomic():
                 if action == "create":
@@ -404,10 +413,14 @@ def _feed_one(backfill: Backfill, workflow: Workflow, start: dt.datetime, end: d
                         logical_date=start,
                         interval=(start, end),
                     )
-                    runs().filter(pk=run.pk).update(backfill=backfill)
+                    WorkflowRun.objects.dangerously_unscoped().filter(pk=run.pk).update(
+                        backfill=backfill
+                    )
                 elif action == "rerun" and existing is not None:
                     # Adopted first, so the engine starts it in the backfill's slots.
-                    runs().filter(pk=existing[0]).update(backfill=backfill)
+                    WorkflowRun.objects.dangerously_unscoped().filter(pk=existing[0]).update(
+                        backfill=backfill
+                    )
                     _rerun(existing[0], backfill.reprocess)
         except IntegrityError:
             continue
@@ -422,18 +435,20 @@ def _rerun(run_id: int, reprocess: str) -> None:
     task of the run, as if it had never run."""
     if reprocess == REPROCESS.FAILED:
         operations.retry(run_id)
-        return
-    run = operations._lock_for_reopen(run_id)
-    if run.state in ACTIVE:
-        raise Conflict(f"run {run.pk} is still {run.state}")
-    graph = graph_for(run.version_id)
-    operations._reset(run, graph, set(graph.spec.tasks))
-    operations._recount_and_advance(run, graph)
+    else:
+        operations.rerun(run_id)
+
+
+def feed_ended_run(run: engine.EndedRun) -> None:
+    """A run of a backfill ended (the engine's `on_run_ended`): its slot is free for the
+    backfill's next interval."""
+    if run.backfill_id is not None:
+        feed(run.backfill_id)
 
 
 def feed_running() -> int:
     """Feed every running backfill (the reconciler's step): runs created or rerun."""
-    running = backfills().filter(state=STATE.RUNNING).order_by("id")
+    running = Backfill.objects.dangerously_unscoped().filter(state=STATE.RUNNING).order_by("id")
     return sum(feed(backfill_id) for backfill_id in list(running.values_list("id", flat=True)))
 
 
@@ -453,7 +468,11 @@ def _transition(
     its lock), run `then` in the same transaction, audit once."""
     authorize(actor, "backfill.operate", backfill.tenant)
     with transaction.atomic():
-        locked = backfills().select_for_update(no_key=True).get(pk=backfill.pk)
+        locked = (
+            Backfill.objects.dangerously_unscoped()
+            .select_for_update(no_key=True)
+            .get(pk=backfill.pk)
+        )
         if locked.state not in allowed:
             raise Conflict(
                 f"backfill {locked.pk} is {locked.state}; only a {' or '.join(allowed)} "
@@ -461,7 +480,7 @@ def _transition(
             )
         now = timezone.now()
         ended = {"ended_at": now} if new == STATE.CANCELLED else {}
-        backfills().filter(pk=locked.pk, state=locked.state).update(
+        Backfill.objects.dangerously_unscoped().filter(pk=locked.pk, state=locked.state).update(
             state=new, updated_at=now, **ended
         )
         extra = then(locked) if then is not None else None
@@ -493,7 +512,11 @@ def resume_backfill(*, actor: Actor, backfill: Backfill) -> Backfill:
 
 def _cancel_runs(backfill: Backfill) -> dict[str, Any]:
     cancelled = []
-    for run_id in runs().filter(backfill=backfill, state__in=ACTIVE).values_list("id", flat=True):
+    for run_id in (
+        WorkflowRun.objects.dangerously_unscoped()
+        .filter(backfill=backfill, state__in=ACTIVE)
+        .values_list("id", flat=True)
+    ):
         try:
             operations.cancel(run_id)
             cancelled.append(run_id)
@@ -553,7 +576,13 @@ def progress(backfill: Backfill) -> dict[str, int]:
     if hasattr(backfill, "runs_queued"):
         counts = {name: getattr(backfill, f"runs_{name}") for name in _RUN_STATES}
     else:
-        rows = runs().filter(backfill=backfill).values("state").annotate(n=Count("id")).order_by()
+        rows = (
+            WorkflowRun.objects.dangerously_unscoped()
+            .filter(backfill=backfill)
+            .values("state")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
         by_state = {row["state"]: row["n"] for row in rows}
         counts = {name: by_state.get(state, 0) for name, state in _RUN_STATES.items()}
     return {

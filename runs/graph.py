@@ -7,7 +7,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from runs.trigger_rules import Counts, decide
+from runs.trigger_rules import Counts, evaluate
 from workflows import dag
 from workflows.spec import TaskBase, WorkflowSpec
 
@@ -68,7 +68,7 @@ class VersionGraph:
         ready = [
             task_id
             for task_id, ups in self.upstream.items()
-            if decide(self.task(task_id).trigger_rule, Counts(len(ups))) == "run"
+            if evaluate(self.task(task_id).trigger_rule, Counts(len(ups))) == "run"
         ]
         return sorted(ready, key=lambda t: (-self.effective(t).priority, order[t]))
 

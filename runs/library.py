@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from runs.skip import SkipTask
+from runs.tasktypes.skip import SkipTask
 
 
 def echo(**kwargs: Any) -> Any:

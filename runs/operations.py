@@ -1,6 +1,6 @@
-"""Operating runs by hand: cancel, retry, clear, mark; and stopping a run that ran past its
-timeout. Each takes the run's lock, like every other transition of its instances, so an
-operation and the engine's own progress never interleave."""
+"""Operating runs by hand: cancel, retry, rerun, clear, mark. Each takes the run's lock,
+like every other transition of its instances, so an operation and the engine's own
+progress never interleave."""
 
 from __future__ import annotations
 
@@ -9,21 +9,13 @@ from django.utils import timezone
 
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.models import Tenant
-from runs.engine import (
-    _advance,
-    _lock_run,
-    attempts,
-    runs,
-    start_queued_runs,
-    start_waiting_runs,
-    tis,
-)
+from runs.engine import advance, lock_run, start_queued_runs, stop_run
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from workflows import dag
 from workflows.models import Workflow
 
-__all__ = ["cancel", "clear", "mark", "retry", "time_out"]
+__all__ = ["cancel", "clear", "mark", "rerun", "retry"]
 
 TI = TaskInstance.State
 RUN = WorkflowRun.State
@@ -33,7 +25,11 @@ UNFINISHED_RUN = (RUN.QUEUED, RUN.RUNNING)
 def _lock_for_reopen(run_id: int) -> WorkflowRun:
     """Tenant, workflow, then run: the lock order of start_queued_runs, which an operation
     that reopens an ended run calls."""
-    tenant_id, workflow_id = runs().values_list("tenant_id", "workflow_id").get(pk=run_id)
+    tenant_id, workflow_id = (
+        WorkflowRun.objects.dangerously_unscoped()
+        .values_list("tenant_id", "workflow_id")
+        .get(pk=run_id)
+    )
     list(Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).values_list("pk"))
     list(
         Workflow.objects.dangerously_unscoped()
@@ -41,72 +37,51 @@ def _lock_for_reopen(run_id: int) -> WorkflowRun:
         .filter(pk=workflow_id)
         .values_list("pk")
     )
-    return _lock_run(run_id)
-
-
-def _stop(run: WorkflowRun, final: str, reason: str) -> None:
-    """End the run: unfinished instances `cancelled`, running attempts `cancelled` (their
-    workers see the lease gone at the next heartbeat and kill the process group)."""
-    now = timezone.now()
-    runs().filter(pk=run.pk, state__in=UNFINISHED_RUN).update(state=final, ended_at=now)
-    attempts().filter(task_instance__run=run, state=TaskAttempt.State.RUNNING).update(
-        state=TaskAttempt.State.CANCELLED, ended_at=now, error=reason
-    )
-    tis().filter(run=run).exclude(state__in=TaskInstance.FINISHED).update(
-        state=TI.CANCELLED, ended_at=now, next_attempt_at=None, wait_started_at=None
-    )
-    workflow_id, tenant_id = run.workflow_id, run.tenant_id
-    transaction.on_commit(lambda: start_waiting_runs(workflow_id, tenant_id), robust=True)
+    return lock_run(run_id)
 
 
 def cancel(run_id: int) -> WorkflowRun:
     with transaction.atomic():
-        run = _lock_run(run_id)
+        run = lock_run(run_id)
         if run.state not in UNFINISHED_RUN:
             raise Conflict(
                 f"run {run.pk} is already {run.state}; only queued or running runs can be cancelled"
             )
-        _stop(run, RUN.CANCELLED, "cancelled by request")
+        stop_run(run, RUN.CANCELLED, "cancelled by request")
     run.refresh_from_db()
     return run
-
-
-def time_out(run_id: int, timeout: int) -> bool:
-    """Fail a running run that exceeded the workflow's run `timeout`, cancelling the rest."""
-    with transaction.atomic():
-        run = _lock_run(run_id)
-        if run.state != RUN.RUNNING:
-            return False
-        _stop(run, RUN.FAILED, f"the run exceeded its timeout of {timeout}s")
-        return True
 
 
 def _recount_and_advance(run: WorkflowRun, graph: VersionGraph) -> None:
     """Recompute every pending instance's unfinished-upstream count from the states, reopen
     the run if it had ended, and let the rules decide what is ready."""
-    states = dict(tis().filter(run=run).values_list("task_id", "state"))
-    pending = list(tis().filter(run=run, state=TI.PENDING))
+    states = dict(
+        TaskInstance.objects.dangerously_unscoped().filter(run=run).values_list("task_id", "state")
+    )
+    pending = list(TaskInstance.objects.dangerously_unscoped().filter(run=run, state=TI.PENDING))
     for ti in pending:
         ti.pending_upstreams = sum(
             1 for up in graph.upstream[ti.task_id] if states.get(up) not in TaskInstance.FINISHED
         )
-    tis().bulk_update(pending, ["pending_upstreams"])
+    TaskInstance.objects.dangerously_unscoped().bulk_update(pending, ["pending_upstreams"])
     if run.state == RUN.QUEUED:
         return  # waiting for a run slot: its pending tasks are decided when it starts
     if run.state != RUN.RUNNING:
         # An ended run takes a run slot again like a new one: back in the queue, and started
         # now if max_active_runs and the tenant's quota allow (the caller holds the tenant,
         # workflow and run locks, in that order, as start_queued_runs takes them).
-        runs().filter(pk=run.pk).update(state=RUN.QUEUED, queued_at=timezone.now(), ended_at=None)
+        WorkflowRun.objects.dangerously_unscoped().filter(pk=run.pk).update(
+            state=RUN.QUEUED, queued_at=timezone.now(), ended_at=None
+        )
         start_queued_runs(run.workflow_id)
         return
-    _advance(run, graph, pending)
+    advance(run, graph, pending)
 
 
 def _reset(run: WorkflowRun, graph: VersionGraph, task_ids: set[str]) -> int:
     """Back to `pending`, with a fresh budget of tries; earlier attempts stay as history."""
     reset = []
-    for ti in tis().filter(run=run, task_id__in=task_ids):
+    for ti in TaskInstance.objects.dangerously_unscoped().filter(run=run, task_id__in=task_ids):
         ti.state = TI.PENDING
         ti.max_tries = ti.try_number + graph.effective(ti.task_id).retries + 1
         ti.lost_tries = 0
@@ -114,7 +89,7 @@ def _reset(run: WorkflowRun, graph: VersionGraph, task_ids: set[str]) -> int:
         ti.wait_started_at = None
         ti.result = None
         reset.append(ti)
-    tis().bulk_update(
+    TaskInstance.objects.dangerously_unscoped().bulk_update(
         reset,
         [
             "state",
@@ -140,7 +115,7 @@ def retry(run_id: int) -> list[str]:
             raise Conflict(f"run {run.pk} is still {run.state}; retry it once it has ended")
         graph = graph_for(run.version_id)
         failed = set(
-            tis()
+            TaskInstance.objects.dangerously_unscoped()
             .filter(run=run, state__in=[TI.FAILED, TI.UPSTREAM_FAILED, TI.CANCELLED])
             .values_list("task_id", flat=True)
         )
@@ -152,8 +127,26 @@ def retry(run_id: int) -> list[str]:
     return sorted(cleared)
 
 
+def rerun(run_id: int) -> list[str]:
+    """Every task of an ended run again, as if it had never run (a backfill's `all`
+    reprocessing). Returns the cleared task ids."""
+    with transaction.atomic():
+        run = _lock_for_reopen(run_id)
+        if run.state in UNFINISHED_RUN:
+            raise Conflict(f"run {run.pk} is still {run.state}")
+        graph = graph_for(run.version_id)
+        cleared = set(graph.spec.tasks)
+        _reset(run, graph, cleared)
+        _recount_and_advance(run, graph)
+    return sorted(cleared)
+
+
 def _instance(run: WorkflowRun, task_id: str) -> TaskInstance:
-    ti = tis().filter(run=run, task_id=task_id, map_index=-1).first()
+    ti = (
+        TaskInstance.objects.dangerously_unscoped()
+        .filter(run=run, task_id=task_id, map_index=-1)
+        .first()
+    )
     if ti is None:
         raise NotFound(f"run {run.pk} has no task {task_id!r}")
     return ti
@@ -175,7 +168,7 @@ def clear(run_id: int, task_id: str, *, downstream: bool) -> list[str]:
             cleared |= dag.downstream_of(graph.upstream, [task_id])
         # Downstream instances still running are left alone: they are not finished.
         cleared = set(
-            tis()
+            TaskInstance.objects.dangerously_unscoped()
             .filter(run=run, task_id__in=cleared, state__in=TaskInstance.FINISHED)
             .values_list("task_id", flat=True)
         ) | {task_id}
@@ -196,14 +189,14 @@ def mark(run_id: int, task_id: str, state: str) -> TaskInstance:
         if ti.state == state:
             return ti
         now = timezone.now()
-        attempts().filter(task_instance=ti, state=TaskAttempt.State.RUNNING).update(
-            state=TaskAttempt.State.CANCELLED, ended_at=now, error=f"marked {state} by hand"
-        )
-        tis().filter(pk=ti.pk).update(
+        TaskAttempt.objects.dangerously_unscoped().filter(
+            task_instance=ti, state=TaskAttempt.State.RUNNING
+        ).update(state=TaskAttempt.State.CANCELLED, ended_at=now, error=f"marked {state} by hand")
+        TaskInstance.objects.dangerously_unscoped().filter(pk=ti.pk).update(
             state=state, ended_at=now, next_attempt_at=None, wait_started_at=None
         )
         settled = set(
-            tis()
+            TaskInstance.objects.dangerously_unscoped()
             .filter(
                 run=run,
                 task_id__in=dag.downstream_of(graph.upstream, [task_id]),

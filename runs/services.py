@@ -1,4 +1,6 @@
-"""Run use cases: trigger. Transactional, authorised by the policy, audited."""
+"""Run use cases: trigger (with idempotency keys), cancel, retry, clear and mark, each
+transactional, authorised by the policy and audited; they call the engine and
+`runs.operations` for the state changes."""
 
 from __future__ import annotations
 

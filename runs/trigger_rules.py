@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Counts", "Decision", "decide"]
+__all__ = ["Counts", "Decision", "evaluate"]
 
 Decision = Literal["wait", "run", "skip", "upstream_failed"]
 
@@ -112,7 +112,7 @@ def _met(rule: str, c: Counts) -> bool:
     raise ValueError(f"unknown trigger rule {rule!r}")
 
 
-def decide(rule: str, counts: Counts) -> Decision:
+def evaluate(rule: str, counts: Counts) -> Decision:
     if counts.upstream == 0 or rule == "always":
         return "run"
     settled = _settle(rule, counts)

@@ -1,5 +1,5 @@
 """A fake Kubernetes API server for the container task's tests (Kubernetes cannot run
-here). It serves, on 127.0.0.1 only, just what runs.container_task calls through the
+here). It serves, on 127.0.0.1 only, just what runs.tasktypes.container calls through the
 official client: create/read/delete a Job, list a Job's pods, follow a pod's log, and
 create/read/patch/delete a Secret. What a Job's pod does is a scripted `Scenario`, played
 against the clock. There is no garbage collector: a Secret goes only when deleted."""

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from orchestrator.bench.stats import Client, Figure, percentile
+from devtools.bench.stats import Client, Figure, percentile
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -41,7 +41,7 @@ def test_bench_refuses_the_embedded_mode(settings: object) -> None:
 
 
 def test_task_start_measures_both_ways() -> None:
-    from orchestrator.bench.task_start import task_start
+    from devtools.bench.task_start import task_start
 
     figures = task_start(samples=3)
     assert set(figures) == {"plain_ms", "sandboxed_ms", "cost_ms"}

@@ -4,15 +4,14 @@ fields at all, so no query can return one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from connections import runtime, services
 from orchestrator.actors import Actor
-from orchestrator.testing import ROLES, Team, gql, gql_error, new_audit_events, tenant_state
+from orchestrator.testing import Team, gql, gql_error, tenant_state
+from tests.graphql_harness import MutationCase, MutationSuite
 
 PASSWORD = "pw-Gq55-graphql"
 VALUE = "secret-Gq55-value"
@@ -63,15 +62,6 @@ def _secret(team: Team) -> dict[str, Any]:
     return {"t": team.slug, "n": "KEY"}
 
 
-@dataclass(frozen=True)
-class MutationCase:
-    name: str
-    document: str
-    variables: Callable[[Team], dict[str, Any]]
-    min_role: str
-    audit_action: str
-
-
 MUTATIONS = [
     MutationCase(
         "createConnection", CREATE_CONNECTION, lambda t: {"t": t.slug, "n": "db", "p": PASSWORD},
@@ -97,47 +87,9 @@ MUTATIONS = [
 ]  # fmt: skip
 
 
-def _params(*, allowed: bool) -> list[Any]:
-    return [
-        pytest.param(case, role, id=f"{case.name}-{role}")
-        for case in MUTATIONS
-        for role in ROLES
-        if (ROLES.index(role) >= ROLES.index(case.min_role)) == allowed
-    ]
-
-
-@pytest.mark.parametrize(("case", "role"), _params(allowed=False))
-def test_it_forbids_roles_below_the_minimum(team: Team, case: MutationCase, role: str) -> None:
-    variables = case.variables(team)
-    before = tenant_state(team.tenant)
-    response = gql(team.tokens[role], case.document, variables)
-    assert gql_error(response)["extensions"]["code"] == "FORBIDDEN"
-    assert tenant_state(team.tenant) == before
-
-
-@pytest.mark.parametrize(("case", "role"), _params(allowed=True))
-def test_it_allows_roles_at_or_above_the_minimum_and_audits_once(
-    team: Team, case: MutationCase, role: str
-) -> None:
-    variables = case.variables(team)
-    count = len(new_audit_events(team.tenant, 0))
-    response = gql(team.tokens[role], case.document, variables)
-    assert "errors" not in response.json(), response.json()
-    [event] = new_audit_events(team.tenant, count)
-    assert event.action == case.audit_action
-    assert (event.source, event.actor_id) == ("graphql", team.users[role].pk)
-    assert event.changes["before"] or event.changes["after"]
-    assert PASSWORD.encode() not in response.content
-    assert VALUE.encode() not in response.content
-
-
-@pytest.mark.parametrize("case", MUTATIONS, ids=[c.name for c in MUTATIONS])
-def test_it_hides_another_tenant(team: Team, outsider: Team, case: MutationCase) -> None:
-    variables = case.variables(outsider)
-    before = tenant_state(outsider.tenant), tenant_state(team.tenant)
-    response = gql(team.tokens["owner"], case.document, variables)
-    assert gql_error(response)["extensions"]["code"] == "NOT_FOUND"
-    assert (tenant_state(outsider.tenant), tenant_state(team.tenant)) == before
+class TestConnectionMutations(MutationSuite):
+    cases = MUTATIONS
+    never_returned = (PASSWORD, VALUE)
 
 
 def test_it_reads_metadata_only(team: Team, outsider: Team) -> None:

@@ -4,9 +4,9 @@ variables, decrypted; another tenant's names never resolve."""
 from __future__ import annotations
 
 from connections import runtime, services
+from connections.info import ConnectionInfo
 from orchestrator.actors import Actor
 from orchestrator.testing import Team
-from runs.taskapi import ConnectionInfo
 
 
 def _fill(team: Team, suffix: str) -> None:

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from runs.container_task import build_env_secret, build_job, job_name, run_container
-from runs.process import OutputSink
-from runs.taskapi import Attempt, TaskFailed
+from runs.tasktypes.container import build_env_secret, build_job, job_name, run_container
+from runs.tasktypes.contract import Attempt, TaskFailed
+from runs.tasktypes.process import OutputSink
 from tests.fake_kube import TOKEN, FakeKube, Scenario, fake_kube
 from workflows.spec import ContainerTask
 
@@ -38,7 +38,7 @@ def _attempt(
 
 def _spec(**fields: Any) -> dict[str, Any]:
     """A task as the executor gets it: validated by the spec model, dumped as JSON, with
-    the effective timeout in seconds (as runs.executor puts it)."""
+    the effective timeout in seconds (as runs.worker puts it)."""
     model = ContainerTask.model_validate({"type": "container", "image": "busybox:1", **fields})
     task = model.model_dump(mode="json", by_alias=True, exclude_none=True)
     if model.timeout is not None:

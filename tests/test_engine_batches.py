@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from runs import engine as engine_module
-from runs import executor
+from runs import worker
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from runs.services import trigger_run
 from tests.engine.conftest import Engine
@@ -39,7 +39,7 @@ def _fan(engine: Engine, width: int, leaf: dict[str, Any] | None = None) -> Work
     with engine.scope():
         run = trigger_run(actor=engine.actor, workflow=workflow).run
         root = TaskInstance.objects.get(run=run, task_id="root")
-    executor.execute(root.pk, 1)
+    worker.execute(root.pk, 1)
     engine_module.take_kept()  # what the root's worker would have run next: left queued
     return run
 
@@ -57,15 +57,15 @@ def test_a_batch_is_claimed_and_recorded_together_and_moves_the_join(engine: Eng
     run = _fan(engine, 20)
     tries = _queued(engine, run)
     assert len(tries) == 20
-    assert executor.execute_batch(tries[:12]) == 12
+    assert worker.execute_batch(tries[:12]) == 12
     with engine.scope():
         assert TaskInstance.objects.get(run=run, task_id="join").pending_upstreams == 8
-    assert executor.execute_batch(tries[12:]) == 8
+    assert worker.execute_batch(tries[12:]) == 8
     with engine.scope():
         join = TaskInstance.objects.get(run=run, task_id="join")
         assert (join.state, join.pending_upstreams) == ("queued", 0)
         assert TaskAttempt.objects.filter(task_instance__run=run, state="success").count() == 21
-    executor.execute(join.pk, 1)
+    worker.execute(join.pk, 1)
     run.refresh_from_db()
     assert run.state == "success"
 
@@ -73,8 +73,8 @@ def test_a_batch_is_claimed_and_recorded_together_and_moves_the_join(engine: Eng
 def test_a_batch_delivered_twice_runs_each_try_once(engine: Engine) -> None:
     run = _fan(engine, 5)
     tries = _queued(engine, run)
-    assert executor.execute_batch(tries) == 5
-    assert executor.execute_batch(tries) == 0
+    assert worker.execute_batch(tries) == 5
+    assert worker.execute_batch(tries) == 0
     with engine.scope():
         assert TaskAttempt.objects.filter(task_instance__run=run).count() == 6  # root + 5
 
@@ -83,7 +83,7 @@ def test_a_batch_leaves_out_what_is_not_an_inline_task(engine: Engine) -> None:
     run = _fan(engine, 3, leaf={"type": "shell", "command": ["true"]})
     tries = _queued(engine, run)
     assert len(tries) == 4
-    assert executor.execute_batch(tries) == 3  # the shell task is not run in a batch
+    assert worker.execute_batch(tries) == 3  # the shell task is not run in a batch
     with engine.scope():
         assert TaskInstance.objects.get(run=run, task_id="odd").state == "queued"
 
@@ -97,25 +97,18 @@ def test_a_retried_claim_finds_the_attempts_of_its_token(engine: Engine) -> None
     assert engine_module.claim_many(tries, worker="w", pid=1, token="u" * 32) == []
 
 
-def test_dispatch_sends_noops_in_batches_and_others_alone(engine: Engine, settings: Any) -> None:
+def test_dispatch_sends_noops_in_batches_and_others_alone(
+    engine: Engine, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sent: list[tuple[str, Any]] = []
 
-    class Recorder:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def apply_async(self, args: Any, producer: Any = None, queue: str = "") -> None:
-            sent.append((self.name, args))
+    def record(name: str, args: Any, **options: Any) -> None:
+        sent.append((name, args))
 
     from orchestrator.celery import app
 
-    saved = {n: app.tasks[n] for n in ("runs.execute", "runs.execute_batch")}
-    for name in saved:
-        app.tasks[name] = Recorder(name)  # type: ignore[assignment]
-    try:
-        _fan(engine, 40, leaf={"type": "shell", "command": ["true"]})
-    finally:
-        app.tasks.update(saved)
+    monkeypatch.setattr(app, "send_task", record)
+    _fan(engine, 40, leaf={"type": "shell", "command": ["true"]})
     batches = [args[0] for name, args in sent if name == "runs.execute_batch"]
     singles = [args for name, args in sent if name == "runs.execute"]
     # Alone: the root (a batch of one), the shell task, and the noop that the root's

@@ -1,7 +1,7 @@
 """The SQL statements a task's life costs on a worker, pinned so they cannot creep up.
 
 A task's life on the worker is: claim the try, load what the task needs, run it, record the
-outcome, move its downstream on and dispatch what became ready (all in `executor.execute`).
+outcome, move its downstream on and dispatch what became ready (all in `worker.execute`).
 Counted on PostgreSQL, in-process (messages go to the in-memory broker, which nobody
 reads); docs/performance.md explains the figures."""
 
@@ -14,7 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from runs import engine as engine_module
-from runs import executor
+from runs import worker
 from runs.models import TaskInstance
 from runs.services import trigger_run
 from tests.engine.conftest import Engine
@@ -39,7 +39,7 @@ def _queued(engine: Engine, run: Any) -> TaskInstance:
 def _statements(ti: TaskInstance) -> list[str]:
     """One task's life (without running on into the next task of a chain)."""
     with CaptureQueriesContext(connection) as captured:
-        assert executor._execute_one(ti.pk, ti.try_number) == "success"
+        assert worker._execute_one(ti.pk, ti.try_number) == "success"
     return [q["sql"] for q in captured.captured_queries if q["sql"] not in {"BEGIN", "COMMIT"}]
 
 
@@ -57,7 +57,7 @@ def test_a_chain_step_costs_at_most_its_budget(engine: Engine, settings: Any) ->
     with engine.scope():
         run = trigger_run(actor=engine.actor, workflow=workflow).run
     settings.TASK_CONTINUE_SECONDS = 0  # a only, not b and c after it
-    executor.execute(_queued(engine, run).pk, 1)  # a: warms the graph cache
+    worker.execute(_queued(engine, run).pk, 1)  # a: warms the graph cache
     statements = _statements(_queued(engine, run))  # b: finishes, dispatches c
     assert len(statements) <= CHAIN_STEP, "\n".join(statements)
     with engine.scope():
@@ -82,7 +82,7 @@ def test_a_fan_out_leaf_costs_at_most_its_budget(engine: Engine, settings: Any) 
     )
     with engine.scope():
         run = trigger_run(actor=engine.actor, workflow=workflow).run
-    executor.execute(_queued(engine, run).pk, 1)  # root: dispatches the leaves
+    worker.execute(_queued(engine, run).pk, 1)  # root: dispatches the leaves
     with engine.scope():
         leaf = TaskInstance.objects.filter(run=run, state="queued").first()
     assert leaf is not None
@@ -101,7 +101,7 @@ def test_the_last_task_of_a_run_costs_at_most_its_budget(engine: Engine, setting
     with engine.scope():
         warm = trigger_run(actor=engine.actor, workflow=workflow).run
         run = trigger_run(actor=engine.actor, workflow=workflow).run
-    executor.execute(_queued(engine, warm).pk, 1)  # warms the graph cache
+    worker.execute(_queued(engine, warm).pk, 1)  # warms the graph cache
     statements = _statements(_queued(engine, run))
     assert len(statements) <= RUN_END, "\n".join(statements)
     locks = [s.split(" FROM ")[1].split()[0] for s in statements if "FOR NO KEY UPDATE" in s]

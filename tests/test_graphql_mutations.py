@@ -3,8 +3,6 @@ for another tenant (NOT_FOUND), one audit event per change (source "graphql").""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -14,7 +12,6 @@ from orchestrator import services, tokens
 from orchestrator.actors import Actor
 from orchestrator.models import ApiToken, Tenant
 from orchestrator.testing import (
-    ROLES,
     Team,
     gql,
     make_member,
@@ -25,15 +22,7 @@ from orchestrator.testing import (
     tenant_state,
     token_row,
 )
-
-
-@dataclass(frozen=True)
-class MutationCase:
-    name: str
-    document: str
-    variables: Callable[[Team], dict[str, Any]]  # makes the target in the team's tenant
-    min_role: str
-    audit_action: str
+from tests.graphql_harness import MutationCase, MutationSuite
 
 
 def _new_user(team: Team) -> dict[str, Any]:
@@ -99,56 +88,12 @@ MUTATIONS = [
 ]  # fmt: skip
 
 
-def _params(*, allowed: bool) -> list[Any]:
-    return [
-        pytest.param(case, role, id=f"{case.name}-{role}")
-        for case in MUTATIONS
-        for role in ROLES
-        if (ROLES.index(role) >= ROLES.index(case.min_role)) == allowed
-    ]
-
-
 def _code(response: Any) -> str:
     return str(response.json()["errors"][0]["extensions"]["code"])
 
 
-@pytest.mark.parametrize(("case", "role"), _params(allowed=False))
-def test_it_forbids_roles_below_the_minimum(db: None, case: MutationCase, role: str) -> None:
-    team = make_team("acme", roles=[role])
-    variables = case.variables(team)
-    before = tenant_state(team.tenant)
-    response = gql(team.tokens[role], case.document, variables)
-    assert response.status_code == 200
-    assert _code(response) == "FORBIDDEN"
-    assert tenant_state(team.tenant) == before
-
-
-@pytest.mark.parametrize(("case", "role"), _params(allowed=True))
-def test_it_allows_roles_at_or_above_the_minimum_and_audits_once(
-    db: None, case: MutationCase, role: str
-) -> None:
-    team = make_team("acme", roles=[role])
-    variables = case.variables(team)
-    count = len(new_audit_events(team.tenant, 0))
-    response = gql(team.tokens[role], case.document, variables)
-    assert "errors" not in response.json(), response.json()
-    [event] = new_audit_events(team.tenant, count)
-    assert event.action == case.audit_action
-    assert (event.source, event.actor_id) == ("graphql", team.users[role].pk)
-    assert event.token_prefix == tokens.parse(team.tokens[role])
-    assert event.request_id == response["X-Request-ID"]
-    assert event.changes["before"] or event.changes["after"]
-
-
-@pytest.mark.parametrize("case", MUTATIONS, ids=[c.name for c in MUTATIONS])
-def test_it_hides_another_tenant(db: None, case: MutationCase) -> None:
-    team, outsider = make_team("acme", roles=[]), make_team("globex", roles=[])
-    variables = case.variables(outsider)
-    before = tenant_state(outsider.tenant)
-    response = gql(team.tokens["owner"], case.document, variables)
-    assert _code(response) == "NOT_FOUND"
-    assert response.json()["data"] is None
-    assert tenant_state(outsider.tenant) == before
+class TestPlatformMutations(MutationSuite):
+    cases = MUTATIONS
 
 
 @pytest.mark.parametrize(

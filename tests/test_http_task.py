@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from runs.http_task import check_http, probe, run_http
-from runs.process import OutputSink
-from runs.taskapi import Attempt, ConnectionInfo, TaskFailed
+from connections.info import ConnectionInfo
+from runs.tasktypes.contract import Attempt, TaskFailed
+from runs.tasktypes.http import check_http, probe, run_http
+from runs.tasktypes.process import OutputSink
 from tests.test_netguard import LocalServer, serve
 
 pytestmark = pytest.mark.usefixtures("allow_loopback")

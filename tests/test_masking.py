@@ -7,8 +7,8 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from runs.executor import _Tail
-from runs.masking import MASK, Masker
+from runs.tasktypes.local import TaskOutput
+from runs.tasktypes.masking import MASK, Masker
 
 SECRET = "s3cr3t/pa ss+word"
 
@@ -66,7 +66,7 @@ def test_it_leaves_short_values_alone() -> None:
 
 
 def test_it_masks_a_secret_split_between_two_log_drains(masker: Masker) -> None:
-    sink = _Tail(1_000_000, masker)
+    sink = TaskOutput(1_000_000, masker)
     line = f"password is {SECRET} ok\n".encode()
     cut = line.index(b"pa ss")
     sink.write(line[:cut])
@@ -77,7 +77,7 @@ def test_it_masks_a_secret_split_between_two_log_drains(masker: Masker) -> None:
 
 
 def test_it_gives_everything_back_on_the_final_drain(masker: Masker) -> None:
-    sink = _Tail(1_000_000, masker)
+    sink = TaskOutput(1_000_000, masker)
     sink.write(b"hello world, nothing secret here")
     assert sink.drain() + sink.drain(final=True) == b"hello world, nothing secret here"
 
@@ -104,7 +104,7 @@ def test_it_masks_a_longer_secret_that_starts_with_a_shorter_one_across_drains()
     m = Masker()
     m.add("token-1234")
     m.add("token-1234-abcdefgh")
-    sink = _Tail(1_000_000, m)
+    sink = TaskOutput(1_000_000, m)
     sink.write(b"key=token-1234")
     first = sink.drain()
     sink.write(b"-abcdefgh done\n")
@@ -114,7 +114,7 @@ def test_it_masks_a_longer_secret_that_starts_with_a_shorter_one_across_drains()
 def test_it_masks_a_secret_that_the_log_cap_cuts() -> None:
     m = Masker()
     m.add("SUPERSECRET")
-    sink = _Tail(20, m)
+    sink = TaskOutput(20, m)
     sink.write(b"x" * 10 + b"SUPERSECRET and more\n")
     stored = sink.drain(final=True)
     assert b"SUPER" not in stored

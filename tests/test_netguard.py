@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from runs import netguard
+from runs.tasktypes import netguard
 
 __all__ = ["LocalServer", "local_server"]
 

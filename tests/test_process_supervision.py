@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runs.process import OutputSink, ProcessResult, run_process
+from runs.tasktypes.process import OutputSink, ProcessResult, run_process
 from tests.workers import alive, wait_for
 
 ENV = {"PATH": os.environ["PATH"]}
@@ -69,7 +69,7 @@ def test_the_task_group_dies_with_the_process_that_started_it(tmp_path: Path) ->
         f"""
         import os, sys
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-        from runs.process import OutputSink, run_process
+        from runs.tasktypes.process import OutputSink, run_process
         run_process(["sh", "-c", "sleep 60 & echo $! > {pidfile}; sleep 60"],
                     env={{"PATH": os.environ["PATH"]}}, cwd=None, timeout=None,
                     sink=OutputSink(1000))

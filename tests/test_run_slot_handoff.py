@@ -16,7 +16,7 @@ import pytest
 from django.db import connection, transaction
 
 from orchestrator.models import Tenant
-from runs import backfills, executor
+from runs import backfills, worker
 from runs import engine as engine_module
 from runs.models import TaskInstance, WorkflowRun
 from runs.services import trigger_run
@@ -38,7 +38,7 @@ def engine(transactional_db: None, settings: Any) -> Engine:
 def _run_task(engine: Engine, run: WorkflowRun) -> None:
     with engine.scope():
         ti = TaskInstance.objects.get(run=run)
-    assert executor._execute_one(ti.pk, ti.try_number) == "success"
+    assert worker._execute_one(ti.pk, ti.try_number) == "success"
 
 
 def _one_run_at_a_time_in_the_tenant(engine: Engine) -> None:

@@ -1,7 +1,7 @@
-"""The task sandbox itself (runs/sandbox.py, runs/supervise.py --init), driven the way the
-executor drives it, as root (how workers often run in containers) and from an unprivileged
-worker: what a task can see and reach, that everything it started dies with it, and that
-its limits hold and are named when hit."""
+"""The task sandbox itself (runs/tasktypes/sandbox.py, runs/tasktypes/supervise.py --init),
+driven the way the executor drives it, as root (how workers often run in containers) and
+from an unprivileged worker: what a task can see and reach, that everything it started
+dies with it, and that its limits hold and are named when hit."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from runs.process import OutputSink, ProcessResult, run_process
-from runs.sandbox import HOME, Limits, Sandbox, limit_hint, probe, uid_for
+from runs.tasktypes.process import OutputSink, ProcessResult, run_process
+from runs.tasktypes.sandbox import HOME, Limits, Sandbox, limit_hint, probe, uid_for
 from tests.workers import sandboxed_pids, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -386,8 +386,8 @@ STARTER = """
 import os, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from runs.process import OutputSink, run_process
-from runs.sandbox import Sandbox
+from runs.tasktypes.process import OutputSink, run_process
+from runs.tasktypes.sandbox import Sandbox
 sandbox = Sandbox(uid={uid}, root=Path({sandboxes!r}))
 space = sandbox.workspace()
 sink = OutputSink(100_000)

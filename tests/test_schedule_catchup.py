@@ -14,8 +14,8 @@ from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.models import Tenant
 from orchestrator.testing import Team
+from runs import scheduling
 from runs.models import WorkflowRun
-from workflows import scheduling
 from workflows.models import Schedule, Workflow
 from workflows.services import apply_workflow, set_paused
 

@@ -15,8 +15,8 @@ import pytest
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.testing import Team
+from runs import scheduling
 from runs.models import WorkflowRun
-from workflows import scheduling
 from workflows.services import apply_workflow
 
 TICK = dt.timedelta(minutes=5)

@@ -20,10 +20,10 @@ from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.models import Tenant
 from orchestrator.testing import Team, make_team
-from runs import backfills, engine
+from runs import backfills, engine, scheduling
 from runs.models import WorkflowRun
 from runs.services import trigger_run
-from workflows import scheduling, services
+from workflows import services
 from workflows.models import Schedule, Workflow
 
 T0 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)

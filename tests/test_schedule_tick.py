@@ -17,9 +17,9 @@ from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.models import AuditEvent, Tenant
 from orchestrator.testing import Team, make_team
+from runs import scheduling
 from runs.models import WorkflowRun
 from runs.periodic import ensure_periodic_tasks
-from workflows import scheduling
 from workflows.models import Schedule, Workflow
 from workflows.services import apply_workflow, delete_workflow, set_paused
 

@@ -18,10 +18,11 @@ from django.conf import settings
 from django.db import connection as django_connection
 from django.test import override_settings
 
-from runs import netguard
-from runs.process import OutputSink
-from runs.sql_task import check_sql, is_platform_database, probe, run_sql
-from runs.taskapi import Attempt, ConnectionInfo, TaskFailed
+from connections.info import ConnectionInfo
+from runs.tasktypes import netguard
+from runs.tasktypes.contract import Attempt, TaskFailed
+from runs.tasktypes.process import OutputSink
+from runs.tasktypes.sql import check_sql, is_platform_database, probe, run_sql
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 INJECTION = "x'; DROP TABLE people; --"

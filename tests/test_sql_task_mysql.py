@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import pymysql
 import pytest
 
-from runs import sql_task
-from runs.sql_task import check_sql, probe, run_sql
-from runs.taskapi import ConnectionInfo
+from connections.info import ConnectionInfo
+from runs.tasktypes import sql as sql_task
+from runs.tasktypes.sql import check_sql, probe, run_sql
 from tests.test_sql_task import (  # noqa: F401  (local_servers_allowed: a fixture)
     INJECTION,
     _attempt,

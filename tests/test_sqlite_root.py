@@ -12,9 +12,9 @@ from connections import services as conns
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.testing import make_team, send
-from runs.credentials import Credentials
-from runs.masking import Masker
-from runs.taskapi import TaskFailed
+from runs.tasktypes.contract import TaskFailed
+from runs.tasktypes.credentials import Credentials
+from runs.tasktypes.masking import Masker
 
 
 @pytest.mark.django_db

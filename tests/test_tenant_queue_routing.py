@@ -21,7 +21,8 @@ from orchestrator.context import tenant_scope
 from orchestrator.models import Tenant
 from orchestrator.testing import set_policy
 from runs import engine as engine_module
-from runs import executor, reconciler
+from runs import worker
+from runs.engine import repair
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from runs.services import trigger_run
 from tests.engine.conftest import Engine
@@ -85,7 +86,7 @@ def instance(run: WorkflowRun, task_id: str) -> TaskInstance:
 
 
 def waiting(*queues: str) -> list[int]:
-    return [reconciler.broker_backlog(queue) for queue in queues]
+    return [repair.broker_backlog(queue) for queue in queues]
 
 
 def test_it_sends_each_tenants_tries_to_its_own_queue(shared: Engine, acme: Tenant) -> None:
@@ -118,7 +119,7 @@ def test_a_worker_runs_on_the_next_try_of_its_own_queue(
     settings.TASK_CONTINUE_SECONDS = 60
     run = trigger(shared, apply(shared, acme, CHAIN))
     assert waiting(QUEUE) == [1]  # a's message (this test runs a in its place)
-    executor.execute(instance(run, "a").pk, 1, queue=QUEUE)
+    worker.execute(instance(run, "a").pk, 1, queue=QUEUE)
     run.refresh_from_db()
     assert run.state == "success"  # b and c ran on in this process
     assert waiting(SHARED, QUEUE) == [0, 1]  # nothing more was sent
@@ -136,12 +137,12 @@ def test_a_kept_try_of_another_queue_is_sent_there_not_run(
     old, new = before or SHARED, after or SHARED
     assert waiting(old, new) == [1, 0]
     set_queue(acme, after)
-    executor.execute(instance(run, "a").pk, 1, queue=old)
+    worker.execute(instance(run, "a").pk, 1, queue=old)
     b = instance(run, "b")
     assert (b.state, b.try_number) == ("queued", 1)
     assert not TaskAttempt.objects.dangerously_unscoped().filter(task_instance=b).exists()
     assert waiting(old, new) == [1, 1]  # a's message (never consumed here), and b's
-    executor.execute(b.pk, 1, queue=new)  # b's worker runs it, and c after it
+    worker.execute(b.pk, 1, queue=new)  # b's worker runs it, and c after it
     run.refresh_from_db()
     assert run.state == "success"
 
@@ -165,7 +166,7 @@ def test_a_message_from_an_unknown_queue_runs_nothing_on(
 ) -> None:
     settings.TASK_CONTINUE_SECONDS = 60
     run = trigger(shared, apply(shared, acme, CHAIN))
-    executor.execute(instance(run, "a").pk, 1, queue="")
+    worker.execute(instance(run, "a").pk, 1, queue="")
     assert instance(run, "b").state == "queued"
     assert waiting(QUEUE) == [2]
 
@@ -179,22 +180,22 @@ def test_the_reconciler_judges_each_queues_backlog_on_its_own(
     ours = trigger(shared, apply(shared, shared.tenant, single))
     theirs = trigger(shared, apply(shared, acme, single))
     assert waiting(SHARED, QUEUE) == [1, 1]
-    assert reconciler.broker_lost_data()  # the first look leaves the marker: no loss after
+    assert repair.broker_lost_data()  # the first look leaves the marker: no loss after
     two_minutes_ago = timezone.now() - dt.timedelta(minutes=2)
     TaskInstance.objects.dangerously_unscoped().update(queued_at=two_minutes_ago)
 
     # Both queues have a backlog: waiting two minutes is no sign of a lost message.
-    assert reconciler.resend_lost_messages() == 0
+    assert repair.resend_lost_messages() == 0
     # The dedicated pool drained its queue (the message was lost, say): only its try is
     # re-sent, although the shared queue still has a backlog.
     client = redis.Redis.from_url(broker.redis_url)
     client.delete(f"{broker.prefix}{QUEUE}")
     assert waiting(SHARED, QUEUE) == [1, 0]
-    assert reconciler.resend_lost_messages() == 1
+    assert repair.resend_lost_messages() == 1
     assert waiting(SHARED, QUEUE) == [1, 1]
     assert instance(theirs, "t").queued_at != two_minutes_ago  # stamped: re-sent
     assert instance(ours, "t").queued_at == two_minutes_ago
-    assert reconciler.resend_lost_messages() == 0  # its queue has a backlog again
+    assert repair.resend_lost_messages() == 0  # its queue has a backlog again
 
 
 def test_after_a_policy_change_a_lost_try_is_resent_to_the_new_queue(
@@ -202,12 +203,12 @@ def test_after_a_policy_change_a_lost_try_is_resent_to_the_new_queue(
 ) -> None:
     settings.QUEUED_RESEND_AFTER_SECONDS = 60
     run = trigger(shared, apply(shared, acme, CHAIN))
-    assert reconciler.broker_lost_data()
+    assert repair.broker_lost_data()
     client = redis.Redis.from_url(broker.redis_url)
     client.delete(f"{broker.prefix}{QUEUE}")  # the dedicated pool is gone, its queue too
     set_queue(acme, None)
     TaskInstance.objects.dangerously_unscoped().filter(run=run).update(
         queued_at=timezone.now() - dt.timedelta(minutes=2)
     )
-    assert reconciler.resend_lost_messages() == 1
+    assert repair.resend_lost_messages() == 1
     assert waiting(SHARED, QUEUE) == [1, 0]

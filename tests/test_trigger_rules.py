@@ -1,4 +1,4 @@
-"""Trigger rules decide a task from the states of its direct upstreams, as Airflow 3's
+"""Trigger rules evaluate a task from the states of its direct upstreams, as Airflow 3's
 scheduler does (trigger_rule_dep.py with flag_upstream_failed): some rules settle a task
 early (`skip`, `upstream_failed`) before every upstream has finished; `one_*` rules run
 as soon as one upstream qualifies; root tasks and `always` run at once."""
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runs.trigger_rules import Counts, decide
+from runs.trigger_rules import Counts, evaluate
 from workflows.spec import TRIGGER_RULES
 
 # Upstream states as the engine reads them: unfinished ones count only towards `upstream`.
@@ -122,7 +122,7 @@ TABLE: list[tuple[str, tuple[str, ...], str]] = [
     ids=[f"{rule}-{'_'.join(states)}" for rule, states, _ in TABLE],
 )
 def test_it_decides_like_airflow(rule: str, upstream: tuple[str, ...], expected: str) -> None:
-    assert decide(rule, Counts.of(len(upstream), upstream)) == expected
+    assert evaluate(rule, Counts.of(len(upstream), upstream)) == expected
 
 
 def test_it_covers_every_rule_of_the_spec() -> None:
@@ -131,12 +131,12 @@ def test_it_covers_every_rule_of_the_spec() -> None:
 
 @pytest.mark.parametrize("rule", TRIGGER_RULES)
 def test_it_runs_root_tasks_whatever_the_rule(rule: str) -> None:
-    assert decide(rule, Counts(upstream=0)) == "run"
+    assert evaluate(rule, Counts(upstream=0)) == "run"
 
 
 def test_it_refuses_an_unknown_rule() -> None:
     with pytest.raises(ValueError, match="unknown trigger rule 'all_sucess'"):
-        decide("all_sucess", Counts.of(1, ["success"]))
+        evaluate("all_sucess", Counts.of(1, ["success"]))
 
 
 @st.composite
@@ -153,10 +153,10 @@ def finished_upstreams(draw: st.DrawFn) -> Counts:
 
 @given(rule=st.sampled_from(TRIGGER_RULES), counts=finished_upstreams())
 def test_it_never_waits_once_every_upstream_has_finished(rule: str, counts: Counts) -> None:
-    assert decide(rule, counts) != "wait"
+    assert evaluate(rule, counts) != "wait"
 
 
 @given(rule=st.sampled_from(TRIGGER_RULES), upstream=st.integers(min_value=1, max_value=8))
 def test_it_decides_nothing_before_an_upstream_finishes(rule: str, upstream: int) -> None:
     expected = "run" if rule == "always" else "wait"
-    assert decide(rule, Counts(upstream)) == expected
+    assert evaluate(rule, Counts(upstream)) == expected

@@ -11,6 +11,7 @@ from django.db import transaction
 
 from orchestrator.models import Tenant
 from runs import engine as engine_module
+from runs.engine import creation, messaging, progress
 from runs.models import TaskInstance, WorkflowRun
 from runs.selectors import task_summary
 from runs.services import trigger_run
@@ -38,14 +39,15 @@ def engine(transactional_db: None) -> Engine:
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     """The tries whose messages went out (after commit), in order."""
     tries: list[tuple[int, int]] = []
-    real = engine_module._send_queued
+    real = messaging.send_queued
 
     def spy(rows: list[tuple[Any, ...]]) -> list[tuple[int, int]]:
         queued = real(rows)
         transaction.on_commit(lambda: tries.extend(queued))
         return queued
 
-    monkeypatch.setattr(engine_module, "_send_queued", spy)
+    for module in (creation, progress):  # where the engine sends what it queued
+        monkeypatch.setattr(module, "send_queued", spy)
     return tries
 
 

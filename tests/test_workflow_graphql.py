@@ -3,17 +3,15 @@ their paths) and audit events (source "graphql") as REST."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import yaml
 
-from orchestrator import tokens
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
-from orchestrator.testing import ROLES, Team, gql, gql_error, new_audit_events, tenant_state
+from orchestrator.testing import Team, gql, gql_error, tenant_state
+from tests.graphql_harness import MutationCase, MutationSuite
 from workflows import services
 from workflows.models import Workflow
 
@@ -70,15 +68,6 @@ def _paused(team: Team) -> dict[str, Any]:
     return {"t": team.slug, "n": workflow.name}
 
 
-@dataclass(frozen=True)
-class MutationCase:
-    name: str
-    document: str
-    variables: Callable[[Team], dict[str, Any]]  # makes the target in the team's tenant
-    min_role: str
-    audit_action: str
-
-
 MUTATIONS = [
     MutationCase("applyWorkflow-create", APPLY, _new, "editor", "workflow.create"),
     MutationCase("applyWorkflow-update", APPLY, _changed, "editor", "workflow.update"),
@@ -88,49 +77,8 @@ MUTATIONS = [
 ]
 
 
-def _params(*, allowed: bool) -> list[Any]:
-    return [
-        pytest.param(case, role, id=f"{case.name}-{role}")
-        for case in MUTATIONS
-        for role in ROLES
-        if (ROLES.index(role) >= ROLES.index(case.min_role)) == allowed
-    ]
-
-
-@pytest.mark.parametrize(("case", "role"), _params(allowed=False))
-def test_it_forbids_roles_below_the_minimum(team: Team, case: MutationCase, role: str) -> None:
-    variables = case.variables(team)
-    before = tenant_state(team.tenant)
-    response = gql(team.tokens[role], case.document, variables)
-    assert gql_error(response)["extensions"]["code"] == "FORBIDDEN"
-    assert response.json()["data"] is None
-    assert tenant_state(team.tenant) == before
-
-
-@pytest.mark.parametrize(("case", "role"), _params(allowed=True))
-def test_it_allows_roles_at_or_above_the_minimum_and_audits_once(
-    team: Team, case: MutationCase, role: str
-) -> None:
-    variables = case.variables(team)
-    count = len(new_audit_events(team.tenant, 0))
-    response = gql(team.tokens[role], case.document, variables)
-    assert "errors" not in response.json(), response.json()
-    [event] = new_audit_events(team.tenant, count)
-    assert event.action == case.audit_action
-    assert (event.source, event.actor_id) == ("graphql", team.users[role].pk)
-    assert event.token_prefix == tokens.parse(team.tokens[role])
-    assert event.request_id == response["X-Request-ID"]
-    assert event.changes["before"] or event.changes["after"]
-
-
-@pytest.mark.parametrize("case", MUTATIONS, ids=[c.name for c in MUTATIONS])
-def test_it_hides_another_tenant(team: Team, outsider: Team, case: MutationCase) -> None:
-    variables = case.variables(outsider)
-    before = tenant_state(outsider.tenant), tenant_state(team.tenant)
-    response = gql(team.tokens["owner"], case.document, variables)
-    assert gql_error(response)["extensions"]["code"] == "NOT_FOUND"
-    assert response.json()["data"] is None
-    assert (tenant_state(outsider.tenant), tenant_state(team.tenant)) == before
+class TestWorkflowMutations(MutationSuite):
+    cases = MUTATIONS
 
 
 def test_it_returns_what_an_apply_did(team: Team) -> None:

@@ -1,10 +1,7 @@
-"""Schedules: each scheduled workflow's next firing kept in the database, and the scheduler
-tick that fires it (DESIGN.md section 6, "Schedules"; the rules of time are in
-workflows.cron, the one cron engine).
-
-The tick (a django-celery-beat job, every second) claims each due schedule with a
-compare-and-set on `next_run_at` and creates its runs in the same transaction; the unique
-(workflow, logical date) of scheduled runs makes a repeated tick or a second beat harmless.
+"""Schedules: each scheduled workflow's next firing kept in the database, and which of its
+intervals are due (DESIGN.md section 6, "Schedules"; the rules of time are in
+workflows.cron, the one cron engine). The scheduler tick that fires them into runs is
+`runs.scheduling`.
 
 Catch-up: a firing older than SCHEDULE_MISFIRE_GRACE_SECONDS when the tick sees it was
 missed (downtime, a pause). Firings within the grace always run. Of the missed ones,
@@ -26,37 +23,28 @@ import logging
 import zoneinfo
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orchestrator import audit
-from orchestrator.actors import Actor
-from orchestrator.errors import Invalid, NotFound
+from orchestrator.errors import NotFound
 from orchestrator.models import Tenant
-from runs import engine
-from runs.models import WorkflowRun
-from runs.services import resolve_params
+from orchestrator.tenancy import tenant_quota
 from workflows import cron, spec
 from workflows.models import Schedule, Workflow
 
 __all__ = [
-    "TICK_BATCH",
+    "due_intervals",
+    "first_fire",
     "get_schedule",
+    "interval_of",
     "schedule_of",
     "set_schedule_paused",
     "stop_schedule",
     "sync_schedule",
-    "tick",
     "upcoming",
 ]
 
 logger = logging.getLogger(__name__)
-TICK_BATCH = 500  # schedules per tick; the rest wait a second for the next one
 _MICROSECOND = dt.timedelta(microseconds=1)
-
-# The tick acts for every tenant by design.
-schedules = Schedule.objects.dangerously_unscoped
-workflows = Workflow.objects.dangerously_unscoped
 
 
 # --- the schedule's position -------------------------------------------------------------
@@ -73,7 +61,7 @@ def _bound(value: dt.date | None, timezone_name: str) -> dt.datetime | None:
     return dt.datetime.combine(value, dt.time(), zone)
 
 
-def _first_fire(schedule: Schedule, after: dt.datetime) -> dt.datetime | None:
+def first_fire(schedule: Schedule, after: dt.datetime) -> dt.datetime | None:
     """The first firing strictly after `after` whose interval the schedule covers (its
     logical date between start and end), or None once past the end."""
     fire = cron.next_fire(schedule.cron, schedule.timezone, after)
@@ -82,17 +70,17 @@ def _first_fire(schedule: Schedule, after: dt.datetime) -> dt.datetime | None:
             schedule.cron, schedule.timezone, schedule.start - _MICROSECOND
         )
         fire = max(fire, cron.next_fire(schedule.cron, schedule.timezone, first_start))
-    if schedule.end is not None and _interval(schedule, fire)[0] > schedule.end:
+    if schedule.end is not None and interval_of(schedule, fire)[0] > schedule.end:
         return None
     return fire
 
 
-def _interval(schedule: Schedule, fire: dt.datetime) -> cron.Interval:
+def interval_of(schedule: Schedule, fire: dt.datetime) -> cron.Interval:
     return cron.interval_ending(schedule.cron, schedule.timezone, fire)
 
 
 def _reposition(schedule: Schedule, paused: bool) -> None:
-    schedule.next_run_at = None if paused else _first_fire(schedule, schedule.handled_until)
+    schedule.next_run_at = None if paused else first_fire(schedule, schedule.handled_until)
 
 
 def sync_schedule(
@@ -100,7 +88,7 @@ def sync_schedule(
 ) -> Schedule | None:
     """Make the workflow's schedule match its spec's, at once (called by apply, in its
     transaction). A new cron, timezone, start or end restarts it from `now`."""
-    current = schedules().filter(workflow=workflow).first()
+    current = Schedule.objects.dangerously_unscoped().filter(workflow=workflow).first()
     if wanted is None:
         if current is not None:
             current.delete()
@@ -132,7 +120,7 @@ def set_schedule_paused(
     """Pausing stops the schedule; unpausing resumes it after the last firing handled, so
     the next tick treats the firings missed meanwhile by the catch-up policy. Every firing
     before the unpause counts as missed, however recent: it fell while paused."""
-    schedule = schedules().filter(workflow=workflow).first()
+    schedule = Schedule.objects.dangerously_unscoped().filter(workflow=workflow).first()
     if schedule is not None:
         _reposition(schedule, paused)
         if not paused:
@@ -142,14 +130,21 @@ def set_schedule_paused(
 
 def stop_schedule(*, workflow: Workflow) -> None:
     """A deleted workflow fires no more (its schedule row stays, for the record)."""
-    schedules().filter(workflow=workflow).update(next_run_at=None, updated_at=timezone.now())
+    Schedule.objects.dangerously_unscoped().filter(workflow=workflow).update(
+        next_run_at=None, updated_at=timezone.now()
+    )
 
 
 # --- reading -----------------------------------------------------------------------------
 
 
 def schedule_of(workflow: Workflow) -> Schedule | None:
-    return schedules().filter(workflow=workflow).select_related("workflow").first()
+    return (
+        Schedule.objects.dangerously_unscoped()
+        .filter(workflow=workflow)
+        .select_related("workflow")
+        .first()
+    )
 
 
 def get_schedule(workflow: Workflow) -> Schedule:
@@ -166,70 +161,17 @@ def upcoming(
     schedule ends first). Paused or not: what it would fire."""
     zone = zoneinfo.ZoneInfo(schedule.timezone)
     found: list[dt.datetime] = []
-    fire = _first_fire(schedule, now or timezone.now())
+    fire = first_fire(schedule, now or timezone.now())
     while fire is not None and len(found) < count:
         found.append(fire.astimezone(zone))
-        fire = _first_fire(schedule, fire)
+        fire = first_fire(schedule, fire)
     return found
 
 
-# --- the tick ----------------------------------------------------------------------------
+# --- what is due ---------------------------------------------------------------------
 
 
-def tick(now: dt.datetime | None = None) -> int:
-    """Fire every due schedule; the number of runs created."""
-    now = now or timezone.now()
-    due = (
-        schedules()
-        .filter(
-            next_run_at__lte=now,
-            workflow__paused=False,
-            workflow__deleted_at__isnull=True,
-            tenant__archived_at__isnull=True,
-        )
-        .order_by("next_run_at")
-        .values_list("pk", "next_run_at")[:TICK_BATCH]
-    )
-    made = 0
-    for pk, claimed in due:
-        assert claimed is not None  # filtered on
-        try:
-            made += _fire(pk, claimed, now)
-        except Exception:  # one schedule's trouble must not hold up everyone else's
-            logger.exception("schedule %s: firing failed; the next tick tries again", pk)
-    return made
-
-
-def _fire(schedule_id: int, claimed: dt.datetime, now: dt.datetime) -> int:
-    with transaction.atomic():
-        ids = schedules().values_list("tenant_id", "workflow_id").get(pk=schedule_id)
-        tenant = Tenant.objects.select_for_update(no_key=True).get(pk=ids[0])
-        workflow = workflows().select_for_update(no_key=True).get(pk=ids[1])
-        schedule = schedules().get(pk=schedule_id)
-        if schedule.next_run_at != claimed:
-            return 0  # another tick got it first, or a pause, an apply or a delete moved it
-        if workflow.paused or workflow.deleted_at or tenant.archived_at:
-            return 0
-        if workflow.current_version_id is None:
-            return 0
-        intervals, newest = _due(schedule, tenant, now)
-        claim = schedules().filter(pk=schedule_id, next_run_at=claimed)
-        following = _first_fire(schedule, newest)
-        if (
-            claim.update(next_run_at=following, handled_until=newest, updated_at=timezone.now())
-            != 1
-        ):
-            return 0  # another tick got it first
-        made = [run for interval in intervals if (run := _create_run(workflow, interval))]
-        if made:
-            schedules().filter(pk=schedule_id).update(last_logical_date=made[-1].logical_date)
-            engine.start_queued_runs(workflow.pk)
-            for run in made:
-                _audit(tenant, workflow, run)
-        return len(made)
-
-
-def _due(
+def due_intervals(
     schedule: Schedule, tenant: Tenant, now: dt.datetime
 ) -> tuple[list[cron.Interval], dt.datetime]:
     """The intervals to run now, oldest first, and the newest firing handled (at or before
@@ -243,7 +185,7 @@ def _due(
     missed: list[cron.Interval] = []
     fire = newest
     while fire >= schedule.next_run_at:
-        interval = _interval(schedule, fire)
+        interval = interval_of(schedule, fire)
         if schedule.end is None or interval[0] <= schedule.end:
             if fire >= grace:
                 on_time.append(interval)
@@ -257,57 +199,7 @@ def _due(
 
 def _missed_limit(schedule: Schedule, tenant: Tenant, on_time: bool) -> int:
     if schedule.catchup == Schedule.Catchup.ALL:
-        key = "max_catchup_runs"
-        return int(tenant.quotas.get(key, settings.DEFAULT_TENANT_QUOTAS[key]))
+        return tenant_quota(tenant.quotas, "max_catchup_runs")
     if schedule.catchup == Schedule.Catchup.LATEST:
         return 0 if on_time else 1
     return 0
-
-
-def _create_run(workflow: Workflow, interval: cron.Interval) -> WorkflowRun | None:
-    """A queued run of the interval; None when it exists already (a second beat, a
-    backfill) or cannot be made (a required param without a default)."""
-    try:
-        params = resolve_params(workflow, {})
-    except Invalid as exc:
-        logger.warning("workflow %s: no scheduled run for %s: %s", workflow.pk, interval[0], exc)
-        return None
-    try:
-        with transaction.atomic():  # a savepoint: a duplicate leaves the tick's work intact
-            return engine.create_run(
-                workflow=workflow,
-                params=params,
-                source=WorkflowRun.Source.SCHEDULE,
-                user_id=None,
-                logical_date=interval[0],
-                interval=interval,
-            )
-    except IntegrityError:
-        return None
-
-
-def _audit(tenant: Tenant, workflow: Workflow, run: WorkflowRun) -> None:
-    """Like a run triggered through the API, with the system as the actor."""
-    run.refresh_from_db(fields=["state"])
-    assert workflow.current_version is not None
-    audit.record(
-        actor=Actor.system(),
-        action="run.trigger",
-        tenant=tenant,
-        obj=run,
-        object_repr=f"{workflow.name} run {run.pk}",
-        after={
-            "workflow": workflow.name,
-            "version": workflow.current_version.number,
-            "params": run.params,
-            "state": run.state,
-        },
-        extra={
-            "trigger_source": run.trigger_source,
-            "logical_date": run.logical_date.isoformat(),
-            "data_interval": [
-                run.data_interval_start.isoformat() if run.data_interval_start else None,
-                run.data_interval_end.isoformat() if run.data_interval_end else None,
-            ],
-        },
-    )

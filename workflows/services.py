@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -20,7 +19,7 @@ from orchestrator.actors import Actor
 from orchestrator.errors import Conflict, Invalid
 from orchestrator.models import Tenant
 from orchestrator.policy import authorize
-from orchestrator.tenancy import task_limits
+from orchestrator.tenancy import task_limits, tenant_quota
 from workflows import scheduling
 from workflows.models import Workflow, WorkflowVersion
 from workflows.validation import Limits, ValidSpec, parse_document, validate_spec
@@ -50,16 +49,12 @@ class ApplyResult:
     changed: bool  # a new version (False: identical to the current one, nothing stored)
 
 
-def _quota(tenant: Tenant, key: str) -> int:
-    return int(tenant.quotas.get(key, settings.DEFAULT_TENANT_QUOTAS[key]))
-
-
 def limits_for(tenant: Tenant) -> Limits:
     allowed = tenant.policy.get("allowed_task_types")
     return Limits(
         allowed_task_types=list(allowed) if allowed is not None else None,
-        max_tasks=_quota(tenant, "max_tasks_per_workflow"),
-        max_spec_bytes=_quota(tenant, "max_spec_bytes"),
+        max_tasks=tenant_quota(tenant.quotas, "max_tasks_per_workflow"),
+        max_spec_bytes=tenant_quota(tenant.quotas, "max_spec_bytes"),
         task_limits=task_limits(tenant.policy),
     )
 
@@ -108,7 +103,7 @@ def apply_workflow(
     created = workflow is None
     if workflow is None:
         live = Workflow.objects.filter(tenant=tenant, deleted_at__isnull=True).count()
-        limit = _quota(tenant, "max_workflows")
+        limit = tenant_quota(tenant.quotas, "max_workflows")
         if live >= limit:
             raise Conflict(f"tenant {tenant.slug!r} has {live} workflows, its quota ({limit})")
         workflow = Workflow.objects.create(tenant=tenant, name=spec_name)

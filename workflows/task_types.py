@@ -3,12 +3,12 @@ and what this installation can run (the engine registers its executors here)."""
 
 from __future__ import annotations
 
-from orchestrator.tenancy import TASK_TYPES
+from orchestrator.task_types import TASK_TYPES
 from workflows.spec import TASK_MODELS
 
 __all__ = ["TASK_TYPES", "is_runnable", "register_executor", "runnable_kinds", "runnable_types"]
 
-assert tuple(TASK_MODELS) == TASK_TYPES, "workflows.spec and orchestrator.tenancy disagree"
+assert tuple(TASK_MODELS) == TASK_TYPES, "workflows.spec and orchestrator.task_types disagree"
 
 _runnable: set[str] = set()
 _kinds: dict[str, tuple[str, ...]] = {}

@@ -14,9 +14,8 @@ from strawberry.types import Info
 from connections import models, selectors, services
 from connections.api import serializers as s
 from orchestrator.api.errors import flatten_errors
-from orchestrator.context import tenant_scope
 from orchestrator.graphql.errors import bad_input
-from orchestrator.graphql.types import actor_of, tenant_for
+from orchestrator.graphql.types import actor_of, tenant_scope_for
 
 __all__ = ["Mutation", "Query"]
 
@@ -87,20 +86,17 @@ def _valid(serializer_class: type[Serializer[Any]], data: dict[str, Any]) -> dic
 class Query:
     @strawberry.field
     def connections(self, info: Info, tenant: str) -> list[ConnectionType]:
-        t = tenant_for(info, tenant, "connection.view")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "connection.view"):
             return list(selectors.all_connections())  # type: ignore[arg-type]
 
     @strawberry.field
     def variables(self, info: Info, tenant: str) -> list[VariableType]:
-        t = tenant_for(info, tenant, "variable.view")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "variable.view"):
             return list(selectors.all_variables())  # type: ignore[arg-type]
 
     @strawberry.field
     def secrets(self, info: Info, tenant: str) -> list[SecretType]:
-        t = tenant_for(info, tenant, "secret.view")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "secret.view"):
             return list(selectors.all_secrets())  # type: ignore[arg-type]
 
 
@@ -121,22 +117,21 @@ class Mutation:
         extra: JSON | None = strawberry.UNSET,
         description: str | None = strawberry.UNSET,
     ) -> ConnectionType:
-        t = tenant_for(info, tenant, "connection.manage")
-        data = _valid(
-            s.ConnectionSerializer,
-            _given(
-                name=name,
-                kind=kind,
-                host=host,
-                port=port,
-                database=database,
-                login=login,
-                password=password,
-                extra=extra,
-                description=description,
-            ),
-        )
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "connection.manage") as t:
+            data = _valid(
+                s.ConnectionSerializer,
+                _given(
+                    name=name,
+                    kind=kind,
+                    host=host,
+                    port=port,
+                    database=database,
+                    login=login,
+                    password=password,
+                    extra=extra,
+                    description=description,
+                ),
+            )
             return services.create_connection(actor=actor_of(info), tenant=t, **data)  # type: ignore[return-value]
 
     @strawberry.mutation(
@@ -157,21 +152,20 @@ class Mutation:
         extra: JSON | None = strawberry.UNSET,
         description: str | None = strawberry.UNSET,
     ) -> ConnectionType:
-        t = tenant_for(info, tenant, "connection.manage")
-        data = _valid(
-            s.ConnectionUpdateSerializer,
-            _given(
-                kind=kind,
-                host=host,
-                port=port,
-                database=database,
-                login=login,
-                password=password,
-                extra=extra,
-                description=description,
-            ),
-        )
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "connection.manage"):
+            data = _valid(
+                s.ConnectionUpdateSerializer,
+                _given(
+                    kind=kind,
+                    host=host,
+                    port=port,
+                    database=database,
+                    login=login,
+                    password=password,
+                    extra=extra,
+                    description=description,
+                ),
+            )
             connection = selectors.get_connection(name)
             return services.update_connection(  # type: ignore[return-value]
                 actor=actor_of(info), connection=connection, **data
@@ -179,16 +173,14 @@ class Mutation:
 
     @strawberry.mutation
     def delete_connection(self, info: Info, tenant: str, name: str) -> bool:
-        t = tenant_for(info, tenant, "connection.manage")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "connection.manage"):
             connection = selectors.get_connection(name)
             services.delete_connection(actor=actor_of(info), connection=connection)
         return True
 
     @strawberry.mutation(description="Can this installation reach it? Changes nothing.")  # type: ignore[untyped-decorator]
     def test_connection(self, info: Info, tenant: str, name: str) -> ConnectionCheck:
-        t = tenant_for(info, tenant, "connection.manage")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "connection.manage"):
             connection = selectors.get_connection(name)
         ok, message = services.check_connection(actor=actor_of(info), connection=connection)
         return ConnectionCheck(ok=ok, message=message)
@@ -202,9 +194,10 @@ class Mutation:
         value: str,
         description: str | None = strawberry.UNSET,
     ) -> VariableType:
-        t = tenant_for(info, tenant, "variable.manage")
-        data = _valid(s.VariableSerializer, _given(name=name, value=value, description=description))
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "variable.manage") as t:
+            data = _valid(
+                s.VariableSerializer, _given(name=name, value=value, description=description)
+            )
             return services.create_variable(actor=actor_of(info), tenant=t, **data)  # type: ignore[return-value]
 
     @strawberry.mutation
@@ -216,16 +209,14 @@ class Mutation:
         value: str | None = strawberry.UNSET,
         description: str | None = strawberry.UNSET,
     ) -> VariableType:
-        t = tenant_for(info, tenant, "variable.manage")
-        data = _valid(s.VariableUpdateSerializer, _given(value=value, description=description))
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "variable.manage"):
+            data = _valid(s.VariableUpdateSerializer, _given(value=value, description=description))
             variable = selectors.get_variable(name)
             return services.update_variable(actor=actor_of(info), variable=variable, **data)  # type: ignore[return-value]
 
     @strawberry.mutation
     def delete_variable(self, info: Info, tenant: str, name: str) -> bool:
-        t = tenant_for(info, tenant, "variable.manage")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "variable.manage"):
             variable = selectors.get_variable(name)
             services.delete_variable(actor=actor_of(info), variable=variable)
         return True
@@ -239,9 +230,10 @@ class Mutation:
         value: str,
         description: str | None = strawberry.UNSET,
     ) -> SecretType:
-        t = tenant_for(info, tenant, "secret.manage")
-        data = _valid(s.SecretSerializer, _given(name=name, value=value, description=description))
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "secret.manage") as t:
+            data = _valid(
+                s.SecretSerializer, _given(name=name, value=value, description=description)
+            )
             return services.create_secret(actor=actor_of(info), tenant=t, **data)  # type: ignore[return-value]
 
     @strawberry.mutation(description="A new value (rotation) or description; omitted: kept.")  # type: ignore[untyped-decorator]
@@ -253,16 +245,14 @@ class Mutation:
         value: str | None = strawberry.UNSET,
         description: str | None = strawberry.UNSET,
     ) -> SecretType:
-        t = tenant_for(info, tenant, "secret.manage")
-        data = _valid(s.SecretUpdateSerializer, _given(value=value, description=description))
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "secret.manage"):
+            data = _valid(s.SecretUpdateSerializer, _given(value=value, description=description))
             secret = selectors.get_secret(name)
             return services.update_secret(actor=actor_of(info), secret=secret, **data)  # type: ignore[return-value]
 
     @strawberry.mutation
     def delete_secret(self, info: Info, tenant: str, name: str) -> bool:
-        t = tenant_for(info, tenant, "secret.manage")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "secret.manage"):
             secret = selectors.get_secret(name)
             services.delete_secret(actor=actor_of(info), secret=secret)
         return True

@@ -29,6 +29,7 @@ from orchestrator.graphql.types import (
     TenantType,
     actor_of,
     tenant_for,
+    tenant_scope_for,
 )
 from orchestrator.selectors import memberships_of, tenants_visible_to
 
@@ -142,34 +143,32 @@ class Mutation:
         service_account: str | None = None,
         expires_at: dt.datetime | None = None,
     ) -> CreatedToken:
-        t = tenant_for(info, tenant, "token.manage")
-        data = validate(
-            s.TokenSerializer,
-            {
-                "name": name,
-                "role": role,
-                "service_account": service_account,
-                "expires_at": expires_at,
-            },
-        )
-        holder = None
-        if account_name := data.pop("service_account", None):
-            with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "token.manage") as t:
+            data = validate(
+                s.TokenSerializer,
+                {
+                    "name": name,
+                    "role": role,
+                    "service_account": service_account,
+                    "expires_at": expires_at,
+                },
+            )
+            holder = None
+            if account_name := data.pop("service_account", None):
                 account = (
                     models.ServiceAccount.objects.select_related("user")
                     .filter(name=account_name)
                     .first()
                 )
-            if account is None:
-                raise NotFound(f"no service account named {account_name!r} in {t.slug!r}")
-            holder = account.user
+                if account is None:
+                    raise NotFound(f"no service account named {account_name!r} in {t.slug!r}")
+                holder = account.user
         token, raw = services.create_token(actor=actor_of(info), tenant=t, user=holder, **data)
         return CreatedToken(token=raw, api_token=token)  # type: ignore[arg-type]
 
     @strawberry.mutation
     def revoke_token(self, info: Info, tenant: str, prefix: str) -> ApiTokenType:
-        t = tenant_for(info, tenant, "token.manage")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "token.manage") as t:
             token = models.ApiToken.objects.select_related("tenant").filter(prefix=prefix).first()
         if token is None:
             raise NotFound(f"no token {prefix!r} in {t.slug!r}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import strawberry
@@ -25,12 +27,23 @@ __all__ = [
     "TenantType",
     "actor_of",
     "tenant_for",
+    "tenant_scope_for",
 ]
 
 
 def tenant_for(info: Info, slug: str, permission: str) -> models.Tenant:
     """The tenant by slug, once the policy allowed the permission (else NOT_FOUND/FORBIDDEN)."""
     return authorized_tenant(actor_of(info), slug, permission)[0]
+
+
+@contextmanager
+def tenant_scope_for(info: Info, slug: str, permission: str) -> Iterator[models.Tenant]:
+    """The tenant as `tenant_for` finds it, with tenant-owned rows scoped to it in the block.
+    A context manager, not a decorator: resolvers keep the signature strawberry reads, and
+    what follows the block runs out of scope."""
+    tenant = tenant_for(info, slug, permission)
+    with tenant_scope([tenant]):
+        yield tenant
 
 
 def actor_of(info: Info) -> Actor:

@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from orchestrator.context import tenant_scope
 from orchestrator.errors import Invalid
-from orchestrator.graphql.types import actor_of, tenant_for
+from orchestrator.graphql.types import actor_of, tenant_scope_for
 from runs import backfills, models, selectors, services
 from workflows.selectors import get_workflow
 
@@ -122,8 +122,7 @@ class Query:
         limit: int = 50,
     ) -> list[RunType]:
         """Newest first; page with `beforeId` = the last id you received."""
-        t = tenant_for(info, tenant, "run.view")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "run.view"):
             qs = selectors.run_list(workflow=workflow, state=state).order_by("-id")
             if before_id:
                 qs = qs.filter(pk__lt=before_id)
@@ -142,17 +141,16 @@ class Query:
         offset: int = 0,
         limit: int = selectors.LOG_PAGE_MAX,
     ) -> LogPage:
-        t = tenant_for(info, tenant, "run.view")
-        if offset < 0 or limit < 1:
-            raise Invalid(
-                [
-                    (
-                        "offset" if offset < 0 else "limit",
-                        "expected a non-negative offset and a positive limit",
-                    )
-                ]
-            )
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "run.view"):
+            if offset < 0 or limit < 1:
+                raise Invalid(
+                    [
+                        (
+                            "offset" if offset < 0 else "limit",
+                            "expected a non-negative offset and a positive limit",
+                        )
+                    ]
+                )
             ti = selectors.get_task_instance(selectors.get_run(run), task_id)
             page = selectors.read_log(
                 ti,
@@ -164,23 +162,20 @@ class Query:
 
     @strawberry.field(description="Null, with a NOT_FOUND error, when it does not exist.")  # type: ignore[untyped-decorator]
     def run(self, info: Info, tenant: str, id: int) -> RunType | None:
-        t = tenant_for(info, tenant, "run.view")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "run.view"):
             return selectors.get_run(id)  # type: ignore[return-value]
 
     @strawberry.field(description="A workflow's backfills (all when no workflow), newest first.")  # type: ignore[untyped-decorator]
     def backfills(
         self, info: Info, tenant: str, workflow: str | None = None, limit: int = 50
     ) -> list[BackfillType]:
-        t = tenant_for(info, tenant, "backfill.view")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "backfill.view"):
             qs = backfills.backfill_list(workflow=get_workflow(workflow) if workflow else None)
             return list(qs[: max(1, min(limit, 500))])  # type: ignore[arg-type]
 
     @strawberry.field(description="Null, with a NOT_FOUND error, when it does not exist.")  # type: ignore[untyped-decorator]
     def backfill(self, info: Info, tenant: str, id: int) -> BackfillType | None:
-        t = tenant_for(info, tenant, "backfill.view")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "backfill.view"):
             return backfills.get_backfill(id)  # type: ignore[return-value]
 
 
@@ -210,8 +205,7 @@ class Mutation:
         idempotency_key: str | None = None,
         force: bool = False,
     ) -> RunType:
-        t = tenant_for(info, tenant, "run.operate")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "run.operate"):
             triggered = services.trigger_run(
                 actor=actor_of(info),
                 workflow=get_workflow(workflow),
@@ -223,8 +217,7 @@ class Mutation:
 
     @strawberry.mutation(description="Stop a queued or running run.")  # type: ignore[untyped-decorator]
     def cancel_run(self, info: Info, tenant: str, id: int) -> RunType:
-        t = tenant_for(info, tenant, "run.operate")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "run.operate"):
             run = selectors.get_run(id)
             services.cancel_run(actor=actor_of(info), run=run)
         return run  # type: ignore[return-value]
@@ -233,8 +226,7 @@ class Mutation:
         description="Re-run the failed part of an ended run; returns the cleared task ids."
     )  # type: ignore[untyped-decorator]
     def retry_run(self, info: Info, tenant: str, id: int) -> list[str]:
-        t = tenant_for(info, tenant, "run.operate")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "run.operate"):
             return services.retry_run(actor=actor_of(info), run=selectors.get_run(id))
 
     @strawberry.mutation(
@@ -244,8 +236,7 @@ class Mutation:
     def clear_task(
         self, info: Info, tenant: str, run: int, task_id: str, downstream: bool = False
     ) -> list[str]:
-        t = tenant_for(info, tenant, "run.operate")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "run.operate"):
             return services.clear_task(
                 actor=actor_of(info),
                 run=selectors.get_run(run),
@@ -257,8 +248,7 @@ class Mutation:
     def mark_task(
         self, info: Info, tenant: str, run: int, task_id: str, state: str
     ) -> TaskInstanceType:
-        t = tenant_for(info, tenant, "run.operate")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "run.operate"):
             return services.mark_task(  # type: ignore[return-value]
                 actor=actor_of(info), run=selectors.get_run(run), task_id=task_id, state=state
             )
@@ -281,8 +271,7 @@ class Mutation:
         params: JSON | None = None,
         dry_run: bool = False,
     ) -> BackfillCreated:
-        t = tenant_for(info, tenant, "backfill.operate")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "backfill.operate"):
             target = get_workflow(workflow)
             options: dict[str, Any] = {
                 "start": start,
@@ -323,8 +312,7 @@ class Mutation:
 
 
 def _operate_backfill(info: Info, tenant: str, id: int, operation: Any) -> BackfillType:
-    t = tenant_for(info, tenant, "backfill.operate")
-    with tenant_scope([t]):
+    with tenant_scope_for(info, tenant, "backfill.operate"):
         operation(actor=actor_of(info), backfill=backfills.get_backfill(id))
         return backfills.get_backfill(id)  # type: ignore[return-value]
 

@@ -18,7 +18,7 @@ from orchestrator.actors import Actor
 from orchestrator.models import Tenant
 from orchestrator.testing import set_policy
 from runs.models import TaskInstance, TaskLog
-from runs.sandbox import uid_for
+from runs.tasktypes.sandbox import uid_for
 from tests.engine.conftest import Engine
 from tests.engine.helpers import attempts_of, run_to_end, states
 

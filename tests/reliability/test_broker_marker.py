@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from runs import reconciler
+from runs.engine import repair
 from runs.models import TaskInstance
 from runs.services import trigger_run
 from tests.engine.conftest import Engine
@@ -35,14 +35,14 @@ def broker(tmp_path: Path, transactional_db: None) -> Iterator[RedisServer]:
 
 
 def test_the_marker_reports_a_loss_once(broker: RedisServer) -> None:
-    assert reconciler.broker_lost_data()  # a new broker: nothing was there before
-    assert not reconciler.broker_lost_data()
-    assert not reconciler.broker_lost_data()
+    assert repair.broker_lost_data()  # a new broker: nothing was there before
+    assert not repair.broker_lost_data()
+    assert not repair.broker_lost_data()
     broker.flush()
-    assert reconciler.broker_lost_data()
-    assert not reconciler.broker_lost_data()
+    assert repair.broker_lost_data()
+    assert not repair.broker_lost_data()
     broker.restart(down_for=0)
-    assert reconciler.broker_lost_data()
+    assert repair.broker_lost_data()
 
 
 def _queued_messages(server: RedisServer) -> int:
@@ -63,15 +63,15 @@ def test_after_a_loss_every_queued_try_is_resent_despite_a_backlog(
         trigger_run(actor=engine.actor, workflow=workflow)
         assert TaskInstance.objects.filter(state="queued").count() == 5
     assert _queued_messages(broker) == 5
-    assert reconciler.broker_lost_data()  # first look: leaves the marker
+    assert repair.broker_lost_data()  # first look: leaves the marker
 
     # A backlog and no loss: nothing is re-sent before QUEUED_RESEND_MAX_SECONDS.
-    assert reconciler.resend_lost_messages() == 0
+    assert repair.resend_lost_messages() == 0
     assert _queued_messages(broker) == 5
 
     broker.flush()
     assert _queued_messages(broker) == 0
-    assert reconciler.resend_lost_messages() == 5
+    assert repair.resend_lost_messages() == 5
     assert _queued_messages(broker) == 5
     # The marker is back: the next pass sees the backlog again and waits.
-    assert reconciler.resend_lost_messages() == 0
+    assert repair.resend_lost_messages() == 0

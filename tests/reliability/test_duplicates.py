@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from runs import reconciler
+from runs.engine import repair
 from runs.models import TaskInstance, WorkflowRun
 from runs.tasks import execute_task_instance
 from tests.reliability.conftest import Cluster
@@ -80,8 +80,8 @@ def test_duplicate_messages_and_two_reconcilers_run_each_try_once(
     stop = threading.Event()
     helpers = [
         _repeatedly(stop, ring_twice),
-        _repeatedly(stop, reconciler.reconcile),
-        _repeatedly(stop, reconciler.reconcile),
+        _repeatedly(stop, repair.reconcile),
+        _repeatedly(stop, repair.reconcile),
     ]
     try:
         cluster.wait_finished(runs, 120)

@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from orchestrator.context import tenant_scope
-from orchestrator.graphql.types import actor_of, tenant_for
+from orchestrator.graphql.types import actor_of, tenant_scope_for
 from workflows import models, scheduling, services
 from workflows.selectors import get_workflow, live_workflows
 
@@ -115,14 +115,12 @@ class Query:
         paused: bool | None = None,
         search: str | None = None,
     ) -> list[WorkflowType]:
-        t = tenant_for(info, tenant, "workflow.view")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "workflow.view"):
             return list(live_workflows(tag=tag, paused=paused, search=search))  # type: ignore[arg-type]
 
     @strawberry.field(description="Null, with a NOT_FOUND error, when it does not exist.")  # type: ignore[untyped-decorator]
     def workflow(self, info: Info, tenant: str, name: str) -> WorkflowType | None:
-        t = tenant_for(info, tenant, "workflow.view")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "workflow.view"):
             return get_workflow(name)  # type: ignore[return-value]
 
 
@@ -133,8 +131,7 @@ class Mutation:
         "spec in YAML or JSON; an identical spec changes nothing."
     )  # type: ignore[untyped-decorator]
     def apply_workflow(self, info: Info, tenant: str, spec: str) -> ApplyWorkflowResult:
-        t = tenant_for(info, tenant, "workflow.edit")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "workflow.edit") as t:
             result = services.apply_workflow(
                 actor=actor_of(info), tenant=t, data=services.parse_spec(spec, t)
             )
@@ -147,8 +144,7 @@ class Mutation:
 
     @strawberry.mutation
     def delete_workflow(self, info: Info, tenant: str, name: str, force: bool = False) -> bool:
-        t = tenant_for(info, tenant, "workflow.edit")
-        with tenant_scope([t]):
+        with tenant_scope_for(info, tenant, "workflow.edit"):
             services.delete_workflow(actor=actor_of(info), workflow=get_workflow(name), force=force)
         return True
 
@@ -162,8 +158,7 @@ class Mutation:
 
 
 def _set_paused(info: Info, tenant: str, name: str, *, paused: bool) -> WorkflowType:
-    t = tenant_for(info, tenant, "workflow.pause")
-    with tenant_scope([t]):
+    with tenant_scope_for(info, tenant, "workflow.pause"):
         workflow = services.set_paused(
             actor=actor_of(info), workflow=get_workflow(name), paused=paused
         )

@@ -18,11 +18,12 @@ It also applies the task's resource limits (`rlimits`) to the task before exec: 
 is not safe in a threaded worker.
 
 `supervise.py --init <status fd> <rlimits> -- argv...` is the other use: PID 1 of a task's
-sandbox (runs/sandbox.py). There it applies the limits, starts the task, reaps every orphan,
-passes SIGTERM (a timeout, a cancel) on to every process of the sandbox, and when the task
-ends, writes how it ended to the status descriptor and exits: the kernel then kills whatever
-the task left behind in its PID namespace. PID 1 cannot die by a signal it sends itself, so
-the status, not its exit code, says whether the task was killed by a signal.
+sandbox (runs/tasktypes/sandbox.py). There it applies the limits, starts the task, reaps
+every orphan, passes SIGTERM (a timeout, a cancel) on to every process of the sandbox, and
+when the task ends, writes how it ended to the status descriptor and exits: the kernel then
+kills whatever the task left behind in its PID namespace. PID 1 cannot die by a signal it
+sends itself, so the status, not its exit code, says whether the task was killed by a
+signal.
 
 Run with `-I -S` and no imports beyond the standard library, so it starts in milliseconds.
 """

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from runs.process import OutputSink, run_process
-from runs.sandbox import Sandbox, uid_for
+from runs.tasktypes.process import OutputSink, run_process
+from runs.tasktypes.sandbox import Sandbox, uid_for
 
 __all__ = ["task_start"]
 

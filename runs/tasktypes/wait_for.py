@@ -11,8 +11,9 @@ from collections.abc import Callable
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from runs import engine
-from runs.taskapi import Attempt, TaskFailed
+from runs.tasktypes.contract import Attempt, Outcome, TaskFailed
+from runs.tasktypes.http import check_http
+from runs.tasktypes.sql import check_sql
 
 __all__ = ["run_wait_for"]
 
@@ -40,19 +41,7 @@ def _moment(text: str) -> dt.datetime:
     return value if timezone.is_aware(value) else value.replace(tzinfo=dt.UTC)
 
 
-def _http(a: Attempt) -> tuple[bool, str]:
-    from runs.http_task import check_http
-
-    return check_http(a)
-
-
-def _sql(a: Attempt) -> tuple[bool, str]:
-    from runs.sql_task import check_sql
-
-    return check_sql(a)
-
-
-CHECKS: dict[str, Check] = {"time": check_time, "http": _http, "sql": _sql}
+CHECKS: dict[str, Check] = {"time": check_time, "http": check_http, "sql": check_sql}
 
 
 def waiting_since(a: Attempt) -> dt.datetime:
@@ -62,7 +51,7 @@ def waiting_since(a: Attempt) -> dt.datetime:
     return started
 
 
-def run_wait_for(a: Attempt) -> engine.Outcome:
+def run_wait_for(a: Attempt) -> Outcome:
     kind = a.task["kind"]
     if kind not in CHECKS:
         raise TaskFailed(
@@ -72,12 +61,12 @@ def run_wait_for(a: Attempt) -> engine.Outcome:
     done, message = CHECKS[kind](a)
     a.log(message)
     if done:
-        return engine.Outcome("success")
+        return Outcome("success")
     now = timezone.now()
     since = waiting_since(a)
     timeout = a.task.get("timeout")
     if timeout is not None and now - since >= dt.timedelta(seconds=timeout):
-        return engine.Outcome(
+        return Outcome(
             "failed",
             error=f"sensor timed out after {timeout}s of waiting; last check: {message}",
             retryable=False,
@@ -88,4 +77,4 @@ def run_wait_for(a: Attempt) -> engine.Outcome:
     if timeout is not None:
         next_at = min(next_at, since + dt.timedelta(seconds=timeout))
     a.log(f"not yet; next check at {next_at.isoformat()}")
-    return engine.Outcome("rescheduled", reschedule_at=next_at)
+    return Outcome("rescheduled", reschedule_at=next_at)

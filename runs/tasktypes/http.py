@@ -1,5 +1,6 @@
 """The `http` task, the http sensor's check and the http connection probe: requests through
-the SSRF guard (runs.netguard), with a tenant's connection for base URL and credentials."""
+the SSRF guard (runs.tasktypes.netguard), with a tenant's connection for base URL and
+credentials."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 
-from runs import engine, netguard
-from runs.taskapi import Attempt, ConnectionInfo, TaskFailed
+from connections.info import ConnectionInfo
+from runs.tasktypes import netguard
+from runs.tasktypes.contract import Attempt, Outcome, TaskFailed
 from workflows.durations import parse_duration
 from workflows.templating import environment
 
@@ -181,7 +183,7 @@ def _fetch(
 # --- the http task ---------------------------------------------------------------------------
 
 
-def run_http(a: Attempt) -> engine.Outcome:
+def run_http(a: Attempt) -> Outcome:
     task = a.task
     method = str(task.get("method") or "GET").upper()
     headers = dict(task.get("headers") or {})
@@ -197,9 +199,9 @@ def run_http(a: Attempt) -> engine.Outcome:
             max_bytes=settings.TASK_RESULT_MAX_BYTES,
         )
     except netguard.RequestFailed as exc:
-        return engine.Outcome("failed", error=str(exc), retryable=not exc.permanent)
+        return Outcome("failed", error=str(exc), retryable=not exc.permanent)
     except netguard.Stopped as exc:
-        return engine.Outcome("failed", error=str(exc))
+        return Outcome("failed", error=str(exc))
     if response.truncated:
         a.log(
             f"the body was truncated to {len(response.body)} bytes (TASK_RESULT_MAX_BYTES); "
@@ -207,12 +209,12 @@ def run_http(a: Attempt) -> engine.Outcome:
         )
     result = _result(response, settings.TASK_RESULT_MAX_BYTES)
     if _expected(response.status, task.get("expected_status")):
-        return engine.Outcome("success", result=result)
+        return Outcome("success", result=result)
     if response.body:
         a.log(f"response body (start): {_text(response.body)[:LOGGED_BODY_CHARS]}")
     wanted = ", ".join(map(str, task.get("expected_status") or [])) or "2xx"
     temporary = response.status >= 500 or response.status in TEMPORARY_STATUSES
-    return engine.Outcome(
+    return Outcome(
         "failed",
         error=(
             f"HTTP {response.status} from {method} {netguard.safe_url(response.url)}; "

@@ -1,8 +1,8 @@
-"""Child-process entry point of `python` tasks: `python -m runs.pyrunner`.
+"""Child-process entry point of `python` tasks: `python -m runs.tasktypes.pyrunner`.
 
 Reads {"callable": "module:function", "kwargs": {...}, "allowed": [...]} as JSON on stdin,
 calls the function and writes its JSON result to the file named by ORCHESTRATOR_RESULT_FILE.
-Raising runs.skip.SkipTask ends the task `skipped` (exit code 99). Imports no Django: the
+Raising runs.tasktypes.skip.SkipTask ends the task `skipped` (exit code 99). Imports no Django: the
 task's code sees nothing of the worker."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-from runs.skip import SKIP_EXIT_CODE, SkipTask
+from runs.tasktypes.skip import SKIP_EXIT_CODE, SkipTask
 
 
 def allowed(module: str, prefixes: list[str]) -> bool:

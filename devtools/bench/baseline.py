@@ -2,7 +2,7 @@
 delivery settings as the engine (late acks, prefetch 1, JSON), no database. Its own
 Celery app, so its workers load nothing of Django.
 
-    celery -A orchestrator.bench.baseline worker -c 1
+    celery -A devtools.bench.baseline worker -c 1
 
 reads BENCH_BROKER_URL and BENCH_KEY_PREFIX from the environment."""
 

@@ -1,10 +1,12 @@
-"""The reconciler: a periodic job that only repairs, never drives the hot path. Safe to
-run twice at once: every step is a compare-and-set that only one caller wins."""
+"""The repairs (the reconciler): a periodic job that only repairs, never drives the hot
+path. Safe to run twice at once: every step is a compare-and-set that only one caller wins.
+Other parts of `runs` add steps of their own with `register_repair` (the backfill feeder)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from amqp.exceptions import ChannelError
 from django.conf import settings
@@ -13,11 +15,21 @@ from django.utils import timezone
 
 from orchestrator.celery import app
 from orchestrator.models import Tenant
-from runs import backfills, engine, operations
+from runs.engine.admission import start_queued_runs
+from runs.engine.finish import finish
+from runs.engine.messaging import queue_for, send
+from runs.engine.progress import (
+    active_runs_needing_attention,
+    dispatch_runs,
+    requeue_retries,
+    time_out_run,
+    unstick,
+)
 from runs.graph import graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
+from runs.tasktypes.contract import Outcome
 
-__all__ = ["reconcile"]
+__all__ = ["broker_backlog", "reconcile", "register_repair"]
 
 logger = logging.getLogger(__name__)
 TI = TaskInstance.State
@@ -33,7 +45,7 @@ def expire_leases() -> int:
     )
     count = 0
     for attempt_id in list(expired):
-        outcome = engine.Outcome(
+        outcome = Outcome(
             "failed",
             error="lease expired: the worker stopped heartbeating (it died or lost its "
             "database connection); the try is failed and run again "
@@ -41,7 +53,7 @@ def expire_leases() -> int:
             "its retries)",
             lost=True,
         )
-        if engine.finish(attempt_id, outcome) is not None:
+        if finish(attempt_id, outcome) is not None:
             count += 1
     return count
 
@@ -66,12 +78,12 @@ def enforce_timeouts() -> int:
             seconds=timeout + TIMEOUT_GRACE_SECONDS
         ):
             continue
-        outcome = engine.Outcome(
+        outcome = Outcome(
             "failed",
             error=f"timed out after {timeout}s (enforced by "
             "the reconciler: the worker did not stop the task)",
         )
-        if engine.finish(attempt_id, outcome) is not None:
+        if finish(attempt_id, outcome) is not None:
             count += 1
     return count
 
@@ -88,7 +100,7 @@ def time_out_runs() -> int:
     for run_id, started_at, version_id in list(running):
         timeout = graph_for(version_id).spec.timeout
         if timeout is not None and started_at and now - started_at >= dt.timedelta(seconds=timeout):
-            count += operations.time_out(run_id, timeout)
+            count += time_out_run(run_id, timeout)
     return count
 
 
@@ -126,7 +138,7 @@ def resend_lost_messages() -> int:
     """Re-send the message of instances queued too long: it was lost (a broker restart or
     flush, a crash between commit and send). Sent with the same try number, so if the
     first message turns up after all, the second claim finds nothing to do; and to the
-    queue the tenant's policy names now (`engine.queue_for`), so a try whose message went
+    queue the tenant's policy names now (`queue_for`), so a try whose message went
     to a pool since removed from the policy is picked up by the pool that replaced it.
 
     When the broker has visibly lost its data, every queued instance is re-sent at once.
@@ -164,7 +176,7 @@ def _queues_of_queued(cutoff: dt.datetime) -> dict[str, list[int]]:
     )
     queues: dict[str, list[int]] = {}
     for tenant_id, policy in Tenant.objects.filter(pk__in=queued).values_list("pk", "policy"):
-        queues.setdefault(engine.queue_for(policy), []).append(tenant_id)
+        queues.setdefault(queue_for(policy), []).append(tenant_id)
     return queues
 
 
@@ -193,7 +205,7 @@ def _resend(
             ],
         )
         tries = [(int(ti_id), int(try_number)) for ti_id, try_number in cursor.fetchall()]
-        engine.send(*tries, queue=queue)
+        send(*tries, queue=queue)
     return len(tries)
 
 
@@ -203,7 +215,7 @@ def schedule_due_retries() -> int:
         .filter(state=TI.UP_FOR_RETRY, next_attempt_at__lte=timezone.now())
         .values_list("id", flat=True)
     )
-    return engine.schedule_due_retries(list(due[:1000]))
+    return requeue_retries(list(due[:1000]))
 
 
 def dispatch_due_checks() -> int:
@@ -215,22 +227,31 @@ def dispatch_due_checks() -> int:
         .values_list("run_id", flat=True)
         .distinct()
     )
-    return engine.dispatch_runs(list(due[:1000]))
+    return dispatch_runs(list(due[:1000]))
 
 
 def repair_runs() -> int:
     """Running runs that nothing moves any more; queued runs that could start."""
-    stuck = engine.active_runs_needing_attention()
+    stuck = active_runs_needing_attention()
     for run_id in stuck:
-        engine.unstick(run_id)
+        unstick(run_id)
     workflows = set(
         WorkflowRun.objects.dangerously_unscoped()
         .filter(state=WorkflowRun.State.QUEUED)
         .values_list("workflow_id", flat=True)
     )
     for workflow_id in workflows:
-        engine.start_queued_runs(workflow_id)
+        start_queued_runs(workflow_id)
     return len(stuck)
+
+
+# Steps that other parts of `runs` add (name -> step returning how much it did).
+_repairs: dict[str, Callable[[], int]] = {}
+
+
+def register_repair(name: str, step: Callable[[], int]) -> None:
+    """Run `step` at the end of every reconcile, its count reported under `name`."""
+    _repairs[name] = step
 
 
 def reconcile() -> dict[str, int]:
@@ -242,10 +263,8 @@ def reconcile() -> dict[str, int]:
         "due_retries": schedule_due_retries(),
         "due_checks": dispatch_due_checks(),
         "repaired_runs": repair_runs(),
-        # Backfills also move on when one of their runs ends; this catches the rest (a
-        # lost on-commit hook, a slot freed by a cancel).
-        "fed_backfills": backfills.feed_running(),
     }
+    done.update((name, step()) for name, step in _repairs.items())
     if any(done.values()):
         logger.info("reconciler: %s", done)
     return done

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runs.supervise import format_limits
+from runs.tasktypes.supervise import format_limits
 
 __all__ = [
     "HOME",
@@ -181,7 +181,8 @@ class Sandbox:
     readonly: Sequence[str] = ()  # extra host paths, read-only at the same place
     mounts: Sequence[tuple[str, bool]] = ()  # the tenant's host directories: (path, writable)
     python: bool = False  # a python task: the interpreter, site-packages and runner
-    runner_modules: Sequence[str] = ()  # host files of the runner's modules (runs/...)
+    # The runner's module files: (host file, path under RUNNER_DIR), e.g. runs/library.py.
+    runner_modules: Sequence[tuple[str, str]] = ()
     hidden_packages: Sequence[str] = ()  # the project's own packages, hidden in site-packages
 
     @property
@@ -315,9 +316,9 @@ def _python_mounts(sandbox: Sandbox) -> list[str]:
     return args
 
 
-def _runner_files(files: Iterable[str]) -> list[tuple[str, str]]:
-    """Host module files of the `runs` package, at /orc/python/runs/<name> inside."""
-    return [(f, f"{RUNNER_DIR}/runs/{os.path.basename(f)}") for f in files]
+def _runner_files(files: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Host module files of the `runs` package, at /orc/python/<path> inside."""
+    return [(host, f"{RUNNER_DIR}/{path}") for host, path in files]
 
 
 def _inside_cwd(cwd: str | None) -> str:

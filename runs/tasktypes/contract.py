@@ -1,32 +1,36 @@
-"""What every task-type executor gets and may use: the attempt (rendered task, context,
-log sink, stop flag), the tenant's connections, and the errors it may raise. Executors
-live in their own modules (runs.http_task, runs.sql_task, runs.container_task) and are
-registered in runs.executor; this module imports none of them."""
+"""The executor contract: what every task type's executor gets (the attempt: rendered
+task, context, log sink, stop flag, the tenant's connections), what it may raise
+(`TaskFailed`) and what it returns (`Outcome`, which the engine records). Each task type
+lives in its own module of this package and is registered in `runs.tasktypes.registry`;
+this module imports none of them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runs.process import OutputSink
+from connections.info import ConnectionInfo
+from runs.tasktypes.process import OutputSink
 
-__all__ = ["Attempt", "ConnectionInfo", "TaskFailed"]
+__all__ = ["Attempt", "Outcome", "TaskFailed"]
 
 
 @dataclass(frozen=True)
-class ConnectionInfo:
-    """A tenant's named connection, decrypted, as the worker sees it at execution time.
-    Never stored or logged: its password is masked in whatever the attempt records."""
+class Outcome:
+    """How an attempt ended, as the executor saw it."""
 
-    name: str
-    kind: str  # postgres | mysql | sqlite | http
-    host: str = ""
-    port: int | None = None
-    database: str = ""  # sqlite: the file's path
-    login: str = ""
-    password: str = field(default="", repr=False)
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    state: str  # success | failed | skipped
+    error: str = ""
+    exit_code: int | None = None
+    result: Any = None
+    rendered: dict[str, Any] = field(default_factory=dict)
+    lost: bool = False  # the worker died (lease expired): not the task's own failure
+    retryable: bool = True  # False: fail now, whatever retries are left
+    # A sensor not satisfied yet (state `rescheduled`): check again at this time.
+    reschedule_at: dt.datetime | None = None
+    uses: dict[str, list[str]] = field(default_factory=dict)  # connections, secrets, variables
 
 
 class TaskFailed(Exception):

@@ -1,5 +1,5 @@
 """Running a task's child process: its own process group (or its own sandbox: see
-runs/sandbox.py), output streamed into a capped sink, everything it started killed on
+runs/tasktypes/sandbox.py), output streamed into a capped sink, everything it started killed on
 timeout or cancel. No Django here."""
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runs.sandbox import Sandbox, Workspace, parse_status
-from runs.supervise import format_limits
+from runs.tasktypes.sandbox import Sandbox, Workspace, parse_status
+from runs.tasktypes.supervise import format_limits
 
-__all__ = ["OutputSink", "ProcessResult", "run_process"]
+__all__ = ["OutputSink", "ProcessResult", "last_line_result", "run_process"]
 
 KILL_GRACE_SECONDS = 5.0
 SUPERVISOR = str(Path(__file__).with_name("supervise.py"))
@@ -315,3 +315,15 @@ def _terminate(pgid: int, target: int | None, exited: threading.Event) -> None:
             os.kill(target, signal.SIGTERM)
     exited.wait(KILL_GRACE_SECONDS)
     _kill_group(pgid, signal.SIGKILL)
+
+
+def last_line_result(output: bytes) -> Any:
+    """A process task's result (shell, container): its last line of output, as JSON when it
+    parses."""
+    lines = [line for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
+    if not lines:
+        return None
+    try:
+        return json.loads(lines[-1])
+    except ValueError:
+        return lines[-1]

@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -37,11 +38,12 @@ import psycopg2
 from django.conf import settings
 from django.db import connections
 
-from runs import engine, netguard
-from runs.taskapi import Attempt, ConnectionInfo, TaskFailed
+from connections.info import ConnectionInfo
+from runs.tasktypes import netguard
+from runs.tasktypes.contract import Attempt, Outcome, TaskFailed
 from workflows.durations import parse_duration
 
-__all__ = ["check_sql", "is_platform_database", "probe", "run_sql"]
+__all__ = ["check_sql", "is_platform_database", "probe", "run_sql", "sqlite_refusal"]
 
 DEFAULT_TIMEOUT = 300  # seconds, when neither statement_timeout nor the task's timeout is set
 CONNECT_TIMEOUT = 10
@@ -67,6 +69,22 @@ STOPPED = "stopped: the attempt was cancelled or lost its lease"
 
 
 # --- the platform's own database is never a target ----------------------------------------
+
+
+def sqlite_refusal(info: ConnectionInfo, tenant_slug: str) -> str | None:
+    """Why a tenant may not open this SQLite file, or None. With SQLITE_TASK_ROOT set, each
+    tenant's files live under <root>/<tenant slug>/: a path outside it (another tenant's
+    warehouse, any file the worker can read) is refused."""
+    root = settings.SQLITE_TASK_ROOT
+    if info.kind != "sqlite" or not root or info.database == ":memory:":
+        return None
+    allowed = (Path(root) / tenant_slug).resolve()
+    if not Path(info.database).resolve().is_relative_to(allowed):
+        return (
+            f"connection {info.name!r}: SQLite files of this tenant must be under {allowed}/ "
+            "(platform setting SQLITE_TASK_ROOT)"
+        )
+    return None
 
 
 def is_platform_database(info: ConnectionInfo, addresses: set[str] | None = None) -> bool:
@@ -594,7 +612,7 @@ def _summary(result: Mapping[str, Any]) -> str:
 # --- entry points --------------------------------------------------------------------------
 
 
-def run_sql(a: Attempt) -> engine.Outcome:
+def run_sql(a: Attempt) -> Outcome:
     """The sql task: its rows as {"columns", "rows" (at most max_rows), "rowcount",
     "truncated"}, or {"rowcount"} for a statement without a result set."""
     task = a.task
@@ -610,7 +628,7 @@ def run_sql(a: Attempt) -> engine.Outcome:
     started = time.monotonic()
     result = _query(info, q, a.should_stop)
     a.log(f"{_label(info)}: {_summary(result)} in {_ms(started)} ms")
-    return engine.Outcome("success", result=result)
+    return Outcome("success", result=result)
 
 
 def check_sql(a: Attempt) -> tuple[bool, str]:

@@ -35,10 +35,9 @@ import urllib3
 from django.conf import settings
 from kubernetes.client.exceptions import ApiException
 
-from runs import engine
-from runs.process import OutputSink
-from runs.skip import SKIP_EXIT_CODE
-from runs.taskapi import Attempt, TaskFailed
+from runs.tasktypes.contract import Attempt, Outcome, TaskFailed
+from runs.tasktypes.process import OutputSink, last_line_result
+from runs.tasktypes.skip import SKIP_EXIT_CODE
 
 __all__ = ["build_env_secret", "build_job", "job_name", "run_container"]
 
@@ -519,24 +518,19 @@ def _started(pod: Any) -> bool:
     return state is not None and (state.running is not None or state.terminated is not None)
 
 
-def _outcome(end: _End, tail: bytes, timeout: int | None) -> engine.Outcome:
-    from runs.executor import _last_line_result  # here: runs.executor imports this module
+def _outcome(end: _End, tail: bytes, timeout: int | None) -> Outcome:
 
     if end.deadline:
-        return engine.Outcome(
-            "failed", error=f"timed out after {timeout}s; Kubernetes stopped the Job"
-        )
+        return Outcome("failed", error=f"timed out after {timeout}s; Kubernetes stopped the Job")
     if end.exit_code == 0:
-        return engine.Outcome("success", exit_code=0, result=_last_line_result(tail))
+        return Outcome("success", exit_code=0, result=last_line_result(tail))
     if end.exit_code == SKIP_EXIT_CODE:
-        return engine.Outcome("skipped", exit_code=end.exit_code)
+        return Outcome("skipped", exit_code=end.exit_code)
     if end.exit_code is not None:
         why = f" ({end.reason})" if end.reason not in ("", "Error", "Completed") else ""
-        return engine.Outcome(
-            "failed", exit_code=end.exit_code, error=f"exit code {end.exit_code}{why}"
-        )
+        return Outcome("failed", exit_code=end.exit_code, error=f"exit code {end.exit_code}{why}")
     detail = f": {end.message}" if end.message else ""
-    return engine.Outcome("failed", error=f"the Job failed: {end.reason}{detail}")
+    return Outcome("failed", error=f"the Job failed: {end.reason}{detail}")
 
 
 class _Watch:
@@ -550,20 +544,20 @@ class _Watch:
         self.waiting: dict[str, float] = {}  # start error reason -> when first seen
         self.api_down_since: float | None = None
 
-    def run(self) -> engine.Outcome:
+    def run(self) -> Outcome:
         started = time.monotonic()
         try:
             while True:
                 if self.a.should_stop():
                     self.kube.delete(self.a)
-                    return engine.Outcome(
+                    return Outcome(
                         "failed",
                         error="stopped: the attempt was cancelled or lost its lease; "
                         "its Job was deleted",
                     )
                 if self.timeout and time.monotonic() - started >= self.timeout:
                     self.kube.delete(self.a)
-                    return engine.Outcome(
+                    return Outcome(
                         "failed", error=f"timed out after {self.timeout}s; its Job was deleted"
                     )
                 outcome = self._check()
@@ -574,7 +568,7 @@ class _Watch:
             if self.stream is not None:
                 self.stream.stop()
 
-    def _check(self) -> engine.Outcome | None:
+    def _check(self) -> Outcome | None:
         try:
             job, pod = self.kube.job(), self.kube.pod()
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -607,7 +601,7 @@ class _Watch:
         elif self.stream.error:
             self.a.log(f"the log stream failed: {self.stream.error}")
 
-    def _start_error(self, pod: Any) -> engine.Outcome | None:
+    def _start_error(self, pod: Any) -> Outcome | None:
         state = _state(pod)
         waiting = state.waiting if state is not None else None
         if waiting is None or waiting.reason not in START_ERRORS:
@@ -622,13 +616,13 @@ class _Watch:
             return None
         self.kube.delete(self.a)
         detail = f": {message}" if message else ""
-        return engine.Outcome(
+        return Outcome(
             "failed",
             error=f"the container could not start: {reason}{detail}",
             retryable=reason not in HOPELESS,
         )
 
-    def _api_trouble(self, exc: Exception) -> engine.Outcome | None:
+    def _api_trouble(self, exc: Exception) -> Outcome | None:
         """A passing API outage must not fail a long task; a lasting one (or a refusal,
         e.g. RBAC) does, and takes the Job down with it so no try runs unwatched."""
         text = _api_error(exc) if isinstance(exc, ApiException) else str(exc)
@@ -640,7 +634,7 @@ class _Watch:
             if now - self.api_down_since < float(_setting("KUBERNETES_API_GRACE_SECONDS", 60)):
                 return None
         self.kube.delete(self.a)
-        return engine.Outcome(
+        return Outcome(
             "failed",
             error=f"lost track of Job {self.kube.name}: {text}",
             retryable=_transient(exc),
@@ -666,7 +660,7 @@ def _start(kube: _Kube, a: Attempt, namespace: str) -> None:
             raise
 
 
-def run_container(a: Attempt) -> engine.Outcome:
+def run_container(a: Attempt) -> Outcome:
     namespace = a.task.get("namespace") or _setting("KUBERNETES_NAMESPACE", "default")
     name = job_name(a.ti.run_id, a.ti.task_id, a.ti.try_number)
     client = _api_client()

@@ -4,7 +4,7 @@ service serving in this process (`standalone`).
 
 With `--distributed` (`make demo-distributed`) the same runs on PostgreSQL and Redis, with
 the production processes started side by side: gunicorn, two workers, a housekeeper and a
-beat (orchestrator/processes.py)."""
+beat (devtools/processes.py)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from devtools.demo_api import SalesApi
+from devtools.processes import Distributed, ensure_database
 from orchestrator import services
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
-from orchestrator.demo_api import SalesApi
 from orchestrator.errors import Invalid
 from orchestrator.management.commands.standalone import Standalone
 from orchestrator.models import ApiToken, Role, Tenant
-from orchestrator.processes import Distributed, ensure_database
-from runs.sandbox import probe, uid_for
+from runs.tasktypes.sandbox import probe, uid_for
 
 DEMO_TENANT = "demo"
 DEMO_USER = "admin"

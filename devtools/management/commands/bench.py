@@ -23,14 +23,14 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from devtools.bench import baseline
+from devtools.bench.scenarios import Engine
+from devtools.bench.stats import Client, Figure
+from devtools.bench.task_start import task_start
+from devtools.processes import WEB_LAYOUT, Distributed, ensure_database
 from orchestrator import services
 from orchestrator.actors import Actor
-from orchestrator.bench import baseline
-from orchestrator.bench.scenarios import Engine
-from orchestrator.bench.stats import Client, Figure
-from orchestrator.bench.task_start import task_start
 from orchestrator.models import Role, Tenant
-from orchestrator.processes import WEB_LAYOUT, Distributed, ensure_database
 
 SCENARIOS = [
     "chain-100",
@@ -93,7 +93,7 @@ class Command(BaseCommand):
             "BENCH_KEY_PREFIX": f"{prefix}baseline:",
         }
         baseline.configure(baseline_env["BENCH_BROKER_URL"], baseline_env["BENCH_KEY_PREFIX"])
-        raw = [sys.executable, "-m", "celery", "-A", "orchestrator.bench.baseline", "worker"]
+        raw = [sys.executable, "-m", "celery", "-A", "devtools.bench.baseline", "worker"]
         processes = Distributed(
             host="127.0.0.1",
             port=port,

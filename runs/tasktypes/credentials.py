@@ -7,9 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from connections.info import ConnectionInfo
+from connections.runtime import get_connection, get_secret, get_variable
 from orchestrator.crypto import DecryptionError
-from runs.masking import Masker
-from runs.taskapi import ConnectionInfo, TaskFailed
+from orchestrator.models import Tenant
+from runs.tasktypes.contract import TaskFailed
+from runs.tasktypes.masking import Masker
+from runs.tasktypes.sql import sqlite_refusal
 
 __all__ = ["Credentials"]
 
@@ -114,8 +118,6 @@ class Credentials:
         }
 
     def secret(self, name: str) -> str:
-        from connections.runtime import get_secret
-
         value = _opened(get_secret, self.tenant_id, name)
         if value is None:
             raise TaskFailed(f"secret {name!r} not found in this tenant", retryable=False)
@@ -124,8 +126,6 @@ class Credentials:
         return value
 
     def variable(self, name: str) -> str:
-        from connections.runtime import get_variable
-
         value = _opened(get_variable, self.tenant_id, name)
         if value is None:
             raise TaskFailed(f"variable {name!r} not found in this tenant", retryable=False)
@@ -134,15 +134,10 @@ class Credentials:
 
     def connection(self, name: str) -> ConnectionInfo:
         if name not in self._connections:
-            from connections.runtime import get_connection
-
             info = _opened(get_connection, self.tenant_id, name)
             if info is None:
                 raise TaskFailed(f"connection {name!r} not found in this tenant", retryable=False)
             if info.kind == "sqlite":
-                from orchestrator.models import Tenant
-                from runs.connection_check import sqlite_refusal
-
                 slug = Tenant.objects.values_list("slug", flat=True).get(pk=self.tenant_id)
                 if (refusal := sqlite_refusal(info, slug)) is not None:
                     raise TaskFailed(refusal, retryable=False)

@@ -18,8 +18,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from devtools.bench.stats import Client, percentile
 from orchestrator.actors import Actor
-from orchestrator.bench.stats import Client, percentile
 from orchestrator.context import tenant_scope
 from orchestrator.models import AuditChainHead, AuditEvent, Tenant
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun

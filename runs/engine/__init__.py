@@ -1,0 +1,47 @@
+"""The engine: the run and task state machines. Every transition is a compare-and-set
+UPDATE on the state (and the try number), so a duplicate message, a second reconciler or a
+late worker can never run a try twice or revive a finished instance. Messages are sent only
+after commit: the database is the truth, the broker a doorbell.
+
+Its rooms: `creation` (new runs), `admission` (may a run start), `progress` (trigger rules,
+dispatch, a run's end), `claim` and `finish` (a try's start and end on a worker),
+`messaging` (queues, doorbells, continuation) and `repair` (the reconciler). This module
+hands on the use cases that the rest of `runs` calls."""
+
+from runs.engine.admission import start_queued_runs, start_waiting_runs
+from runs.engine.claim import claim, claim_many, renew_lease
+from runs.engine.creation import Created, create_and_start_run, create_run
+from runs.engine.finish import finish, finish_inline, retry_delay
+from runs.engine.messaging import keeping_next, queue_for, release_kept, send, take_kept
+from runs.engine.progress import EndedRun, advance, dispatch, lock_run, on_run_ended, stop_run
+from runs.engine.repair import reconcile, register_repair
+
+__all__ = [
+    "Created",
+    "EndedRun",
+    "advance",
+    "claim",
+    "claim_many",
+    "create_and_start_run",
+    "create_run",
+    "dispatch",
+    "finish",
+    "finish_inline",
+    "keeping_next",
+    "lock_run",
+    "on_run_ended",
+    "queue_for",
+    "reconcile",
+    "register_repair",
+    "release_kept",
+    "renew_lease",
+    "retry_delay",
+    "send",
+    "start_queued_runs",
+    "start_waiting_runs",
+    "stop_run",
+    "take_kept",
+]
+
+# A run's end frees a slot of its workflow and its tenant: start what waited for one.
+on_run_ended(lambda run: start_waiting_runs(run.workflow_id, run.tenant_id))

@@ -1,0 +1,99 @@
+"""Claiming tries: a worker takes a queued try with a compare-and-set UPDATE (a duplicate
+message, a stale try or a cancelled instance claims nothing), records its attempt with a
+lease, and renews the lease while the task runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from runs.engine.messaging import INLINE_TYPES
+from runs.models import TaskAttempt, TaskInstance
+
+__all__ = ["claim", "claim_many", "renew_lease"]
+
+TI = TaskInstance.State
+
+
+def claim(
+    ti_id: int, try_number: int, *, worker: str, pid: int, token: str = ""
+) -> TaskAttempt | None:
+    """Take a queued try for this worker; None when it is not (or no longer) ours to run:
+    a duplicate message, a stale try, a cancelled instance.
+
+    `token` makes a retried claim safe: when the database committed the first call but its
+    answer was lost, the retry finds the instance running and returns the attempt that the
+    first call created under the same token (instead of leaving the try to lapse)."""
+    claimed = claim_many([(ti_id, try_number)], worker=worker, pid=pid, token=token, any_type=True)
+    return claimed[0] if claimed else None
+
+
+def claim_many(
+    tries: list[tuple[int, int]],
+    *,
+    worker: str,
+    pid: int,
+    token: str,
+    any_type: bool = False,
+) -> list[TaskAttempt]:
+    """Claim tries in one statement and one insert; tries no longer queued (or, unless
+    `any_type`, not of INLINE_TYPES) are left out. A retry after a lost answer returns the
+    attempts the first call created under `token`."""
+    now = timezone.now()
+    pairs = ", ".join(["(%s, %s)"] * len(tries))
+    types = sorted(INLINE_TYPES)
+    only_inline = "" if any_type else f" AND task_type IN ({', '.join(['%s'] * len(types))})"
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TaskInstance._meta.db_table} SET state = %s, started_at = %s "  # noqa: S608
+            f"WHERE (id, try_number) IN ({pairs}) AND state = %s{only_inline} "
+            "RETURNING id, tenant_id, try_number",
+            [
+                TI.RUNNING,
+                now,
+                *[v for t in tries for v in t],
+                TI.QUEUED,
+                *([] if any_type else types),
+            ],
+        )
+        rows = cursor.fetchall()
+        if not rows:
+            if not token:
+                return []
+            return list(
+                TaskAttempt.objects.dangerously_unscoped().filter(
+                    claim_token=token,
+                    state=TaskAttempt.State.RUNNING,
+                    task_instance_id__in=[ti_id for ti_id, _ in tries],
+                )
+            )
+        lease = now + dt.timedelta(seconds=settings.TASK_LEASE_SECONDS)
+        return TaskAttempt.objects.dangerously_unscoped().bulk_create(
+            [
+                TaskAttempt(
+                    tenant_id=tenant_id,
+                    task_instance_id=ti_id,
+                    try_number=try_number,
+                    worker=worker,
+                    pid=pid,
+                    claim_token=token,
+                    started_at=now,
+                    lease_expires_at=lease,
+                )
+                for ti_id, tenant_id, try_number in rows
+            ]
+        )
+
+
+def renew_lease(attempt_id: int) -> bool:
+    """Extend the lease; False when the attempt is no longer running (cancelled, expired)."""
+    expires = timezone.now() + dt.timedelta(seconds=settings.TASK_LEASE_SECONDS)
+    return (
+        TaskAttempt.objects.dangerously_unscoped()
+        .filter(pk=attempt_id, state=TaskAttempt.State.RUNNING)
+        .update(lease_expires_at=expires)
+        == 1
+    )

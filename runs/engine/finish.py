@@ -1,0 +1,172 @@
+"""Finishing tries: how an attempt ended (an `Outcome`) becomes its instance's new state
+(success, failed, a retry after a backoff, a sensor's next check, a lost try given back),
+and the run moves on from there. Every step is a compare-and-set, so a late worker or a
+second reconciler never settles a try twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from runs.engine.progress import advance, dispatch, downstream_pending, lock_run, unmoved_by_success
+from runs.graph import graph_for
+from runs.models import TaskAttempt, TaskInstance
+from runs.tasktypes.contract import Outcome
+
+__all__ = ["finish", "finish_inline", "retry_delay"]
+
+TI = TaskInstance.State
+
+
+def finish_inline(attempt_ids: list[int]) -> int:
+    """Record a batch of INLINE_TYPES attempts as successful and move their runs on: per
+    run, one lock, one update of the attempts and one of the instances, one pass over the
+    downstream. Returns how many were recorded (attempts settled elsewhere are skipped)."""
+    now = timezone.now()
+    done = 0
+    with transaction.atomic():
+        rows = list(
+            TaskAttempt.objects.dangerously_unscoped()
+            .filter(pk__in=attempt_ids)
+            .values_list("id", "task_instance_id", "try_number", "task_instance__run_id")
+        )
+        by_run: dict[int, list[tuple[int, int, int]]] = {}
+        for attempt_id, ti_id, try_number, run_id in rows:
+            by_run.setdefault(run_id, []).append((attempt_id, ti_id, try_number))
+        for run_id in sorted(by_run):  # one lock order: no deadlock between two batches
+            run = lock_run(run_id)
+            items = by_run[run_id]
+            live = set(
+                TaskAttempt.objects.dangerously_unscoped()
+                .filter(pk__in=[a for a, _, _ in items], state=TaskAttempt.State.RUNNING)
+                .values_list("id", flat=True)
+            )
+            items = [item for item in items if item[0] in live]
+            if not items:
+                continue
+            TaskAttempt.objects.dangerously_unscoped().filter(pk__in=live).update(
+                state=TaskAttempt.State.SUCCESS, ended_at=now
+            )
+            tries = {ti_id: try_number for _, ti_id, try_number in items}
+            finished = [
+                task_id
+                for ti_id, task_id, try_number in TaskInstance.objects.dangerously_unscoped()
+                .filter(pk__in=list(tries), state=TI.RUNNING)
+                .values_list("id", "task_id", "try_number")
+                if tries[ti_id] == try_number
+            ]
+            TaskInstance.objects.dangerously_unscoped().filter(
+                run=run, task_id__in=finished, state=TI.RUNNING
+            ).update(state=TI.SUCCESS, ended_at=now, next_attempt_at=None, result=None)
+            done += len(finished)
+            graph = graph_for(run.version_id)
+            candidates = downstream_pending(run, graph, finished)
+            advance(
+                run,
+                graph,
+                [c for c in candidates if not unmoved_by_success(c, graph)],
+                known=dict.fromkeys(finished, TI.SUCCESS),
+            )
+    return done
+
+
+def retry_delay(*, delay: int, backoff: float, cap: int, try_number: int) -> float:
+    """Seconds before the next try: delay * backoff^(try-1), jittered by up to 10% when
+    backing off exponentially (so retries of many tasks spread out), never above the cap."""
+    seconds = delay * backoff ** max(0, try_number - 1)
+    if backoff > 1:
+        seconds *= random.uniform(0.9, 1.1)  # noqa: S311 (not cryptographic)
+    return float(min(seconds, cap))
+
+
+def finish(attempt_id: int, outcome: Outcome, claimed: TaskAttempt | None = None) -> str | None:
+    """Record how an attempt ended and move the run on. Returns the instance's new state,
+    or None when the attempt had already been settled elsewhere (nothing changes).
+
+    `claimed`: the attempt as its worker claimed it, with its instance as read after the
+    claim (`task_instance`), which spares reading both again. They are as good as a fresh
+    read for the reason given below."""
+    now = timezone.now()
+    with transaction.atomic():
+        if claimed is not None and claimed.pk == attempt_id:
+            attempt = claimed
+        else:
+            attempt = (
+                TaskAttempt.objects.dangerously_unscoped()
+                .select_related("task_instance")
+                .get(pk=attempt_id)
+            )
+        run = lock_run(attempt.task_instance.run_id)
+        if (
+            TaskAttempt.objects.dangerously_unscoped()
+            .filter(pk=attempt_id, state=TaskAttempt.State.RUNNING)
+            .update(
+                state=outcome.state,
+                ended_at=now,
+                exit_code=outcome.exit_code,
+                error=outcome.error[:10000],
+                rendered=outcome.rendered,
+                uses=outcome.uses,
+            )
+            != 1
+        ):
+            return None
+        # Read before the run lock (or before the task ran), and still right: a running
+        # instance's try number, max_tries and lost_tries change only under that lock, in a
+        # transaction that would have settled this attempt first (the compare-and-sets
+        # below would fail).
+        ti = attempt.task_instance
+        graph = graph_for(run.version_id)
+        new, next_at = outcome.state, None
+        changes: dict[str, Any] = {}
+        if outcome.state == TaskAttempt.State.RESCHEDULED:
+            # A sensor's check said "not yet": its slot is given back until the next check,
+            # which does not use up a try.
+            changes = {"max_tries": ti.max_tries + 1}
+            new, next_at = TI.SCHEDULED, outcome.reschedule_at
+        elif outcome.lost and ti.lost_tries < settings.TASK_LOST_TRY_LIMIT:
+            # A lost try is given back: one more try, at once.
+            changes = {"max_tries": ti.max_tries + 1, "lost_tries": ti.lost_tries + 1}
+            new, next_at = TI.UP_FOR_RETRY, now
+        elif outcome.state == TI.FAILED and outcome.retryable and ti.try_number < ti.max_tries:
+            eff = graph.effective(ti.task_id)
+            new = TI.UP_FOR_RETRY
+            next_at = now + dt.timedelta(
+                seconds=retry_delay(
+                    delay=eff.retry_delay,
+                    backoff=eff.retry_backoff,
+                    cap=eff.max_retry_delay,
+                    try_number=ti.try_number,
+                )
+            )
+        changes.update(state=new, next_attempt_at=next_at)
+        if outcome.state == TaskAttempt.State.RESCHEDULED:
+            changes["wait_started_at"] = Coalesce(F("wait_started_at"), attempt.started_at)
+        elif not outcome.lost:  # a lost try goes on waiting where it was
+            changes["wait_started_at"] = None
+        if new not in (TI.UP_FOR_RETRY, TI.SCHEDULED):
+            changes["ended_at"] = now
+        if outcome.state == TI.SUCCESS:
+            changes["result"] = outcome.result
+        if (
+            TaskInstance.objects.dangerously_unscoped()
+            .filter(pk=ti.pk, state=TI.RUNNING, try_number=attempt.try_number)
+            .update(**changes)
+            != 1
+        ):
+            return None
+        if new in (TI.UP_FOR_RETRY, TI.SCHEDULED):
+            dispatch(run, graph)  # its slot is free until the retry or the next check is due
+            return new
+        candidates = downstream_pending(run, graph, [ti.task_id])
+        if new == TI.SUCCESS:
+            candidates = [c for c in candidates if not unmoved_by_success(c, graph)]
+        advance(run, graph, candidates, known={ti.task_id: new})
+        return new

@@ -1,0 +1,392 @@
+"""Moving a run forward: deciding pending tasks by their trigger rules, queueing what may
+run (within max_active_tasks, highest priority first), and settling the run when nothing
+is left. Every transaction that moves tasks of a run locks the run row first
+(`lock_run`), so finishing a task, deciding its downstream and dispatching new ones happen
+one transaction at a time per run: joins are race-free (no lost wake-ups under READ
+COMMITTED) and max_active_tasks stays exact.
+
+What must follow a run's end (starting the runs that waited for its slot, feeding its
+backfill) is registered with `on_run_ended`, and runs after commit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from runs.engine.messaging import queue_for, send_queued
+from runs.graph import VersionGraph, graph_for
+from runs.models import TaskAttempt, TaskInstance, WorkflowRun
+from runs.trigger_rules import Counts, evaluate
+
+__all__ = [
+    "EndedRun",
+    "active_runs_needing_attention",
+    "advance",
+    "dispatch",
+    "dispatch_runs",
+    "downstream_pending",
+    "lock_run",
+    "on_run_ended",
+    "requeue_retries",
+    "stop_run",
+    "time_out_run",
+    "unmoved_by_success",
+    "unstick",
+]
+
+TI = TaskInstance.State
+RUN = WorkflowRun.State
+UNFINISHED_RUN = (RUN.QUEUED, RUN.RUNNING)
+
+
+@dataclass(frozen=True)
+class EndedRun:
+    """A run that has just ended, as the hooks of `on_run_ended` get it."""
+
+    id: int
+    workflow_id: int
+    tenant_id: int
+    backfill_id: int | None
+
+
+_run_ended: list[Callable[[EndedRun], Any]] = []
+
+
+def on_run_ended(hook: Callable[[EndedRun], Any]) -> None:
+    """Call `hook` after the commit of every transaction that ends a run (robustly: an error
+    is logged, and the repairs catch up)."""
+    _run_ended.append(hook)
+
+
+def _ended(run: WorkflowRun) -> None:
+    ended = EndedRun(run.pk, run.workflow_id, run.tenant_id, run.backfill_id)
+    for hook in _run_ended:
+        transaction.on_commit(lambda hook=hook: hook(ended), robust=True)  # type: ignore[misc]
+
+
+def lock_run(run_id: int) -> WorkflowRun:
+    """The run, locked, with its tenant (not locked) read in the same statement: `dispatch`
+    sends to the queue the tenant's policy names at this moment."""
+    return (
+        WorkflowRun.objects.dangerously_unscoped()
+        .select_for_update(of=("self",), no_key=True)
+        .select_related("tenant")
+        .get(pk=run_id)
+    )
+
+
+def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:
+    """Settle the run once every instance has finished: failed if any failed or
+    upstream_failed without allow_failure, else success."""
+    if (
+        TaskInstance.objects.dangerously_unscoped()
+        .filter(run=run)
+        .exclude(state__in=TaskInstance.FINISHED)
+        .exists()
+    ):
+        return False
+    failing = TaskInstance.objects.dangerously_unscoped().filter(
+        run=run, state__in=[TI.FAILED, TI.UPSTREAM_FAILED]
+    )
+    fails = any(not graph.task(t).allow_failure for t in failing.values_list("task_id", flat=True))
+    state = RUN.FAILED if fails else RUN.SUCCESS
+    if (
+        WorkflowRun.objects.dangerously_unscoped()
+        .filter(pk=run.pk, state=RUN.RUNNING)
+        .update(state=state, ended_at=timezone.now())
+    ):
+        _ended(run)
+        return True
+    return False
+
+
+def stop_run(run: WorkflowRun, final: str, reason: str) -> None:
+    """End the (locked) run: unfinished instances `cancelled`, running attempts `cancelled`
+    (their workers see the lease gone at the next heartbeat and kill the process group)."""
+    now = timezone.now()
+    WorkflowRun.objects.dangerously_unscoped().filter(pk=run.pk, state__in=UNFINISHED_RUN).update(
+        state=final, ended_at=now
+    )
+    TaskAttempt.objects.dangerously_unscoped().filter(
+        task_instance__run=run, state=TaskAttempt.State.RUNNING
+    ).update(state=TaskAttempt.State.CANCELLED, ended_at=now, error=reason)
+    TaskInstance.objects.dangerously_unscoped().filter(run=run).exclude(
+        state__in=TaskInstance.FINISHED
+    ).update(state=TI.CANCELLED, ended_at=now, next_attempt_at=None, wait_started_at=None)
+    _ended(run)
+
+
+def time_out_run(run_id: int, timeout: int) -> bool:
+    """Fail a running run that exceeded the workflow's run `timeout`, cancelling the rest."""
+    with transaction.atomic():
+        run = lock_run(run_id)
+        if run.state != RUN.RUNNING:
+            return False
+        stop_run(run, RUN.FAILED, f"the run exceeded its timeout of {timeout}s")
+        return True
+
+
+# --- task instances ----------------------------------------------------------------------
+
+
+def advance(
+    run: WorkflowRun,
+    graph: VersionGraph,
+    candidates: Iterable[TaskInstance],
+    known: dict[str, str] | None = None,
+) -> None:
+    """Decide pending candidates by their trigger rules, wave by wave: what settles
+    (skipped, upstream_failed) is counted off its downstream, which forms the next wave.
+    Then dispatch what is ready and settle the run if nothing is left. The run is locked,
+    so no pending instance changes under our feet. `known`: states this transaction has
+    just written (task id -> state), which need not be read back."""
+    wave = list(candidates)
+    known = dict(known or {})
+    ready: list[int] = []  # may run: queued by dispatch, or `scheduled` if no slot is free
+    while wave:
+        # The counters say which upstreams may have finished; read only those states.
+        needed = {
+            up
+            for ti in wave
+            if ti.pending_upstreams < len(graph.upstream[ti.task_id])
+            for up in graph.upstream[ti.task_id]
+            if up not in known
+        }
+        states = dict(known)
+        if needed:
+            states.update(
+                TaskInstance.objects.dangerously_unscoped()
+                .filter(run=run, task_id__in=needed)
+                .values_list("task_id", "state")
+            )
+        verdicts: dict[str, list[TaskInstance]] = {"run": [], "skip": [], "upstream_failed": []}
+        for ti in wave:
+            ups = graph.upstream[ti.task_id]
+            counts = Counts.of(len(ups), (states[u] for u in ups if u in states))
+            decision = evaluate(graph.task(ti.task_id).trigger_rule, counts)
+            if decision != "wait":
+                verdicts[decision].append(ti)
+        ready += [t.pk for t in verdicts["run"]]
+        settled: list[str] = []
+        for decision, new in (("skip", TI.SKIPPED), ("upstream_failed", TI.UPSTREAM_FAILED)):
+            if verdicts[decision]:
+                TaskInstance.objects.dangerously_unscoped().filter(
+                    pk__in=[t.pk for t in verdicts[decision]], state=TI.PENDING
+                ).update(state=new, ended_at=timezone.now())
+                settled += [t.task_id for t in verdicts[decision]]
+                known.update((t.task_id, new) for t in verdicts[decision])
+        # Still `pending` in the table, a ready instance is decided once only.
+        decided = set(ready)
+        wave = [t for t in downstream_pending(run, graph, settled) if t.pk not in decided]
+    if not dispatch(run, graph, ready):  # something queued: the run is not done
+        _finish_run_if_done(run, graph)
+
+
+def downstream_pending(
+    run: WorkflowRun, graph: VersionGraph, finished: list[str]
+) -> list[TaskInstance]:
+    """Count the finished tasks off their downstream instances (one statement per distinct
+    count: a join that 50 finished upstreams feed is decremented once, by 50); return those
+    still pending."""
+    decrements: dict[str, int] = {}
+    for task_id in finished:
+        for down in graph.downstream[task_id]:
+            decrements[down] = decrements.get(down, 0) + 1
+    if not decrements:
+        return []
+    by_amount: dict[int, list[str]] = {}
+    for down, amount in decrements.items():
+        by_amount.setdefault(amount, []).append(down)
+    table = TaskInstance._meta.db_table
+    # GREATEST is MAX with several arguments in SQLite; both return the updated rows.
+    floor = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    fields = _DOWNSTREAM_FIELDS
+    rows = []
+    with connection.cursor() as cursor:
+        for amount, downs in by_amount.items():
+            cursor.execute(
+                f"UPDATE {table} SET pending_upstreams = {floor}(pending_upstreams - %s, 0) "  # noqa: S608
+                f"WHERE run_id = %s AND task_id IN ({', '.join(['%s'] * len(downs))}) "
+                f"RETURNING {', '.join(fields)}",
+                [amount, run.pk, *downs],
+            )
+            rows += cursor.fetchall()
+    # Instances with these fields loaded (any other is read if used).
+    state = fields.index("state")
+    return [
+        TaskInstance.from_db(connection.alias, fields, row)
+        for row in sorted(rows)
+        if row[state] == TI.PENDING
+    ]
+
+
+# What deciding a downstream instance reads, in the model's field order (as from_db wants).
+_DOWNSTREAM_FIELDS = [
+    f.attname
+    for f in TaskInstance._meta.concrete_fields
+    if f.attname in {"id", "task_id", "state", "pending_upstreams"}
+]
+
+
+# Rules that neither run nor settle a task on one more upstream success while other
+# upstreams are unfinished: they wait for all upstreams, and settle early only on a failure
+# or a skip (which would already have settled a still-pending task).
+_WAIT_FOR_ALL = frozenset(
+    {
+        "all_success",
+        "all_done",
+        "all_done_min_one_success",
+        "none_failed",
+        "none_failed_min_one_success",
+        "none_skipped",
+        "one_failed",
+    }
+)
+
+
+def unmoved_by_success(ti: TaskInstance, graph: VersionGraph) -> bool:
+    """True when an upstream's success cannot change this instance yet: spares a join of
+    N upstreams from reading N states on each of its N upstream completions."""
+    return ti.pending_upstreams > 0 and graph.task(ti.task_id).trigger_rule in _WAIT_FOR_ALL
+
+
+def dispatch(
+    run: WorkflowRun, graph: VersionGraph | None = None, ready: list[int] | None = None
+) -> list[tuple[int, int]]:
+    """Queue scheduled instances, highest priority first, up to max_active_tasks; their
+    messages go out after commit. The run row must be locked by the caller. `ready`:
+    pending instances that their trigger rules just let run. They compete for the slots
+    with the scheduled ones, and those that get none become `scheduled`."""
+    ready = ready or []
+    rows = (
+        _queue(run, graph or graph_for(run.version_id), ready) if run.state == RUN.RUNNING else []
+    )
+    left = set(ready).difference(int(r[0]) for r in rows)
+    if left:
+        TaskInstance.objects.dangerously_unscoped().filter(pk__in=left, state=TI.PENDING).update(
+            state=TI.SCHEDULED
+        )
+    if not rows:
+        return []
+    # The tenant came with the run's lock (`lock_run`): its policy as of now.
+    queue = queue_for(run.tenant.policy)
+    return send_queued([(r[0], r[1], r[2], queue) for r in rows])
+
+
+def _queue(run: WorkflowRun, graph: VersionGraph, ready: list[int]) -> list[tuple[Any, ...]]:
+    """One statement: the free slots (max_active_tasks less what is queued or running), the
+    highest-priority scheduled (or ready) instances that fit, and their move to `queued`.
+    Rows (id, try number, type, priority), highest priority first."""
+    table = TaskInstance._meta.db_table
+    now = timezone.now()
+    in_ready = f"id IN ({', '.join(['%s'] * len(ready))})" if ready else "FALSE"
+    waiting = (
+        f"((state = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s)) "
+        f"OR (state = %s AND {in_ready}))"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET state = %s, try_number = try_number + 1, queued_at = %s, "  # noqa: S608
+            f"next_attempt_at = NULL WHERE id IN (SELECT id FROM {table} WHERE run_id = %s "
+            f"AND {waiting} "
+            "ORDER BY priority DESC, id LIMIT (SELECT CASE WHEN n > 0 THEN n ELSE 0 END FROM "
+            f"(SELECT %s - COUNT(*) AS n FROM {table} WHERE run_id = %s AND state IN (%s, %s)) "
+            "free)) AND state IN (%s, %s) RETURNING id, try_number, task_type, priority",
+            [
+                TI.QUEUED,
+                now,
+                run.pk,
+                TI.SCHEDULED,
+                now,  # a sensor waits in `scheduled` until its next check is due
+                TI.PENDING,
+                *ready,
+                graph.spec.max_active_tasks,
+                run.pk,
+                TI.QUEUED,
+                TI.RUNNING,
+                TI.SCHEDULED,
+                TI.PENDING,
+            ],
+        )
+        # Highest priority first: the order the messages go out in.
+        return sorted(cursor.fetchall(), key=lambda r: (-int(r[3]), int(r[0])))
+
+
+def requeue_retries(ti_ids: Iterable[int]) -> int:
+    """Move due retries back to `scheduled` and dispatch them."""
+    moved = 0
+    for run_id, ids in _by_run(ti_ids).items():
+        with transaction.atomic():
+            run = lock_run(run_id)
+            moved += (
+                TaskInstance.objects.dangerously_unscoped()
+                .filter(pk__in=ids, state=TI.UP_FOR_RETRY)
+                .update(state=TI.SCHEDULED, next_attempt_at=None)
+            )
+            dispatch(run)
+    return moved
+
+
+def dispatch_runs(run_ids: Iterable[int]) -> int:
+    """Dispatch each run (what became due without an event: a sensor's next check)."""
+    queued = 0
+    for run_id in run_ids:
+        with transaction.atomic():
+            queued += len(dispatch(lock_run(run_id)))
+    return queued
+
+
+def _by_run(ti_ids: Iterable[int]) -> dict[int, list[int]]:
+    grouped: dict[int, list[int]] = {}
+    for ti_id, run_id in (
+        TaskInstance.objects.dangerously_unscoped()
+        .filter(pk__in=list(ti_ids))
+        .values_list("id", "run_id")
+    ):
+        grouped.setdefault(run_id, []).append(ti_id)
+    return grouped
+
+
+def unstick(run_id: int) -> None:
+    """Re-evaluate a running run from the database alone: pending instances whose rules
+    can be decided, scheduled ones not dispatched, a run whose instances all finished."""
+    with transaction.atomic():
+        run = lock_run(run_id)
+        if run.state != RUN.RUNNING:
+            return
+        advance(
+            run,
+            graph_for(run.version_id),
+            TaskInstance.objects.dangerously_unscoped()
+            .filter(run=run, state=TI.PENDING)
+            .order_by("id"),
+        )
+
+
+def active_runs_needing_attention() -> list[int]:
+    """Running runs with pending or scheduled instances but nothing queued or running."""
+    busy = Count(
+        "task_instances",
+        filter=Q(task_instances__state__in=[TI.QUEUED, TI.RUNNING, TI.UP_FOR_RETRY]),
+    )
+    # A sensor waiting for its next check (scheduled, due later) is not stuck.
+    waiting = Count(
+        "task_instances",
+        filter=Q(task_instances__state__in=[TI.PENDING, TI.SCHEDULED])
+        & ~Q(task_instances__next_attempt_at__gt=timezone.now()),
+    )
+    unfinished = Count(
+        "task_instances", filter=~Q(task_instances__state__in=list(TaskInstance.FINISHED))
+    )
+    return list(
+        WorkflowRun.objects.dangerously_unscoped()
+        .filter(state=RUN.RUNNING)
+        .annotate(busy=busy, waiting=waiting, unfinished=unfinished)
+        .filter(Q(busy=0, waiting__gt=0) | Q(unfinished=0))
+        .values_list("id", flat=True)
+    )

@@ -1,0 +1,312 @@
+"""Executing one claimed try on a worker: render the task's templates, run it (shell and
+python in a child process), keep the lease alive, stream the log, report the outcome."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from jinja2 import TemplateError
+
+from runs import engine
+from runs.graph import graph_for
+from runs.models import TaskAttempt, TaskInstance, TaskLog
+from runs.tasktypes.contract import Attempt, Outcome, TaskFailed
+from runs.tasktypes.credentials import Credentials
+from runs.tasktypes.local import TaskOutput
+from runs.tasktypes.masking import Masker
+from runs.tasktypes.process import OutputSink
+from runs.tasktypes.registry import EXECUTORS
+from runs.tasktypes.resilience import DB_ERRORS, with_db_retry
+from workflows import dag
+from workflows.templating import environment
+
+__all__ = ["build_context", "execute", "execute_batch", "render_task"]
+
+logger = logging.getLogger(__name__)
+NATIVE_FIELDS = {"kwargs", "parameters", "json"}  # whole-expression templates keep their type
+NOT_RENDERED = {"type", "kind", "depends_on", "trigger_rule", "description", "until"}
+WORKER = socket.gethostname()
+
+
+# --- templates ---------------------------------------------------------------------------
+
+
+def _render_value(value: Any, context: dict[str, Any], native: bool) -> Any:
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        text = value.strip()
+        env = environment()
+        if native and text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
+            return env.compile_expression(text[2:-2].strip())(**context)
+        return env.from_string(value).render(**context)
+    if isinstance(value, list):
+        return [_render_value(v, context, native) for v in value]
+    if isinstance(value, dict):
+        return {k: _render_value(v, context, native) for k, v in value.items()}
+    return value
+
+
+def render_task(task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value if key in NOT_RENDERED else _render_value(value, context, key in NATIVE_FIELDS)
+        for key, value in task.items()
+    }
+
+
+def build_context(ti: TaskInstance) -> dict[str, Any]:
+    run = ti.run
+    graph = graph_for(run.version_id)
+    upstream = dag.upstream_of(graph.upstream, ti.task_id)
+    results = dict(
+        TaskInstance.objects.dangerously_unscoped()
+        .filter(run=run, task_id__in=upstream)
+        .values_list("task_id", "result")
+    )
+    logical = run.logical_date
+    return {
+        "run": {
+            "id": run.pk,
+            "logical_date": logical,
+            "trigger_source": run.trigger_source,
+            "workflow": run.workflow.name,
+            "version": graph.number,
+        },
+        "params": run.params,
+        "ds": logical.date().isoformat(),
+        "logical_date": logical,
+        "data_interval_start": run.data_interval_start or logical,
+        "data_interval_end": run.data_interval_end or logical,
+        "tasks": {tid: {"result": results.get(tid)} for tid in upstream},
+        "try_number": ti.try_number,
+        "task": {"id": ti.task_id, "type": ti.task_type},
+    }
+
+
+# --- the attempt's life ----------------------------------------------------------------
+
+
+class Heartbeat(threading.Thread):
+    """Renews the lease and writes new output to the log while the attempt runs. When the
+    lease cannot be renewed (cancelled, or expired and given away), it asks the executor to
+    stop, which kills the child's process group."""
+
+    def __init__(self, attempt_id: int, tenant_id: int, sink: OutputSink) -> None:
+        super().__init__(name=f"heartbeat-{attempt_id}", daemon=True)
+        self.attempt_id, self.tenant_id, self.sink = attempt_id, tenant_id, sink
+        self.lost = threading.Event()
+        self.done = threading.Event()
+        self.offset = 0
+
+    def run(self) -> None:
+        # Renewing also notices a cancelled attempt, so do it at least every second.
+        interval = max(0.2, min(1.0, settings.TASK_LEASE_SECONDS / 3))
+        renewed = time.monotonic()
+        waited = 0.0
+        try:
+            while not self.done.wait(settings.TASK_LOG_FLUSH_SECONDS):
+                waited += settings.TASK_LOG_FLUSH_SECONDS
+                try:
+                    self.flush()
+                    if waited >= interval:
+                        waited = 0.0
+                        if not engine.renew_lease(self.attempt_id):
+                            self.lost.set()
+                        renewed = time.monotonic()
+                except Exception as exc:
+                    # The database is away (or anything else went wrong): keep the output
+                    # and try again; the thread must not die, or the lease would lapse under
+                    # a live task. Past the lease, the reconciler may give the try away, so
+                    # stop the task ourselves: two copies of a try must not run side by side.
+                    if isinstance(exc, DB_ERRORS):
+                        logger.warning("heartbeat of attempt %s: %s", self.attempt_id, exc)
+                    else:
+                        logger.exception("heartbeat of attempt %s failed", self.attempt_id)
+                    connection.close()
+                    if time.monotonic() - renewed >= settings.TASK_LEASE_SECONDS:
+                        self.lost.set()
+        finally:
+            connection.close()
+
+    def flush(self, final: bool = False) -> None:
+        sink = self.sink
+        data = sink.drain(final) if isinstance(sink, TaskOutput) else sink.drain()
+        if not data:
+            return
+        try:
+            with transaction.atomic():
+                TaskLog.objects.dangerously_unscoped().create(
+                    tenant_id=self.tenant_id,
+                    attempt_id=self.attempt_id,
+                    offset=self.offset,
+                    data=data,
+                )
+                TaskAttempt.objects.dangerously_unscoped().filter(pk=self.attempt_id).update(
+                    log_bytes=self.offset + len(data)
+                )
+        except BaseException:
+            self.sink.unread(data)
+            raise
+        self.offset += len(data)
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.is_alive():
+            self.join()
+        with_db_retry(self.flush, True)
+
+
+def execute(ti_id: int, try_number: int, queue: str | None = None) -> str | None:
+    """Run one try if it is still ours to run; returns the instance's new state. Then, for
+    up to CONTINUE_SECONDS, run the next try its end made ready (see engine.keeping_next)
+    instead of sending it through the broker; past that, send it. `queue`: the queue the
+    message came from; a next try of another queue (another tenant's pool) is sent there,
+    never run here. None: no message (a caller running tries in-process)."""
+    close_old_connections()
+    started = time.monotonic()
+    state = _execute_one(ti_id, try_number)
+    _run_on(started, queue)
+    return state
+
+
+def _run_on(started: float, queue: str | None) -> None:
+    """Run the tries kept back for this worker (engine.keeping_next), one after another,
+    while they belong to `queue` (engine.take_kept sends any other to its own) and until
+    CONTINUE_SECONDS have passed since the delivery began; then send the last one."""
+    while time.monotonic() - started < settings.TASK_CONTINUE_SECONDS:
+        kept = engine.take_kept(queue)
+        if kept is None:
+            return
+        _execute_one(*kept)
+    engine.release_kept()  # autocommit here: goes out at once, to its queue
+
+
+def execute_batch(tries: list[tuple[int, int]], queue: str | None = None) -> int:
+    """Tries of INLINE_TYPES (noop): claimed in one statement, recorded in one transaction
+    per run. Then, as `execute` does, run on with what their end made ready (`queue`: the
+    one the message came from)."""
+    close_old_connections()
+    started = time.monotonic()
+    token = uuid.uuid4().hex
+    claimed = with_db_retry(engine.claim_many, tries, worker=WORKER, pid=os.getpid(), token=token)
+    if not claimed:
+        return 0
+    done = with_db_retry(_finish_inline_keeping_next, [a.pk for a in claimed])
+    _run_on(started, queue)
+    return done
+
+
+def _finish_inline_keeping_next(attempt_ids: list[int]) -> int:
+    with engine.keeping_next():
+        return engine.finish_inline(attempt_ids)
+
+
+def _execute_one(ti_id: int, try_number: int) -> str | None:
+    token = uuid.uuid4().hex
+    attempt = with_db_retry(
+        engine.claim, ti_id, try_number, worker=WORKER, pid=os.getpid(), token=token
+    )
+    if attempt is None:
+        logger.info("task instance %s try %s is not queued any more; skipping", ti_id, try_number)
+        return None
+    masker = Masker()
+    sink = TaskOutput(settings.TASK_LOG_MAX_BYTES, masker)
+    heartbeat = Heartbeat(attempt.pk, attempt.tenant_id, sink)
+    credentials = Credentials(attempt.tenant_id, masker)
+    rendered: dict[str, Any] = {}
+    claimed: TaskAttempt | None = None
+    try:
+        ti, task, context = with_db_retry(_prepare, ti_id)
+        if ti.try_number == attempt.try_number:  # read after the claim: finish needs no more
+            attempt.task_instance = ti
+            claimed = attempt
+        if ti.task_type != "noop":  # nothing to keep alive or to log: done in microseconds
+            heartbeat.start()
+        try:
+            if context:
+                context.update(credentials.template_names())
+                rendered = render_task(task, context)
+            else:
+                rendered = task
+            policy = ti.run.workflow.tenant.policy
+            a = Attempt(
+                attempt.pk,
+                ti,
+                rendered,
+                context,
+                sink,
+                heartbeat.lost.is_set,
+                connection=credentials.connection,
+                allowed_hosts=tuple(policy.get("http_allowed_hosts", [])),
+                sql_allowed_hosts=tuple(policy.get("sql_allowed_hosts", [])),
+            )
+            outcome = EXECUTORS[ti.task_type](a)
+        except TemplateError as exc:
+            outcome = Outcome("failed", error=f"template error: {exc}")
+        except TaskFailed as exc:
+            outcome = Outcome("failed", error=str(exc), retryable=exc.retryable)
+        outcome = _check_result(outcome)
+    except Exception:  # an executor bug must still end the attempt, with the traceback
+        outcome = Outcome("failed", error=f"internal error:\n{traceback.format_exc()}")
+    finally:
+        heartbeat.stop()
+    # Whatever a secret reached is recorded masked: the rendered task, the result, the error.
+    return with_db_retry(
+        _finish_keeping_next,
+        attempt.pk,
+        claimed,
+        dataclasses.replace(
+            outcome,
+            error=masker.mask(outcome.error),
+            result=masker.mask_json(outcome.result),
+            rendered=masker.mask_json(rendered),
+            uses=credentials.uses,
+        ),
+    )
+
+
+def _finish_keeping_next(
+    attempt_id: int, claimed: TaskAttempt | None, outcome: Outcome
+) -> str | None:
+    with engine.keeping_next():
+        return engine.finish(attempt_id, outcome, claimed)
+
+
+def _prepare(ti_id: int) -> tuple[TaskInstance, dict[str, Any], dict[str, Any]]:
+    """The instance, its task as plain data (with the effective timeout), its context."""
+    ti = (
+        TaskInstance.objects.dangerously_unscoped()
+        .select_related("run", "run__workflow", "run__workflow__tenant")
+        .get(pk=ti_id)
+    )
+    graph = graph_for(ti.run.version_id)
+    # Python mode: durations as seconds (JSON mode would format them as "1m30s").
+    task = graph.task(ti.task_id).model_dump(by_alias=True, exclude_none=True)
+    task["timeout"] = graph.effective(ti.task_id).timeout
+    # A noop renders nothing: spare it the query for its upstream results.
+    return ti, task, build_context(ti) if ti.task_type != "noop" else {}
+
+
+def _check_result(outcome: Outcome) -> Outcome:
+    if outcome.result is None:
+        return outcome
+    size = len(json.dumps(outcome.result))
+    cap = settings.TASK_RESULT_MAX_BYTES
+    if size > cap:
+        return Outcome(
+            "failed",
+            exit_code=outcome.exit_code,
+            error=f"the result is {size} bytes of JSON; the cap is {cap}",
+        )
+    return outcome
