@@ -24,8 +24,8 @@ from django.db import connection, models
 from django.utils import timezone
 
 from orchestrator.actors import Actor
+from orchestrator.fastsql import Insert, execute_in_one_trip, quote, statement
 from orchestrator.models import AuditChainHead, AuditEvent, Tenant
-from orchestrator.rows import Insert, execute_in_one_trip, quote
 
 __all__ = ["MASK", "ChainReport", "chain_key", "record", "snapshot", "verify_chain"]
 
@@ -94,6 +94,7 @@ def _sign(event: AuditEvent) -> str:
     return hmac.new(key, _canonical(event), hashlib.sha256).hexdigest()
 
 
+@statement("audit_chain_head")
 def _lock_head(key: str) -> AuditChainHead:
     """The chain's head, created when missing and locked until the transaction ends, in one
     statement: the no-op update on conflict takes the row lock and returns the row."""
@@ -161,6 +162,7 @@ def _move_head_sql(vendor: str) -> str:
     return f"UPDATE {table} SET seq = %s, hash = %s WHERE chain = %s"  # noqa: S608
 
 
+@statement("audit_append")
 def _append(event: AuditEvent) -> None:
     """Move the chain's head to the event and insert it (the order is free: the head's
     lock holds back every other audited change of the tenant until commit), in one round

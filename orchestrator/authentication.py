@@ -13,8 +13,8 @@ from django.db import connection
 from django.utils import timezone
 
 from orchestrator import tokens
+from orchestrator.fastsql import Columns, attach, quote, statement
 from orchestrator.models import ApiToken, Membership, Tenant
-from orchestrator.rows import Columns, attach, quote
 
 __all__ = ["TokenRejected", "authenticate_bearer"]
 
@@ -32,7 +32,7 @@ _TENANT = Columns(Tenant)
 def _token_query(vendor: str) -> str:
     """The token by prefix, with its user, its tenant and the user's membership role in
     that tenant (None when the user left it): one statement per request, written once
-    (every API call starts here; see orchestrator/rows.py)."""
+    (every API call starts here; see orchestrator/fastsql.py)."""
     return (
         f"SELECT {_TOKEN.select('k')}, {_USER.select('u')}, {_TENANT.select('t')}, "  # noqa: S608
         f"(SELECT m.{quote('role')} FROM {quote(Membership._meta.db_table)} m "
@@ -44,6 +44,7 @@ def _token_query(vendor: str) -> str:
     )
 
 
+@statement("token_by_prefix")
 def _read_token(prefix: str) -> ApiToken | None:
     # Tokens are looked up before any tenant is known: crossing tenants is the point here.
     with connection.cursor() as cursor:

@@ -9,6 +9,7 @@ from typing import Any
 
 from runs.trigger_rules import Counts, evaluate
 from workflows import dag
+from workflows.models import WorkflowVersion
 from workflows.spec import TaskBase, WorkflowSpec
 
 __all__ = ["Effective", "VersionGraph", "graph_for"]
@@ -63,7 +64,7 @@ class VersionGraph:
         """The tasks a new run starts at once (roots, and `always` whatever its upstreams),
         highest priority first and in spec order among equals: the order dispatch queues
         them in. With no upstream finished yet, no trigger rule settles a task early
-        (tests/test_trigger_rules.py holds that), so the rest simply wait."""
+        (tests/runs/test_trigger_rules.py holds that), so the rest simply wait."""
         order = {task_id: index for index, task_id in enumerate(self.spec.tasks)}
         ready = [
             task_id
@@ -82,8 +83,6 @@ def graph_for(version_id: int) -> VersionGraph:
     is read from the database (and parsed) once per process."""
     graph = _cache.get(version_id)
     if graph is None:
-        from workflows.models import WorkflowVersion
-
         raw, number = (
             WorkflowVersion.objects.dangerously_unscoped()
             .filter(pk=version_id)

@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 
 from orchestrator.context import current_tenant_ids
 from orchestrator.errors import NotFound
-from orchestrator.rows import Columns, attach, quote
+from orchestrator.fastsql import Columns, attach, in_tenants, quote, statement
 from runs.models import TaskAttempt, TaskInstance, TaskLog, WorkflowRun
 from workflows.models import Workflow, WorkflowVersion
 
@@ -64,7 +64,7 @@ _RUN_USER = Columns(get_user_model(), only=["username"])
 @functools.cache
 def _run_query(vendor: str, tenants: int, with_tasks: bool) -> str:
     """One run of the tenants in scope with what run_list() selects with it, written once:
-    every run endpoint reads its run here (see orchestrator/rows.py). `with_tasks`: one
+    every run endpoint reads its run here (see orchestrator/fastsql.py). `with_tasks`: one
     row per state of its task instances, with their count (the run repeated on each)."""
     id_ = quote("id")
     tasks, join = "", ""
@@ -80,7 +80,7 @@ def _run_query(vendor: str, tenants: int, with_tasks: bool) -> str:
         f"JOIN {_RUN_WORKFLOW.table} w ON w.{id_} = r.{quote('workflow_id')} "
         f"JOIN {_RUN_VERSION.table} v ON v.{id_} = r.{quote('version_id')} "
         f"LEFT JOIN {_RUN_USER.table} u ON u.{id_} = r.{quote('triggered_by_id')} {join}"
-        f"WHERE r.{id_} = %s AND r.{quote('tenant_id')} IN ({', '.join(['%s'] * tenants)})"
+        f"WHERE r.{id_} = %s AND {in_tenants('r', tenants)}"
     )
 
 
@@ -95,6 +95,7 @@ def run_detail(run_id: str | int) -> tuple[WorkflowRun, dict[str, int]]:
     return _read_run(run_id, with_tasks=True)
 
 
+@statement("run_by_id")
 def _read_run(run_id: str | int, with_tasks: bool) -> tuple[WorkflowRun, dict[str, int]]:
     tenant_ids = sorted(current_tenant_ids())
     rows: list[Any] = []
@@ -122,13 +123,14 @@ def _read_run(run_id: str | int, with_tasks: bool) -> tuple[WorkflowRun, dict[st
     return run, tasks
 
 
+@statement("task_state_counts")
 def task_summary(run: WorkflowRun) -> dict[str, int]:
     """Task instance count per state."""
     table = quote(TaskInstance._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT state, COUNT(*) FROM {table} WHERE run_id = %s AND tenant_id = %s "  # noqa: S608
-            "GROUP BY state",
+            f"SELECT i.state, COUNT(*) FROM {table} i WHERE i.run_id = %s "  # noqa: S608
+            f"AND {in_tenants('i', 1)} GROUP BY i.state",
             [run.pk, run.tenant_id],
         )
         return dict(cursor.fetchall())

@@ -1,5 +1,6 @@
-"""Executing one claimed try on a worker: render the task's templates, run it (shell and
-python in a child process), keep the lease alive, stream the log, report the outcome."""
+"""A worker's side of one try: claim it, render the task's templates, run its type's
+executor (runs.tasktypes.registry), keep the lease alive, stream the log, record the
+outcome with the engine, and run on the next try of a chain it made ready."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.testing import Team, allow_flush_of_append_only_tables, make_team
+from tests.harness import Team, allow_flush_of_append_only_tables, make_team
 
 __all__ = ["allow_flush_of_append_only_tables", "loopback_listener", "outsider", "team"]
 

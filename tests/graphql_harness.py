@@ -1,5 +1,5 @@
 """`MutationSuite`, the generic checks every app's GraphQL mutations inherit, as
-`EndpointSuite` (orchestrator.testing) does for REST: a role too low -> FORBIDDEN, another
+`EndpointSuite` (tests.harness) does for REST: a role too low -> FORBIDDEN, another
 tenant -> NOT_FOUND, each change audited once with source "graphql".
 
     class TestWorkflowMutations(MutationSuite):
@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import pytest
 
 from orchestrator import tokens
-from orchestrator.testing import (
+from tests.harness import (
     ROLES,
     Team,
     gql,

@@ -3,8 +3,6 @@ Redis key prefix of their own (so parallel runs never take each other's messages
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import shutil
 import signal
@@ -23,16 +21,10 @@ import redis
 from django.db import connection
 
 from orchestrator.celery import app
+from tests.subprocesses import ROOT, die_with_parent
 
-ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 LEASE_SECONDS = 3
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this process when the test run dies, so no worker outlives it."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Workers:
@@ -125,7 +117,7 @@ class Workers:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         self.processes.append(process)
         self.named[name] = process

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from jsonschema import Draft202012Validator
 
-if TYPE_CHECKING:
-    from workflows.spec import Param
+__all__ = ["Param", "param_errors", "params_schema"]
 
-__all__ = ["param_errors", "params_schema"]
+
+class Param(Protocol):
+    """What a parameter declares (workflows.spec.Param is the spec's model of it)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def default(self) -> Any: ...
+    @property
+    def enum(self) -> list[Any] | None: ...
+    @property
+    def minimum(self) -> float | None: ...
+    @property
+    def maximum(self) -> float | None: ...
+    @property
+    def pattern(self) -> str | None: ...
+    @property
+    def required(self) -> bool: ...
 
 
 def _schema(param: Param) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from django.db.models import Q, QuerySet
 
 from orchestrator.context import current_tenant_ids
 from orchestrator.errors import NotFound
+from orchestrator.fastsql import Columns, attach, in_tenants, quote, statement
 from orchestrator.models import Tenant
-from orchestrator.rows import Columns, attach, quote
 from workflows.models import Workflow, WorkflowVersion
 
 __all__ = ["get_version", "get_workflow", "live_workflows"]
@@ -38,18 +38,19 @@ _TENANT = Columns(Tenant)
 def _workflow_query(vendor: str, tenants: int) -> str:
     """A live workflow by name in the tenants in scope, with its current version and its
     tenant, written once: every workflow endpoint and each trigger starts here (see
-    orchestrator/rows.py)."""
+    orchestrator/fastsql.py)."""
     id_ = quote("id")
     return (
         f"SELECT {_WORKFLOW.select('w')}, {_VERSION.select('v')}, {_TENANT.select('t')} "  # noqa: S608
         f"FROM {_WORKFLOW.table} w JOIN {_TENANT.table} t ON t.{id_} = w.{quote('tenant_id')} "
         f"LEFT JOIN {_VERSION.table} v ON v.{id_} = w.{quote('current_version_id')} "
         f"WHERE w.{quote('name')} = %s AND w.{quote('deleted_at')} IS NULL "
-        f"AND w.{quote('tenant_id')} IN ({', '.join(['%s'] * tenants)}) "
+        f"AND {in_tenants('w', tenants)} "
         f"ORDER BY w.{id_} LIMIT 1"
     )
 
 
+@statement("workflow_by_name")
 def get_workflow(name: str) -> Workflow:
     """A live workflow with its current version and tenant (as live_workflows() has them)."""
     tenant_ids = sorted(current_tenant_ids())

@@ -23,6 +23,7 @@ from pydantic import (
 
 from workflows.durations import ACCEPTED as DURATION_ACCEPTED
 from workflows.durations import format_duration, parse_duration
+from workflows.params import param_errors
 
 __all__ = [
     "CATCHUP_POLICIES",
@@ -167,8 +168,6 @@ class Param(Strict):
         ):
             raise ValueError("minimum/maximum apply only to types integer and number")
         if self.default is not None:
-            from workflows.params import param_errors
-
             for problem in param_errors(self, self.default):
                 raise ValueError(f"default {problem}")
         return self

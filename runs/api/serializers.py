@@ -69,7 +69,7 @@ class RunSerializer(serializers.ModelSerializer[WorkflowRun]):
         return summaries.get(run.pk)
 
     def to_representation(self, instance: WorkflowRun) -> dict[str, Any]:
-        """What the fields above produce (tests/test_hot_reads.py holds the two
+        """What the fields above produce (tests/orchestrator/test_hot_reads.py holds the two
         equal), built directly: every trigger and run read answers with it, and DRF's
         field-by-field walk was a tenth of their CPU."""
 

@@ -15,8 +15,8 @@ from django.db import connection, transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
+from orchestrator.fastsql import Columns, execute_in_one_trip, quote, statement
 from orchestrator.models import Tenant
-from orchestrator.rows import Columns, execute_in_one_trip, quote
 from orchestrator.tenancy import tenant_quota
 from runs.engine.messaging import queue_for
 from runs.engine.progress import advance, lock_run
@@ -80,6 +80,7 @@ def _room_sql(vendor: str) -> tuple[list[str], str]:
     return locks, room
 
 
+@statement("run_admission")
 def room_for_new_run(run: WorkflowRun) -> tuple[bool, str]:
     """Lock the tenant and workflow rows (in that order, as start_queued_runs does). With
     the new `running` run counted, is the workflow within its max_active_runs and the

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from orchestrator.fastsql import statement
 from runs.engine.messaging import INLINE_TYPES
 from runs.models import TaskAttempt, TaskInstance
 
@@ -31,6 +32,7 @@ def claim(
     return claimed[0] if claimed else None
 
 
+@statement("claim_tries")
 def claim_many(
     tries: list[tuple[int, int]],
     *,

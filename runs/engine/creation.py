@@ -13,7 +13,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from orchestrator.rows import Insert
+from orchestrator.fastsql import Insert, statement
 from runs.engine.admission import room_for_new_run, start_queued_runs
 from runs.engine.messaging import send_queued
 from runs.graph import VersionGraph, graph_for
@@ -43,6 +43,7 @@ def create_run(
     return run
 
 
+@statement("run_insert")
 def _insert_run(
     workflow: Workflow,
     params: dict[str, Any],

@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from orchestrator.fastsql import statement
 from runs.engine.messaging import queue_for, send_queued
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
@@ -187,6 +188,7 @@ def advance(
         _finish_run_if_done(run, graph)
 
 
+@statement("downstream_countdown")
 def downstream_pending(
     run: WorkflowRun, graph: VersionGraph, finished: list[str]
 ) -> list[TaskInstance]:
@@ -278,6 +280,7 @@ def dispatch(
     return send_queued([(r[0], r[1], r[2], queue) for r in rows])
 
 
+@statement("queue_ready")
 def _queue(run: WorkflowRun, graph: VersionGraph, ready: list[int]) -> list[tuple[Any, ...]]:
     """One statement: the free slots (max_active_tasks less what is queued or running), the
     highest-priority scheduled (or ready) instances that fit, and their move to `queued`.

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from orchestrator.celery import app
+from orchestrator.fastsql import statement
 from orchestrator.models import Tenant
 from runs.engine.admission import start_queued_runs
 from runs.engine.finish import finish
@@ -180,6 +181,7 @@ def _queues_of_queued(cutoff: dt.datetime) -> dict[str, list[int]]:
     return queues
 
 
+@statement("resend_queued")
 def _resend(
     queue: str, tenant_ids: list[int], now: dt.datetime, cutoff: dt.datetime, limit: int | None
 ) -> int:

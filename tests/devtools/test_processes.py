@@ -1,0 +1,151 @@
+"""The service as a user starts it: real processes, real sockets, no test client."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.subprocesses import ROOT, free_port, fresh_shell_env
+
+pytestmark = pytest.mark.slow
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, dict[str, object]]:
+    assert url.startswith("http://127.0.0.1:")  # loopback only
+    request = urllib.request.Request(url)  # noqa: S310
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback)
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture
+def demo(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, str, Path]]:
+    """`manage.py demo` on SQLite with the in-process broker, as `make demo` runs it (with
+    more environment from the test's `demo_env` parameter, if any)."""
+    extra: dict[str, str] = getattr(request, "param", {})
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "demo", "--port", str(port)],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=fresh_shell_env(VAR_DIR=str(tmp_path / "var"), DEBUG="1", **extra),
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            match = re.search(r"API token\s+(orc_\S+)", log.read_text())
+            try:
+                if (
+                    match
+                    and "Serving until" in log.read_text()
+                    and _get(f"{base}/healthz")[0] == 200
+                ):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"demo did not come up in 60 s:\n{log.read_text()}")
+        yield base, match.group(1), log
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert process.returncode == 0, log.read_text()
+    assert (tmp_path / "var" / "orchestrator.sqlite3").exists()
+
+
+def test_it_serves_health_and_the_api_in_standalone_mode(demo: tuple[str, str, Path]) -> None:
+    base, token, _ = demo
+    assert _get(f"{base}/healthz") == (200, {"status": "ok"})
+    status, ready = _get(f"{base}/readyz")
+    assert status == 200
+    assert ready["checks"] == {"database": "ok", "broker": "ok"}
+    assert ready["task_sandbox"] == "on"
+    status, me = _get(f"{base}/api/v1/me", token)
+    assert status == 200
+    assert me["username"] == "admin"
+    assert me["memberships"] == [{"tenant": "demo", "tenant_name": "Demo", "role": "owner"}]
+    status, problem = _get(f"{base}/api/v1/me", token[:-2] + "xx")
+    assert status == 401
+    assert problem["status"] == 401
+
+
+def test_it_runs_an_example_workflow_to_success_in_the_demo(
+    demo: tuple[str, str, Path],
+) -> None:
+    base, token, log = demo
+    text = log.read_text()
+    assert "Task sandbox: on (bubblewrap)" in text
+    assert "example fan-in-report.yaml: fan-in-report created" in text
+    assert "Run 1 finished: success" in text
+    status, run = _get(f"{base}/api/v1/tenants/demo/runs/1/", token)
+    assert status == 200
+    assert run["state"] == "success"
+    assert run["tasks"] == {"success": 6, "skipped": 1}
+
+
+@pytest.mark.parametrize("demo", [{"TASK_SANDBOX_BWRAP": "/nonexistent/bwrap"}], indirect=True)
+def test_the_demo_runs_unsandboxed_where_it_cannot_sandbox_and_says_so(
+    demo: tuple[str, str, Path],
+) -> None:
+    """A machine without bubblewrap: the single-tenant demo still runs its workflows, and
+    says plainly that its tasks are not sandboxed, with the command that fixes it."""
+    base, _, log = demo
+    text = log.read_text()
+    assert (
+        "Task sandbox: OFF. '/nonexistent/bwrap' (bubblewrap) is not installed on this worker"
+    ) in text
+    assert "    sudo apt-get install -y bubblewrap\n" in text
+    assert "Run 1 finished: success" in text
+    status, ready = _get(f"{base}/readyz")
+    assert status == 200
+    assert ready["task_sandbox"] == (
+        "off: tasks run as the worker's own processes (single-tenant installations only)"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "celery", "-A", "orchestrator", "worker", "--loglevel", "ERROR"],
+        ["-m", "celery", "-A", "orchestrator", "beat", "--loglevel", "ERROR"],
+        ["-c", "import orchestrator.wsgi"],
+    ],
+    ids=["worker", "beat", "wsgi"],
+)
+def test_it_refuses_to_start_without_a_broker_outside_standalone(
+    argv: list[str], tmp_path: Path
+) -> None:
+    env = fresh_shell_env(VAR_DIR=str(tmp_path))
+    # A migrated database, as a user who forgot CELERY_BROKER_URL would have.
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120
+    )
+    result = subprocess.run(
+        [sys.executable, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode != 0
+    assert "CELERY_BROKER_URL is not set" in result.stdout + result.stderr

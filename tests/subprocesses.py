@@ -1,0 +1,39 @@
+"""What the tests that start real processes share: the repository's root (their working
+directory), a free port on 127.0.0.1, a clean environment, and a child that dies with the
+test run."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import socket
+from pathlib import Path
+
+__all__ = ["ROOT", "die_with_parent", "free_port", "fresh_shell_env"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fresh_shell_env(**overrides: str) -> dict[str, str]:
+    """The environment of a fresh shell: none of the test run's database or broker."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}
+    }
+    env.update(overrides)
+    return env
+
+
+def die_with_parent() -> None:
+    """Linux: SIGTERM this process when the test run dies, so no worker outlives it."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
