@@ -10,6 +10,7 @@ backfill) is registered with `on_run_ended`, and runs after commit."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +68,7 @@ def on_run_ended(hook: Callable[[EndedRun], Any]) -> None:
 def _ended(run: WorkflowRun) -> None:
     ended = EndedRun(run.pk, run.workflow_id, run.tenant_id, run.backfill_id)
     for hook in _run_ended:
-        transaction.on_commit(lambda hook=hook: hook(ended), robust=True)  # type: ignore[misc]
+        transaction.on_commit(functools.partial(hook, ended), robust=True)
 
 
 def lock_run(run_id: int) -> WorkflowRun:
