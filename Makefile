@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install sandbox-tool demo demo-distributed bench test lint format clean
+.PHONY: install sandbox-tool demo demo-distributed bench test lint format openapi clean
 
 install: $(STAMP)
 
@@ -44,12 +44,15 @@ demo-distributed: install
 	DEBUG=$${DEBUG:-1} DATABASE_URL=$(DEMO_DATABASE_URL) CELERY_BROKER_URL=$(DEMO_BROKER_URL) \
 		$(BIN)/python manage.py demo --distributed --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
-# Benchmarks (docs/performance.md): a database and a Redis key prefix of their own.
+# Benchmarks (docs/performance.md): a database and a Redis key prefix of their own, and
+# DEBUG=0 as in production, so a SECRET_KEY of their own too (a random one unless set):
+# with DEBUG=0 the web server, workers and beat refuse the built-in development key.
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orchestrator_bench
 BENCH_BROKER_URL ?= redis://127.0.0.1:6379/2
 
 bench: install
 	DEBUG=0 DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) \
+		SECRET_KEY=$${SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')} \
 		CELERY_KEY_PREFIX=orc-bench: LOG_LEVEL=WARNING $(BIN)/python manage.py bench $(BENCH_ARGS)
 
 # The suite runs with the task sandbox on: it needs bubblewrap (installed here as root).
@@ -62,6 +65,10 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
+
+# The committed OpenAPI document (docs/api.md): regenerate it after changing the API.
+openapi: install
+	DEBUG=0 $(BIN)/python manage.py spectacular --file docs/openapi.yaml --validate --fail-on-warn
 
 format: install
 	$(BIN)/ruff format .

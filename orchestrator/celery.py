@@ -1,5 +1,5 @@
-"""The Celery app (the standard pattern) and the guard against the in-process broker
-outside `manage.py standalone`."""
+"""The Celery app (the standard pattern) and the guards at a worker's or beat's start: no
+in-process broker outside `manage.py standalone`, no built-in SECRET_KEY with DEBUG off."""
 
 from __future__ import annotations
 
@@ -40,14 +40,29 @@ def require_real_broker() -> None:
         raise SystemExit(2)
 
 
-@signals.worker_init.connect
-def _check_worker_broker(**kwargs: Any) -> None:
+def _refuse_to_start_misconfigured() -> None:
+    """A worker or beat starts only with a real broker and, with DEBUG off, a SECRET_KEY
+    of its own (Celery logs and swallows a signal handler's exception: exit instead)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from orchestrator.checks import require_secret_key
+
     require_real_broker()
+    try:
+        require_secret_key()
+    except ImproperlyConfigured as refused:
+        os.write(2, f"error: {refused}\n".encode())
+        raise SystemExit(2) from None
+
+
+@signals.worker_init.connect
+def _check_worker_configuration(**kwargs: Any) -> None:
+    _refuse_to_start_misconfigured()
 
 
 @signals.beat_init.connect
-def _check_beat_broker(**kwargs: Any) -> None:
-    require_real_broker()
+def _check_beat_configuration(**kwargs: Any) -> None:
+    _refuse_to_start_misconfigured()
 
 
 def broker_reachable(celery_app: Celery, timeout: int = 2) -> str | None:

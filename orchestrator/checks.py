@@ -1,5 +1,6 @@
 """Deployment checks (`manage.py check --deploy`): the platform's own keys, and whether its
-database and broker demand a password from whoever reaches them."""
+database and broker demand a password from whoever reaches them. And the one refusal at
+start-up: a web server, worker or beat with DEBUG off and the built-in SECRET_KEY."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import psycopg2
 import redis
 from django.conf import settings
 from django.core.checks import CheckMessage, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from redis.backoff import NoBackoff
@@ -21,6 +23,7 @@ __all__ = [
     "check_platform_keys",
     "check_platform_servers",
     "database_trusts_this_host",
+    "require_secret_key",
 ]
 
 # The probes' connection timeout: a server that does not answer in this time is left to the
@@ -33,6 +36,23 @@ TASKS_SHARE_THE_NETWORK = (
     "Shell and python tasks run on the workers and share the worker's network unless "
     "their tenant's policy task_network is none, so any task could connect as the platform."
 )
+
+
+DEVELOPMENT_KEY_REFUSAL = (
+    "SECRET_KEY is not set, and DEBUG is off: this process would run on the built-in "
+    "development key, which is public, and from which the encryption keys of secrets and the "
+    "audit chain's key are derived. Set SECRET_KEY to a long random value kept secret, e.g. "
+    'the output of: python -c "import secrets; print(secrets.token_urlsafe(50))" '
+    "(and ENCRYPTION_KEYS and AUDIT_HMAC_KEY, see docs/deployment.md); or set DEBUG=1 on a "
+    "development machine."
+)
+
+
+def require_secret_key() -> None:
+    """Refuse to serve or work (web server, worker, beat) with DEBUG off on the built-in
+    SECRET_KEY. Other commands (migrate, check --deploy, the test suite) still run."""
+    if not settings.DEBUG and settings.SECRET_KEY == settings.INSECURE_DEV_SECRET_KEY:
+        raise ImproperlyConfigured(DEVELOPMENT_KEY_REFUSAL)
 
 
 @register(Tags.security, deploy=True)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 __all__ = [
+    "REQUEST_ID_MAX_LENGTH",
     "TenantScopeMissing",
     "current_request_id",
     "current_tenant_ids",
@@ -26,7 +27,10 @@ _tenant_ids: contextvars.ContextVar[frozenset[int] | None] = contextvars.Context
     "tenant_ids", default=None
 )
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# A caller's id is kept only when it is 1 to 64 of these characters: enough for a UUID or a
+# W3C traceparent, and nothing a log line, a header or a terminal could misread.
+REQUEST_ID_MAX_LENGTH = 64
+_REQUEST_ID_RE = re.compile(rf"[A-Za-z0-9._:-]{{1,{REQUEST_ID_MAX_LENGTH}}}")
 
 
 class TenantScopeMissing(RuntimeError):
@@ -34,8 +38,9 @@ class TenantScopeMissing(RuntimeError):
 
 
 def new_request_id(incoming: str | None = None) -> str:
-    """Keep a caller's well-formed X-Request-ID, otherwise make one."""
-    if incoming and _REQUEST_ID_RE.match(incoming):
+    """Keep a caller's well-formed X-Request-ID (the whole value: 1 to 64 ASCII letters,
+    digits and `.`, `_`, `:`, `-`), otherwise make one (32 hex digits)."""
+    if incoming and _REQUEST_ID_RE.fullmatch(incoming):
         return incoming
     return uuid.uuid4().hex
 

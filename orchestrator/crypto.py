@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["DecryptionError", "decrypt", "encrypt", "rotate"]
+__all__ = ["DecryptionError", "active_keys", "decrypt", "encrypt", "rotate"]
 
 
 class DecryptionError(Exception):
@@ -26,6 +26,12 @@ def _keys() -> list[str]:
     # Development only: a key derived from SECRET_KEY (`check --deploy` warns about this).
     digest = hashlib.sha256(f"orchestrator-encryption:{settings.SECRET_KEY}".encode()).digest()
     return [base64.urlsafe_b64encode(digest).decode()]
+
+
+def active_keys() -> list[str]:
+    """The Fernet keys in use, newest first: ENCRYPTION_KEYS, or the one derived from
+    SECRET_KEY (what another process needs to read the values this one wrote)."""
+    return _keys()
 
 
 @lru_cache(maxsize=4)

@@ -21,6 +21,7 @@ from orchestrator.tenancy import tenant_quota, validate_policy, validate_quotas
 
 __all__ = [
     "add_member",
+    "add_member_by_username",
     "archive_tenant",
     "change_member_role",
     "create_service_account",
@@ -170,16 +171,54 @@ def _revoke_tokens_above(*, actor: Actor, tenant: Tenant, user_id: int, role: Ro
             _revoke(actor=actor, token=token, reason="member demoted or removed")
 
 
+def _shares_a_tenant(user_id: int | None, other_id: int) -> bool:
+    """Whether two users are members of one live tenant."""
+    if user_id is None:
+        return False
+    members = Membership.objects.dangerously_unscoped().filter(tenant__archived_at__isnull=True)
+    their_tenants = members.filter(user_id=other_id).values("tenant_id")
+    return members.filter(user_id=user_id, tenant_id__in=their_tenants).exists()
+
+
+def _may_add(actor: Actor, user: User) -> bool:
+    """Whom the actor may add to a tenant: a person who already shares a live tenant with
+    them (a teammate), or anyone for platform staff (not through a token). Never a service
+    account, nor an inactive user."""
+    if not user.is_active or hasattr(user, "service_account"):
+        return False
+    if actor.is_platform or (actor.token is None and getattr(actor.user, "is_staff", False)):
+        return True
+    return _shares_a_tenant(actor.user_id, user.pk)
+
+
+def _not_addable() -> Invalid:
+    """One answer, word for word, for an unknown name, another tenant's service account and
+    a user the actor may not add, so that it tells none of them apart."""
+    return Invalid(
+        [
+            (
+                "username",
+                "no user by this name that you can add: a person must already share a tenant "
+                "with you (platform staff can add anyone); service accounts are created in "
+                "service-accounts/",
+            )
+        ]
+    )
+
+
 @transaction.atomic
 def add_member(*, actor: Actor, tenant: Tenant, user: User, role: Role | str) -> Membership:
+    """Add a person to the tenant with a role up to the actor's own. Only a person who
+    already shares a tenant with the actor can be added (platform staff add anyone)."""
     actor_role = authorize(actor, "member.manage", tenant)
     require_role_at_most(actor_role, role, "grant a role")
     tenant = _locked_tenant(tenant)
-    if hasattr(user, "service_account"):
-        raise Invalid([("username", "service accounts are added through service-accounts/")])
     members = Membership.objects.dangerously_unscoped()
     if members.filter(tenant=tenant, user=user).exists():
+        # Already a member: visible to every member, so naming it tells nothing new.
         raise Conflict(f"{user.get_username()!r} is already a member of {tenant.slug!r}")
+    if not _may_add(actor, user):
+        raise _not_addable()
     membership = members.create(tenant=tenant, user=user, role=Role(role))  # tenant row locked
     audit.record(
         actor=actor,
@@ -190,6 +229,20 @@ def add_member(*, actor: Actor, tenant: Tenant, user: User, role: Role | str) ->
         after=audit.snapshot(membership),
     )
     return membership
+
+
+def add_member_by_username(
+    *, actor: Actor, tenant: Tenant, username: str, role: Role | str
+) -> Membership:
+    """add_member for a user named by the caller (REST, GraphQL). The actor's permission is
+    checked before the name is looked up, and an unknown name gets the same answer as a
+    user who may not be added."""
+    actor_role = authorize(actor, "member.manage", tenant)
+    require_role_at_most(actor_role, role, "grant a role")
+    user = User.objects.filter(username=username).select_related("service_account").first()
+    if user is None:
+        raise _not_addable()
+    return add_member(actor=actor, tenant=tenant, user=user, role=role)
 
 
 @transaction.atomic
@@ -367,6 +420,7 @@ def create_token(
         )
     if expires_at is not None and expires_at <= timezone.now():
         raise Invalid([("expires_at", "must be in the future")])
+    _require_within_parent_expiry(actor, expires_at)
     tenant = _locked_tenant(tenant)
     live = ApiToken.objects.dangerously_unscoped().filter(tenant=tenant, revoked_at__isnull=True)
     limit = tenant_quota(tenant.quotas, "max_tokens")
@@ -399,6 +453,35 @@ def create_token(
     return token, raw
 
 
+def _require_within_parent_expiry(actor: Actor, expires_at: dt.datetime | None) -> None:
+    """A token minted with an expiring token expires too, no later than it: a child never
+    outlives its parent. Refused rather than capped, so the caller sees the real expiry."""
+    parent = actor.token
+    if parent is None or parent.expires_at is None:
+        return
+    limit = parent.expires_at.isoformat()
+    if expires_at is None:
+        raise Invalid(
+            [
+                (
+                    "expires_at",
+                    f"required: the token you are using ({parent.prefix!r}) expires at {limit}; "
+                    f"give a time at or before it",
+                )
+            ]
+        )
+    if expires_at > parent.expires_at:
+        raise Invalid(
+            [
+                (
+                    "expires_at",
+                    f"must be at or before {limit}, when the token you are using "
+                    f"({parent.prefix!r}) expires",
+                )
+            ]
+        )
+
+
 def _revoke(*, actor: Actor, token: ApiToken, reason: str) -> None:
     before = audit.snapshot(token)
     updated = (
@@ -427,10 +510,3 @@ def revoke_token(*, actor: Actor, token: ApiToken) -> ApiToken:
         raise Conflict(f"token {token.prefix!r} is already revoked")
     _revoke(actor=actor, token=token, reason="revoked")
     return token
-
-
-def find_user(username: str, *, path: str = "username") -> User:
-    try:
-        return User.objects.get(username=username, is_active=True)
-    except User.DoesNotExist:
-        raise Invalid([(path, f"no active user named {username!r}")]) from None

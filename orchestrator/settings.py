@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,9 @@ SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", SECURE_SSL_REDIRECT)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SECURE_SSL_REDIRECT)
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# How many proxies in front of the service append the client's address to X-Forwarded-For
+# (0: the socket's address is the client's). Read by orchestrator.login_lockout.client_ip.
+TRUST_X_FORWARDED_FOR = env_int("TRUST_X_FORWARDED_FOR", 0)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
@@ -92,6 +96,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "strawberry_django",
     "django_celery_beat",
+    "axes",
     "orchestrator",
     "workflows",
     "runs",
@@ -110,6 +115,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a locked-out login into the lockout page (settings "Login lockout").
+    "axes.middleware.AxesMiddleware",
+    "orchestrator.statement_timeout.StatementTimeoutMiddleware",
+    # API paths answer with and without their trailing slash, no redirect. Keep it after
+    # CommonMiddleware (whose APPEND_SLASH would redirect first) and near the end: it
+    # replays the middlewares after it when it serves a path with its slash toggled.
+    "orchestrator.middleware.ForgivingPathMiddleware",
 ]
 
 ROOT_URLCONF = "orchestrator.urls"
@@ -157,6 +169,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Login lockout (django-axes; docs/deployment.md, "Login lockout") ----------------
+# Every password login (the admin's, a future portal's) goes through axes first: after
+# LOGIN_FAILURE_LIMIT failures in a row for one username from one address, that pair is
+# refused (even with the right password) until LOGIN_COOLOFF_SECONDS pass without another
+# try. Keyed on the pair, so a stranger cannot lock a user out from elsewhere.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("LOGIN_COOLOFF_SECONDS", 900))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "orchestrator.login_lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "orchestrator.login_lockout.lockout_response"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -212,12 +240,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "orchestrator.api.pagination.CursorPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "orchestrator.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "orchestrator.api.errors.problem_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["orchestrator.api.parsers.BoundedJSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Per token or user; the per-tenant count follows authorisation (api/base.py).
+    "DEFAULT_THROTTLE_CLASSES": ["orchestrator.api.throttling.CallerRateThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Orchestrator API",
@@ -227,14 +257,60 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "OAS_VERSION": "3.1.0",
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "orchestrator.models.Role",
+        "RunStateEnum": "runs.models.WorkflowRun.State",
+        "TaskInstanceStateEnum": "runs.models.TaskInstance.State",
+        "AttemptStateEnum": "runs.models.TaskAttempt.State",
+        "BackfillStateEnum": "runs.models.Backfill.State",
+    },
+    # Who may read /api/schema/ and /api/docs/: API_DOCS_PUBLIC below.
+    "SERVE_PERMISSIONS": ["orchestrator.api.schema.DocsVisibility"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "workflows.api.views.add_workflow_spec_schema",
+    ],
     # Swagger UI served from this service (no CDN): drf-spectacular-sidecar.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+# /api/schema/ and /api/docs/ for anyone (1) or for signed-in users and token holders (0).
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", DEBUG)
 GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 10)
 GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 15)
 GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 2000)
+# The most objects one GraphQL query may return at worst: list limits multiplied along each
+# path (docs/api.md, "What one request may cost"). Refused before it runs beyond.
+GRAPHQL_MAX_COST = env_int("GRAPHQL_MAX_COST", 50_000)
+# Who may introspect the GraphQL schema: "on" (anyone), "authenticated", or "off".
+GRAPHQL_INTROSPECTION = env_str("GRAPHQL_INTROSPECTION", "on" if DEBUG else "authenticated")
+if GRAPHQL_INTROSPECTION not in {"on", "authenticated", "off"}:
+    raise ImproperlyConfigured(
+        f"GRAPHQL_INTROSPECTION={GRAPHQL_INTROSPECTION!r}: expected on, authenticated or off"
+    )
+# The largest request body, in bytes (413 beyond): twice the largest spec a tenant may have
+# (a spec sent as a GraphQL string is escaped), and room for the rest.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int(
+    "API_MAX_BODY_BYTES", 2 * PLATFORM_QUOTA_LIMITS["max_spec_bytes"] + 65_536
+)
+# PostgreSQL cancels any query of an API request (REST, GraphQL) running longer; 0: never.
+API_STATEMENT_TIMEOUT_MS = env_int("API_STATEMENT_TIMEOUT_MS", 15_000)
+# Rate limits, in requests per minute, per token (or signed-in user) and per tenant, apart
+# for triggers and for every other request (docs/api.md, "Rate limits"). A tenant's policy
+# `rate_limits` sets its own. 0: no limit.
+RATE_LIMITS = {
+    "triggers": {
+        "per_token": env_int("RATE_LIMIT_TRIGGERS_PER_TOKEN", 60),
+        "per_tenant": env_int("RATE_LIMIT_TRIGGERS_PER_TENANT", 300),
+    },
+    "reads": {
+        "per_token": env_int("RATE_LIMIT_READS_PER_TOKEN", 1200),
+        "per_tenant": env_int("RATE_LIMIT_READS_PER_TENANT", 6000),
+    },
+}
+RATE_LIMIT_WINDOW_SECONDS = 60
 
 # --- Celery -------------------------------------------------------------------------
 # No CELERY_BROKER_URL means the in-process broker, which only `manage.py standalone` may
@@ -275,6 +351,26 @@ CELERY_TASK_QUEUES = [Queue("tasks"), Queue("housekeeping")]
 CELERY_TASK_ROUTES = {
     "runs.reconcile": {"queue": "housekeeping"},
     "workflows.schedule_tick": {"queue": "housekeeping"},
+}
+
+# --- Cache: the rate-limit counters --------------------------------------------------
+# Shared by every web process in Redis: CACHE_URL, else the broker when it is Redis. The
+# embedded mode (one process) counts in its own memory.
+CACHE_URL = env_str("CACHE_URL") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+)
+CACHES: dict[str, Any] = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX") or env_str("CELERY_KEY_PREFIX"),
+            # An unreachable Redis costs a request at most this, then counts nothing.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
 }
 
 # --- Engine -------------------------------------------------------------------------
@@ -373,5 +469,8 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "axes.apps": {"level": "WARNING"},  # not its banner on every manage.py command
+    },
 }

@@ -13,7 +13,10 @@ from orchestrator.errors import Invalid
 from orchestrator.task_types import TASK_TYPES
 
 __all__ = [
+    "RATE_LIMIT_PER",
+    "RATE_LIMIT_SCOPES",
     "TASK_NETWORKS",
+    "rate_limit",
     "task_limits",
     "task_mounts",
     "task_network",
@@ -35,7 +38,12 @@ POLICY_KEYS = {
     'each {"path": "/absolute/path", "writable": false}',
     "task_queue": "Celery queue of the tenant's tasks, for a dedicated worker pool "
     "(letters, digits, '.', '_', ':', '-'; null: the shared queue)",
+    "rate_limits": 'requests per minute, e.g. {"triggers": {"per_token": 60, "per_tenant": '
+    '300}, "reads": {"per_token": 1200, "per_tenant": 6000}}; each a non-negative integer '
+    "(0: no limit), a missing one the platform's default",
 }
+RATE_LIMIT_SCOPES = ("triggers", "reads")
+RATE_LIMIT_PER = ("per_token", "per_tenant")
 TASK_NETWORKS = ("egress", "none")
 # Where a tenant's mount would hide the sandbox's own files (runs/tasktypes/sandbox.py).
 RESERVED_MOUNT_ROOTS = frozenset({"proc", "dev", "usr", "etc", "orc"})
@@ -100,6 +108,7 @@ def validate_policy(value: Any, *, path: str = "policy") -> dict[str, Any]:
         if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
             errors.append((f"{path}.{key}", POLICY_KEYS[key]))
     errors += _task_policy_errors(value, path)
+    errors += _rate_limit_errors(value.get("rate_limits", {}), f"{path}.rate_limits")
     if errors:
         raise Invalid(errors)
     return dict(value)
@@ -131,6 +140,27 @@ def _task_policy_errors(value: Mapping[str, Any], path: str) -> list[tuple[str, 
         errors.append(
             (f"{path}.task_queue", f"{queue!r} is the platform's own queue; choose another name")
         )
+    return errors
+
+
+def _rate_limit_errors(limits: Any, path: str) -> list[tuple[str, str]]:
+    if not isinstance(limits, Mapping):
+        return [(path, POLICY_KEYS["rate_limits"])]
+    errors = []
+    for scope, counts in limits.items():
+        if scope not in RATE_LIMIT_SCOPES:
+            errors.append(
+                (f"{path}.{scope}", f"unknown scope; accepted: {', '.join(RATE_LIMIT_SCOPES)}")
+            )
+        elif not isinstance(counts, Mapping):
+            errors.append((f"{path}.{scope}", 'expected an object like {"per_token": 60}'))
+        else:
+            for per, item in counts.items():
+                where = f"{path}.{scope}.{per}"
+                if per not in RATE_LIMIT_PER:
+                    errors.append((where, f"unknown limit; accepted: {', '.join(RATE_LIMIT_PER)}"))
+                elif isinstance(item, bool) or not isinstance(item, int) or item < 0:
+                    errors.append((where, "expected requests per minute: an integer, 0 or more"))
     return errors
 
 
@@ -181,6 +211,13 @@ def task_limits(policy: Mapping[str, Any]) -> dict[str, int]:
     """The tenant's limits of shell and python tasks (0: none): its policy over the
     platform's defaults. A task's `rlimits` may lower them, never raise them."""
     return {**settings.TASK_LIMITS_DEFAULT, **policy.get("task_limits", {})}
+
+
+def rate_limit(policy: Mapping[str, Any], scope: str, per: str) -> int:
+    """Requests per minute the tenant allows in `scope` ("triggers", "reads") `per`
+    ("per_token", "per_tenant"): its policy's, else the platform's default. 0: no limit."""
+    limits: Mapping[str, Any] = policy.get("rate_limits", {}).get(scope, {})
+    return int(limits.get(per, settings.RATE_LIMITS[scope][per]))
 
 
 def task_network(policy: Mapping[str, Any]) -> str:

@@ -14,8 +14,10 @@ application = get_wsgi_application()
 from django.urls import get_resolver  # noqa: E402  (needs settings)
 
 from orchestrator.celery import require_real_broker  # noqa: E402  (needs settings)
+from orchestrator.checks import require_secret_key  # noqa: E402  (needs settings)
 
 require_real_broker()
+require_secret_key()
 
 # Import every URLconf, view and schema module now, in each gunicorn worker as it boots,
 # rather than inside the first request it serves (about half a second, during which its

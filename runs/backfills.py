@@ -32,6 +32,7 @@ from django.utils.dateparse import parse_datetime
 from orchestrator import audit
 from orchestrator.actors import Actor
 from orchestrator.errors import Conflict, FieldError, Invalid, NotFound
+from orchestrator.integers import ascii_int
 from orchestrator.models import Tenant
 from orchestrator.policy import authorize
 from orchestrator.tenancy import tenant_quota
@@ -562,9 +563,8 @@ def backfill_list(*, workflow: Workflow | None = None) -> QuerySet[Backfill]:
 
 
 def get_backfill(backfill_id: str | int) -> Backfill:
-    found = (
-        backfill_list().filter(pk=int(backfill_id)).first() if str(backfill_id).isdigit() else None
-    )
+    pk = ascii_int(backfill_id)
+    found = backfill_list().filter(pk=pk).first() if pk is not None else None
     if found is None:
         raise NotFound(f"backfill {backfill_id!r} not found")
     return found

@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from orchestrator.context import current_tenant_ids
 from orchestrator.errors import NotFound
 from orchestrator.fastsql import Columns, attach, in_tenants, quote, statement
+from orchestrator.integers import ascii_int
 from runs.models import TaskAttempt, TaskInstance, TaskLog, WorkflowRun
 from workflows.models import Workflow, WorkflowVersion
 
@@ -100,8 +101,7 @@ def _read_run(run_id: str | int, with_tasks: bool) -> tuple[WorkflowRun, dict[st
     tenant_ids = sorted(current_tenant_ids())
     rows: list[Any] = []
     text = str(run_id)
-    if text.isascii() and text.isdigit() and 0 < int(text) <= _MAX_ID and tenant_ids:
-        pk = int(text)
+    if (pk := ascii_int(text, maximum=_MAX_ID)) and tenant_ids:
         with connection.cursor() as cursor:
             cursor.execute(
                 _run_query(connection.vendor, len(tenant_ids), with_tasks),

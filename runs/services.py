@@ -97,7 +97,9 @@ def trigger_run(
     if idempotency_key is None:
         created = _trigger(actor, workflow, params, source, forced)
         return Triggered(created.run, replayed=False, tasks=created.tasks)
-    request_hash = hashlib.sha256(canonical_json(params or {}).encode()).hexdigest()
+    # Every field of the trigger body: the same key with another params or force is a 409.
+    body = {"params": params or {}, "force": force}
+    request_hash = hashlib.sha256(canonical_json(body).encode()).hexdigest()
     earlier = _replay(workflow, idempotency_key, request_hash)
     if earlier is not None:
         return Triggered(earlier, replayed=True)

@@ -53,6 +53,7 @@ __all__ = [
     "gql_error",
     "make_member",
     "make_team",
+    "make_teammate",
     "make_token",
     "make_user",
     "new_audit_events",
@@ -112,6 +113,19 @@ def make_token(tenant: Tenant, user: User, role: str, name: str = "", **kwargs: 
 def make_member(tenant: Tenant, role: str, username: str | None = None) -> User:
     user = make_user(username)
     services.add_member(actor=Actor.cli(), tenant=tenant, user=user, role=role)
+    return user
+
+
+def make_teammate(team: Team) -> User:
+    """A new user who shares a tenant of their own with every member of `team` (and is not
+    in the team's tenant): someone the team's admins may add (members/ adds only people
+    who already share a tenant with whoever adds them)."""
+    user = make_user()
+    side = services.create_tenant(
+        actor=Actor.cli(), slug=f"side-{next(_serial)}", name="Side", owner=user
+    )
+    for member in team.users.values():
+        services.add_member(actor=Actor.cli(), tenant=side, user=member, role="viewer")
     return user
 
 

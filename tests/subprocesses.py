@@ -7,11 +7,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import secrets
 import signal
 import socket
 from pathlib import Path
 
-__all__ = ["ROOT", "die_with_parent", "free_port", "fresh_shell_env"]
+__all__ = ["ROOT", "die_with_parent", "free_port", "fresh_shell_env", "platform_keys"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +32,25 @@ def fresh_shell_env(**overrides: str) -> dict[str, str]:
     }
     env.update(overrides)
     return env
+
+
+def platform_keys() -> dict[str, str]:
+    """The environment a worker, beat or web server of the suite needs to read and write
+    what this test run does: its encryption and audit keys, and a SECRET_KEY (this run's,
+    or one of the child's own when this run has the built-in one, which a server with
+    DEBUG off refuses)."""
+    from django.conf import settings
+
+    from orchestrator import crypto
+
+    secret = settings.SECRET_KEY
+    if secret == settings.INSECURE_DEV_SECRET_KEY:
+        secret = secrets.token_urlsafe(50)
+    return {
+        "SECRET_KEY": secret,
+        "ENCRYPTION_KEYS": ",".join(crypto.active_keys()),
+        "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,
+    }
 
 
 def die_with_parent() -> None:

@@ -21,7 +21,7 @@ import redis
 from django.db import connection
 
 from orchestrator.celery import app
-from tests.subprocesses import ROOT, die_with_parent
+from tests.subprocesses import ROOT, die_with_parent, platform_keys
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 LEASE_SECONDS = 3
@@ -53,6 +53,7 @@ class Workers:
             "TASK_LEASE_SECONDS": str(LEASE_SECONDS),
             "QUEUED_RESEND_AFTER_SECONDS": "5",
             "VAR_DIR": str(Path(tempfile.gettempdir()) / self.prefix.strip(":")),
+            **platform_keys(),  # DEBUG is off: a worker refuses the built-in SECRET_KEY
             **(env or {}),
         }
 

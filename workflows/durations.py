@@ -21,7 +21,7 @@ def parse_duration(value: object) -> int:
         seconds = int(value)
     elif isinstance(value, str):
         text = value.strip().lower()
-        if text.isdigit():
+        if text.isascii() and text.isdigit() and len(text) <= 18:  # int() of "²" fails
             seconds = int(text)
         else:
             match = _DURATION_RE.match(text)

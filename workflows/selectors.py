@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from orchestrator.context import current_tenant_ids
 from orchestrator.errors import NotFound
@@ -21,12 +22,23 @@ def live_workflows(
 ) -> QuerySet[Workflow]:
     qs = Workflow.objects.filter(deleted_at__isnull=True).select_related("current_version")
     if tag:
-        qs = qs.filter(tags__contains=[tag])
+        qs = qs.filter(_has_tag(tag))
     if paused is not None:
         qs = qs.filter(paused=paused)
     if search:
         qs = qs.filter(Q(name__icontains=search) | Q(description__icontains=search))
     return qs
+
+
+def _has_tag(tag: str) -> Q | RawSQL:
+    """Whether a workflow's `tags` list holds `tag`: JSON containment where the database
+    has it (PostgreSQL), SQLite's json_each where it does not."""
+    if connection.features.supports_json_field_contains:
+        return Q(tags__contains=[tag])
+    tags = f"{quote(Workflow._meta.db_table)}.{quote('tags')}"
+    # Quoted identifiers only; the tag is a query parameter.
+    sql = f"EXISTS (SELECT 1 FROM json_each({tags}) WHERE json_each.value = %s)"  # noqa: S608
+    return RawSQL(sql, (tag,), output_field=BooleanField())  # noqa: S611
 
 
 _WORKFLOW = Columns(Workflow)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -56,6 +57,7 @@ def limits_for(tenant: Tenant) -> Limits:
         max_tasks=tenant_quota(tenant.quotas, "max_tasks_per_workflow"),
         max_spec_bytes=tenant_quota(tenant.quotas, "max_spec_bytes"),
         task_limits=task_limits(tenant.policy),
+        python_modules=settings.PYTHON_TASK_MODULES,
     )
 
 

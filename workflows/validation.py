@@ -15,7 +15,15 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from orchestrator.errors import FieldError, Invalid
+from orchestrator.limits import (
+    AliasExpansionTooLarge,
+    ExpansionLimitedLoader,
+    NestingTooDeep,
+    RecursiveAlias,
+    check_json_nesting,
+)
 from workflows import dag
+from workflows.python_modules import callable_refusal
 from workflows.spec import NAME_PATTERN, TASK_ID_PATTERN, TASK_MODELS, WorkflowSpec
 from workflows.task_types import TASK_TYPES, is_runnable, runnable_kinds, runnable_types
 from workflows.templating import check_template, environment, strings_in
@@ -32,6 +40,8 @@ class Limits:
     max_spec_bytes: int | None = None
     # The most a shell task's `rlimits` may ask for (the tenant's task limits; 0: none).
     task_limits: Mapping[str, int] | None = None
+    # Modules whose functions python tasks may call (PYTHON_TASK_MODULES); None: unchecked.
+    python_modules: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -44,9 +54,13 @@ class ValidSpec:
 
 # --- parsing -------------------------------------------------------------------------------
 
+# How far aliases may expand a document parsed without a size limit (`manage.py validate`).
+MAX_EXPANDED_BYTES = 16 * 1024 * 1024
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML that refuses duplicate keys (PyYAML would silently keep the last one)."""
+
+class _UniqueKeyLoader(ExpansionLimitedLoader):
+    """YAML that refuses duplicate keys (PyYAML would silently keep the last one), nesting
+    deeper than MAX_NESTING_DEPTH and aliases that expand past the size limit."""
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -82,16 +96,30 @@ def parse_document(text: str | bytes, *, max_bytes: int | None = None) -> Any:
     source = raw.decode("utf-8", errors="replace")
     if source.lstrip().startswith("{"):
         try:
+            check_json_nesting(source)
             return json.loads(source, object_pairs_hook=_unique_pairs)
-        except ValueError as exc:
+        except ValueError as exc:  # NestingTooDeep included
             raise Invalid([("", f"invalid JSON: {exc}")]) from None
     try:
-        return yaml.load(source, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        # The reader refuses non-printable characters as it is made: inside the try.
+        loader = _UniqueKeyLoader(source)
+    except yaml.reader.ReaderError as exc:
+        character = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        problem = f"character #x{character:04x} at position {exc.position}: {exc.reason}"
+        raise Invalid([("", f"invalid YAML: {problem}")]) from None
+    # Aliases may expand a document at most to the size it may have written out.
+    loader.max_expanded_bytes = max_bytes if max_bytes is not None else MAX_EXPANDED_BYTES
+    try:
+        return loader.get_single_data()
+    except (NestingTooDeep, AliasExpansionTooLarge, RecursiveAlias) as exc:
+        raise Invalid([("", str(exc))]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise Invalid([("", f"invalid YAML{where}: {problem}")]) from None
+    finally:
+        loader.dispose()
 
 
 def canonical_json(data: Any) -> str:
@@ -290,6 +318,7 @@ def _policy_errors(tasks: Mapping[str, Any], limits: Limits) -> list[FieldError]
         if task_type not in TASK_TYPES:
             continue
         errors += _rlimit_errors(task_id, task, limits)
+        errors += _callable_errors(task_id, task, limits)
         path = f"tasks.{task_id}.type"
         allowed = limits.allowed_task_types
         if allowed is not None and task_type not in allowed:
@@ -318,6 +347,15 @@ def _policy_errors(tasks: Mapping[str, Any], limits: Limits) -> list[FieldError]
                 )
             )
     return errors
+
+
+def _callable_errors(task_id: str, task: Mapping[str, Any], limits: Limits) -> list[FieldError]:
+    """A python task calls a function of the platform's allow-listed modules only."""
+    target = task.get("callable")
+    if task.get("type") != "python" or limits.python_modules is None or not isinstance(target, str):
+        return []
+    refusal = callable_refusal(target, limits.python_modules)
+    return [] if refusal is None else [(f"tasks.{task_id}.callable", refusal)]
 
 
 def _rlimit_errors(task_id: str, task: Mapping[str, Any], limits: Limits) -> list[FieldError]:

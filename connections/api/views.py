@@ -42,6 +42,7 @@ class ConnectionViewSet(_NamedViewSet):
     see their metadata. The password and extra's values are write-only."""
 
     model = Connection
+    lookup_url_kwarg = "connection"
     serializer_class = s.ConnectionSerializer
     permissions = {
         "list": "connection.view",
@@ -62,13 +63,13 @@ class ConnectionViewSet(_NamedViewSet):
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = self._valid(s.ConnectionUpdateSerializer, partial=True)
         connection = services.update_connection(
-            actor=self.actor, connection=selectors.get_connection(kwargs["name"]), **data
+            actor=self.actor, connection=selectors.get_connection(kwargs["connection"]), **data
         )
         return Response(self.get_serializer(connection).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.delete_connection(
-            actor=self.actor, connection=selectors.get_connection(kwargs["name"])
+            actor=self.actor, connection=selectors.get_connection(kwargs["connection"])
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -77,7 +78,7 @@ class ConnectionViewSet(_NamedViewSet):
     def test(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Can this installation reach the connection? Changes nothing (no audit event)."""
         ok, message = services.check_connection(
-            actor=self.actor, connection=selectors.get_connection(kwargs["name"])
+            actor=self.actor, connection=selectors.get_connection(kwargs["connection"])
         )
         return Response(s.CheckResultSerializer({"ok": ok, "message": message}).data)
 
@@ -86,6 +87,7 @@ class VariableViewSet(_NamedViewSet):
     """Plain values specs read as `{{ vars.NAME }}`. Editors manage them; viewers read them."""
 
     model = Variable
+    lookup_url_kwarg = "variable"
     serializer_class = s.VariableSerializer
     permissions = {
         "list": "variable.view",
@@ -103,12 +105,13 @@ class VariableViewSet(_NamedViewSet):
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = self._valid(s.VariableUpdateSerializer, partial=True)
         variable = services.update_variable(
-            actor=self.actor, variable=selectors.get_variable(kwargs["name"]), **data
+            actor=self.actor, variable=selectors.get_variable(kwargs["variable"]), **data
         )
         return Response(self.get_serializer(variable).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.delete_variable(actor=self.actor, variable=selectors.get_variable(kwargs["name"]))
+        variable = selectors.get_variable(kwargs["variable"])
+        services.delete_variable(actor=self.actor, variable=variable)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -117,6 +120,7 @@ class SecretViewSet(_NamedViewSet):
     value) and delete them; editors see their names and when each last changed."""
 
     model = Secret
+    lookup_url_kwarg = "secret"
     serializer_class = s.SecretSerializer
     permissions = {
         "list": "secret.view",
@@ -134,10 +138,10 @@ class SecretViewSet(_NamedViewSet):
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = self._valid(s.SecretUpdateSerializer, partial=True)
         secret = services.update_secret(
-            actor=self.actor, secret=selectors.get_secret(kwargs["name"]), **data
+            actor=self.actor, secret=selectors.get_secret(kwargs["secret"]), **data
         )
         return Response(self.get_serializer(secret).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.delete_secret(actor=self.actor, secret=selectors.get_secret(kwargs["name"]))
+        services.delete_secret(actor=self.actor, secret=selectors.get_secret(kwargs["secret"]))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -15,7 +15,7 @@ from connections import models, selectors, services
 from connections.api import serializers as s
 from orchestrator.api.errors import flatten_errors
 from orchestrator.graphql.errors import bad_input
-from orchestrator.graphql.types import actor_of, tenant_scope_for
+from orchestrator.graphql.types import LIST_LIMIT_MAX, actor_of, list_limit, tenant_scope_for
 
 __all__ = ["Mutation", "Query"]
 
@@ -85,19 +85,24 @@ def _valid(serializer_class: type[Serializer[Any]], data: dict[str, Any]) -> dic
 @strawberry.type
 class Query:
     @strawberry.field
-    def connections(self, info: Info, tenant: str) -> list[ConnectionType]:
+    def connections(
+        self, info: Info, tenant: str, limit: int = LIST_LIMIT_MAX
+    ) -> list[ConnectionType]:
+        limit = list_limit(limit)
         with tenant_scope_for(info, tenant, "connection.view"):
-            return list(selectors.all_connections())  # type: ignore[arg-type]
+            return list(selectors.all_connections()[:limit])  # type: ignore[arg-type]
 
     @strawberry.field
-    def variables(self, info: Info, tenant: str) -> list[VariableType]:
+    def variables(self, info: Info, tenant: str, limit: int = LIST_LIMIT_MAX) -> list[VariableType]:
+        limit = list_limit(limit)
         with tenant_scope_for(info, tenant, "variable.view"):
-            return list(selectors.all_variables())  # type: ignore[arg-type]
+            return list(selectors.all_variables()[:limit])  # type: ignore[arg-type]
 
     @strawberry.field
-    def secrets(self, info: Info, tenant: str) -> list[SecretType]:
+    def secrets(self, info: Info, tenant: str, limit: int = LIST_LIMIT_MAX) -> list[SecretType]:
+        limit = list_limit(limit)
         with tenant_scope_for(info, tenant, "secret.view"):
-            return list(selectors.all_secrets())  # type: ignore[arg-type]
+            return list(selectors.all_secrets()[:limit])  # type: ignore[arg-type]
 
 
 @strawberry.type

@@ -12,16 +12,22 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, viewsets
+from rest_framework import exceptions, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from orchestrator.actors import Actor
+from orchestrator.api.throttling import throttle_tenant_request
 from orchestrator.context import tenant_scope
 from orchestrator.models import ApiToken, Role, Tenant
 from orchestrator.selectors import authorized_tenant
 
-__all__ = ["StrictSerializer", "TenantScopedViewSet", "actor_from_request"]
+__all__ = ["HTTP_METHOD_NAMES", "StrictSerializer", "TenantScopedViewSet", "actor_from_request"]
+
+# The methods an API view may answer; any other (OPTIONS, TRACE, ...) is a 405 whose Allow
+# header lists the ones the path maps. OPTIONS is left out on purpose: DRF's metadata
+# answer describes serializers by action and needs a permission per action.
+HTTP_METHOD_NAMES = ["get", "post", "put", "patch", "delete", "head"]
 
 
 def actor_from_request(request: Request, source: str = "api") -> Actor:
@@ -64,6 +70,7 @@ class TenantScopedViewSet(viewsets.GenericViewSet[Any]):
     permissions: ClassVar[dict[str, str]] = {}
     model: ClassVar[type[models.Model]]
     lookup_value_regex = "[^/]+"
+    http_method_names = HTTP_METHOD_NAMES
 
     actor: Actor
     tenant: Tenant
@@ -77,11 +84,15 @@ class TenantScopedViewSet(viewsets.GenericViewSet[Any]):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        if request.method is None or request.method.lower() not in self.action_map:
+            # HEAD is mapped wherever GET is; OPTIONS, TRACE and the like never are.
+            raise exceptions.MethodNotAllowed(request.method or "")
         permission = self.permissions.get(self.action or "")
         if permission is None:
             raise ImproperlyConfigured(f"{type(self).__name__}: no permission for {self.action}")
         self.actor = actor_from_request(request)
         self.tenant, self.role = authorized_tenant(self.actor, kwargs["tenant"], permission)
+        throttle_tenant_request(self, request, self.tenant)  # only once authorised
         self._scope = tenant_scope([self.tenant])
         self._scope.__enter__()
 

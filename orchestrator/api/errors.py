@@ -7,15 +7,18 @@ from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler
 
+from orchestrator.api.parsers import RequestTooLarge
 from orchestrator.errors import Conflict, DomainError, FieldError, Forbidden, Invalid, NotFound
+from orchestrator.statement_timeout import is_statement_timeout, timeout_message
 
-__all__ = ["flatten_errors", "problem", "problem_exception_handler"]
+__all__ = ["PROBLEM_CONTENT_TYPE", "flatten_errors", "problem", "problem_exception_handler"]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -62,7 +65,16 @@ class ConflictError(exceptions.APIException):
     default_code = "conflict"
 
 
+class StatementTimedOut(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "statement_timeout"
+
+
 def _to_drf(exc: Exception) -> Exception:
+    if isinstance(exc, RequestDataTooBig):  # request.body past DATA_UPLOAD_MAX_MEMORY_SIZE
+        return RequestTooLarge()
+    if is_statement_timeout(exc):
+        return StatementTimedOut(timeout_message())
     if isinstance(exc, NotFound):
         return exceptions.NotFound(exc.message)
     if isinstance(exc, Forbidden):

@@ -8,6 +8,8 @@ from rest_framework import exceptions, pagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from orchestrator.integers import ascii_int
+
 __all__ = ["CursorPagination"]
 
 
@@ -21,11 +23,12 @@ class CursorPagination(pagination.CursorPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None or raw == "":
             return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+        limit = ascii_int(raw, maximum=self.max_page_size)
+        if limit is None or limit < 1:
             raise exceptions.ValidationError(
                 {"limit": [f"must be an integer from 1 to {self.max_page_size}"]}
             )
-        return int(raw)
+        return limit
 
     def decode_cursor(self, request: Request) -> Any:
         try:
@@ -44,6 +47,6 @@ class CursorPagination(pagination.CursorPagination):
             "required": ["results", "next"],
             "properties": {
                 "results": schema,
-                "next": {"type": "string", "nullable": True, "format": "uri"},
+                "next": {"type": ["string", "null"], "format": "uri"},
             },
         }

@@ -11,8 +11,10 @@ from orchestrator.models import ROLE_ORDER, ApiToken, AuditEvent, Membership, Se
 
 __all__ = [
     "AuditEventSerializer",
+    "FieldErrorSerializer",
     "MeSerializer",
     "MembershipSerializer",
+    "ProblemSerializer",
     "ServiceAccountSerializer",
     "TenantSerializer",
     "TokenSerializer",
@@ -99,8 +101,8 @@ class TokenSerializer(StrictSerializer):
     )
     created_at = serializers.DateTimeField(read_only=True)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
-    revoked_at = serializers.DateTimeField(read_only=True)
-    last_used_at = serializers.DateTimeField(read_only=True)
+    revoked_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    last_used_at = serializers.DateTimeField(read_only=True, allow_null=True)
     token = serializers.SerializerMethodField(
         help_text="The token itself: present only in the response that created it."
     )
@@ -151,7 +153,34 @@ class MeTokenSerializer(serializers.Serializer[Any]):
 class MeSerializer(serializers.Serializer[Any]):
     id = serializers.IntegerField()
     username = serializers.CharField()
-    email = serializers.EmailField()
+    email = serializers.CharField(help_text="empty for users without one")
     is_staff = serializers.BooleanField()
     memberships = MeMembershipSerializer(many=True)
     token = MeTokenSerializer(allow_null=True)
+
+
+class FieldErrorSerializer(serializers.Serializer[Any]):
+    path = serializers.CharField(
+        help_text="dotted path of the field, `[i]` for list items (`tasks.load.depends_on[0]`); "
+        "empty for the request as a whole"
+    )
+    message = serializers.CharField(help_text="what is wrong, and what would be accepted")
+
+
+class ProblemSerializer(serializers.Serializer[Any]):
+    """An error answer (RFC 9457), always `application/problem+json`."""
+
+    optional_output_fields = ("errors",)
+
+    type = serializers.CharField(help_text="`urn:orchestrator:problem:<code>`")
+    title = serializers.CharField(help_text="the HTTP status phrase")
+    status = serializers.IntegerField()
+    detail = serializers.CharField(help_text="what went wrong, for a person to read")
+
+    def get_fields(self) -> dict[str, Any]:
+        # `errors` is declared here: as a class attribute it would hide Serializer.errors.
+        fields: dict[str, Any] = super().get_fields()
+        fields["errors"] = FieldErrorSerializer(
+            many=True, required=False, help_text="one entry per invalid field (400 only)"
+        )
+        return fields

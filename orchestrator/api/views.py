@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from orchestrator import services
 from orchestrator.api import serializers as s
-from orchestrator.api.base import TenantScopedViewSet, actor_from_request
+from orchestrator.api.base import HTTP_METHOD_NAMES, TenantScopedViewSet, actor_from_request
 from orchestrator.models import ApiToken, AuditEvent, Membership, ServiceAccount, Tenant
 from orchestrator.policy import capped_role
 from orchestrator.selectors import authorized_tenant, memberships_of, tenants_visible_to
@@ -31,7 +31,9 @@ __all__ = [
 
 
 class MeView(APIView):
-    @extend_schema(responses=s.MeSerializer)
+    http_method_names = HTTP_METHOD_NAMES
+
+    @extend_schema(operation_id="get_me", tags=["me"], responses=s.MeSerializer)
     def get(self, request: Request) -> Response:
         actor = actor_from_request(request)
         user = request.user
@@ -55,7 +57,9 @@ class TenantViewSet(
     owners rename it, set its quotas within the platform's limits, or archive it (DELETE)."""
 
     serializer_class = s.TenantSerializer
+    http_method_names = HTTP_METHOD_NAMES
     lookup_field = "slug"
+    lookup_url_kwarg = "tenant"
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self) -> QuerySet[Tenant]:
@@ -71,9 +75,8 @@ class TenantViewSet(
         return context
 
     def _tenant(self, permission: str) -> Tenant:
-        return authorized_tenant(actor_from_request(self.request), self.kwargs["slug"], permission)[
-            0
-        ]
+        actor = actor_from_request(self.request)
+        return authorized_tenant(actor, self.kwargs["tenant"], permission)[0]
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         tenant = self._tenant("tenant.view")
@@ -126,9 +129,11 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        user = services.find_user(data["user"]["username"])
-        membership = services.add_member(
-            actor=self.actor, tenant=self.tenant, user=user, role=data["role"]
+        membership = services.add_member_by_username(
+            actor=self.actor,
+            tenant=self.tenant,
+            username=data["user"]["username"],
+            role=data["role"],
         )
         return Response(self.get_serializer(membership).data, status=status.HTTP_201_CREATED)
 
@@ -153,6 +158,7 @@ class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Te
     model = ServiceAccount
     serializer_class = s.ServiceAccountSerializer
     lookup_field = "name"
+    lookup_url_kwarg = "service_account"
     permissions = {
         "list": "service_account.view",
         "retrieve": "service_account.view",
@@ -193,6 +199,7 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
     model = ApiToken
     serializer_class = s.TokenSerializer
     lookup_field = "prefix"
+    lookup_url_kwarg = "token_prefix"
     permissions = {
         "list": "token.view",
         "retrieve": "token.view",
@@ -236,20 +243,24 @@ def parse_time(raw: str, name: str) -> dt.datetime:
     return value
 
 
-@extend_schema(
-    parameters=[
-        OpenApiParameter("actor", str, description="User name, or `system`"),
-        OpenApiParameter("action", str, description="e.g. `token.create`, or `token.` for all"),
-        OpenApiParameter("object", str, description="`type` or `type:id`, e.g. `apitoken:12`"),
-        OpenApiParameter("since", str, description="ISO 8601 time with a timezone"),
-        OpenApiParameter("until", str, description="ISO 8601 time with a timezone"),
-    ]
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("actor", str, description="User name, or `system`"),
+            OpenApiParameter("action", str, description="e.g. `token.create`, `token.` for all"),
+            OpenApiParameter("object", str, description="`type` or `type:id`, e.g. `apitoken:12`"),
+            OpenApiParameter("since", str, description="ISO 8601 time with a timezone"),
+            OpenApiParameter("until", str, description="ISO 8601 time with a timezone"),
+        ]
+    )
 )
 class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """The tenant's audit log, newest first. Read-only, as the log itself."""
 
     model = AuditEvent
     serializer_class = s.AuditEventSerializer
+    lookup_url_kwarg = "event_id"
+    lookup_value_regex = "[0-9]+"
     permissions = {"list": "audit.view", "retrieve": "audit.view"}
 
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:

@@ -5,14 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.db import OperationalError
 from graphql import GraphQLError, GraphQLResolveInfo
 from rest_framework import serializers
 from strawberry.extensions import SchemaExtension
 
 from orchestrator.api.errors import flatten_errors
 from orchestrator.errors import Conflict, DomainError, FieldError, Forbidden, Invalid, NotFound
+from orchestrator.statement_timeout import is_statement_timeout, timeout_message
 
-__all__ = ["DomainErrorExtension", "bad_input", "unauthenticated", "validate"]
+__all__ = [
+    "CALLER_ERROR_CODES",
+    "DomainErrorExtension",
+    "bad_input",
+    "classify_caller_errors",
+    "unauthenticated",
+    "validate",
+]
 
 CODES: dict[type[DomainError], str] = {
     NotFound: "NOT_FOUND",
@@ -20,6 +29,33 @@ CODES: dict[type[DomainError], str] = {
     Invalid: "BAD_USER_INPUT",
     Conflict: "CONFLICT",
 }
+
+
+# The `extensions.code`s of errors the caller caused (not INTERNAL_SERVER_ERROR, TIMEOUT).
+CALLER_ERROR_CODES = frozenset(
+    {
+        "BAD_USER_INPUT",
+        "CONFLICT",
+        "FORBIDDEN",
+        "NOT_FOUND",
+        "QUERY_TOO_COSTLY",
+        "RATE_LIMITED",
+        "REQUEST_TOO_LARGE",
+        "UNAUTHENTICATED",
+    }
+)
+CALLER_ERROR_CLASSIFICATION = "BAD_REQUEST"
+
+
+def classify_caller_errors(errors: list[dict[str, Any]]) -> None:
+    """Mark each formatted error the caller caused with `extensions.classification`
+    BAD_REQUEST, the word generic GraphQL clients and fuzzers read (Spring GraphQL's
+    ErrorType, schemathesis): a resolver's NOT_FOUND is the caller's mistake, not a failure
+    of the server. Errors without one of those codes stay unmarked."""
+    for error in errors:
+        extensions = error.get("extensions")
+        if isinstance(extensions, dict) and extensions.get("code") in CALLER_ERROR_CODES:
+            extensions.setdefault("classification", CALLER_ERROR_CLASSIFICATION)
 
 
 def unauthenticated(message: str = "sign in or send Authorization: Bearer <token>") -> GraphQLError:
@@ -63,3 +99,7 @@ class DomainErrorExtension(SchemaExtension):
             if isinstance(exc, Invalid):
                 extensions["errors"] = [{"path": p, "message": m} for p, m in exc.errors]
             raise GraphQLError(exc.message, extensions=extensions) from exc
+        except OperationalError as exc:
+            if not is_statement_timeout(exc):
+                raise
+            raise GraphQLError(timeout_message(), extensions={"code": "TIMEOUT"}) from exc

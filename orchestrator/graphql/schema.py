@@ -18,8 +18,12 @@ from orchestrator import models, services
 from orchestrator.api import serializers as s
 from orchestrator.context import tenant_scope
 from orchestrator.errors import NotFound
+from orchestrator.graphql.cost import QueryCostLimiter
 from orchestrator.graphql.errors import DomainErrorExtension, validate
+from orchestrator.graphql.introspection import IntrospectionPolicy
+from orchestrator.graphql.ratelimit import RateLimitExtension
 from orchestrator.graphql.types import (
+    LIST_LIMIT_DEFAULT,
     ApiTokenType,
     CreatedToken,
     MembershipRef,
@@ -28,6 +32,7 @@ from orchestrator.graphql.types import (
     ServiceAccountType,
     TenantType,
     actor_of,
+    list_limit,
     tenant_for,
     tenant_scope_for,
 )
@@ -66,8 +71,9 @@ class Query:
         )
 
     @strawberry.field
-    def tenants(self, info: Info) -> list[TenantType]:
-        return list(tenants_visible_to(actor_of(info)))  # type: ignore[arg-type]
+    def tenants(self, info: Info, limit: int = LIST_LIMIT_DEFAULT) -> list[TenantType]:
+        limit = list_limit(limit)
+        return list(tenants_visible_to(actor_of(info))[:limit])  # type: ignore[arg-type]
 
     @strawberry.field(description="Null, with a NOT_FOUND error, when invisible to you.")  # type: ignore[untyped-decorator]
     def tenant(self, info: Info, slug: str) -> TenantType | None:
@@ -102,9 +108,8 @@ class Mutation:
     def add_member(self, info: Info, tenant: str, username: str, role: str) -> MemberType:
         t = tenant_for(info, tenant, "member.view")
         data = validate(s.MembershipSerializer, {"username": username, "role": role})
-        user = services.find_user(data["user"]["username"])
-        return services.add_member(  # type: ignore[return-value]
-            actor=actor_of(info), tenant=t, user=user, role=data["role"]
+        return services.add_member_by_username(  # type: ignore[return-value]
+            actor=actor_of(info), tenant=t, username=data["user"]["username"], role=data["role"]
         )
 
     @strawberry.mutation
@@ -179,8 +184,15 @@ class Schema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Log only unexpected errors: a caller's mistake (a coded error) is not ours."""
-        unexpected = [e for e in errors if not (e.extensions or {}).get("code")]
+        """Log only unexpected errors, those met while executing a field: a caller's mistake
+        (a coded error, or a document or variables that do not parse or validate, which
+        carry no path) is not ours."""
+        unexpected = [
+            e
+            for e in errors
+            if not (e.extensions or {}).get("code")
+            and (e.path is not None or e.original_error is not None)
+        ]
         if unexpected:
             super().process_errors(unexpected, execution_context)
 
@@ -197,10 +209,13 @@ schema = Schema(
     query=merge_types("Query", (Query, WorkflowQuery, RunQuery, ConnectionQuery)),
     mutation=merge_types("Mutation", (Mutation, WorkflowMutation, RunMutation, ConnectionMutation)),
     extensions=[  # factories: a fresh extension per request, no state shared
+        RateLimitExtension,
         DjangoOptimizerExtension,
         lambda: QueryDepthLimiter(max_depth=settings.GRAPHQL_MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=settings.GRAPHQL_MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
+        lambda: QueryCostLimiter(max_cost=settings.GRAPHQL_MAX_COST),
+        IntrospectionPolicy,
         DomainErrorExtension,
     ],
 )

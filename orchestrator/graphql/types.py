@@ -15,20 +15,38 @@ from strawberry.types import Info
 from orchestrator import models
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
+from orchestrator.errors import Invalid
 from orchestrator.graphql.errors import unauthenticated
 from orchestrator.policy import authorize, effective_role
 from orchestrator.selectors import authorized_tenant
 
 __all__ = [
+    "LIST_LIMIT_DEFAULT",
+    "LIST_LIMIT_MAX",
     "ApiTokenType",
     "AuditEventType",
     "MeType",
     "MemberType",
     "TenantType",
     "actor_of",
+    "list_limit",
     "tenant_for",
     "tenant_scope_for",
 ]
+
+
+# Every list of objects takes `limit`, as REST's `?limit=` (1 to 500; paged lists default
+# to 50, lists that return a whole set to the most): the query cost (graphql/cost.py)
+# multiplies them along each path.
+LIST_LIMIT_DEFAULT = 50
+LIST_LIMIT_MAX = 500
+
+
+def list_limit(limit: int) -> int:
+    """A list's `limit` argument checked as REST checks it: BAD_USER_INPUT out of range."""
+    if not 1 <= limit <= LIST_LIMIT_MAX:
+        raise Invalid([("limit", f"must be an integer from 1 to {LIST_LIMIT_MAX}; got {limit}")])
+    return limit
 
 
 def tenant_for(info: Info, slug: str, permission: str) -> models.Tenant:
@@ -119,11 +137,14 @@ class AuditEventType:
         return root.changes  # type: ignore[no-any-return]
 
 
-def _listed(info: Info, tenant: models.Tenant, permission: str, model: Any) -> list[Any]:
-    """The tenant's rows of `model`, after the policy allowed `permission`."""
+def _listed(
+    info: Info, tenant: models.Tenant, permission: str, model: Any, limit: int
+) -> list[Any]:
+    """The tenant's rows of `model` (at most `limit`), after the policy allowed `permission`."""
+    limit = list_limit(limit)
     authorize(actor_of(info), permission, tenant)
     with tenant_scope([tenant]):
-        return list(model.objects.all().select_related(*_RELATED.get(model, ())))
+        return list(model.objects.all().select_related(*_RELATED.get(model, ()))[:limit])
 
 
 _RELATED: dict[Any, tuple[str, ...]] = {
@@ -155,16 +176,22 @@ class TenantType:
         return role.value if role is not None else None
 
     @strawberry_django.field
-    def members(self, root: models.Tenant, info: Info) -> list[MemberType]:
-        return _listed(info, root, "member.view", models.Membership)
+    def members(
+        self, root: models.Tenant, info: Info, limit: int = LIST_LIMIT_MAX
+    ) -> list[MemberType]:
+        return _listed(info, root, "member.view", models.Membership, limit)
 
     @strawberry_django.field
-    def service_accounts(self, root: models.Tenant, info: Info) -> list[ServiceAccountType]:
-        return _listed(info, root, "service_account.view", models.ServiceAccount)
+    def service_accounts(
+        self, root: models.Tenant, info: Info, limit: int = LIST_LIMIT_MAX
+    ) -> list[ServiceAccountType]:
+        return _listed(info, root, "service_account.view", models.ServiceAccount, limit)
 
     @strawberry_django.field
-    def tokens(self, root: models.Tenant, info: Info) -> list[ApiTokenType]:
-        return _listed(info, root, "token.view", models.ApiToken)
+    def tokens(
+        self, root: models.Tenant, info: Info, limit: int = LIST_LIMIT_MAX
+    ) -> list[ApiTokenType]:
+        return _listed(info, root, "token.view", models.ApiToken, limit)
 
     @strawberry_django.field
     def audit_events(
@@ -175,11 +202,11 @@ class TenantType:
         actor: str | None = None,
         since: dt.datetime | None = None,
         before_id: int | None = None,
-        limit: int = 50,
+        limit: int = LIST_LIMIT_DEFAULT,
     ) -> list[AuditEventType]:
         """Newest first; page with `beforeId` = the last id you received."""
+        limit = list_limit(limit)
         authorize(actor_of(info), "audit.view", root)
-        limit = max(1, min(limit, 500))
         with tenant_scope([root]):
             qs = models.AuditEvent.objects.all().order_by("-id")
             if action:

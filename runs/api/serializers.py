@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orchestrator.api.base import StrictSerializer
@@ -18,6 +19,7 @@ __all__ = [
     "ClearedSerializer",
     "LogSerializer",
     "PlannedIntervalSerializer",
+    "RunRetriedSerializer",
     "RunSerializer",
     "TaskInstanceSerializer",
     "TriggerSerializer",
@@ -96,6 +98,16 @@ class RunSerializer(serializers.ModelSerializer[WorkflowRun]):
         }
 
 
+class RunRetriedSerializer(RunSerializer):
+    """What a retry answers: the run, and the task ids it cleared to run again."""
+
+    cleared = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "cleared"]
+        read_only_fields = fields
+
+
 _WHEN = serializers.DateTimeField()  # its formatting, for representations built directly
 
 
@@ -121,6 +133,9 @@ class AttemptSerializer(serializers.ModelSerializer[TaskAttempt]):
 
 
 class TaskInstanceSerializer(serializers.ModelSerializer[TaskInstance]):
+    # Any JSON, null included: a nullable JSONField would be documented as oneOf [any, null],
+    # which null matches twice (so no response with a null result validated).
+    result = serializers.JSONField(read_only=True, help_text="what the task returned")
     attempts = serializers.SerializerMethodField()
 
     class Meta:
@@ -144,6 +159,7 @@ class TaskInstanceSerializer(serializers.ModelSerializer[TaskInstance]):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(AttemptSerializer(many=True, allow_null=True))
     def get_attempts(self, ti: TaskInstance) -> list[dict[str, Any]] | None:
         if not self.context.get("with_attempts"):
             return None

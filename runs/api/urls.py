@@ -19,6 +19,6 @@ task_router.register("tasks", views.TaskInstanceViewSet, basename="task-instance
 # Mounted under /api/v1/tenants/<tenant>/ by the root urls.
 urlpatterns = [
     path("", include(router.urls)),
-    path("workflows/<str:workflow_name>/", include(workflow_router.urls)),
-    path("runs/<str:run_pk>/", include(task_router.urls)),
+    path("workflows/<str:workflow>/", include(workflow_router.urls)),
+    path("runs/<int:run_id>/", include(task_router.urls)),
 ]

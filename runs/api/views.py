@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from orchestrator.api.base import TenantScopedViewSet
 from orchestrator.api.views import parse_time
+from orchestrator.integers import ascii_int
 from runs import backfills, services
 from runs.api.serializers import (
     BackfillCreateSerializer,
@@ -22,6 +23,7 @@ from runs.api.serializers import (
     ClearSerializer,
     LogSerializer,
     PlannedIntervalSerializer,
+    RunRetriedSerializer,
     RunSerializer,
     TaskInstanceSerializer,
     TriggerSerializer,
@@ -55,7 +57,7 @@ class WorkflowRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     permissions = {"list": "run.view", "create": "run.operate"}
 
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        workflow = get_workflow(self.kwargs["workflow_name"])
+        workflow = get_workflow(self.kwargs["workflow"])
         return run_list().filter(workflow=workflow, pk__in=queryset.values("pk"))
 
     @extend_schema(
@@ -79,7 +81,7 @@ class WorkflowRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
             raise exceptions.ValidationError({"Idempotency-Key": ["1 to 255 printable characters"]})
         triggered = services.trigger_run(
             actor=self.actor,
-            workflow=get_workflow(kwargs["workflow_name"]),
+            workflow=get_workflow(kwargs["workflow"]),
             params=body.validated_data["params"],
             idempotency_key=key,
             force=body.validated_data["force"],
@@ -91,21 +93,25 @@ class WorkflowRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
         return Response(RunSerializer(run, context=context).data, status=code)
 
 
-@extend_schema(
-    parameters=[
-        OpenApiParameter("workflow", str),
-        OpenApiParameter("state", str, enum=[s.value for s in WorkflowRun.State]),
-        OpenApiParameter("created_after", str, description="ISO 8601 with a timezone"),
-        OpenApiParameter("created_before", str, description="ISO 8601 with a timezone"),
-        OpenApiParameter("trigger_source", str, enum=[s.value for s in WorkflowRun.Source]),
-        OpenApiParameter("triggered_by", str, description="user name of who triggered"),
-    ]
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("workflow", str, description="name of the workflow"),
+            OpenApiParameter("state", str, enum=[s.value for s in WorkflowRun.State]),
+            OpenApiParameter("created_after", str, description="ISO 8601 with a timezone"),
+            OpenApiParameter("created_before", str, description="ISO 8601 with a timezone"),
+            OpenApiParameter("trigger_source", str, enum=[s.value for s in WorkflowRun.Source]),
+            OpenApiParameter("triggered_by", str, description="user name of who triggered"),
+        ]
+    )
 )
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Runs of every workflow of the tenant, newest first."""
 
     model = WorkflowRun
     serializer_class = RunSerializer
+    lookup_url_kwarg = "run_id"
+    lookup_value_regex = "[0-9]+"
     permissions = {
         "list": "run.view",
         "retrieve": "run.view",
@@ -131,7 +137,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         ).filter(pk__in=queryset.values("pk"))
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return self._detail(kwargs["pk"])
+        return self._detail(kwargs["run_id"])
 
     def _detail(self, run_id: int | str, **extra: Any) -> Response:
         """The run as it is now, with its task counts (read again after an operation)."""
@@ -143,15 +149,15 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Stop the run: running tasks are killed, nothing more starts. 409 once ended."""
-        run = get_run(kwargs["pk"])
+        run = get_run(kwargs["run_id"])
         services.cancel_run(actor=self.actor, run=run)
         return self._detail(run.pk)
 
-    @extend_schema(request=None, responses=RunSerializer)
+    @extend_schema(request=None, responses=RunRetriedSerializer)
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Re-run the failed, upstream_failed and cancelled tasks and all downstream of them."""
-        run = get_run(kwargs["pk"])
+        run = get_run(kwargs["run_id"])
         cleared = services.retry_run(actor=self.actor, run=run)
         return self._detail(run.pk, cleared=cleared)
 
@@ -172,10 +178,10 @@ class TaskInstanceViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     }
 
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        return queryset.filter(run=get_run(self.kwargs["run_pk"]))
+        return queryset.filter(run=get_run(self.kwargs["run_id"]))
 
     def _instance(self, **kwargs: Any) -> Response:
-        ti = get_task_instance(get_run(kwargs["run_pk"]), kwargs["task_id"])
+        ti = get_task_instance(get_run(kwargs["run_id"]), kwargs["task_id"])
         context = {**self.get_serializer_context(), "with_attempts": True}
         return Response(TaskInstanceSerializer(ti, context=context).data)
 
@@ -187,7 +193,7 @@ class TaskInstanceViewSet(mixins.ListModelMixin, TenantScopedViewSet):
         body.is_valid(raise_exception=True)
         cleared = services.clear_task(
             actor=self.actor,
-            run=get_run(kwargs["run_pk"]),
+            run=get_run(kwargs["run_id"]),
             task_id=kwargs["task_id"],
             downstream=body.validated_data["downstream"],
         )
@@ -198,7 +204,7 @@ class TaskInstanceViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     def mark_success(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.mark_task(
             actor=self.actor,
-            run=get_run(kwargs["run_pk"]),
+            run=get_run(kwargs["run_id"]),
             task_id=kwargs["task_id"],
             state="success",
         )
@@ -209,7 +215,7 @@ class TaskInstanceViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     def mark_failed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.mark_task(
             actor=self.actor,
-            run=get_run(kwargs["run_pk"]),
+            run=get_run(kwargs["run_id"]),
             task_id=kwargs["task_id"],
             state="failed",
         )
@@ -228,17 +234,17 @@ class TaskInstanceViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     @action(detail=True, methods=["get"])
     def logs(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Follow a task's log: ask again from `next_offset` while `running` is true."""
-        ti = get_task_instance(get_run(kwargs["run_pk"]), kwargs["task_id"])
+        ti = get_task_instance(get_run(kwargs["run_id"]), kwargs["task_id"])
         params = request.query_params
         numbers = {}
         for name, default in (("try", None), ("offset", 0), ("limit", LOG_PAGE_MAX)):
             raw = params.get(name)
             if raw is None or raw == "":
                 numbers[name] = default
-            elif not raw.isdigit():
+            elif (number := ascii_int(raw)) is None:
                 raise exceptions.ValidationError({name: ["expected a non-negative integer"]})
             else:
-                numbers[name] = int(raw)
+                numbers[name] = number
         page = read_log(
             ti,
             try_number=numbers["try"],
@@ -260,7 +266,7 @@ class WorkflowBackfillViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     permissions = {"list": "backfill.view", "create": "backfill.operate"}
 
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        workflow = get_workflow(self.kwargs["workflow_name"])
+        workflow = get_workflow(self.kwargs["workflow"])
         return backfills.backfill_list(workflow=workflow).filter(pk__in=queryset.values("pk"))
 
     @extend_schema(
@@ -272,7 +278,7 @@ class WorkflowBackfillViewSet(mixins.ListModelMixin, TenantScopedViewSet):
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
         dry_run = data.pop("dry_run")
-        workflow = get_workflow(kwargs["workflow_name"])
+        workflow = get_workflow(kwargs["workflow"])
         if dry_run:
             planned = backfills.plan_backfill(actor=self.actor, workflow=workflow, **data)
             intervals = PlannedIntervalSerializer(planned, many=True).data
@@ -289,6 +295,8 @@ class BackfillViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
     model = Backfill
     serializer_class = BackfillSerializer
+    lookup_url_kwarg = "backfill_id"
+    lookup_value_regex = "[0-9]+"
     permissions = {
         "list": "backfill.view",
         "retrieve": "backfill.view",
@@ -301,7 +309,7 @@ class BackfillViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         return backfills.backfill_list().filter(pk__in=queryset.values("pk"))
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return Response(BackfillSerializer(backfills.get_backfill(kwargs["pk"])).data)
+        return Response(BackfillSerializer(backfills.get_backfill(kwargs["backfill_id"])).data)
 
     def _operate(self, operation: Any, backfill_id: str) -> Response:
         operation(actor=self.actor, backfill=backfills.get_backfill(backfill_id))
@@ -311,16 +319,16 @@ class BackfillViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Create no more runs; those queued or running go on. 409 unless running."""
-        return self._operate(backfills.pause_backfill, kwargs["pk"])
+        return self._operate(backfills.pause_backfill, kwargs["backfill_id"])
 
     @extend_schema(request=None, responses=BackfillSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Go on with a paused backfill. 409 unless paused."""
-        return self._operate(backfills.resume_backfill, kwargs["pk"])
+        return self._operate(backfills.resume_backfill, kwargs["backfill_id"])
 
     @extend_schema(request=None, responses=BackfillSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Create no more runs and cancel the queued and running ones. 409 once ended."""
-        return self._operate(backfills.cancel_backfill, kwargs["pk"])
+        return self._operate(backfills.cancel_backfill, kwargs["backfill_id"])

@@ -12,7 +12,13 @@ from strawberry.types import Info
 
 from orchestrator.context import tenant_scope
 from orchestrator.errors import Invalid
-from orchestrator.graphql.types import actor_of, tenant_scope_for
+from orchestrator.graphql.types import (
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    actor_of,
+    list_limit,
+    tenant_scope_for,
+)
 from runs import backfills, models, selectors, services
 from workflows.selectors import get_workflow
 
@@ -63,10 +69,13 @@ class TaskInstanceType:
     def result(self, root: models.TaskInstance) -> JSON | None:
         return root.result  # type: ignore[no-any-return]
 
-    @strawberry_django.field
-    def attempts(self, root: models.TaskInstance) -> list[TaskAttemptType]:
+    @strawberry_django.field(description="The first `limit` tries, in order.")  # type: ignore[untyped-decorator]
+    def attempts(
+        self, root: models.TaskInstance, limit: int = LIST_LIMIT_DEFAULT
+    ) -> list[TaskAttemptType]:
+        limit = list_limit(limit)
         with tenant_scope([root.tenant_id]):
-            return list(root.attempts.order_by("try_number"))  # type: ignore[arg-type]
+            return list(root.attempts.order_by("try_number")[:limit])  # type: ignore[arg-type]
 
 
 @strawberry_django.type(models.WorkflowRun)
@@ -100,13 +109,14 @@ class RunType:
 
     @strawberry_django.field
     def task_instances(
-        self, root: models.WorkflowRun, state: str | None = None
+        self, root: models.WorkflowRun, state: str | None = None, limit: int = LIST_LIMIT_MAX
     ) -> list[TaskInstanceType]:
+        limit = list_limit(limit)
         with tenant_scope([root.tenant_id]):
             qs = models.TaskInstance.objects.filter(run=root).order_by("id")
             if state:
                 qs = qs.filter(state=state)
-            return list(qs)  # type: ignore[arg-type]
+            return list(qs[:limit])  # type: ignore[arg-type]
 
 
 @strawberry.type
@@ -119,14 +129,15 @@ class Query:
         workflow: str | None = None,
         state: str | None = None,
         before_id: int | None = None,
-        limit: int = 50,
+        limit: int = LIST_LIMIT_DEFAULT,
     ) -> list[RunType]:
         """Newest first; page with `beforeId` = the last id you received."""
+        limit = list_limit(limit)
         with tenant_scope_for(info, tenant, "run.view"):
             qs = selectors.run_list(workflow=workflow, state=state).order_by("-id")
             if before_id:
                 qs = qs.filter(pk__lt=before_id)
-            return list(qs[: max(1, min(limit, 500))])  # type: ignore[arg-type]
+            return list(qs[:limit])  # type: ignore[arg-type]
 
     @strawberry.field(
         description="A page of a task's log; follow it from nextOffset while running is true."
@@ -167,11 +178,16 @@ class Query:
 
     @strawberry.field(description="A workflow's backfills (all when no workflow), newest first.")  # type: ignore[untyped-decorator]
     def backfills(
-        self, info: Info, tenant: str, workflow: str | None = None, limit: int = 50
+        self,
+        info: Info,
+        tenant: str,
+        workflow: str | None = None,
+        limit: int = LIST_LIMIT_DEFAULT,
     ) -> list[BackfillType]:
+        limit = list_limit(limit)
         with tenant_scope_for(info, tenant, "backfill.view"):
             qs = backfills.backfill_list(workflow=get_workflow(workflow) if workflow else None)
-            return list(qs[: max(1, min(limit, 500))])  # type: ignore[arg-type]
+            return list(qs[:limit])  # type: ignore[arg-type]
 
     @strawberry.field(description="Null, with a NOT_FOUND error, when it does not exist.")  # type: ignore[untyped-decorator]
     def backfill(self, info: Info, tenant: str, id: int) -> BackfillType | None:

@@ -76,11 +76,12 @@ def _project_packages() -> tuple[str, ...]:
 
 @functools.cache
 def _runner_modules(allowed: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """The python runner's module files, and those of the allow-listed modules of `runs`:
-    (host file, its path under the sandbox's module directory)."""
+    """The python runner's module files (with the allow-list rule it shares with the spec's
+    validation), and those of the allow-listed modules of `runs`: (host file, its path
+    under the sandbox's module directory)."""
     root = Path(__file__).resolve().parents[2]  # the directory that holds `runs`
     names = ["runs/__init__", "runs/tasktypes/__init__", "runs/tasktypes/pyrunner"]
-    names.append("runs/tasktypes/skip")
+    names += ["runs/tasktypes/skip", "workflows/__init__", "workflows/python_modules"]
     for module in allowed:
         if module.startswith("runs."):
             names.append(module.replace(".", "/"))

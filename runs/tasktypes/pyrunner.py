@@ -14,17 +14,15 @@ import sys
 import traceback
 
 from runs.tasktypes.skip import SKIP_EXIT_CODE, SkipTask
-
-
-def allowed(module: str, prefixes: list[str]) -> bool:
-    return any(module == p or module.startswith(p + ".") for p in prefixes)
+from workflows.python_modules import callable_refusal
 
 
 def main() -> int:
     payload = json.loads(sys.stdin.read())
     module_name, _, function_name = payload["callable"].partition(":")
-    if not allowed(module_name, payload["allowed"]):
-        print(f"module {module_name!r} is not in the allow-list of python tasks", file=sys.stderr)
+    refusal = callable_refusal(payload["callable"], payload["allowed"])
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
         return 2
     function = getattr(importlib.import_module(module_name), function_name)
     try:

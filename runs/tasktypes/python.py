@@ -25,6 +25,7 @@ from runs.tasktypes.local import (
 from runs.tasktypes.process import run_process
 from runs.tasktypes.sandbox import TMP, interpreter
 from runs.tasktypes.skip import SKIP_EXIT_CODE
+from workflows.python_modules import callable_refusal
 
 __all__ = ["run_python"]
 
@@ -36,17 +37,11 @@ RESULT_NAME = "orchestrator-result.json"
 
 def run_python(a: Attempt) -> Outcome:
     task = a.task
-    module = task["callable"].partition(":")[0]
     allowed: list[str] = settings.PYTHON_TASK_MODULES
-    if not any(module == p or module.startswith(p + ".") for p in allowed):
-        return Outcome(
-            "failed",
-            error=(
-                f"module {module!r} is not allowed for python tasks; allowed: {', '.join(allowed)} "
-                "(platform setting PYTHON_TASK_MODULES)"
-            ),
-            retryable=False,
-        )
+    # Checked when the workflow was applied too; the setting may have changed since.
+    refusal = callable_refusal(task["callable"], allowed)
+    if refusal is not None:
+        return Outcome("failed", error=refusal, retryable=False)
     timeout = task.get("timeout")
     payload = json.dumps(
         {"callable": task["callable"], "kwargs": task.get("kwargs", {}), "allowed": allowed},

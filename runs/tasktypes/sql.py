@@ -25,12 +25,13 @@ import math
 import os
 import socket
 import sqlite3
+import stat
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
@@ -66,6 +67,7 @@ MYSQL_UNREACHABLE = 2003  # the client could not connect to the server
 FALSY_CELLS = (None, False, 0, "", "0", "false", "f")
 MAX_ADDRESSES = 2  # of a database host's, tried in turn (each within the connect timeout)
 STOPPED = "stopped: the attempt was cancelled or lost its lease"
+MAX_SYMLINKS = 40  # followed in one SQLite path, as Linux does; more is refused
 
 
 # --- the platform's own database is never a target ----------------------------------------
@@ -74,16 +76,71 @@ STOPPED = "stopped: the attempt was cancelled or lost its lease"
 def sqlite_refusal(info: ConnectionInfo, tenant_slug: str) -> str | None:
     """Why a tenant may not open this SQLite file, or None. With SQLITE_TASK_ROOT set, each
     tenant's files live under <root>/<tenant slug>/: a path outside it (another tenant's
-    warehouse, any file the worker can read) is refused."""
+    warehouse, any file the worker can read), or one that leaves it on the way (`..`, a
+    symbolic link pointing out), is refused. The refusal is the same whether such a file
+    exists or not, and nothing outside the tenant's directory is looked at to decide it."""
     root = settings.SQLITE_TASK_ROOT
     if info.kind != "sqlite" or not root or info.database == ":memory:":
         return None
-    allowed = (Path(root) / tenant_slug).resolve()
-    if not Path(info.database).resolve().is_relative_to(allowed):
-        return (
-            f"connection {info.name!r}: SQLite files of this tenant must be under {allowed}/ "
-            "(platform setting SQLITE_TASK_ROOT)"
-        )
+    tenant_dir = Path(os.path.abspath(Path(root) / tenant_slug))
+    if _stays_within(info.database, tenant_dir):
+        return None
+    return (
+        f"connection {info.name!r}: SQLite files of this tenant must be under "
+        f"{tenant_dir.resolve()}/ (platform setting SQLITE_TASK_ROOT)"
+    )
+
+
+def _stays_within(path: str, tenant_dir: Path) -> bool:
+    """Whether `path` leads to an entry under `tenant_dir` at every step, following
+    symbolic links as the kernel would. Only entries inside `tenant_dir` are looked at
+    (lstat, readlink): a step out of it (a relative path, `..` above it, a link whose
+    target is elsewhere) answers no before anything there is touched. A missing entry
+    inside counts as inside: opening it will say that it is missing."""
+    real_dir = tenant_dir.resolve()  # the platform's own directories, links allowed
+    spellings = {tenant_dir.parts, real_dir.parts}
+    remaining = _parts_below(path, spellings)
+    if remaining is None:
+        return False
+    current, links = real_dir, 0
+    while remaining:
+        part = remaining.pop(0)
+        if part == "..":
+            if current == real_dir:
+                return False
+            current = current.parent
+            continue
+        candidate = current / part
+        try:
+            is_link = stat.S_ISLNK(os.lstat(candidate).st_mode)
+        except OSError:
+            is_link = False
+        if not is_link:
+            current = candidate
+            continue
+        links += 1
+        if links > MAX_SYMLINKS:
+            return False
+        target = os.readlink(candidate)
+        if os.path.isabs(target):
+            below = _parts_below(target, spellings)
+            if below is None:
+                return False
+            current, remaining = real_dir, below + remaining
+        else:
+            remaining = list(PurePosixPath(target).parts) + remaining
+    return True
+
+
+def _parts_below(path: str, spellings: set[tuple[str, ...]]) -> list[str] | None:
+    """The components of an absolute `path` after the directory (spelt one of `spellings`)
+    it starts with, or None when it starts elsewhere or is relative."""
+    if not os.path.isabs(path):
+        return None
+    parts = PurePosixPath(path).parts
+    for prefix in spellings:
+        if parts[: len(prefix)] == prefix:
+            return list(parts[len(prefix) :])
     return None
 
 

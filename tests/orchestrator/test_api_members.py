@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator import services
+from orchestrator.actors import Actor
 from orchestrator.models import ApiToken, Membership
 from tests.harness import (
     EndpointCase,
@@ -14,6 +16,7 @@ from tests.harness import (
     Team,
     assert_problem,
     make_member,
+    make_teammate,
     make_token,
     make_user,
     new_audit_events,
@@ -30,8 +33,8 @@ def a_viewer(team: Team) -> dict[str, str]:
     return {"username": make_member(team.tenant, "viewer").username}
 
 
-def a_new_user(team: Team) -> dict[str, Any]:
-    return {"username": make_user().username, "role": "viewer"}
+def a_teammate(team: Team) -> dict[str, Any]:
+    return {"username": make_teammate(team).username, "role": "viewer"}
 
 
 class TestMembersEndpoint(EndpointSuite):
@@ -39,7 +42,7 @@ class TestMembersEndpoint(EndpointSuite):
         EndpointCase("list", "GET", MEMBERS, "viewer"),
         EndpointCase("retrieve", "GET", MEMBER, "viewer", setup=a_viewer),
         EndpointCase(
-            "add", "POST", MEMBERS, "admin", status=201, body=a_new_user,
+            "add", "POST", MEMBERS, "admin", status=201, body=a_teammate,
             audit_action="membership.create",
         ),
         EndpointCase(
@@ -168,6 +171,9 @@ def test_it_refuses_a_member_twice(team: Team) -> None:
 def test_it_adds_a_member_of_another_tenant_without_touching_that_tenant(
     team: Team, outsider: Team
 ) -> None:
+    services.add_member(
+        actor=Actor.cli(), tenant=outsider.tenant, user=team.users["admin"], role="viewer"
+    )  # so that acme's admin may add globex's owner, a teammate
     before = tenant_state(outsider.tenant)
     url = f"/api/v1/tenants/{team.slug}/members/"
     body = {"username": "globex-owner", "role": "viewer"}

@@ -12,7 +12,7 @@ from django.utils import timezone
 from orchestrator import audit, services
 from orchestrator.actors import Actor
 from orchestrator.models import AuditChainHead, AuditEvent
-from tests.harness import Team, make_team, make_user, send
+from tests.harness import Team, make_team, make_teammate, send
 
 
 def _chain(team: Team) -> str:
@@ -22,12 +22,12 @@ def _chain(team: Team) -> str:
 def test_it_verifies_after_a_series_of_api_changes(team: Team) -> None:
     owner, admin = team.tokens["owner"], team.tokens["admin"]
     base = f"/api/v1/tenants/{team.slug}/"
-    make_user("newcomer")
+    newcomer = make_teammate(team).username
     created = send(admin, "POST", f"{base}tokens/", {"name": "ci", "role": "viewer"}).json()
     send(admin, "DELETE", f"{base}tokens/{created['prefix']}/")
-    send(admin, "POST", f"{base}members/", {"username": "newcomer", "role": "viewer"})
-    send(admin, "PATCH", f"{base}members/newcomer/", {"role": "editor"})
-    send(admin, "DELETE", f"{base}members/newcomer/")
+    send(admin, "POST", f"{base}members/", {"username": newcomer, "role": "viewer"})
+    send(admin, "PATCH", f"{base}members/{newcomer}/", {"role": "editor"})
+    send(admin, "DELETE", f"{base}members/{newcomer}/")
     send(owner, "PATCH", base, {"name": "Acme Inc"})
     events = AuditEvent.objects.dangerously_unscoped().filter(chain=_chain(team)).order_by("seq")
     assert [e.seq for e in events] == list(range(1, events.count() + 1))

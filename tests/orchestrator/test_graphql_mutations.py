@@ -17,8 +17,8 @@ from tests.harness import (
     gql,
     make_member,
     make_team,
+    make_teammate,
     make_token,
-    make_user,
     new_audit_events,
     tenant_state,
     token_row,
@@ -26,7 +26,7 @@ from tests.harness import (
 
 
 def _new_user(team: Team) -> dict[str, Any]:
-    return {"t": team.slug, "u": make_user().username}
+    return {"t": team.slug, "u": make_teammate(team).username}
 
 
 def _viewer(team: Team) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from orchestrator.context import tenant_scope
 from orchestrator.models import AuditEvent
 from runs.models import IdempotencyKey, WorkflowRun
 from tests.harness import Team, api, assert_problem, make_team, tenant_state
+from workflows.models import Workflow
 from workflows.services import apply_workflow
 
 SPEC: dict[str, Any] = {
@@ -70,6 +71,31 @@ def test_it_refuses_the_same_key_with_another_body_and_makes_no_run(team: Team) 
     problem = assert_problem(trigger(team, "nightly-1", {"params": {"table": "users"}}), 409)
     assert str(first.json()["id"]) in problem["detail"]
     assert tenant_state(team.tenant) == before
+    assert run_count() == 1
+
+
+def test_it_compares_every_field_of_the_body_force_included(team: Team) -> None:
+    apply(team)
+    first = trigger(team, "nightly-1", {"params": {}})
+    assert first.status_code == 201, first.content
+    before = tenant_state(team.tenant)
+    problem = assert_problem(trigger(team, "nightly-1", {"params": {}, "force": True}), 409)
+    assert str(first.json()["id"]) in problem["detail"]
+    assert tenant_state(team.tenant) == before
+    # An explicit default is the same body as an omitted field.
+    again = trigger(team, "nightly-1", {"params": {}, "force": False})
+    assert again.status_code == 200, again.content
+    assert run_count() == 1
+
+
+def test_it_replays_a_forced_trigger_of_a_paused_workflow_with_force_only(team: Team) -> None:
+    apply(team)
+    Workflow.objects.dangerously_unscoped().filter(name="etl").update(paused=True)
+    forced = trigger(team, "catch-up", {"params": {}, "force": True})
+    assert forced.status_code == 201, forced.content
+    again = trigger(team, "catch-up", {"params": {}, "force": True})
+    assert (again.status_code, again.json()["id"]) == (200, forced.json()["id"])
+    assert_problem(trigger(team, "catch-up", {"params": {}}), 409)
     assert run_count() == 1
 
 

@@ -37,7 +37,7 @@ tasks:
   extract:
     type: shell
     command: ["echo", "{{ ds }} {{ params.region }}"]
-  build: {type: python, callable: "reports.daily:build", depends_on: [extract], timeout: 90}
+  build: {type: python, callable: "runs.library:echo", depends_on: [extract], timeout: 90}
   done: {type: noop, depends_on: [build]}
 """
 
@@ -55,7 +55,7 @@ def a_spec(**changes: Any) -> dict[str, Any]:
             "extract": {"type": "shell", "command": ["echo", "{{ ds }} {{ params.region }}"]},
             "build": {
                 "type": "python",
-                "callable": "reports.daily:build",
+                "callable": "runs.library:echo",
                 "depends_on": ["extract"],
                 "timeout": "1m30s",
             },

@@ -26,7 +26,7 @@ def spec_text(name: str, timeout: str = "1m") -> str:
 name: {name}
 tasks:
   extract: {{type: shell, command: [echo, "{{{{ ds }}}}"], timeout: {timeout}}}
-  build: {{type: python, callable: "reports.daily:build", depends_on: [extract]}}
+  build: {{type: python, callable: "runs.library:echo", depends_on: [extract]}}
   done: {{type: noop, depends_on: [build]}}
 """
 

@@ -8,6 +8,7 @@ from typing import Any
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 
+from orchestrator.api.parsers import read_bounded_body
 from workflows.services import spec_yaml
 
 __all__ = ["YAML_TYPES", "RawSpecParser", "YAMLRenderer"]
@@ -16,8 +17,10 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 
 
 class RawSpecParser(BaseParser):
-    """Hands the view the raw bytes (JSON or YAML): the view parses them within the
-    tenant's size limit and reports syntax errors with their position."""
+    """Hands the view the raw bytes (JSON or YAML), at most DATA_UPLOAD_MAX_MEMORY_SIZE of
+    them (413 beyond): the view parses them within the tenant's size limit, nesting and
+    alias expansion (workflows.validation.parse_document) and reports syntax errors with
+    their position."""
 
     media_type = "*/*"
 
@@ -27,7 +30,7 @@ class RawSpecParser(BaseParser):
         media_type: str | None = None,
         parser_context: Mapping[str, Any] | None = None,
     ) -> bytes:
-        return stream.read() if stream is not None else b""
+        return read_bounded_body(stream, parser_context)
 
 
 class YAMLRenderer(BaseRenderer):

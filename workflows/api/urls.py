@@ -14,5 +14,5 @@ version_router.register("versions", views.VersionViewSet, basename="workflow-ver
 # Mounted under /api/v1/tenants/<tenant>/ by orchestrator.api.urls.
 urlpatterns = [
     path("", include(router.urls)),
-    path("workflows/<str:workflow_name>/", include(version_router.urls)),
+    path("workflows/<str:workflow>/", include(version_router.urls)),
 ]

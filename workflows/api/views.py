@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -15,20 +15,42 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from orchestrator.api.base import TenantScopedViewSet
+from orchestrator.api.base import HTTP_METHOD_NAMES, TenantScopedViewSet
+from orchestrator.api.schema import add_json_schema_components
+from orchestrator.integers import ascii_int
 from workflows import scheduling, services
 from workflows.api.formats import RawSpecParser, YAMLRenderer
-from workflows.api.serializers import ScheduleSerializer, VersionSerializer, WorkflowSerializer
+from workflows.api.serializers import (
+    ScheduleSerializer,
+    VersionDiffSerializer,
+    VersionSerializer,
+    VersionSummarySerializer,
+    WorkflowAppliedSerializer,
+    WorkflowSerializer,
+)
 from workflows.models import Workflow, WorkflowVersion
 from workflows.schema import spec_json_schema
 from workflows.selectors import get_version, get_workflow, live_workflows
 
-__all__ = ["SpecSchemaView", "VersionViewSet", "WorkflowViewSet"]
+__all__ = ["SpecSchemaView", "VersionViewSet", "WorkflowViewSet", "add_workflow_spec_schema"]
 
+# The spec's JSON Schema (the one /api/v1/workflow-spec.schema.json serves) is the
+# component `WorkflowSpec` of the OpenAPI document. A YAML body is the same spec as text,
+# described as bytes so that generated clients send it as it is.
+APPLIED = WorkflowAppliedSerializer
 SPEC_BODY = {
-    "application/json": {"type": "object", "description": "a workflow spec"},
-    "application/yaml": {"type": "string", "description": "a workflow spec in YAML"},
+    "application/json": {"$ref": "#/components/schemas/WorkflowSpec"},
+    "application/yaml": {
+        "type": "string",
+        "format": "binary",
+        "description": "a WorkflowSpec in YAML",
+    },
 }
+
+
+def add_workflow_spec_schema(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the spec's JSON Schema as components."""
+    return add_json_schema_components(result, "WorkflowSpec", spec_json_schema())
 
 
 def _bool_param(request: Request, name: str) -> bool | None:
@@ -42,12 +64,14 @@ def _bool_param(request: Request, name: str) -> bool | None:
     raise exceptions.ValidationError({name: ["expected true or false"]})
 
 
-@extend_schema(
-    parameters=[
-        OpenApiParameter("tag", str, description="only workflows with this tag"),
-        OpenApiParameter("paused", bool),
-        OpenApiParameter("search", str, description="in name and description"),
-    ]
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("tag", str, description="only workflows with this tag"),
+            OpenApiParameter("paused", bool),
+            OpenApiParameter("search", str, description="in name and description"),
+        ]
+    )
 )
 class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Workflows. POST or PUT a spec (JSON, or YAML with Content-Type: application/yaml)
@@ -56,6 +80,7 @@ class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     model = Workflow
     serializer_class = WorkflowSerializer
     lookup_field = "name"
+    lookup_url_kwarg = "workflow"
     parser_classes = [RawSpecParser]
     permissions = {
         "list": "workflow.view",
@@ -86,13 +111,13 @@ class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         }
         return Response(body, status=status.HTTP_201_CREATED if result.created else 200)
 
-    @extend_schema(request=SPEC_BODY, responses={201: WorkflowSerializer, 200: WorkflowSerializer})
+    @extend_schema(request=SPEC_BODY, responses={201: APPLIED, 200: APPLIED})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return self._apply(request, None)
 
-    @extend_schema(request=SPEC_BODY, responses={201: WorkflowSerializer, 200: WorkflowSerializer})
+    @extend_schema(request=SPEC_BODY, responses={201: APPLIED, 200: APPLIED})
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return self._apply(request, kwargs["name"])
+        return self._apply(request, kwargs["workflow"])
 
     @extend_schema(
         parameters=[OpenApiParameter("force", bool, description="delete even with active runs")]
@@ -100,7 +125,7 @@ class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.delete_workflow(
             actor=self.actor,
-            workflow=get_workflow(kwargs["name"]),
+            workflow=get_workflow(kwargs["workflow"]),
             force=bool(_bool_param(request, "force")),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -109,7 +134,7 @@ class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         workflow = services.set_paused(
-            actor=self.actor, workflow=get_workflow(kwargs["name"]), paused=True
+            actor=self.actor, workflow=get_workflow(kwargs["workflow"]), paused=True
         )
         return Response(self.get_serializer(workflow).data)
 
@@ -117,7 +142,7 @@ class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     @action(detail=True, methods=["post"])
     def unpause(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         workflow = services.set_paused(
-            actor=self.actor, workflow=get_workflow(kwargs["name"]), paused=False
+            actor=self.actor, workflow=get_workflow(kwargs["workflow"]), paused=False
         )
         return Response(self.get_serializer(workflow).data)
 
@@ -125,10 +150,13 @@ class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     @action(detail=True, methods=["get"])
     def schedule(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """The workflow's schedule and its next 10 fire times, in its timezone."""
-        schedule = scheduling.get_schedule(get_workflow(kwargs["name"]))
+        schedule = scheduling.get_schedule(get_workflow(kwargs["workflow"]))
         return Response(ScheduleSerializer(schedule).data)
 
 
+@extend_schema_view(
+    list=extend_schema(responses={(200, "application/json"): VersionSummarySerializer})
+)
 class VersionViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     """A workflow's versions, newest first. A version's spec comes as JSON, or as YAML
     (ready to apply again) with Accept: application/yaml."""
@@ -136,16 +164,17 @@ class VersionViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     model = WorkflowVersion
     serializer_class = VersionSerializer
     lookup_field = "number"
+    lookup_url_kwarg = "version"
     lookup_value_regex = r"[0-9]+"
     renderer_classes = [JSONRenderer, YAMLRenderer]
     permissions = {"list": "workflow.view", "retrieve": "workflow.view", "diff": "workflow.view"}
 
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        workflow = get_workflow(self.kwargs["workflow_name"])
+        workflow = get_workflow(self.kwargs["workflow"])
         return queryset.filter(workflow=workflow).select_related("author", "workflow")
 
-    def get_serializer_context(self) -> dict[str, Any]:
-        return {**super().get_serializer_context(), "brief": self.action == "list"}
+    def get_serializer_class(self) -> Any:
+        return VersionSummarySerializer if self.action == "list" else VersionSerializer
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         if request.accepted_renderer.format == "yaml":
@@ -155,7 +184,7 @@ class VersionViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     @extend_schema(
         responses={
             (200, "application/json"): VersionSerializer,
-            (200, "application/yaml"): OpenApiTypes.STR,
+            (200, "application/yaml"): {"type": "object", "description": "the spec, in YAML"},
         }
     )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -170,15 +199,16 @@ class VersionViewSet(mixins.ListModelMixin, TenantScopedViewSet):
                 "against", int, required=True, description="the version to compare with"
             )
         ],
-        responses=OpenApiResponse(description="unified diff of the canonical YAML"),
+        responses=VersionDiffSerializer,
     )
     @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer])
     def diff(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         version = self.get_object()
         against = request.query_params.get("against", "")
-        if not against.isdigit():
+        number = ascii_int(against)
+        if number is None:
             raise exceptions.ValidationError({"against": ["a version number is required"]})
-        other = get_version(version.workflow, int(against))
+        other = get_version(version.workflow, number)
         return Response(
             {"from": other.number, "to": version.number, "diff": services.spec_diff(other, version)}
         )
@@ -189,7 +219,10 @@ class SpecSchemaView(APIView):
 
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
+    http_method_names = HTTP_METHOD_NAMES
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="get_workflow_spec_schema", tags=["workflows"], responses=OpenApiTypes.OBJECT
+    )
     def get(self, request: Request) -> Response:
         return Response(spec_json_schema())

@@ -11,7 +11,13 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from orchestrator.context import tenant_scope
-from orchestrator.graphql.types import actor_of, tenant_scope_for
+from orchestrator.graphql.types import (
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    actor_of,
+    list_limit,
+    tenant_scope_for,
+)
 from workflows import models, scheduling, services
 from workflows.selectors import get_workflow, live_workflows
 
@@ -90,10 +96,13 @@ class WorkflowType:
         found = scheduling.schedule_of(root)
         return ScheduleType.of(found) if found else None
 
-    @strawberry_django.field
-    def versions(self, root: models.Workflow) -> list[WorkflowVersionType]:
+    @strawberry_django.field(description="The newest `limit` versions, newest first.")  # type: ignore[untyped-decorator]
+    def versions(
+        self, root: models.Workflow, limit: int = LIST_LIMIT_DEFAULT
+    ) -> list[WorkflowVersionType]:
+        limit = list_limit(limit)
         with tenant_scope([root.tenant_id]):
-            return list(root.versions.order_by("-number"))  # type: ignore[arg-type]
+            return list(root.versions.order_by("-number")[:limit])  # type: ignore[arg-type]
 
 
 @strawberry.type
@@ -114,9 +123,12 @@ class Query:
         tag: str | None = None,
         paused: bool | None = None,
         search: str | None = None,
+        limit: int = LIST_LIMIT_MAX,
     ) -> list[WorkflowType]:
+        limit = list_limit(limit)
         with tenant_scope_for(info, tenant, "workflow.view"):
-            return list(live_workflows(tag=tag, paused=paused, search=search))  # type: ignore[arg-type]
+            found = live_workflows(tag=tag, paused=paused, search=search)
+            return list(found[:limit])  # type: ignore[arg-type]
 
     @strawberry.field(description="Null, with a NOT_FOUND error, when it does not exist.")  # type: ignore[untyped-decorator]
     def workflow(self, info: Info, tenant: str, name: str) -> WorkflowType | None:

@@ -30,6 +30,7 @@ from devtools.bench.task_start import task_start
 from devtools.processes import WEB_LAYOUT, Distributed, ensure_database
 from orchestrator import services
 from orchestrator.actors import Actor
+from orchestrator.context import tenant_scope
 from orchestrator.models import Role, Tenant
 
 SCENARIOS = [
@@ -180,6 +181,11 @@ class Command(BaseCommand):
                 owner=user,
                 quotas={"max_concurrent_runs": 500, "max_tasks_per_workflow": 1100},
             )
+        # The bench measures the engine, not the API's rate limits (0: no limit).
+        unlimited = {"per_token": 0, "per_tenant": 0}
+        policy = {**tenant.policy, "rate_limits": {"triggers": unlimited, "reads": unlimited}}
+        with tenant_scope([tenant]):
+            services.update_tenant(actor=actor, tenant=tenant, policy=policy)
         _, token = services.create_token(
             actor=actor,
             tenant=tenant,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workflows.specfiles import collect, format_errors, load_all
+from workflows.validation import Limits
 
 
 class Command(BaseCommand):
@@ -24,7 +26,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if not files:
             raise CommandError("no spec files (*.yaml, *.yml, *.json) found")
-        results = load_all(files)
+        results = load_all(files, Limits(python_modules=settings.PYTHON_TASK_MODULES))
         for item in results:
             if item.valid is not None:
                 spec = item.valid.spec
