@@ -40,7 +40,11 @@ def _statements(ti: TaskInstance) -> list[str]:
     """One task's life (without running on into the next task of a chain)."""
     with CaptureQueriesContext(connection) as captured:
         assert worker._execute_one(ti.pk, ti.try_number) == "success"
-    return [q["sql"] for q in captured.captured_queries if q["sql"] not in {"BEGIN", "COMMIT"}]
+    return [
+        q["sql"]
+        for q in captured.captured_queries
+        if q["sql"] not in {"BEGIN", "COMMIT"} and not _timeout(q["sql"])
+    ]
 
 
 def test_a_chain_step_costs_at_most_its_budget(engine: Engine, settings: Any) -> None:
@@ -120,6 +124,12 @@ RUN_GET = 2
 TRIGGER_POST = 7
 
 
+def _timeout(sql: str) -> bool:
+    """The API statement timeout's SET and RESET (one each per request, orchestrator/
+    statement_timeout.py) are the web layer's, not the engine's: not counted here."""
+    return "statement_timeout" in sql
+
+
 def test_the_run_api_costs_at_most_its_budget(transactional_db: None) -> None:
     from rest_framework.test import APIClient
 
@@ -137,10 +147,15 @@ def test_the_run_api_costs_at_most_its_budget(transactional_db: None) -> None:
     with CaptureQueriesContext(connection) as post:
         response = client.post("/api/v1/tenants/acme/workflows/w/runs/", {}, format="json")
     assert response.status_code == 201
-    statements = [q["sql"] for q in post.captured_queries if q["sql"] not in {"BEGIN", "COMMIT"}]
+    statements = [
+        q["sql"]
+        for q in post.captured_queries
+        if q["sql"] not in {"BEGIN", "COMMIT"} and not _timeout(q["sql"])
+    ]
     assert len(statements) <= TRIGGER_POST, "\n".join(statements)
     with CaptureQueriesContext(connection) as get:
         response = client.get(f"/api/v1/tenants/acme/runs/{response.json()['id']}/")
     assert response.status_code == 200
     assert response.json()["version"] == 1
-    assert len(get.captured_queries) <= RUN_GET, "\n".join(q["sql"] for q in get.captured_queries)
+    reads = [q["sql"] for q in get.captured_queries if not _timeout(q["sql"])]
+    assert len(reads) <= RUN_GET, "\n".join(reads)
