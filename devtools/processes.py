@@ -84,7 +84,7 @@ class Distributed:
             "-l",
             "INFO",
             "-Q",
-            "housekeeping",
+            "housekeeping,notifications",
             "-c",
             "1",
             "-n",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+import dj_email_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -347,8 +348,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Task execution and housekeeping on separate queues; a worker serves both unless told
 # otherwise (`celery worker -Q tasks` / `-Q housekeeping` to split them into pools).
 CELERY_TASK_DEFAULT_QUEUE = "tasks"
-CELERY_TASK_QUEUES = [Queue("tasks"), Queue("housekeeping")]
+CELERY_TASK_QUEUES = [Queue("tasks"), Queue("housekeeping"), Queue("notifications")]
 CELERY_TASK_ROUTES = {
+    "notifications.*": {"queue": "notifications"},
     "runs.reconcile": {"queue": "housekeeping"},
     "workflows.schedule_tick": {"queue": "housekeeping"},
 }
@@ -458,6 +460,35 @@ KUBERNETES_API_GRACE_SECONDS = env_int("KUBERNETES_API_GRACE_SECONDS", 60)
 # Pods run with runAsNonRoot and every capability dropped (images must not need root).
 KUBERNETES_RESTRICTED_PODS = env_bool("KUBERNETES_RESTRICTED_PODS", False)
 CELERY_TIMEZONE = "UTC"
+
+# --- Notifications (docs/notifications.md) -------------------------------------------
+# The base of links in messages (a run's page): where people reach this service.
+PUBLIC_URL = env_str("PUBLIC_URL") or "http://127.0.0.1:8000"
+# Mail: EMAIL_URL (smtp://user:password@host:587/?tls=True, smtps://... for implicit TLS,
+# console:// to print mail instead of sending it), or the EMAIL_* settings one by one.
+if env_str("EMAIL_URL"):
+    vars().update(dj_email_url.parse(env_str("EMAIL_URL")))
+else:
+    EMAIL_HOST = env_str("EMAIL_HOST") or "localhost"
+    EMAIL_PORT = env_int("EMAIL_PORT", 25)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or "orchestrator@localhost"
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Deliveries: a temporary transport error (5xx, 429, a timeout) is retried after
+# NOTIFY_RETRY_DELAY_SECONDS, doubling each time (capped by NOTIFY_RETRY_MAX_DELAY_SECONDS
+# or a longer Retry-After), up to NOTIFY_MAX_ATTEMPTS attempts in all.
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 6)
+NOTIFY_RETRY_DELAY_SECONDS = env_float("NOTIFY_RETRY_DELAY_SECONDS", 10.0)
+NOTIFY_RETRY_MAX_DELAY_SECONDS = env_float("NOTIFY_RETRY_MAX_DELAY_SECONDS", 900.0)
+NOTIFY_TIMEOUT_SECONDS = env_float("NOTIFY_TIMEOUT_SECONDS", 10.0)
+# Hosts or networks Slack and webhook channels may reach although the SSRF guard blocks
+# them (private, loopback, ...); a tenant's policy `http_allowed_hosts` adds its own, as for
+# http tasks. Empty: only public addresses (hooks.slack.com, a public receiver).
+NOTIFY_ALLOWED_HOSTS = env_list("NOTIFY_ALLOWED_HOSTS")
 
 # --- Logging ------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

@@ -48,7 +48,7 @@ TASK_NETWORKS = ("egress", "none")
 # Where a tenant's mount would hide the sandbox's own files (runs/tasktypes/sandbox.py).
 RESERVED_MOUNT_ROOTS = frozenset({"proc", "dev", "usr", "etc", "orc"})
 RESERVED_MOUNTS = frozenset({"/tmp", "/home", "/home/task"})  # noqa: S108 (inside the sandbox)
-RESERVED_QUEUES = frozenset({"tasks", "housekeeping", "celery"})
+RESERVED_QUEUES = frozenset({"tasks", "housekeeping", "notifications", "celery"})
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 

@@ -5,17 +5,20 @@ constraints only."""
 
 from __future__ import annotations
 
+import uuid
 from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from orchestrator.models import TenantOwnedModel
 from workflows.models import Workflow, WorkflowVersion
 
 __all__ = [
     "Backfill",
+    "Event",
     "IdempotencyKey",
     "TaskAttempt",
     "TaskInstance",
@@ -304,3 +307,49 @@ class IdempotencyKey(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.key} -> run {self.run_id}"
+
+
+class Event(TenantOwnedModel):
+    """Something that happened to a run, a task or a deadline: the outbox (DESIGN.md
+    section 12). Written in the same transaction as the change it describes, so it exists
+    exactly when the change does; consumers (notifications) read it after commit and mark
+    it `routed_at`, and the reconciler routes what a crash left. `uid` is the CloudEvent
+    id; `data` is the CloudEvent's data (runs.engine.events documents both)."""
+
+    class Type(models.TextChoices):
+        RUN_SUCCEEDED = "run.succeeded"
+        RUN_FAILED = "run.failed"
+        RUN_RECOVERED = "run.recovered"  # the first success after a failed run
+        RUN_CANCELLED = "run.cancelled"
+        TASK_FAILED = "task.failed"  # a task's last try failed
+        TASK_RETRYING = "task.retrying"  # a try failed; another one will follow
+        SLA_MISSED = "sla.missed"
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    type = models.CharField(max_length=32, choices=Type.choices)
+    time = models.DateTimeField(default=timezone.now)
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # Kept when retention deletes the run: the event says what happened to it.
+    run = models.ForeignKey(
+        WorkflowRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    task_id = models.CharField(max_length=100, blank=True)
+    data = models.JSONField(default=dict)
+    routed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes: ClassVar = [
+            models.Index(fields=["tenant", "-id"], name="event_tenant_id"),
+            models.Index(fields=["tenant", "type", "-id"], name="event_tenant_type"),
+            models.Index(fields=["tenant", "workflow", "-id"], name="event_tenant_workflow"),
+            models.Index(fields=["run", "-id"], name="event_run"),
+            models.Index(
+                fields=["id"], condition=Q(routed_at__isnull=True), name="event_unrouted"
+            ),
+        ]
+        ordering: ClassVar = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.uid}"

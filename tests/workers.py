@@ -75,7 +75,7 @@ class Workers:
                 "--pool",
                 "prefork",
                 "-Q",
-                "tasks,housekeeping",
+                "tasks,housekeeping,notifications",
                 "--without-heartbeat",
                 "--without-gossip",
                 "--without-mingle",

@@ -23,9 +23,11 @@ from orchestrator.policy import authorize
 from orchestrator.tenancy import task_limits, tenant_quota
 from workflows import scheduling
 from workflows.models import Workflow, WorkflowVersion
+from workflows.spec import WorkflowSpec
 from workflows.validation import Limits, ValidSpec, parse_document, validate_spec
 
 __all__ = [
+    "APPLY_CHECKS",
     "DELETE_GUARDS",
     "ApplyResult",
     "apply_workflow",
@@ -40,6 +42,11 @@ __all__ = [
 # Checks run before a workflow is deleted; each returns why not (e.g. "3 runs are active"),
 # or None. The engine registers its own, so this app needs no knowledge of runs.
 DELETE_GUARDS: list[Callable[[Workflow], str | None]] = []
+
+# Checks of what a spec names in the tenant (e.g. notify.channels exist), run at apply
+# after the spec itself is valid; each returns (path, message) errors. Registered by the
+# apps that own those names (notifications), so this app needs no knowledge of them.
+APPLY_CHECKS: list[Callable[[Tenant, WorkflowSpec], list[tuple[str, str]]]] = []
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,8 @@ def apply_workflow(
     `name`, when given (PUT to a workflow's URL), must match the spec's name."""
     authorize(actor, "workflow.edit", tenant)
     valid: ValidSpec = validate_spec(data, limits_for(tenant))
+    if errors := [error for check in APPLY_CHECKS for error in check(tenant, valid.spec)]:
+        raise Invalid(errors)
     spec_name = valid.spec.name
     if name is not None and spec_name != name:
         raise Invalid([("name", f"the spec is named {spec_name!r} but was sent to {name!r}")])

@@ -27,6 +27,7 @@ from workflows.params import param_errors
 
 __all__ = [
     "CATCHUP_POLICIES",
+    "EVENT_TYPES",
     "TASK_MODELS",
     "TRIGGER_RULES",
     "Task",
@@ -51,6 +52,16 @@ TriggerRule = Literal[
 ]
 TRIGGER_RULES: tuple[str, ...] = get_args(TriggerRule)
 CATCHUP_POLICIES = ("none", "latest", "all")
+EventType = Literal[
+    "run.succeeded",
+    "run.failed",
+    "run.recovered",
+    "run.cancelled",
+    "task.failed",
+    "task.retrying",
+    "sla.missed",
+]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 Duration = Annotated[
@@ -185,7 +196,51 @@ class Defaults(Strict):
 
 
 class Sla(Strict):
-    run_duration: Duration | None = Field(None, description="alert when a run takes longer")
+    """When a run counts as late: each miss is recorded once and sent as sla.missed."""
+
+    run_duration: Duration | None = Field(
+        None, description="a run still unfinished this long after it was triggered"
+    )
+    deadline: Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] | None = (
+        Field(
+            None,
+            description='"HH:MM" in the schedule\'s timezone: the day\'s scheduled run has not '
+            "succeeded by then (also when it never started)",
+        )
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> Sla:
+        if self.run_duration is None and self.deadline is None:
+            raise ValueError("give run_duration, deadline or both")
+        if self.run_duration is not None and self.run_duration < 1:
+            raise ValueError("run_duration must be at least 1s")
+        return self
+
+
+class TaskSla(Strict):
+    duration: Duration = Field(
+        description="the task still unfinished this long after its first try started"
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> TaskSla:
+        if self.duration < 1:
+            raise ValueError("duration must be at least 1s")
+        return self
+
+
+ChannelName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+
+
+class Notify(Strict):
+    """Tell these notification channels of these events of this workflow (besides what
+    the tenant's notification rules route)."""
+
+    on: Annotated[list[EventType], Field(min_length=1)] = Field(description="event types")
+    channels: Annotated[list[ChannelName], Field(min_length=1, max_length=20)] = Field(
+        description="names of the tenant's notification channels"
+    )
 
 
 # --- tasks -------------------------------------------------------------------------------
@@ -202,8 +257,13 @@ class TaskBase(Strict):
     timeout: Duration | None = Field(None, description="per attempt; the attempt fails after it")
     allow_failure: bool = Field(False, description="this task failing does not fail the run")
     priority: Annotated[int, Field(ge=-1000, le=1000)] | None = None
-    inlets: list[ShortText] = Field(default_factory=list, description="datasets read")
-    outlets: list[ShortText] = Field(default_factory=list, description="datasets written")
+    sla: TaskSla | None = None
+    inlets: list[ShortText] = Field(
+        default_factory=list, description="datasets read (not supported yet: refused)"
+    )
+    outlets: list[ShortText] = Field(
+        default_factory=list, description="datasets written (not supported yet: refused)"
+    )
 
 
 class NoopTask(TaskBase):
@@ -450,4 +510,6 @@ class WorkflowSpec(Strict):
         None, description="the run fails after this long; what is left is cancelled"
     )
     sla: Sla | None = None
+    notify: Notify | None = None
     tasks: Annotated[dict[TaskId, Task], Field(min_length=1)]
+

@@ -400,8 +400,10 @@ def validate_spec(data: Any, limits: Limits | None = None) -> ValidSpec:
         acyclic = dag.find_cycle(graph) is None
         errors.extend(_template_errors(tasks, graph, names, acyclic))
         errors.extend(_policy_errors(tasks, limits))
+        errors.extend(_unsupported_errors(tasks))
     if spec is not None:
         errors.extend(_schedule_param_errors(spec))
+        errors.extend(_sla_errors(spec))
     if errors or spec is None:
         raise Invalid(_dedupe(errors))
     canonical = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
@@ -423,6 +425,35 @@ def _schedule_param_errors(spec: WorkflowSpec) -> list[FieldError]:
         )
         for name, param in spec.params.items()
         if param.required and param.default is None
+    ]
+
+
+def _sla_errors(spec: WorkflowSpec) -> list[FieldError]:
+    if spec.sla is None or spec.sla.deadline is None or spec.schedule is not None:
+        return []
+    return [
+        (
+            "sla.deadline",
+            "a deadline needs a schedule: it is the time of day by which the day's scheduled "
+            "run must have succeeded (for triggered runs use sla.run_duration)",
+        )
+    ]
+
+
+# Keys the spec reserves for features not built yet: refused, so nobody believes they work.
+NOT_SUPPORTED_YET = {
+    "inlets": "datasets (inlets) are not supported yet: remove the key",
+    "outlets": "datasets (outlets) are not supported yet: remove the key",
+}
+
+
+def _unsupported_errors(tasks: Mapping[str, Any]) -> list[FieldError]:
+    return [
+        (f"tasks.{task_id}.{key}", message)
+        for task_id, task in tasks.items()
+        if isinstance(task, Mapping)
+        for key, message in NOT_SUPPORTED_YET.items()
+        if task.get(key)
     ]
 
 

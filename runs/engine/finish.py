@@ -15,6 +15,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from runs.engine import events
 from runs.engine.progress import advance, dispatch, downstream_pending, lock_run, unmoved_by_success
 from runs.graph import graph_for
 from runs.models import TaskAttempt, TaskInstance
@@ -162,6 +163,15 @@ def finish(attempt_id: int, outcome: Outcome, claimed: TaskAttempt | None = None
             != 1
         ):
             return None
+        if outcome.state == TI.FAILED and not (outcome.lost and new == TI.UP_FOR_RETRY):
+            events.task_failed(
+                run,
+                graph,
+                ti,
+                error=outcome.error,
+                exit_code=outcome.exit_code,
+                next_try_at=next_at if new == TI.UP_FOR_RETRY else None,
+            )
         if new in (TI.UP_FOR_RETRY, TI.SCHEDULED):
             dispatch(run, graph)  # its slot is free until the retry or the next check is due
             return new

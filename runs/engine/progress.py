@@ -20,6 +20,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from orchestrator.fastsql import statement
+from runs.engine import events
 from runs.engine.messaging import queue_for, send_queued
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
@@ -97,11 +98,13 @@ def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:
     )
     fails = any(not graph.task(t).allow_failure for t in failing.values_list("task_id", flat=True))
     state = RUN.FAILED if fails else RUN.SUCCESS
+    now = timezone.now()
     if (
         WorkflowRun.objects.dangerously_unscoped()
         .filter(pk=run.pk, state=RUN.RUNNING)
-        .update(state=state, ended_at=timezone.now())
+        .update(state=state, ended_at=now)
     ):
+        events.run_ended(run, graph, state, now)
         _ended(run)
         return True
     return False
@@ -111,8 +114,10 @@ def stop_run(run: WorkflowRun, final: str, reason: str) -> None:
     """End the (locked) run: unfinished instances `cancelled`, running attempts `cancelled`
     (their workers see the lease gone at the next heartbeat and kill the process group)."""
     now = timezone.now()
-    WorkflowRun.objects.dangerously_unscoped().filter(pk=run.pk, state__in=UNFINISHED_RUN).update(
-        state=final, ended_at=now
+    stopped = (
+        WorkflowRun.objects.dangerously_unscoped()
+        .filter(pk=run.pk, state__in=UNFINISHED_RUN)
+        .update(state=final, ended_at=now)
     )
     TaskAttempt.objects.dangerously_unscoped().filter(
         task_instance__run=run, state=TaskAttempt.State.RUNNING
@@ -120,6 +125,8 @@ def stop_run(run: WorkflowRun, final: str, reason: str) -> None:
     TaskInstance.objects.dangerously_unscoped().filter(run=run).exclude(
         state__in=TaskInstance.FINISHED
     ).update(state=TI.CANCELLED, ended_at=now, next_attempt_at=None, wait_started_at=None)
+    if stopped:
+        events.run_ended(run, graph_for(run.version_id), final, now, reason)
     _ended(run)
 
 
