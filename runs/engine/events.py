@@ -18,13 +18,14 @@ from django.conf import settings
 from django.db import transaction
 
 from runs.graph import VersionGraph
-from runs.models import Event, TaskAttempt, TaskInstance, WorkflowRun
+from runs.models import Event, TaskAttempt, TaskInstance, TaskLog, WorkflowRun
 
 __all__ = [
     "FAILED_TASKS_SHOWN",
     "cloudevent",
     "emit",
     "first_lines",
+    "log_tail",
     "on_events",
     "run_ended",
     "run_link",
@@ -39,10 +40,12 @@ FAILED_TASKS_SHOWN = 10  # a run.failed event lists at most this many failed tas
 _consumers: list[Callable[[list[int]], Any]] = []
 
 
-def on_events(consumer: Callable[[list[int]], Any]) -> None:
+def on_events(consumer: Callable[[list[int]], Any]) -> Callable[[], None]:
     """Call `consumer` with the ids of new events after the commit that wrote them
-    (robustly: an error is logged, and the repairs route what was missed)."""
+    (robustly: an error is logged, and the repairs route what was missed). Returns a
+    function that stops it."""
     _consumers.append(consumer)
+    return lambda: _consumers.remove(consumer)
 
 
 def emit(
@@ -84,6 +87,21 @@ def first_lines(text: str, lines: int = 5, chars: int = 1000) -> str:
     return head if len(head) <= chars else head[: chars - 1] + "…"
 
 
+def log_tail(attempt_id: int, lines: int = 8, chars: int = 1500) -> str:
+    """The end of an attempt's log (masked when written), where a failing command or a
+    Python traceback says what went wrong: a shell or python task's `error` is only its
+    exit code."""
+    chunks = list(
+        TaskLog.objects.dangerously_unscoped()
+        .filter(attempt_id=attempt_id)
+        .order_by("-offset")
+        .values_list("data", flat=True)[:2]
+    )
+    text = b"".join(bytes(chunk) for chunk in reversed(chunks)).decode("utf-8", "replace")
+    tail = "\n".join(text.rstrip().splitlines()[-lines:])
+    return tail if len(tail) <= chars else "…" + tail[-(chars - 1) :]
+
+
 def run_summary(run: WorkflowRun, state: str | None = None, ended_at: Any = None) -> dict[str, Any]:
     """The run as events describe it (`state` and `ended_at` as just written, when the row
     in hand predates the update)."""
@@ -112,9 +130,9 @@ def _failed_tasks(run: WorkflowRun) -> list[dict[str, Any]]:
         TaskAttempt.objects.dangerously_unscoped()
         .filter(task_instance__run=run, task_instance__state=TI.FAILED)
         .order_by("task_instance_id", "-try_number")
-        .values_list("task_instance__task_id", "try_number", "error", "exit_code")
+        .values_list("task_instance__task_id", "try_number", "error", "exit_code", "id")
     )
-    for task_id, try_number, error, exit_code in rows:
+    for task_id, try_number, error, exit_code, attempt_id in rows:
         if task_id in shown:
             continue
         if len(shown) == FAILED_TASKS_SHOWN:
@@ -124,6 +142,7 @@ def _failed_tasks(run: WorkflowRun) -> list[dict[str, Any]]:
             "try_number": try_number,
             "exit_code": exit_code,
             "error": first_lines(error),
+            "log_tail": log_tail(attempt_id),
         }
     return list(shown.values())
 
@@ -179,6 +198,7 @@ def task_failed(
     graph: VersionGraph,
     ti: TaskInstance,
     *,
+    attempt_id: int,
     error: str,
     exit_code: int | None,
     next_try_at: dt.datetime | None,
@@ -198,6 +218,7 @@ def task_failed(
                 "max_tries": ti.max_tries,
                 "exit_code": exit_code,
                 "error": first_lines(error),
+                "log_tail": log_tail(attempt_id),
                 "next_try_at": _iso(next_try_at),
             },
             "url": run_link(tenant, run.pk),

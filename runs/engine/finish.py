@@ -168,6 +168,7 @@ def finish(attempt_id: int, outcome: Outcome, claimed: TaskAttempt | None = None
                 run,
                 graph,
                 ti,
+                attempt_id=attempt_id,
                 error=outcome.error,
                 exit_code=outcome.exit_code,
                 next_try_at=next_at if new == TI.UP_FOR_RETRY else None,
