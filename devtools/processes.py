@@ -1,6 +1,6 @@
 """The distributed mode's processes, started side by side on one machine for
 `manage.py demo --distributed` (`make demo-distributed`) and `manage.py bench`: gunicorn,
-Celery workers, a housekeeper worker and a beat, each a real process with its own log, as
+Celery workers, a housekeeper worker, a notifier worker and a beat, each a real process with its own log, as
 in production. Kill any of them by hand to watch the service recover (docs/reliability.md)."""
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ class Distributed:
                 "worker",
                 "-l",
                 "INFO",
+                "-Q",
+                "tasks,housekeeping",  # alerts go to the notifier
                 "-n",
                 f"worker{index}@%h",
                 "-c",
@@ -84,11 +86,23 @@ class Distributed:
             "-l",
             "INFO",
             "-Q",
-            "housekeeping,notifications",
+            "housekeeping",
             "-c",
             "1",
             "-n",
             "housekeeper@%h",
+        ]
+        commands["notifier"] = [
+            *celery,
+            "worker",
+            "-l",
+            "INFO",
+            "-Q",
+            "notifications",
+            "-c",
+            "2",
+            "-n",
+            "notifier@%h",
         ]
         commands["beat"] = [*celery, "beat", "-l", "INFO"]
         return {**commands, **self.extra}

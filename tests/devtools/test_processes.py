@@ -102,6 +102,20 @@ def test_it_runs_an_example_workflow_to_success_in_the_demo(
     assert run["tasks"] == {"success": 6, "skipped": 1}
 
 
+def test_the_demo_shows_an_alert_delivered_to_its_receiver(demo: tuple[str, str, Path]) -> None:
+    """The failing demo workflow's run.failed reaches the demo's local webhook receiver as
+    a signed CloudEvent, and the delivery is recorded as sent."""
+    base, token, log = demo
+    text = log.read_text()
+    assert "Alert delivered to http://127.0.0.1:" in text
+    assert "type run.failed" in text
+    assert "task check_inventory: ['RuntimeError: inventory file missing: /data/inventory.csv']" in text
+    assert "verifies: True" in text
+    status, page = _get(f"{base}/api/v1/tenants/demo/deliveries/", token)
+    assert status == 200
+    assert [(d["channel"], d["status"]) for d in page["results"]] == [("demo-alerts", "sent")]
+
+
 @pytest.mark.parametrize("demo", [{"TASK_SANDBOX_BWRAP": "/nonexistent/bwrap"}], indirect=True)
 def test_the_demo_runs_unsandboxed_where_it_cannot_sandbox_and_says_so(
     demo: tuple[str, str, Path],

@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from devtools.demo_api import SalesApi
+from devtools.demo_receiver import WebhookReceiver
 from devtools.processes import Distributed, ensure_database
 from orchestrator import services
 from orchestrator.actors import Actor
@@ -32,6 +33,21 @@ from runs.tasktypes.sandbox import probe, uid_for
 DEMO_TENANT = "demo"
 DEMO_USER = "admin"
 DEMO_RUNS = ("fan-in-report", "etl-daily-sales")
+ALERT_CHANNEL = "demo-alerts"
+# A workflow that fails on purpose, and tells the demo's alert channel (docs/notifications.md).
+ALERT_SPEC = {
+    "name": "demo-alert",
+    "description": "Fails on purpose, to show an alert being delivered",
+    "tags": ["demo"],
+    "notify": {"on": ["run.failed", "run.recovered"], "channels": [ALERT_CHANNEL]},
+    "tasks": {
+        "check_inventory": {
+            "type": "python",
+            "callable": "runs.library:fail",
+            "kwargs": {"message": "inventory file missing: /data/inventory.csv"},
+        }
+    },
+}
 EXAMPLES = Path(settings.BASE_DIR) / "examples"
 
 
@@ -100,6 +116,10 @@ class Command(BaseCommand):
         for name in DEMO_RUNS:
             run_id = self.run_one(tenant, name)
         self.show_etl(tenant, run_id)
+        receiver = WebhookReceiver()
+        receiver.start()
+        secret = self.set_up_alerts(tenant, receiver)
+        self.show_alert(tenant, receiver, secret)
         self.stdout.write(
             "\n".join(
                 [
@@ -108,6 +128,8 @@ class Command(BaseCommand):
                     f"  curl -H 'Authorization: Bearer {token}' {base}/api/v1/me",
                     f"  curl -H 'Authorization: Bearer {token}' {api}/runs/{run_id}/tasks/",
                     f"  curl -H 'Authorization: Bearer {token}' {api}/connections/",
+                    f"  curl -H 'Authorization: Bearer {token}' {api}/events/?type=run.failed",
+                    f"  curl -H 'Authorization: Bearer {token}' {api}/deliveries/",
                     f"  curl -H 'Authorization: Bearer {token}' "
                     f"{api}/workflows/etl-daily-sales/schedule/",
                     f"  curl -X POST -H 'Authorization: Bearer {token}' "
@@ -263,6 +285,54 @@ class Command(BaseCommand):
                 f"  extract sent X-Api-Key {headers.get('X-Api-Key')!r} (secret masked "
                 f"in what is stored) and used {extract.uses}"
             )
+
+    def set_up_alerts(self, tenant: Tenant, receiver: WebhookReceiver) -> str:
+        """A webhook channel pointed at the demo's own receiver (a new URL and signing
+        secret each start), and the failing workflow that names it in `notify`."""
+        from notifications import services as notes
+        from notifications.models import Channel
+        from workflows.services import apply_workflow
+
+        actor = Actor.cli()
+        with tenant_scope([tenant]):
+            channel = Channel.objects.filter(name=ALERT_CHANNEL).first()
+            if channel is None:
+                _, secret = notes.create_channel(
+                    actor=actor,
+                    tenant=tenant,
+                    name=ALERT_CHANNEL,
+                    kind="webhook",
+                    url=receiver.url,
+                    description="the demo's local webhook receiver",
+                )
+            else:
+                notes.update_channel(actor=actor, channel=channel, url=receiver.url)
+                secret = notes.rotate_secret(actor=actor, channel=channel)
+            apply_workflow(actor=actor, tenant=tenant, data=ALERT_SPEC)
+        assert secret is not None
+        self.stdout.write(f"  alert channel {ALERT_CHANNEL}: webhook to {receiver.url}")
+        return secret
+
+    def show_alert(self, tenant: Tenant, receiver: WebhookReceiver, secret: str) -> None:
+        """Run the failing workflow and print the alert the receiver got for it."""
+        from notifications.transports import verify
+
+        run_id = self.run_one(tenant, str(ALERT_SPEC["name"]))
+        before = len(receiver.received)
+        for post in receiver.wait(before + 1, timeout=30)[before:]:
+            event = post.json()
+            failed = event["data"].get("failed_tasks") or [{}]
+            self.stdout.write(
+                f"\nAlert delivered to {receiver.url} (a signed CloudEvent):\n"
+                f"  type {event['type']}, run {event['data']['run']['id']}, "
+                f"task {failed[0].get('task_id')}: "
+                f"{(failed[0].get('log_tail') or '').splitlines()[-1:]}\n"
+                f"  signature {post.headers.get('webhook-signature', '')[:20]}... "
+                f"verifies: {verify(secret, post.headers, post.body)}\n"
+                f"  link {event['data']['url']}"
+            )
+            return
+        self.stdout.write(f"\nNo alert arrived for run {run_id} within 30 s (see the deliveries).")
 
     def run_one(self, tenant: Tenant, name: str) -> int:
         """Trigger a demo workflow and print its task states as they change."""
