@@ -32,6 +32,20 @@ __all__ = ["Engine"]
 FINISHED = set(WorkflowRun.FINISHED)
 
 
+@contextmanager
+def blackhole() -> Iterator[str]:
+    """An HTTP URL on 127.0.0.1 whose server takes connections and never answers."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(512)  # the kernel completes the handshakes; nobody reads
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    finally:
+        server.close()
+
+
 def _expect(ok: bool, status: int, body: Any) -> None:
     if not ok:
         raise RuntimeError(f"unexpected API answer {status}: {str(body)[:500]}")
@@ -122,6 +136,66 @@ class Engine:
         (run,) = self.wait([run.pk])
         wall = _seconds(run.ended_at - started)  # type: ignore[operator]
         return {"wall_s": wall, "tasks_per_s": (width + 2) / wall}
+
+    def alerting(self, runs: int = 20) -> dict[str, float]:
+        """`runs` runs of a 5-task chain started at once, their run.succeeded events routed
+        to no channel, then to a webhook whose receiver never answers (each delivery waits
+        NOTIFY_TIMEOUT_SECONDS) and to a mail server that is not there: the runs must not
+        take longer (alerts are sent by the notifier, after the engine's commit)."""
+        quiet = self._chain_burst("bench-alert-quiet", runs)
+        with blackhole() as url:
+            rule = self._alert_everything(url)
+            try:
+                loud = self._chain_burst("bench-alert-loud", runs)
+            finally:
+                with tenant_scope([self.tenant]):
+                    rule.delete()  # later scenarios run without it
+        return {"quiet_wall_s": quiet, "alerting_wall_s": loud}
+
+    def _chain_burst(self, name: str, runs: int) -> float:
+        names = [f"t{i}" for i in range(5)]
+        workflow = self.apply(
+            {
+                "name": name,
+                "max_active_runs": runs,
+                "tasks": {
+                    n: {"type": "noop", **({"depends_on": [names[i - 1]]} if i else {})}
+                    for i, n in enumerate(names)
+                },
+            }
+        )
+        started = timezone.now()
+        ids = [self.trigger(workflow)[0].pk for _ in range(runs)]
+        done = self.wait(ids)
+        return _seconds(max(r.ended_at for r in done) - started)  # type: ignore[type-var,operator]
+
+    def _alert_everything(self, url: str) -> Any:
+        """A webhook channel to `url` and an email channel, and a rule sending them every
+        event (made once; the webhook's URL follows the new receiver)."""
+        from notifications import services as notes
+        from notifications.models import Channel, Rule
+
+        actor = self.actor
+        with tenant_scope([self.tenant]):
+            hook = Channel.objects.filter(name="bench-hook").first()
+            if hook is None:
+                hook, _ = notes.create_channel(
+                    actor=actor, tenant=self.tenant, name="bench-hook", kind="webhook", url=url
+                )
+            else:
+                notes.update_channel(actor=actor, channel=hook, url=url)
+            mail = Channel.objects.filter(name="bench-mail").first()
+            if mail is None:
+                mail, _ = notes.create_channel(
+                    actor=actor,
+                    tenant=self.tenant,
+                    name="bench-mail",
+                    kind="email",
+                    recipients=["oncall@example.com"],
+                )
+            rule = Rule.objects.create(tenant=self.tenant, name="bench-everything")
+            rule.channels.set([hook, mail])
+            return rule
 
     def trigger_latency(self, samples: int = 20) -> dict[str, float]:
         """Through the API: the trigger call returned -> its first task started (as the

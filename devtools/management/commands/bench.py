@@ -41,6 +41,7 @@ SCENARIOS = [
     "burst-200",
     "list-1m",
     "task-start",
+    "alerting",
 ]
 BENCH_TENANT = "bench"
 
@@ -122,7 +123,7 @@ class Command(BaseCommand):
             f"bench: PostgreSQL database {settings.DATABASES['default']['NAME']}, broker "
             f"{settings.CELERY_BROKER_URL}; starting gunicorn ({' '.join(WEB_LAYOUT)}), "
             f"{options['workers']} engine worker processes (concurrency {options['concurrency']}), "
-            f"a housekeeper, a beat, and {options['workers']} raw-Celery worker processes "
+            f"a housekeeper, a notifier, a beat, and {options['workers']} raw-Celery worker processes "
             f"(concurrency {options['concurrency']}); logs in {processes.logs}"
         )
         processes.start()
@@ -181,9 +182,14 @@ class Command(BaseCommand):
                 owner=user,
                 quotas={"max_concurrent_runs": 500, "max_tasks_per_workflow": 1100},
             )
-        # The bench measures the engine, not the API's rate limits (0: no limit).
+        # The bench measures the engine, not the API's rate limits (0: no limit); its
+        # alert channels reach receivers on 127.0.0.1.
         unlimited = {"per_token": 0, "per_tenant": 0}
-        policy = {**tenant.policy, "rate_limits": {"triggers": unlimited, "reads": unlimited}}
+        policy = {
+            **tenant.policy,
+            "rate_limits": {"triggers": unlimited, "reads": unlimited},
+            "http_allowed_hosts": ["127.0.0.1"],
+        }
         with tenant_scope([tenant]):
             services.update_tenant(actor=actor, tenant=tenant, policy=policy)
         _, token = services.create_token(
@@ -250,6 +256,8 @@ class Command(BaseCommand):
                 record("list-1m", engine.list_queries)
             if "task-start" in only:
                 record("task-start", task_start)
+            if "alerting" in only:
+                record("alerting", engine.alerting)
         return self._figures(values)
 
     @staticmethod
@@ -353,6 +361,13 @@ class Command(BaseCommand):
         add("task-start.plain_ms", "shell task start, TASK_SANDBOX=off", "ms", "lower")
         add("task-start.sandboxed_ms", "shell task start, sandboxed", "ms", "lower")
         add("task-start.cost_ms", "the sandbox's cost per task start", "ms", "lower")
+        add("alerting.quiet_wall_s", "20 chain-5 runs at once, no alert channel", "s", "lower")
+        add(
+            "alerting.alerting_wall_s",
+            "the same, every event to a hanging webhook and a dead mail server",
+            "s",
+            "lower",
+        )
         return figures
 
     @staticmethod
