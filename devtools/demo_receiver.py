@@ -50,7 +50,9 @@ class WebhookReceiver:
         self.url = f"http://{host}:{self.server.server_address[1]}/alerts"
 
     def start(self) -> None:
-        threading.Thread(target=self.server.serve_forever, name="demo-receiver", daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, name="demo-receiver", daemon=True
+        ).start()
 
     def wait(self, count: int, timeout: float) -> list[Received]:
         """What arrived, once `count` posts have (or the timeout has passed)."""

@@ -1,7 +1,8 @@
 """The distributed mode's processes, started side by side on one machine for
 `manage.py demo --distributed` (`make demo-distributed`) and `manage.py bench`: gunicorn,
-Celery workers, a housekeeper worker, a notifier worker and a beat, each a real process with its own log, as
-in production. Kill any of them by hand to watch the service recover (docs/reliability.md)."""
+Celery workers, a housekeeper worker, a notifier worker and a beat, each a real process
+with its own log, as in production. Kill any of them by hand to watch the service recover
+(docs/reliability.md)."""
 
 from __future__ import annotations
 

@@ -5,11 +5,25 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
 
     def ready(self) -> None:
-        # LEAD-TODO: temporary while the helpers write transports/messages/services/sla;
-        # the full version is in /tmp/apps_final.py.
+        """Hook notifications into what it builds on, which knows nothing of it: the
+        engine's outbox (new events are routed after commit), the reconciler's repairs
+        (leftover events, due and lost deliveries, quiet-period counts, SLA checks), the
+        apply-time check of `notify.channels`, and the permissions."""
+        from notifications import delivery, routing
+        from notifications.tasks import route
         from orchestrator.models import Role
         from orchestrator.policy import register_permissions
+        from runs import engine
+        from runs.engine import events
+        from workflows.services import APPLY_CHECKS  # noqa: F401 LEAD-TODO
 
+        events.on_events(lambda ids: route.delay(ids))
+        engine.register_repair("routed_events", routing.route_leftovers)
+        engine.register_repair("quiet_summaries", routing.flush_quiet_windows)
+        engine.register_repair("resent_deliveries", delivery.resend_due)
+        engine.register_repair("lost_deliveries", delivery.fail_lost_claims)
+        # LEAD-TODO: engine.register_repair("sla_misses", sla.check)
+        # LEAD-TODO: APPLY_CHECKS.append(services.check_notify_channels)
         register_permissions(
             {
                 "notification.view": Role.VIEWER,

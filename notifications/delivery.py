@@ -61,7 +61,7 @@ def claim_timeout() -> dt.timedelta:
     """How long a claim may last before its worker counts as dead: longer than any
     transport's timeout."""
     longest = max(settings.NOTIFY_TIMEOUT_SECONDS, float(settings.EMAIL_TIMEOUT or 0))
-    return dt.timedelta(seconds=3 * longest + 30)
+    return dt.timedelta(seconds=2 * longest + 10)
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
@@ -104,9 +104,7 @@ def deliver(delivery_id: int) -> str | None:
         changes["last_error"] = ""
     changes["claimed_at"] = None
     # Only while our claim holds: a claim declared lost meanwhile stays as it was declared.
-    Delivery.objects.dangerously_unscoped().filter(pk=delivery_id, claimed_at=now).update(
-        **changes
-    )
+    Delivery.objects.dangerously_unscoped().filter(pk=delivery_id, claimed_at=now).update(**changes)
     return str(changes["status"])
 
 
@@ -164,9 +162,7 @@ def retry_delivery(*, actor: Actor, delivery: Delivery) -> Delivery:
     authorize(actor, "notification_delivery.retry", delivery.tenant)
     row = Delivery.objects.select_for_update().get(pk=delivery.pk)
     if row.status != STATUS.FAILED:
-        raise Conflict(
-            f"delivery {row.pk} is {row.status}: only a failed delivery can be retried"
-        )
+        raise Conflict(f"delivery {row.pk} is {row.status}: only a failed delivery can be retried")
     before = audit.snapshot(row, ["status", "attempts", "last_error"])
     row.status = STATUS.PENDING
     row.next_attempt_at = None

@@ -162,9 +162,7 @@ class QuietWindow(TenantOwnedModel):
             ),
         ]
         indexes: ClassVar = [
-            models.Index(
-                fields=["ends_at"], condition=Q(suppressed__gt=0), name="quietwindow_due"
-            ),
+            models.Index(fields=["ends_at"], condition=Q(suppressed__gt=0), name="quietwindow_due"),
         ]
 
     def __str__(self) -> str:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from notifications import delivery
 from notifications.models import Channel, Delivery, QuietWindow, Rule
+from orchestrator.context import tenant_scope
 from runs.models import Event
 from workflows.models import Workflow
 
@@ -55,8 +56,9 @@ def route_one(event_id: int) -> int:
             .get(pk=event_id)
         )
         made: list[int] = []
-        for target in _targets(event):
-            made += _deliveries(event, target, now)
+        with tenant_scope([event.tenant_id]):  # the routing of one tenant's event
+            for target in _targets(event):
+                made += _deliveries(event, target, now)
         delivery.send_after_commit(made)
         return len(made)
 
@@ -141,7 +143,8 @@ def _deliveries(event: Event, target: Target, now: dt.datetime) -> list[int]:
 
 def _window(event: Event, target: Target, now: dt.datetime) -> QuietWindow:
     """The quiet window of (rule, channel, workflow), locked; made (already ended) if new."""
-    assert target.rule is not None and event.workflow_id is not None
+    assert target.rule is not None
+    assert event.workflow_id is not None
     lookup = {"rule": target.rule, "channel": target.channel, "workflow_id": event.workflow_id}
     windows = QuietWindow.objects.dangerously_unscoped().select_for_update()
     window = windows.filter(**lookup).first()

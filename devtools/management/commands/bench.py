@@ -123,8 +123,8 @@ class Command(BaseCommand):
             f"bench: PostgreSQL database {settings.DATABASES['default']['NAME']}, broker "
             f"{settings.CELERY_BROKER_URL}; starting gunicorn ({' '.join(WEB_LAYOUT)}), "
             f"{options['workers']} engine worker processes (concurrency {options['concurrency']}), "
-            f"a housekeeper, a notifier, a beat, and {options['workers']} raw-Celery worker processes "
-            f"(concurrency {options['concurrency']}); logs in {processes.logs}"
+            f"a housekeeper, a notifier, a beat, and {options['workers']} raw-Celery worker "
+            f"processes (concurrency {options['concurrency']}); logs in {processes.logs}"
         )
         processes.start()
         try:
