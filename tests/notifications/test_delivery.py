@@ -18,13 +18,7 @@ from orchestrator import crypto
 from orchestrator.context import tenant_scope
 from runs.engine import events
 from tests.harness import Team, make_team
-from tests.notifications.servers import (  # noqa: F401 (fixtures)
-    Answer,
-    HttpReceiver,
-    SmtpReceiver,
-    http_receiver,
-    smtp_receiver,
-)
+from tests.notifications.servers import Answer, HttpReceiver, SmtpReceiver
 
 pytestmark = pytest.mark.django_db
 
