@@ -9,7 +9,7 @@ class NotificationsConfig(AppConfig):
         engine's outbox (new events are routed after commit), the reconciler's repairs
         (leftover events, due and lost deliveries, quiet-period counts, SLA checks), the
         apply-time check of `notify.channels`, and the permissions."""
-        from notifications import delivery, routing
+        from notifications import delivery, routing, sla
         from notifications.tasks import route
         from orchestrator.models import Role
         from orchestrator.policy import register_permissions
@@ -22,7 +22,7 @@ class NotificationsConfig(AppConfig):
         engine.register_repair("quiet_summaries", routing.flush_quiet_windows)
         engine.register_repair("resent_deliveries", delivery.resend_due)
         engine.register_repair("lost_deliveries", delivery.fail_lost_claims)
-        # LEAD-TODO: engine.register_repair("sla_misses", sla.check)
+        engine.register_repair("sla_misses", sla.check)
         # LEAD-TODO: APPLY_CHECKS.append(services.check_notify_channels)
         register_permissions(
             {

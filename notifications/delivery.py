@@ -67,9 +67,9 @@ def claim_timeout() -> dt.timedelta:
 def backoff(attempts: int, retry_after: float | None = None) -> float:
     """Seconds before the next attempt: the base delay doubled per attempt made, capped,
     and never before a Retry-After the receiver asked for."""
-    seconds = settings.NOTIFY_RETRY_DELAY_SECONDS * 2 ** max(0, attempts - 1)
-    seconds = min(seconds, settings.NOTIFY_RETRY_MAX_DELAY_SECONDS)
-    return max(seconds, retry_after or 0.0)
+    seconds = float(settings.NOTIFY_RETRY_DELAY_SECONDS) * 2 ** max(0, attempts - 1)
+    seconds = min(seconds, float(settings.NOTIFY_RETRY_MAX_DELAY_SECONDS))
+    return float(max(seconds, retry_after or 0.0))
 
 
 def deliver(delivery_id: int) -> str | None:

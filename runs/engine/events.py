@@ -176,11 +176,13 @@ def run_ended(
         data["failed_tasks"] = _failed_tasks(run)
     if reason:
         data["reason"] = reason
-    types = {
-        RUN.SUCCESS: [Event.Type.RUN_SUCCEEDED],
-        RUN.FAILED: [Event.Type.RUN_FAILED],
-        RUN.CANCELLED: [Event.Type.RUN_CANCELLED],
-    }[state]
+    types: list[str] = [
+        {
+            RUN.SUCCESS.value: Event.Type.RUN_SUCCEEDED.value,
+            RUN.FAILED.value: Event.Type.RUN_FAILED.value,
+            RUN.CANCELLED.value: Event.Type.RUN_CANCELLED.value,
+        }[str(state)]
+    ]
     if state == RUN.SUCCESS and _recovered(run):
         types.append(Event.Type.RUN_RECOVERED)
     for kind in types:
