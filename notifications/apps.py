@@ -9,13 +9,13 @@ class NotificationsConfig(AppConfig):
         engine's outbox (new events are routed after commit), the reconciler's repairs
         (leftover events, due and lost deliveries, quiet-period counts, SLA checks), the
         apply-time check of `notify.channels`, and the permissions."""
-        from notifications import delivery, routing, sla
+        from notifications import delivery, routing, services, sla
         from notifications.tasks import route
         from orchestrator.models import Role
         from orchestrator.policy import register_permissions
         from runs import engine
         from runs.engine import events
-        from workflows.services import APPLY_CHECKS  # noqa: F401 LEAD-TODO
+        from workflows.services import APPLY_CHECKS
 
         events.on_events(lambda ids: route.delay(ids))
         engine.register_repair("routed_events", routing.route_leftovers)
@@ -23,7 +23,7 @@ class NotificationsConfig(AppConfig):
         engine.register_repair("resent_deliveries", delivery.resend_due)
         engine.register_repair("lost_deliveries", delivery.fail_lost_claims)
         engine.register_repair("sla_misses", sla.check)
-        # LEAD-TODO: APPLY_CHECKS.append(services.check_notify_channels)
+        APPLY_CHECKS.append(services.check_notify_channels)
         register_permissions(
             {
                 "notification.view": Role.VIEWER,

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from notifications import messages, transports
 from notifications.models import Delivery
-from orchestrator import audit
+from orchestrator import audit, crypto
 from orchestrator.actors import Actor
 from orchestrator.errors import Conflict
 from orchestrator.policy import authorize
@@ -96,6 +96,12 @@ def deliver(delivery_id: int) -> str | None:
         answer = transports.send(row.channel, messages.for_delivery(row))
     except transports.TransportError as exc:
         changes = _after_error(row, exc, now)
+    except crypto.DecryptionError:
+        lost = transports.TransportError(
+            "no configured ENCRYPTION_KEYS opens the channel's URL or secret: set it again",
+            permanent=True,
+        )
+        changes = _after_error(row, lost, now)
     except Exception as exc:  # a bug must not leave the claim for ever: count it as temporary
         logger.exception("delivery %s failed unexpectedly", delivery_id)
         changes = _after_error(row, transports.TransportError(repr(exc), permanent=False), now)

@@ -139,6 +139,14 @@ class WorkflowRun(TenantOwnedModel):
             models.Index(fields=["tenant", "workflow", "-id"]),
             models.Index(fields=["tenant", "state", "-id"]),
             models.Index(fields=["workflow", "state", "id"], name="run_workflow_state"),
+            # What the reconciler and the SLA checks read every few seconds: the unfinished
+            # runs, and those that ended lately (a bitmap OR of the two).
+            models.Index(
+                fields=["state"],
+                condition=Q(state__in=["queued", "running"]),
+                name="run_unfinished",
+            ),
+            models.Index(fields=["ended_at"], name="run_ended_at"),
         ]
         constraints: ClassVar = [
             models.CheckConstraint(
