@@ -100,8 +100,10 @@ class Distributed:
             "INFO",
             "-Q",
             "notifications",
+            "--pool",
+            "threads",  # sending is waiting on receivers: threads suit it
             "-c",
-            "2",
+            "8",
             "-n",
             "notifier@%h",
         ]

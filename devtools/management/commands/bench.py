@@ -361,13 +361,21 @@ class Command(BaseCommand):
         add("task-start.plain_ms", "shell task start, TASK_SANDBOX=off", "ms", "lower")
         add("task-start.sandboxed_ms", "shell task start, sandboxed", "ms", "lower")
         add("task-start.cost_ms", "the sandbox's cost per task start", "ms", "lower")
-        add("alerting.quiet_wall_s", "20 chain-5 runs at once, no alert channel", "s", "lower")
-        add(
-            "alerting.alerting_wall_s",
-            "the same, every event to a hanging webhook and a dead mail server",
-            "s",
-            "lower",
-        )
+        alerting = {
+            "quiet": "no alert channel",
+            "working": "every event to a webhook answering 200",
+            "dead_mail": "every event to a mail server that is not there",
+            "hanging": "every event to a webhook that never answers",
+        }
+        for name, what in alerting.items():
+            add(f"alerting.{name}_wall_s", f"20 chain-5 runs at once, {what}", "s", "lower")
+        for name in ("working", "dead_mail", "hanging"):
+            add(
+                f"alerting.{name}_routing_p50_ms",
+                f"alerting ({alerting[name]}): event -> routed p50",
+                "ms",
+                "lower",
+            )
         return figures
 
     @staticmethod
