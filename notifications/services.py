@@ -18,6 +18,7 @@ from notifications import messages, transports
 from notifications.models import Channel, Rule
 from orchestrator import audit, crypto
 from orchestrator.actors import Actor
+from orchestrator.context import tenant_scope
 from orchestrator.errors import Conflict, FieldError, Invalid
 from orchestrator.models import Tenant
 from orchestrator.policy import authorize
@@ -357,10 +358,9 @@ def _unknown_channel(tenant: Tenant, name: str) -> str:
 
 
 def _rule_snapshot(rule: Rule) -> dict[str, Any]:
-    return {
-        **audit.snapshot(rule, RULE_FIELDS),
-        "channels": sorted(rule.channels.values_list("name", flat=True)),
-    }
+    with tenant_scope([rule.tenant_id]):  # the channels' manager is tenant-scoped
+        channels = sorted(rule.channels.values_list("name", flat=True))
+    return {**audit.snapshot(rule, RULE_FIELDS), "channels": channels}
 
 
 @transaction.atomic
@@ -395,7 +395,8 @@ def create_rule(
     rule = Rule(tenant=tenant, **values)
     _stamp(rule, actor, created=True)
     _save_new(rule, f"notification rule {name!r}")
-    rule.channels.set(chosen)
+    with tenant_scope([tenant.pk]):
+        rule.channels.set(chosen)
     audit.record(
         actor=actor,
         action="notification_rule.create",
@@ -426,7 +427,8 @@ def update_rule(*, actor: Actor, rule: Rule, **given: Any) -> Rule:
     except IntegrityError:
         raise Conflict(f"notification rule {row.name!r} exists; choose another name") from None
     if chosen is not None:
-        row.channels.set(chosen)
+        with tenant_scope([row.tenant_id]):
+            row.channels.set(chosen)
     after = _rule_snapshot(row)
     if after != before:
         audit.record(

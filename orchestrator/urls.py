@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/tenants/<str:tenant>/", include("workflows.api.urls")),
     path("api/v1/tenants/<str:tenant>/", include("runs.api.urls")),
     path("api/v1/tenants/<str:tenant>/", include("connections.api.urls")),
+    path("api/v1/tenants/<str:tenant>/", include("notifications.api.urls")),
     path("api/v1/workflow-spec.schema.json", SpecSchemaView.as_view(), name="workflow-spec-schema"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -353,9 +353,7 @@ class Event(TenantOwnedModel):
             models.Index(fields=["tenant", "type", "-id"], name="event_tenant_type"),
             models.Index(fields=["tenant", "workflow", "-id"], name="event_tenant_workflow"),
             models.Index(fields=["run", "-id"], name="event_run"),
-            models.Index(
-                fields=["id"], condition=Q(routed_at__isnull=True), name="event_unrouted"
-            ),
+            models.Index(fields=["id"], condition=Q(routed_at__isnull=True), name="event_unrouted"),
         ]
         ordering: ClassVar = ["-id"]
 

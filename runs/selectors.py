@@ -5,6 +5,8 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import functools
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -13,14 +15,16 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from orchestrator.context import current_tenant_ids
-from orchestrator.errors import NotFound
+from orchestrator.errors import Invalid, NotFound
 from orchestrator.fastsql import Columns, attach, in_tenants, quote, statement
 from orchestrator.integers import ascii_int
-from runs.models import TaskAttempt, TaskInstance, TaskLog, WorkflowRun
+from runs.models import Event, TaskAttempt, TaskInstance, TaskLog, WorkflowRun
 from workflows.models import Workflow, WorkflowVersion
 
 __all__ = [
     "LOG_PAGE_MAX",
+    "event_list",
+    "get_event",
     "get_run",
     "get_task_instance",
     "read_log",
@@ -53,6 +57,48 @@ def run_list(
     if created_before:
         qs = qs.filter(created_at__lt=created_before)
     return qs
+
+
+def event_list(
+    *,
+    base: QuerySet[Event] | None = None,
+    types: Sequence[str] = (),
+    workflow: str | None = None,
+    run_id: int | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> QuerySet[Event]:
+    """The outbox's events, newest first; `base` narrows further (an interface's queryset).
+    `types`: any of these (all when empty); an unknown type is refused."""
+    accepted = Event.Type.values
+    unknown = [t for t in types if t not in accepted]
+    if unknown:
+        why = f"{unknown[0]!r} is not an event type; accepted: {', '.join(accepted)}"
+        raise Invalid([("type", why)])
+    qs = (Event.objects.all() if base is None else base).select_related("workflow")
+    if types:
+        qs = qs.filter(type__in=list(types))
+    if workflow:
+        qs = qs.filter(workflow__name=workflow, workflow__deleted_at__isnull=True)
+    if run_id is not None:
+        qs = qs.filter(run_id=run_id)
+    if since:
+        qs = qs.filter(time__gte=since)
+    if until:
+        qs = qs.filter(time__lt=until)
+    return qs.order_by("-id")
+
+
+def get_event(uid: str) -> Event:
+    """An event by its id as a CloudEvent (its uid)."""
+    try:
+        key = uuid.UUID(uid)
+    except (TypeError, ValueError):
+        key = None
+    event = event_list().filter(uid=key).first() if key is not None else None
+    if event is None:
+        raise NotFound(f"event {uid!r} not found")
+    return event
 
 
 _MAX_ID = 2**63 - 1  # bigint: a larger id names no run (and SQLite could not take it)

@@ -33,9 +33,12 @@ import pytest
 import yaml
 from django.conf import settings
 from django.test import Client
+from django.utils import timezone
 
+from notifications.models import Channel, Delivery, SlaMiss
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
+from runs.models import Event, WorkflowRun
 from tests.harness import Team, api, make_team, token_row
 from tests.runs.run_states import failed_run
 from workflows.services import apply_workflow
@@ -227,6 +230,32 @@ def _created(client: Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _notification_rows(team: Team, run: WorkflowRun) -> tuple[Event, Delivery, SlaMiss]:
+    """The run's failure as the engine records it, a failed delivery of it to the docs'
+    channel, and a missed SLA: rows the engine, the notifier and the SLA checks write."""
+    event = Event.objects.dangerously_unscoped().create(
+        tenant=team.tenant, type="run.failed", workflow=run.workflow, run=run, data={}
+    )
+    channel = Channel.objects.dangerously_unscoped().get(tenant=team.tenant, name="ops-email")
+    delivery = Delivery.objects.dangerously_unscoped().create(
+        tenant=team.tenant,
+        key=f"e{event.pk}:c{channel.pk}",
+        event=event,
+        channel=channel,
+        status=Delivery.Status.FAILED,
+    )
+    miss = SlaMiss.objects.dangerously_unscoped().create(
+        tenant=team.tenant,
+        key=f"run_duration:{run.pk}",
+        kind=SlaMiss.Kind.RUN_DURATION,
+        workflow=run.workflow,
+        run=run,
+        sla="run_duration: 1h",
+        due_at=timezone.now(),
+    )
+    return event, delivery, miss
+
+
 def make_documented_objects() -> DocumentedObjects:
     team = make_team("demo", roles=["owner"])
     with tenant_scope([team.tenant]):
@@ -242,6 +271,12 @@ def make_documented_objects() -> DocumentedObjects:
     _created(client, f"{base}/connections/", connection)
     _created(client, f"{base}/variables/", {"name": "threshold", "value": "3"})
     _created(client, f"{base}/secrets/", {"name": "api_key", "value": "k-1"})
+    email = {"name": "ops-email", "kind": "email", "recipients": ["ops@example.com"]}
+    _created(client, f"{base}/notification-channels/", email)
+    _created(
+        client, f"{base}/notification-rules/", {"name": "ops-failures", "channels": ["ops-email"]}
+    )
+    event, delivery, miss = _notification_rows(team, run)
     backfill = _created(
         client,
         f"{base}/workflows/daily-sales/backfills/",
@@ -260,6 +295,11 @@ def make_documented_objects() -> DocumentedObjects:
         "runs": str(run.pk),
         "tasks": "load",
         "backfills": str(backfill["id"]),
+        "events": str(event.uid),
+        "notification-channels": "ops-email",
+        "notification-rules": "ops-failures",
+        "deliveries": str(delivery.pk),
+        "sla-misses": str(miss.pk),
     }
     return DocumentedObjects(team, by_collection)
 

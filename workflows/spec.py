@@ -195,18 +195,19 @@ class Defaults(Strict):
     priority: Annotated[int, Field(ge=-1000, le=1000)] | None = None
 
 
+TimeOfDay = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
 class Sla(Strict):
     """When a run counts as late: each miss is recorded once and sent as sla.missed."""
 
     run_duration: Duration | None = Field(
         None, description="a run still unfinished this long after it was triggered"
     )
-    deadline: Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] | None = (
-        Field(
-            None,
-            description='"HH:MM" in the schedule\'s timezone: the day\'s scheduled run has not '
-            "succeeded by then (also when it never started)",
-        )
+    deadline: TimeOfDay | None = Field(
+        None,
+        description="\"HH:MM\" in the schedule's timezone: the day's scheduled run has not "
+        "succeeded by then (also when it never started)",
     )
 
     @model_validator(mode="after")
@@ -512,4 +513,3 @@ class WorkflowSpec(Strict):
     sla: Sla | None = None
     notify: Notify | None = None
     tasks: Annotated[dict[TaskId, Task], Field(min_length=1)]
-

@@ -195,6 +195,7 @@ class Engine:
             return [
                 (routed - written).total_seconds() * 1000
                 for written, routed in events.values_list("time", "routed_at")
+                if routed is not None
             ]
 
     def _chain_burst(self, name: str, runs: int) -> tuple[float, list[int]]:

@@ -68,11 +68,13 @@ class ChannelCreatedSerializer(ChannelSerializer):
     """What creating a channel or rotating its secret answers: the channel, and a webhook's
     signing secret, shown this once."""
 
-    signing_secret = serializers.CharField(
-        read_only=True,
-        allow_null=True,
-        help_text="whsec_...: shown only here, once (null for slack and email channels)",
+    signing_secret = serializers.SerializerMethodField(
+        help_text="whsec_...: shown only here, once (null for slack and email channels)"
     )
+
+    def get_signing_secret(self, channel: Channel) -> str | None:
+        secret: str | None = self.context.get("signing_secret")
+        return secret
 
 
 class ChannelTestSerializer(serializers.Serializer[Any]):
@@ -148,6 +150,13 @@ class RuleUpdateSerializer(RuleSerializer):
 class DeliverySerializer(serializers.Serializer[Any]):
     id = serializers.IntegerField(read_only=True)
     channel = serializers.CharField(source="channel.name", read_only=True)
+    channel_kind = serializers.CharField(source="channel.kind", read_only=True)
+    rule = serializers.CharField(
+        source="rule.name",
+        read_only=True,
+        allow_null=True,
+        help_text="the rule that chose the channel; null for the spec's notify",
+    )
     kind = serializers.ChoiceField(
         choices=["event", "summary"],
         read_only=True,
@@ -161,9 +170,7 @@ class DeliverySerializer(serializers.Serializer[Any]):
     response = serializers.CharField(read_only=True, help_text="the receiver's last answer")
     event = serializers.UUIDField(source="event.uid", read_only=True, help_text="its id")
     event_type = serializers.CharField(source="event.type", read_only=True)
-    workflow = serializers.CharField(
-        source="event.workflow.name", read_only=True, allow_null=True
-    )
+    workflow = serializers.CharField(source="event.workflow.name", read_only=True, allow_null=True)
     run_id = serializers.IntegerField(source="event.run_id", read_only=True, allow_null=True)
     suppressed_count = serializers.IntegerField(read_only=True)
     next_attempt_at = serializers.DateTimeField(read_only=True, allow_null=True)

@@ -51,6 +51,13 @@ RESOURCES: dict[str, Resource] = {
     "connection": Resource("connections", "connection", "connections"),
     "variable": Resource("variables", "variable", "variables"),
     "secret": Resource("secrets", "secret", "secrets"),
+    "event": Resource("events", "event", "events"),
+    "notification-channel": Resource(
+        "notification-channels", "notification_channel", "notification_channels"
+    ),
+    "notification-rule": Resource("notification-rules", "notification_rule", "notification_rules"),
+    "delivery": Resource("deliveries", "delivery", "deliveries"),
+    "sla-miss": Resource("sla-misses", "sla_miss", "sla_misses"),
 }
 
 # Where the usual `<verb>_<noun>` would not say what the operation does.
@@ -92,6 +99,9 @@ CONFLICTS: dict[str, frozenset[str]] = {
     "connection": frozenset({"create"}),
     "variable": frozenset({"create"}),
     "secret": frozenset({"create"}),
+    "notification-channel": frozenset({"create", "partial_update", "destroy", "rotate_secret"}),
+    "notification-rule": frozenset({"create", "partial_update"}),
+    "delivery": frozenset({"retry"}),
 }
 
 # One name and type per path parameter across the API.
@@ -109,6 +119,11 @@ PATH_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "connection": ({"type": "string"}, "the connection's name"),
     "variable": ({"type": "string"}, "the variable's name"),
     "secret": ({"type": "string"}, "the secret's name"),
+    "event": ({"type": "string", "format": "uuid"}, "the event's id (its CloudEvent id)"),
+    "channel": ({"type": "string"}, "the notification channel's name"),
+    "rule": ({"type": "string"}, "the notification rule's name"),
+    "delivery_id": ({"type": "integer"}, "the delivery's id"),
+    "sla_miss_id": ({"type": "integer"}, "the SLA miss's id"),
 }
 
 ERROR_DESCRIPTIONS = {

@@ -200,14 +200,21 @@ class Schema(strawberry.Schema):
 # The root schema assembles every app's Query and Mutation (the one place that imports apps).
 from connections.graphql.schema import Mutation as ConnectionMutation  # noqa: E402
 from connections.graphql.schema import Query as ConnectionQuery  # noqa: E402
+from notifications.graphql.schema import Mutation as NotificationMutation  # noqa: E402
+from notifications.graphql.schema import Query as NotificationQuery  # noqa: E402
 from runs.graphql.schema import Mutation as RunMutation  # noqa: E402
 from runs.graphql.schema import Query as RunQuery  # noqa: E402
 from workflows.graphql.schema import Mutation as WorkflowMutation  # noqa: E402
 from workflows.graphql.schema import Query as WorkflowQuery  # noqa: E402
 
 schema = Schema(
-    query=merge_types("Query", (Query, WorkflowQuery, RunQuery, ConnectionQuery)),
-    mutation=merge_types("Mutation", (Mutation, WorkflowMutation, RunMutation, ConnectionMutation)),
+    query=merge_types(
+        "Query", (Query, WorkflowQuery, RunQuery, ConnectionQuery, NotificationQuery)
+    ),
+    mutation=merge_types(
+        "Mutation",
+        (Mutation, WorkflowMutation, RunMutation, ConnectionMutation, NotificationMutation),
+    ),
     extensions=[  # factories: a fresh extension per request, no state shared
         RateLimitExtension,
         DjangoOptimizerExtension,

@@ -8,7 +8,8 @@ from rest_framework import serializers
 
 from orchestrator.api.base import StrictSerializer
 from runs.backfills import progress
-from runs.models import Backfill, TaskAttempt, TaskInstance, WorkflowRun
+from runs.engine.events import cloudevent
+from runs.models import Backfill, Event, TaskAttempt, TaskInstance, WorkflowRun
 
 __all__ = [
     "AttemptSerializer",
@@ -17,6 +18,7 @@ __all__ = [
     "BackfillSerializer",
     "ClearSerializer",
     "ClearedSerializer",
+    "EventSerializer",
     "LogSerializer",
     "PlannedIntervalSerializer",
     "RunRetriedSerializer",
@@ -255,3 +257,41 @@ class BackfillSerializer(serializers.ModelSerializer[Backfill]):
 
     def get_progress(self, backfill: Backfill) -> dict[str, int]:
         return progress(backfill)
+
+
+class EventSerializer(serializers.Serializer[Event]):
+    """An event as the CloudEvent 1.0 that webhooks receive (docs/notifications.md), with
+    the workflow, the run and when notifications routed it. Needs `tenant` (its slug) in
+    the context."""
+
+    optional_output_fields = ("subject",)
+
+    specversion = serializers.CharField(help_text="1.0")
+    id = serializers.CharField(help_text="the event's stable id (a UUID)")
+    source = serializers.CharField(  # type: ignore[assignment]  # a field, as DRF collects it
+        help_text="/tenants/<tenant>/workflows/<workflow>"
+    )
+    type = serializers.CharField(help_text="run.failed, task.retrying, sla.missed, ...")
+    subject = serializers.CharField(help_text="runs/<id>, or runs/<id>/tasks/<task id>")
+    time = serializers.DateTimeField()
+    datacontenttype = serializers.CharField(help_text="application/json")
+    tenant = serializers.CharField(help_text="the tenant's slug (an extension attribute)")
+    data = serializers.JSONField(  # type: ignore[assignment]  # a field, as DRF collects it
+        help_text="the payload of the event's type"
+    )
+    workflow = serializers.CharField(allow_null=True, help_text="the workflow's name")
+    run_id = serializers.IntegerField(allow_null=True)
+    routed_at = serializers.DateTimeField(
+        allow_null=True, help_text="when notifications chose its channels (null: not yet)"
+    )
+
+    def to_representation(self, instance: Event) -> dict[str, Any]:
+        workflow = instance.workflow
+        return {
+            **cloudevent(instance, self.context["tenant"]),
+            "workflow": workflow.name if workflow is not None else None,
+            "run_id": instance.run_id,
+            "routed_at": _WHEN.to_representation(instance.routed_at)
+            if instance.routed_at is not None
+            else None,
+        }

@@ -8,6 +8,7 @@ from runs.api import views
 router = SimpleRouter(trailing_slash=True)
 router.register("runs", views.RunViewSet, basename="run")
 router.register("backfills", views.BackfillViewSet, basename="backfill")
+router.register("events", views.EventViewSet, basename="event")
 
 workflow_router = SimpleRouter(trailing_slash=True)
 workflow_router.register("runs", views.WorkflowRunViewSet, basename="workflow-run")

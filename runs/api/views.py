@@ -21,6 +21,7 @@ from runs.api.serializers import (
     BackfillSerializer,
     ClearedSerializer,
     ClearSerializer,
+    EventSerializer,
     LogSerializer,
     PlannedIntervalSerializer,
     RunRetriedSerializer,
@@ -28,9 +29,11 @@ from runs.api.serializers import (
     TaskInstanceSerializer,
     TriggerSerializer,
 )
-from runs.models import Backfill, TaskInstance, WorkflowRun
+from runs.models import Backfill, Event, TaskInstance, WorkflowRun
 from runs.selectors import (
     LOG_PAGE_MAX,
+    event_list,
+    get_event,
     get_run,
     get_task_instance,
     read_log,
@@ -42,6 +45,7 @@ from workflows.selectors import get_workflow
 
 __all__ = [
     "BackfillViewSet",
+    "EventViewSet",
     "RunViewSet",
     "TaskInstanceViewSet",
     "WorkflowBackfillViewSet",
@@ -332,3 +336,54 @@ class BackfillViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Create no more runs and cancel the queued and running ones. 409 once ended."""
         return self._operate(backfills.cancel_backfill, kwargs["backfill_id"])
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "type",
+                str,
+                many=True,
+                explode=True,
+                description="event types (repeat it, or a comma-separated list), e.g. run.failed",
+            ),
+            OpenApiParameter("workflow", str, description="name of the workflow"),
+            OpenApiParameter("run", int, description="the run's id"),
+            OpenApiParameter("since", str, description="ISO 8601 time with a timezone"),
+            OpenApiParameter("until", str, description="ISO 8601 time with a timezone"),
+        ]
+    )
+)
+class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """The outbox: what happened to runs, tasks and SLAs, as CloudEvents, newest first."""
+
+    model = Event
+    serializer_class = EventSerializer
+    lookup_url_kwarg = "event"
+    permissions = {"list": "run.view", "retrieve": "run.view"}
+
+    def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        params = self.request.query_params
+        types = [t.strip() for raw in params.getlist("type") for t in raw.split(",") if t.strip()]
+        run, since, until = params.get("run"), params.get("since"), params.get("until")
+        run_id = ascii_int(run) if run else None
+        if run and run_id is None:
+            raise exceptions.ValidationError({"run": ["expected a run id (a whole number)"]})
+        return event_list(
+            base=queryset,
+            types=types,
+            workflow=params.get("workflow"),
+            run_id=run_id,
+            since=parse_time(since, "since") if since else None,
+            until=parse_time(until, "until") if until else None,
+        )
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = dict(super().get_serializer_context())
+        if hasattr(self, "tenant"):  # not when the OpenAPI document is generated
+            context["tenant"] = self.tenant.slug
+        return context
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return Response(self.get_serializer(get_event(kwargs["event"])).data)

@@ -20,6 +20,7 @@ from orchestrator.graphql.types import (
     tenant_scope_for,
 )
 from runs import backfills, models, selectors, services
+from runs.engine.events import cloudevent as as_cloudevent
 from workflows.selectors import get_workflow
 
 __all__ = ["Mutation", "Query"]
@@ -119,8 +120,69 @@ class RunType:
             return list(qs[:limit])  # type: ignore[arg-type]
 
 
+@strawberry_django.type(models.Event)
+class EventType:
+    """An outbox event; `cloudevent` is its CloudEvent 1.0, as webhooks receive it."""
+
+    id: strawberry.auto
+    type: str
+    time: strawberry.auto
+    task_id: strawberry.auto
+    routed_at: strawberry.auto
+
+    @strawberry_django.field(only=["uid"], description="its CloudEvent id")  # type: ignore[untyped-decorator]
+    def uid(self, root: models.Event) -> str:
+        return str(root.uid)
+
+    @strawberry_django.field(select_related=["workflow"], only=["workflow__name"])  # type: ignore[untyped-decorator]
+    def workflow(self, root: models.Event) -> str | None:
+        return root.workflow.name if root.workflow is not None else None
+
+    @strawberry_django.field(only=["run_id"])  # type: ignore[untyped-decorator]
+    def run_id(self, root: models.Event) -> int | None:
+        return root.run_id
+
+    @strawberry_django.field(only=["data"])  # type: ignore[untyped-decorator]
+    def data(self, root: models.Event) -> JSON:
+        return root.data  # type: ignore[no-any-return]
+
+    @strawberry_django.field(select_related=["tenant"], only=["tenant__slug"])  # type: ignore[untyped-decorator]
+    def cloudevent(self, root: models.Event) -> JSON:
+        return as_cloudevent(root, root.tenant.slug)  # type: ignore[return-value]
+
+
 @strawberry.type
 class Query:
+    @strawberry.field(
+        description="Events newest first (types: any of them); page with `beforeId` = the "
+        "last id you received."
+    )  # type: ignore[untyped-decorator]
+    def events(
+        self,
+        info: Info,
+        tenant: str,
+        types: list[str] | None = None,
+        workflow: str | None = None,
+        run: int | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        before_id: int | None = None,
+        limit: int = LIST_LIMIT_DEFAULT,
+    ) -> list[EventType]:
+        limit = list_limit(limit)
+        with tenant_scope_for(info, tenant, "run.view"):
+            qs = selectors.event_list(
+                types=types or (), workflow=workflow, run_id=run, since=since, until=until
+            ).select_related("tenant")  # each cloudevent names its tenant
+            if before_id:
+                qs = qs.filter(pk__lt=before_id)
+            return list(qs[:limit])  # type: ignore[arg-type]
+
+    @strawberry.field(description="By its CloudEvent id; null, with NOT_FOUND, when unknown.")  # type: ignore[untyped-decorator]
+    def event(self, info: Info, tenant: str, uid: str) -> EventType | None:
+        with tenant_scope_for(info, tenant, "run.view"):
+            return selectors.get_event(uid)  # type: ignore[return-value]
+
     @strawberry.field
     def runs(
         self,

@@ -40,6 +40,11 @@ PATH_PARAMETERS = {
     "connection",
     "variable",
     "secret",
+    "event",
+    "channel",
+    "rule",
+    "delivery_id",
+    "sla_miss_id",
 }
 
 

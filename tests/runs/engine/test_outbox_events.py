@@ -128,14 +128,19 @@ def test_a_cancelled_run_gives_run_cancelled_once(engine: Engine) -> None:
     assert event.data["reason"] == "cancelled by request"
 
 
+@transaction.atomic
+def emit_then_fail(tenant_id: int, run_id: int) -> None:
+    events.emit(tenant_id=tenant_id, type="run.failed", data={}, run_id=run_id)
+    raise RuntimeError("rolled back")
+
+
 def test_an_event_exists_only_if_its_change_committed(engine: Engine) -> None:
     heard: list[list[int]] = []
     stop = events.on_events(heard.append)
     try:
         run = trigger(engine, {"name": "ok", "tasks": {"a": {"type": "noop"}}})
-        with pytest.raises(RuntimeError), transaction.atomic():
-            events.emit(tenant_id=engine.tenant.pk, type="run.failed", data={}, run_id=run.pk)
-            raise RuntimeError("rolled back")
+        with pytest.raises(RuntimeError, match="rolled back"):
+            emit_then_fail(engine.tenant.pk, run.pk)
         assert events_of(run) == []
         assert heard == []  # consumers hear only of committed events
         with transaction.atomic():
