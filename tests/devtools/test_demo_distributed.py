@@ -94,7 +94,7 @@ def test_a_worker_killed_by_hand_leaves_no_run_stuck(
     cluster: tuple[str, str, dict[str, int], Path],
 ) -> None:
     api, token, pids, log = cluster
-    assert set(pids) == {"web", "worker1", "worker2", "housekeeper", "beat"}
+    assert set(pids) == {"web", "worker1", "worker2", "housekeeper", "notifier", "beat"}
     assert "Run 1 finished: success" in log.read_text()
     _call(
         "PUT",
