@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install sandbox-tool demo demo-distributed bench test lint format openapi clean
+.PHONY: install sandbox-tool browser demo demo-distributed bench test lint format openapi clean
 
 install: $(STAMP)
 
@@ -29,6 +29,17 @@ sandbox-tool:
 			|| { apt-get update >/dev/null && apt-get install -y --no-install-recommends bubblewrap >/dev/null; }; \
 		else \
 			echo "bubblewrap (bwrap) is needed: sudo apt-get install -y bubblewrap"; exit 1; \
+		fi; }
+
+# The portal's browser tests drive Debian's Chromium (Playwright downloads no browser):
+# installed here as root; elsewhere the browser tests are skipped without it (not in CI).
+browser:
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get install -y --no-install-recommends chromium fonts-liberation fonts-dejavu-core >/dev/null \
+			|| { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium fonts-liberation fonts-dejavu-core >/dev/null; }; \
+		else \
+			echo "note: the browser tests need Chromium (sudo apt-get install -y chromium); skipping them"; \
 		fi; }
 
 # The embedded worker and beat log every periodic job at INFO: the demo shows warnings only.
@@ -56,7 +67,7 @@ bench: install
 		CELERY_KEY_PREFIX=orc-bench: LOG_LEVEL=WARNING $(BIN)/python manage.py bench $(BENCH_ARGS)
 
 # The suite runs with the task sandbox on: it needs bubblewrap (installed here as root).
-test: install sandbox-tool
+test: install sandbox-tool browser
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 

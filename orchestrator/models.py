@@ -203,6 +203,7 @@ class AuditEvent(models.Model):
         API = "api"
         GRAPHQL = "graphql"
         ADMIN = "admin"
+        PORTAL = "portal"
         CLI = "cli"
         SYSTEM = "system"
 

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db.models import QuerySet
 
 from orchestrator.actors import Actor
 from orchestrator.errors import NotFound
-from orchestrator.models import Membership, Role, Tenant
+from orchestrator.models import AuditEvent, Membership, Role, Tenant
 from orchestrator.policy import authorize
 
-__all__ = ["authorized_tenant", "get_tenant", "memberships_of", "tenants_visible_to"]
+__all__ = [
+    "audit_log",
+    "authorized_tenant",
+    "get_tenant",
+    "memberships_of",
+    "tenants_visible_to",
+]
 
 
 def get_tenant(slug: str) -> Tenant:
@@ -44,3 +52,35 @@ def memberships_of(actor: Actor) -> QuerySet[Membership]:
 
 def tenants_visible_to(actor: Actor) -> QuerySet[Tenant]:
     return Tenant.objects.filter(pk__in=memberships_of(actor).values("tenant_id")).order_by("slug")
+
+
+def audit_log(
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    obj: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    """The scoped tenant's audit events, newest first. `actor`: a user name or `system`;
+    `action`: one action, or a prefix ending in a dot (`token.`); `obj`: `type` or
+    `type:id`."""
+    qs = AuditEvent.objects.all()
+    if actor:
+        qs = qs.filter(actor_label=actor)
+    if action:
+        qs = (
+            qs.filter(action__startswith=action)
+            if action.endswith(".")
+            else qs.filter(action=action)
+        )
+    if obj:
+        object_type, _, object_id = obj.partition(":")
+        qs = qs.filter(object_type=object_type)
+        if object_id:
+            qs = qs.filter(object_id=object_id)
+    if since:
+        qs = qs.filter(created_at__gte=since)
+    if until:
+        qs = qs.filter(created_at__lt=until)
+    return qs.order_by("-id")

@@ -98,11 +98,14 @@ INSTALLED_APPS = [
     "strawberry_django",
     "django_celery_beat",
     "axes",
+    "django_htmx",
+    "csp",
     "orchestrator",
     "workflows",
     "runs",
     "notifications",
     "connections",
+    "portal",
     "devtools",
 ]
 
@@ -116,6 +119,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     # Turns a locked-out login into the lockout page (settings "Login lockout").
     "axes.middleware.AxesMiddleware",
     "orchestrator.statement_timeout.StatementTimeoutMiddleware",
@@ -186,6 +191,31 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "orchestrator.login_lockout.client_ip"
 AXES_LOCKOUT_CALLABLE = "orchestrator.login_lockout.lockout_response"
+
+# --- The portal's sign-in (portal/urls.py) --------------------------------------------
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:index"
+LOGOUT_REDIRECT_URL = "portal:login"
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)
+
+# --- Content-Security-Policy (django-csp) ----------------------------------------------
+# Every page: scripts and styles only from this server's own files (no inline script, no
+# CDN), nothing framed, forms posted only here. The portal, GraphiQL and the API docs are
+# written for it; the admin's few inline style attributes are dropped, not its scripts.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -285,6 +315,9 @@ GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 2000)
 # The most objects one GraphQL query may return at worst: list limits multiplied along each
 # path (docs/api.md, "What one request may cost"). Refused before it runs beyond.
 GRAPHQL_MAX_COST = env_int("GRAPHQL_MAX_COST", 50_000)
+# GraphiQL at /graphql for a browser (1) or not (0). It only shows the schema explorer and is
+# served from this service's own files; every query still needs authentication.
+GRAPHIQL = env_bool("GRAPHIQL", True)
 # Who may introspect the GraphQL schema: "on" (anyone), "authenticated", or "off".
 GRAPHQL_INTROSPECTION = env_str("GRAPHQL_INTROSPECTION", "on" if DEBUG else "authenticated")
 if GRAPHQL_INTROSPECTION not in {"on", "authenticated", "off"}:

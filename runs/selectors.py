@@ -6,13 +6,13 @@ import codecs
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from orchestrator.context import current_tenant_ids
 from orchestrator.errors import Invalid, NotFound
@@ -23,14 +23,27 @@ from workflows.models import Workflow, WorkflowVersion
 
 __all__ = [
     "LOG_PAGE_MAX",
+    "RecentRun",
     "event_list",
+    "get_attempt",
     "get_event",
     "get_run",
     "get_task_instance",
+    "latest_runs",
+    "latest_runs_by_workflow",
     "read_log",
+    "run_attempts",
     "run_detail",
     "run_list",
+    "run_neighbours",
+    "run_progress",
+    "run_task_instances",
+    "runs_page_list",
+    "task_attempts",
+    "task_states_of_runs",
+    "task_summaries",
     "task_summary",
+    "with_latest_runs_start",
 ]
 
 
@@ -57,6 +70,70 @@ def run_list(
     if created_before:
         qs = qs.filter(created_at__lt=created_before)
     return qs
+
+
+def with_latest_runs_start(workflows: QuerySet[Workflow], *, count: int) -> QuerySet[Workflow]:
+    """Each workflow annotated with `latest_runs_start`, the id of its `count`-th newest run
+    (None with fewer), for latest_runs_by_workflow: one index probe per workflow, in the
+    statement that reads the workflows."""
+    nth = WorkflowRun.objects.filter(workflow_id=OuterRef("pk")).order_by("-id")
+    return workflows.annotate(latest_runs_start=Subquery(nth.values("id")[count - 1 : count]))
+
+
+class RecentRun(NamedTuple):
+    """What a strip of runs shows of each: a tuple, not a model (a list page has 1,000)."""
+
+    id: int
+    state: str
+    created_at: dt.datetime
+
+
+def latest_runs_by_workflow(
+    starts: Mapping[int, int | None], *, per_workflow: int
+) -> dict[int, list[RecentRun]]:
+    """The newest `per_workflow` runs of each workflow, oldest first (a list page's strips),
+    in one statement for all of them. `starts` (workflow id -> with_latest_runs_start's
+    id) bounds each workflow's range, so the statement reads those runs and no older one,
+    however many a workflow has."""
+    found: dict[int, list[RecentRun]] = {wid: [] for wid in starts}
+    if not starts:
+        return found
+    ranges = Q()
+    for wid, start in starts.items():
+        ranges |= Q(workflow_id=wid, id__gte=start) if start is not None else Q(workflow_id=wid)
+    rows = (
+        WorkflowRun.objects.filter(ranges)
+        .order_by("workflow_id", "id")
+        .values_list("workflow_id", "id", "state", "created_at")
+    )
+    for workflow_id, run_id, state, created_at in rows:
+        found[workflow_id].append(RecentRun(run_id, state, created_at))
+    return {wid: runs[-per_workflow:] for wid, runs in found.items()}
+
+
+def latest_runs(workflow: Workflow, *, count: int) -> list[WorkflowRun]:
+    """The workflow's newest `count` runs, oldest first, with their versions' numbers."""
+    runs = list(
+        WorkflowRun.objects.filter(workflow=workflow)
+        .select_related("version")
+        .only("id", "state", "created_at", "logical_date", "version__number")
+        .order_by("-id")[:count]
+    )
+    return runs[::-1]
+
+
+def task_states_of_runs(run_ids: Sequence[int]) -> dict[int, dict[str, tuple[str, int]]]:
+    """run id -> task id -> (state, try number) of the runs' (unmapped) task instances, in
+    one statement: a grid of runs x tasks."""
+    rows = (
+        TaskInstance.objects.filter(run_id__in=list(run_ids), map_index=-1)
+        .order_by()
+        .values_list("run_id", "task_id", "state", "try_number")
+    )
+    found: dict[int, dict[str, tuple[str, int]]] = {rid: {} for rid in run_ids}
+    for run_id, task_id, state, try_number in rows:
+        found[run_id][task_id] = (state, try_number)
+    return found
 
 
 def event_list(
@@ -187,6 +264,111 @@ def get_task_instance(run: WorkflowRun, task_id: str) -> TaskInstance:
     if ti is None:
         raise NotFound(f"run {run.pk} has no task {task_id!r}")
     return ti
+
+
+def task_summaries(run_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Task instance count per state of each run, in one grouped statement: what a page of
+    runs shows beside each one."""
+    rows = (
+        TaskInstance.objects.filter(run_id__in=list(run_ids))
+        .order_by()
+        .values_list("run_id", "state")
+        .annotate(n=Count("id"))
+    )
+    found: dict[int, dict[str, int]] = {rid: {} for rid in run_ids}
+    for run_id, state, n in rows:
+        found[run_id][state] = n
+    return found
+
+
+def runs_page_list(*, workflow: str | None = None, **filters: Any) -> QuerySet[WorkflowRun]:
+    """`run_list` for a page of runs: the workflow is found by its name first (a scalar
+    subquery), so the planner walks the (tenant, workflow, -id) index newest first however
+    many runs the workflow has; and the versions' specs are left unread (a list shows none)."""
+    runs = run_list(**filters).defer("version__spec")
+    if workflow:
+        live = Workflow.objects.filter(name=workflow, deleted_at__isnull=True).values("id")[:1]
+        runs = runs.filter(workflow_id=Subquery(live))
+    return runs
+
+
+def run_neighbours(run: WorkflowRun) -> tuple[int | None, int | None]:
+    """The ids of the workflow's runs just before and just after this one, in one
+    statement (two index probes of (tenant, workflow, -id))."""
+    same = WorkflowRun.objects.filter(workflow_id=run.workflow_id).order_by()
+    before = same.filter(pk__lt=run.pk).order_by("-pk").values("pk")[:1]
+    after = same.filter(pk__gt=run.pk).order_by("pk").values("pk")[:1]
+    found = (
+        WorkflowRun.objects.filter(pk=run.pk)
+        .annotate(before=Subquery(before), after=Subquery(after))
+        .values_list("before", "after")
+        .first()
+    )
+    return found if found is not None else (None, None)
+
+
+def run_task_instances(run: WorkflowRun) -> list[TaskInstance]:
+    """The run's task instances, in the order they were created."""
+    return list(TaskInstance.objects.filter(run=run).order_by("id"))
+
+
+def run_attempts(run: WorkflowRun) -> list[TaskAttempt]:
+    """Every try of the run's tasks, by task and try, with only what a run's page shows of
+    them (not the rendered task or what it used)."""
+    return list(
+        TaskAttempt.objects.filter(task_instance__run=run)
+        .only("task_instance_id", "try_number", "state", "started_at", "ended_at", "log_bytes")
+        .order_by("task_instance_id", "try_number")
+    )
+
+
+def task_attempts(ti: TaskInstance) -> list[TaskAttempt]:
+    """The task instance's tries, first to last."""
+    return list(TaskAttempt.objects.filter(task_instance=ti).order_by("try_number"))
+
+
+def get_attempt(run_id: int, task_id: str, try_number: int) -> TaskAttempt:
+    """One try of a run's task, with its task instance, in one statement: what a followed
+    log asks about every second."""
+    found = None
+    if 0 < run_id <= _MAX_ID and 0 < try_number <= _MAX_ID:
+        found = (
+            TaskAttempt.objects.filter(
+                task_instance__run_id=run_id,
+                task_instance__task_id=task_id,
+                task_instance__map_index=-1,
+                try_number=try_number,
+            )
+            .select_related("task_instance")
+            .first()
+        )
+    if found is None:
+        raise NotFound(f"run {run_id} has no try {try_number} of task {task_id!r}")
+    return found
+
+
+def run_progress(run_id: int) -> tuple[str, list[tuple[str, str, int, int]]]:
+    """The run's state and each task's (task id, state, try number, attempts), in one small
+    grouped statement: what a live view compares to see whether anything moved."""
+    rows = (
+        list(
+            WorkflowRun.objects.filter(pk=run_id)
+            .order_by()
+            .values_list(
+                "state",
+                "task_instances__task_id",
+                "task_instances__state",
+                "task_instances__try_number",
+            )
+            .annotate(attempts=Count("task_instances__attempts"))
+        )
+        if 0 < run_id <= _MAX_ID
+        else []
+    )
+    if not rows:
+        raise NotFound(f"run {run_id!r} not found")
+    tasks = sorted((t, s, n, a) for _, t, s, n, a in rows if t is not None)
+    return rows[0][0], tasks
 
 
 LOG_PAGE_MAX = 1024 * 1024

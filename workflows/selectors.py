@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
 from django.db import connection
 from django.db.models import BooleanField, Q, QuerySet
@@ -14,7 +15,14 @@ from orchestrator.fastsql import Columns, attach, in_tenants, quote, statement
 from orchestrator.models import Tenant
 from workflows.models import Workflow, WorkflowVersion
 
-__all__ = ["get_version", "get_workflow", "live_workflows"]
+__all__ = [
+    "get_version",
+    "get_versions",
+    "get_workflow",
+    "listed_workflows",
+    "live_workflows",
+    "version_list",
+]
 
 
 def live_workflows(
@@ -28,6 +36,12 @@ def live_workflows(
     if search:
         qs = qs.filter(Q(name__icontains=search) | Q(description__icontains=search))
     return qs
+
+
+def listed_workflows(*, tag: str | None = None, search: str | None = None) -> QuerySet[Workflow]:
+    """Live workflows with their schedule, for a list: one statement, and without their
+    versions' specs (a list shows no spec, and specs are the large part of a row)."""
+    return live_workflows(tag=tag, search=search).select_related(None).select_related("schedule")
 
 
 def _has_tag(tag: str) -> Q | RawSQL:
@@ -84,3 +98,25 @@ def get_version(workflow: Workflow, number: int) -> WorkflowVersion:
     if version is None:
         raise NotFound(f"workflow {workflow.name!r} has no version {number}")
     return version
+
+
+def version_list(workflow: Workflow) -> QuerySet[WorkflowVersion]:
+    """A workflow's versions, newest first, with their authors and without their specs."""
+    return (
+        WorkflowVersion.objects.filter(workflow=workflow)
+        .select_related("author")
+        .defer("spec")
+        .order_by("-number")
+    )
+
+
+def get_versions(workflow: Workflow, numbers: Iterable[int]) -> dict[int, WorkflowVersion]:
+    """Several versions by number in one statement; NotFound names the first one missing."""
+    wanted = sorted(set(numbers))
+    found = {
+        v.number: v for v in WorkflowVersion.objects.filter(workflow=workflow, number__in=wanted)
+    }
+    for number in wanted:
+        if number not in found:
+            raise NotFound(f"workflow {workflow.name!r} has no version {number}")
+    return found

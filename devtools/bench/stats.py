@@ -61,12 +61,16 @@ class Figure:
 class Client:
     """One keep-alive HTTP connection (one per thread), JSON in and out."""
 
-    def __init__(self, base: str, token: str) -> None:
+    def __init__(self, base: str, token: str | None = None, *, cookie: str | None = None) -> None:
         parts = urlsplit(base)
         assert parts.hostname in {"127.0.0.1", "localhost", "::1"}, "benchmarks stay local"
         self.prefix = parts.path.rstrip("/")
         self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.headers = {"Content-Type": "application/json"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        if cookie:  # a signed-in browser's session (the portal's pages)
+            self.headers["Cookie"] = cookie
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any, float]:
         """(status, JSON body, seconds the call took)."""
@@ -77,6 +81,14 @@ class Client:
         payload = response.read()
         elapsed = time.perf_counter() - started
         return response.status, json.loads(payload) if payload else None, elapsed
+
+    def page(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, float]:
+        """GET a page: (status, body, seconds the call took)."""
+        started = time.perf_counter()
+        self.connection.request("GET", self.prefix + path, headers=self.headers | (headers or {}))
+        response = self.connection.getresponse()
+        payload = response.read()
+        return response.status, payload, time.perf_counter() - started
 
     def close(self) -> None:
         self.connection.close()

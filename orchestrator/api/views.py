@@ -18,7 +18,12 @@ from orchestrator.api import serializers as s
 from orchestrator.api.base import HTTP_METHOD_NAMES, TenantScopedViewSet, actor_from_request
 from orchestrator.models import ApiToken, AuditEvent, Membership, ServiceAccount, Tenant
 from orchestrator.policy import capped_role
-from orchestrator.selectors import authorized_tenant, memberships_of, tenants_visible_to
+from orchestrator.selectors import (
+    audit_log,
+    authorized_tenant,
+    memberships_of,
+    tenants_visible_to,
+)
 
 __all__ = [
     "AuditEventViewSet",
@@ -265,21 +270,11 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
 
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         params = self.request.query_params
-        if actor := params.get("actor"):
-            queryset = queryset.filter(actor_label=actor)
-        if action := params.get("action"):
-            queryset = (
-                queryset.filter(action__startswith=action)
-                if action.endswith(".")
-                else queryset.filter(action=action)
-            )
-        if obj := params.get("object"):
-            object_type, _, object_id = obj.partition(":")
-            queryset = queryset.filter(object_type=object_type)
-            if object_id:
-                queryset = queryset.filter(object_id=object_id)
-        if since := params.get("since"):
-            queryset = queryset.filter(created_at__gte=parse_time(since, "since"))
-        if until := params.get("until"):
-            queryset = queryset.filter(created_at__lt=parse_time(until, "until"))
-        return queryset
+        since, until = params.get("since"), params.get("until")
+        return audit_log(
+            actor=params.get("actor"),
+            action=params.get("action"),
+            obj=params.get("object"),
+            since=parse_time(since, "since") if since else None,
+            until=parse_time(until, "until") if until else None,
+        )  # the same rows as `queryset` (AuditEvent.objects, the tenant's), filtered

@@ -9,7 +9,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
-from django.middleware.csrf import CsrfViewMiddleware
+from django.middleware.csrf import CsrfViewMiddleware, get_token
 from django.views.decorators.csrf import csrf_exempt
 from strawberry.django.context import StrawberryDjangoContext
 from strawberry.django.views import GraphQLView
@@ -85,6 +85,11 @@ def _refuse_unbounded(request: HttpRequest) -> JsonResponse | None:
 
 
 class OrchestratorGraphQLView(GraphQLView[GraphQLContext, None]):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Django makes a view instance per request, so the setting is read per request.
+        self.graphql_ide = "graphiql" if settings.GRAPHIQL else None
+
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if (refused := _refuse_unbounded(request)) is not None:
             return refused
@@ -108,6 +113,11 @@ class OrchestratorGraphQLView(GraphQLView[GraphQLContext, None]):
         )
         return super().dispatch(request, *args, **kwargs)
 
+    def render_graphql_ide(self, request: HttpRequest) -> HttpResponse:
+        """GraphiQL sends the csrftoken cookie back as its CSRF header: make sure it is set."""
+        get_token(request)
+        return super().render_graphql_ide(request)
+
     def process_result(self, request: HttpRequest, result: ExecutionResult) -> GraphQLHTTPResponse:
         response = super().process_result(request, result)
         classify_caller_errors(cast(list[dict[str, Any]], response.get("errors") or []))
@@ -117,8 +127,5 @@ class OrchestratorGraphQLView(GraphQLView[GraphQLContext, None]):
         return GraphQLContext(request=request, response=response, actor=request.graphql_actor)  # type: ignore[attr-defined]
 
 
-graphql_view = csrf_exempt(
-    OrchestratorGraphQLView.as_view(
-        schema=schema, graphql_ide="graphiql" if settings.DEBUG else None
-    )
-)
+# GraphiQL (settings.GRAPHIQL) is templates/graphql/graphiql.html, from this service's files.
+graphql_view = csrf_exempt(OrchestratorGraphQLView.as_view(schema=schema))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import re
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,6 +117,64 @@ def test_the_demo_shows_an_alert_delivered_to_its_receiver(demo: tuple[str, str,
     status, page = _get(f"{base}/api/v1/tenants/demo/deliveries/", token)
     assert status == 200
     assert [(d["channel"], d["status"]) for d in page["results"]] == [("demo-alerts", "sent")]
+
+
+def _portal_session(base: str, username: str, password: str) -> urllib.request.OpenerDirector:
+    """Signed in to the portal through its login form, as a browser would: a cookie jar,
+    the form's CSRF token, the POST."""
+    assert base.startswith("http://127.0.0.1:")  # loopback only
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    form = opener.open(f"{base}/login/", timeout=5).read().decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    assert csrf, form
+    body = urllib.parse.urlencode(
+        {"username": username, "password": password, "csrfmiddlewaretoken": csrf.group(1)}
+    ).encode()
+    request = urllib.request.Request(f"{base}/login/", data=body, headers={"Referer": base})  # noqa: S310
+    with opener.open(request, timeout=5) as response:
+        assert "/login/" not in response.url, "the sign-in was refused"
+    return opener
+
+
+def _page(opener: urllib.request.OpenerDirector, url: str) -> tuple[int, str]:
+    try:
+        with opener.open(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_the_demo_portal_shows_the_run_to_its_team_only(demo: tuple[str, str, Path]) -> None:
+    """The portal line the demo prints works: its owner signs in and finds the first run
+    with its graph, gantt and task log; the other team's member gets a 404 for the same
+    page and sees none of the demo tenant's names."""
+    base, _, log = demo
+    text = log.read_text()
+    owner = re.search(rf"portal\s+{re.escape(base)}/\s+sign in: (\S+) / (\S+)", text)
+    other = re.search(r"another team's member: (\S+) / (\S+),", text)
+    assert owner, text
+    assert other, text
+    session = _portal_session(base, owner.group(1), owner.group(2))
+    status, run_page = _page(session, f"{base}/t/demo/runs/1/")
+    assert status == 200
+    assert 'class="node' in run_page
+    assert "bar-running" in run_page
+    assert "st-success" in run_page
+    task = re.search(r'href="(/t/demo/runs/1/tasks/[^"/]+/)"', run_page)
+    assert task, run_page
+    status, task_page = _page(session, base + task.group(1))
+    assert status == 200
+    assert 'id="log"' in task_page
+    stranger = _portal_session(base, other.group(1), other.group(2))
+    status, refused = _page(stranger, f"{base}/t/demo/runs/1/")
+    assert status == 404
+    assert "fan-in-report" not in refused
+    status, own = _page(stranger, f"{base}/")
+    assert status == 200
+    assert "other-team-report" in own
+    assert "fan-in-report" not in own
 
 
 @pytest.mark.parametrize("demo", [{"TASK_SANDBOX_BWRAP": "/nonexistent/bwrap"}], indirect=True)

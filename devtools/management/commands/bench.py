@@ -24,6 +24,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from devtools.bench import baseline
+from devtools.bench.portal import PAGES, page_times
 from devtools.bench.scenarios import Engine
 from devtools.bench.stats import Client, Figure
 from devtools.bench.task_start import task_start
@@ -42,6 +43,7 @@ SCENARIOS = [
     "list-1m",
     "task-start",
     "alerting",
+    "portal",
 ]
 BENCH_TENANT = "bench"
 
@@ -136,7 +138,7 @@ class Command(BaseCommand):
                 [f"worker{i}@{socket.gethostname()}" for i in range(1, options["workers"] + 1)],
             )
             self._warm_up(engine, processes)
-            figures = self._run(engine, only, repeat, options["rows"])
+            figures = self._run(engine, only, repeat, options["rows"], user)
         finally:
             processes.stop()
         report = {
@@ -225,7 +227,9 @@ class Command(BaseCommand):
 
     # --- measuring -------------------------------------------------------------------
 
-    def _run(self, engine: Engine, only: list[str], repeat: int, rows: int) -> list[Figure]:
+    def _run(
+        self, engine: Engine, only: list[str], repeat: int, rows: int, user: Any
+    ) -> list[Figure]:
         values: dict[str, list[float]] = {}
 
         def record(name: str, measure: Callable[[], dict[str, float]]) -> None:
@@ -233,10 +237,12 @@ class Command(BaseCommand):
             for key, value in measure().items():
                 values.setdefault(f"{name}.{key}", []).append(value)
 
-        if "list-1m" in only:
+        if "list-1m" in only or "portal" in only:
             self.say(f"seeding {rows:,} task instance rows (once; kept in the bench database)")
             have = engine.seed(rows)
             self.say(f"  {have:,} task instance rows")
+        if "portal" in only:
+            engine.chain(100)  # a run the workers executed, for the run and task pages
         for index in range(repeat):
             self.say(f"repetition {index + 1}/{repeat}")
             engine.vacuum()
@@ -258,6 +264,8 @@ class Command(BaseCommand):
                 record("task-start", task_start)
             if "alerting" in only:
                 record("alerting", engine.alerting)
+            if "portal" in only:
+                record("portal", lambda: page_times(engine.api, engine.tenant, user))
         return self._figures(values)
 
     @staticmethod
@@ -358,6 +366,15 @@ class Command(BaseCommand):
         for what, path in (("runs", "list runs"), ("tasks", "list a run's task instances")):
             add(f"list-1m.{what}_p50_ms", f"{path} p50 (1M task rows)", "ms", "lower")
             add(f"list-1m.{what}_p99_ms", f"{path} p99 (1M task rows)", "ms", "lower", target=50)
+        for page in PAGES:
+            add(f"portal.{page}_p50_ms", f"portal page {page} p50 (1M task rows)", "ms", "lower")
+            add(
+                f"portal.{page}_p99_ms",
+                f"portal page {page} p99 (1M task rows)",
+                "ms",
+                "lower",
+                target=100,
+            )
         add("task-start.plain_ms", "shell task start, TASK_SANDBOX=off", "ms", "lower")
         add("task-start.sandboxed_ms", "shell task start, sandboxed", "ms", "lower")
         add("task-start.cost_ms", "the sandbox's cost per task start", "ms", "lower")

@@ -32,6 +32,15 @@ from runs.tasktypes.sandbox import probe, uid_for
 
 DEMO_TENANT = "demo"
 DEMO_USER = "admin"
+# A second team with a member of its own, to see in the portal that tenants are apart.
+OTHER_TENANT = "other-team"
+OTHER_USER = "other"
+OTHER_SPEC = {
+    "name": "other-team-report",
+    "description": "Belongs to the other team: the demo tenant's members never see it",
+    "tags": ["other"],
+    "tasks": {"report": {"type": "noop"}},
+}
 DEMO_RUNS = ("fan-in-report", "etl-daily-sales")
 ALERT_CHANNEL = "demo-alerts"
 # A workflow that fails on purpose, and tells the demo's alert channel (docs/notifications.md).
@@ -80,6 +89,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"created database {settings.DATABASES['default']['NAME']}")
         call_command("migrate", interactive=False, verbosity=0)
         password, token, tenant = self.set_up()
+        other_password = self.set_up_other_team()
         base = f"http://{options['host']}:{options['port']}"
         api = f"{base}/api/v1/tenants/{DEMO_TENANT}"
         self.stdout.write(
@@ -87,6 +97,9 @@ class Command(BaseCommand):
                 [
                     "",
                     "Orchestrator demo",
+                    f"  portal        {base}/   sign in: {DEMO_USER} / {password}",
+                    f"                (another team's member: {OTHER_USER} / {other_password},"
+                    f" who sees only {OTHER_TENANT})",
                     f"  health        {base}/healthz",
                     f"  API docs      {base}/api/docs/",
                     f"  GraphQL       {base}/graphql",
@@ -194,6 +207,25 @@ class Command(BaseCommand):
             actor=actor, tenant=tenant, name="demo", role=Role.OWNER, user=user
         )
         return password, token, tenant
+
+    @transaction.atomic
+    def set_up_other_team(self) -> str:
+        """The second team: its own tenant, member and workflow; a fresh password each start."""
+        from workflows.services import apply_workflow
+
+        actor = Actor.cli()
+        user, _ = get_user_model().objects.get_or_create(username=OTHER_USER)
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+        user.save()
+        tenant = Tenant.objects.filter(slug=OTHER_TENANT).first()
+        if tenant is None:
+            tenant = services.create_tenant(
+                actor=actor, slug=OTHER_TENANT, name="Other team", owner=user
+            )
+        with tenant_scope([tenant]):
+            apply_workflow(actor=actor, tenant=tenant, data=OTHER_SPEC)
+        return password
 
     def apply_examples(self, tenant: Tenant) -> None:
         from workflows.services import apply_workflow, parse_spec

@@ -1,0 +1,21 @@
+"""The portal's pages: sign-in and account pages at the root, a tenant's pages under
+/t/<tenant>/ (mounted last by orchestrator.urls, after the API, GraphQL and the admin)."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from portal.views import accounts, history, runs, workflows
+
+__all__ = ["app_name", "urlpatterns"]
+
+app_name = "portal"
+
+urlpatterns = [
+    *accounts.urlpatterns,
+    path("t/<str:tenant>/", RedirectView.as_view(pattern_name="portal:workflows"), name="tenant"),
+    path("t/<str:tenant>/", include(workflows.urlpatterns)),
+    path("t/<str:tenant>/", include(runs.urlpatterns)),
+    path("t/<str:tenant>/", include(history.urlpatterns)),
+]
