@@ -18,7 +18,7 @@ from orchestrator.context import tenant_scope
 from orchestrator.errors import Invalid
 from orchestrator.graphql.errors import unauthenticated
 from orchestrator.policy import authorize, effective_role
-from orchestrator.selectors import authorized_tenant
+from orchestrator.selectors import audit_log, authorized_tenant
 
 __all__ = [
     "LIST_LIMIT_DEFAULT",
@@ -208,17 +208,7 @@ class TenantType:
         limit = list_limit(limit)
         authorize(actor_of(info), "audit.view", root)
         with tenant_scope([root]):
-            qs = models.AuditEvent.objects.all().order_by("-id")
-            if action:
-                qs = (
-                    qs.filter(action__startswith=action)
-                    if action.endswith(".")
-                    else qs.filter(action=action)
-                )
-            if actor:
-                qs = qs.filter(actor_label=actor)
-            if since:
-                qs = qs.filter(created_at__gte=since)
+            qs = audit_log(actor=actor, action=action, since=since)
             if before_id:
                 qs = qs.filter(id__lt=before_id)
             return list(qs[:limit])  # type: ignore[arg-type]

@@ -10,13 +10,25 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-__all__ = ["GLYPHS", "duration", "query_with", "register", "span", "state_badge", "when"]
+__all__ = [
+    "GLYPHS",
+    "duration",
+    "lookup",
+    "query_with",
+    "register",
+    "span",
+    "state_badge",
+    "state_glyph",
+    "state_label",
+    "when",
+]
 
 register = template.Library()
 
@@ -36,6 +48,7 @@ GLYPHS = {
     "paused": "‖",
     "rescheduled": "↺",
 }
+UNKNOWN_GLYPH = "•"
 
 
 @register.simple_tag
@@ -86,7 +99,7 @@ def state_badge(state: str | None) -> SafeString:
     return format_html(
         '<span class="badge st-{}"><span aria-hidden="true">{}</span> {}</span>',
         state,
-        GLYPHS.get(state, "•"),
+        state_glyph(state),
         state.replace("_", " "),
     )
 
@@ -101,3 +114,22 @@ def query_with(context: template.Context, **changes: object) -> str:
         if value not in (None, ""):
             query[key] = str(value)
     return "?" + query.urlencode() if query else "?"
+
+
+@register.filter
+def lookup(mapping: object, key: object) -> object:
+    """Templates cannot index a dict by a variable; an undefined variable arrives as ""."""
+    return mapping.get(key) if isinstance(mapping, Mapping) else None
+
+
+@register.filter
+def state_glyph(state: str | None) -> str:
+    return GLYPHS.get(state or "", UNKNOWN_GLYPH)
+
+
+@register.filter
+def state_label(state: str | None) -> str:
+    """A state is never told by colour alone: its glyph and its name in words."""
+    if not state:
+        return ""
+    return f"{state_glyph(state)} {state.replace('_', ' ')}"

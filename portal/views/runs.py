@@ -10,7 +10,6 @@ the log's every second with the byte it has read up to (`get_attempt`).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from django.utils import timezone
 
 from orchestrator.errors import Invalid, NotFound
 from orchestrator.integers import ascii_int
-from portal.dag_layout import DagLayout, layout
+from portal.dag_layout import DagLayout
+from portal.drawings import version_drawing
 from portal.gantt import GanttAttempt, GanttRow, gantt
 from portal.pages import TenantPage, fingerprint, keyset_page, time_filter, unchanged
 from portal.templatetags.portal_format import GLYPHS
@@ -182,14 +182,6 @@ def live_fingerprint(state: str, tasks: Progress, now: dt.datetime) -> str:
     return fingerprint(state, [tuple(task) for task in sorted(tasks)], clock)
 
 
-@functools.lru_cache(maxsize=256)
-def _version_drawing(version_id: int) -> DagLayout:
-    """A version's graph laid out, once per process: a version never changes."""
-    graph = graph_for(version_id)
-    edges = [(up, task_id) for task_id, ups in graph.upstream.items() for up in ups]
-    return layout(list(graph.spec.tasks), edges)
-
-
 @dataclass(frozen=True)
 class TaskRow:
     """A line of the task table: the instance, its trigger rule, how long its current try
@@ -253,14 +245,13 @@ def _live_context(run: WorkflowRun, tenant: str) -> dict[str, Any]:
     """What the run's live part shows: the graph, the task table and the gantt chart, read
     with two queries (the run's task instances, their attempts) whatever the run's size."""
     now = timezone.now()
-    graph = graph_for(run.version_id)
-    dag = _version_drawing(run.version_id)
+    drawing = version_drawing(run.version_id)
+    dag = drawing.dag
     instances = _in_graph_order(run_task_instances(run), dag)
     tries: dict[int, list[TaskAttempt]] = {ti.pk: [] for ti in instances}
     for attempt in run_attempts(run):
         tries[attempt.task_instance_id].append(attempt)
-    spec = graph.spec.tasks
-    rules = {task_id: task.trigger_rule for task_id, task in spec.items()}
+    rules = drawing.trigger_rules
     counts: dict[str, int] = {}
     for ti in instances:
         counts[ti.state] = counts.get(ti.state, 0) + 1
@@ -271,7 +262,7 @@ def _live_context(run: WorkflowRun, tenant: str) -> dict[str, Any]:
         "seen": live_fingerprint(run.state, progress, now),
         "dag": dag,
         "states": {ti.task_id: ti.state for ti in instances},
-        "task_types": {task_id: task.type for task_id, task in spec.items()},
+        "task_types": drawing.task_types,
         "trigger_rules": rules,
         "link": {
             ti.task_id: reverse("portal:task", args=[tenant, run.pk, ti.task_id])

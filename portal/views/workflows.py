@@ -31,7 +31,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from orchestrator.errors import NotFound
 from orchestrator.integers import ascii_int
-from portal.dag_layout import DagLayout, layout
+from portal.drawings import Drawing, drawing_of
 from portal.pages import TenantPage, keyset_page
 from runs.models import WorkflowRun
 from runs.selectors import (
@@ -41,7 +41,6 @@ from runs.selectors import (
     task_states_of_runs,
     with_latest_runs_start,
 )
-from workflows import dag
 from workflows.models import Schedule, Workflow, WorkflowVersion
 from workflows.scheduling import schedule_of, upcoming
 from workflows.selectors import get_versions, get_workflow, listed_workflows, version_list
@@ -304,34 +303,6 @@ def _params(spec: WorkflowSpec) -> list[Param]:
     return rows
 
 
-def _task_type(task: Any) -> str:
-    kind = getattr(task, "kind", None)
-    return f"{task.type} {kind}" if kind else str(task.type)
-
-
-@dataclass(frozen=True)
-class Drawing:
-    """What portal/parts/dag.html needs to draw a version's graph."""
-
-    dag: DagLayout
-    order: list[str]
-    task_types: dict[str, str]
-    trigger_rules: dict[str, str]
-
-
-def _drawing(spec: WorkflowSpec) -> Drawing:
-    """Tasks are taken by id: the stored spec's key order is the database's (PostgreSQL's
-    jsonb orders keys by length), so ties in the graph and the grid are broken by name."""
-    upstream = {task_id: list(spec.tasks[task_id].depends_on) for task_id in sorted(spec.tasks)}
-    edges = [(up, task_id) for task_id, ups in upstream.items() for up in ups]
-    return Drawing(
-        dag=layout(list(upstream), edges),
-        order=dag.topological_order(upstream),
-        task_types={task_id: _task_type(task) for task_id, task in spec.tasks.items()},
-        trigger_rules={task_id: task.trigger_rule for task_id, task in spec.tasks.items()},
-    )
-
-
 def _parsed(raw: dict[str, Any]) -> WorkflowSpec:
     """A version's spec as models, but for its schedule: the page shows the schedule's row,
     and validating a timezone lists the zoneinfo directory (10 ms a page)."""
@@ -352,7 +323,7 @@ class WorkflowPage(TenantPage):
         if version is None:  # pragma: no cover (apply always sets one)
             raise NotFound(f"workflow {workflow.name!r} has no version")
         spec = _parsed(version.spec)
-        drawing = _drawing(spec)
+        drawing = drawing_of(spec)
         return {
             "title": workflow.name,
             "workflow": workflow,

@@ -57,3 +57,13 @@ def test_a_documented_page_opens(client: Client, team: Team, document: str, span
     assert response.status_code in (200, 302), f"{document}: {span} -> {response.status_code}"
     if response.status_code == 302:  # `/`, and /login/ for someone signed in already
         assert client.get(path, follow=True).status_code == 200, span
+
+
+def test_every_screenshot_the_portal_page_shows_is_there() -> None:
+    """docs/portal.md shows the browser tests' screenshots, copied from var/screenshots/."""
+    text = (ROOT / "docs" / "portal.md").read_text()
+    images = re.findall(r"\]\((images/portal/[a-z-]+\.png)\)", text)
+    assert len(images) == 13
+    for image in images:
+        data = (ROOT / "docs" / image).read_bytes()
+        assert data.startswith(b"\x89PNG"), image
