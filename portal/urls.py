@@ -6,7 +6,18 @@ from __future__ import annotations
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from portal.views import accounts, history, runs, workflows
+from portal.views import (
+    accounts,
+    alerts,
+    backfill_pages,
+    connections,
+    editing,
+    history,
+    operate,
+    runs,
+    team,
+    workflows,
+)
 
 __all__ = ["app_name", "urlpatterns"]
 
@@ -18,4 +29,10 @@ urlpatterns = [
     path("t/<str:tenant>/", include(workflows.urlpatterns)),
     path("t/<str:tenant>/", include(runs.urlpatterns)),
     path("t/<str:tenant>/", include(history.urlpatterns)),
+    path("t/<str:tenant>/", include(operate.urlpatterns)),
+    path("t/<str:tenant>/", include(backfill_pages.urlpatterns)),
+    path("t/<str:tenant>/", include(editing.urlpatterns)),
+    path("t/<str:tenant>/", include(connections.urlpatterns)),
+    path("t/<str:tenant>/", include(team.urlpatterns)),
+    path("t/<str:tenant>/", include(alerts.urlpatterns)),
 ]

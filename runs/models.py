@@ -107,6 +107,7 @@ class WorkflowRun(TenantOwnedModel):
         SCHEDULE = "schedule"
         BACKFILL = "backfill"
         ADMIN = "admin"
+        PORTAL = "portal"
 
     workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs")
     version = models.ForeignKey(WorkflowVersion, on_delete=models.PROTECT, related_name="+")

@@ -19,6 +19,7 @@ from orchestrator.errors import Invalid, NotFound
 from orchestrator.fastsql import Columns, attach, in_tenants, quote, statement
 from orchestrator.integers import ascii_int
 from runs.models import Event, TaskAttempt, TaskInstance, TaskLog, WorkflowRun
+from workflows import dag
 from workflows.models import Workflow, WorkflowVersion
 
 __all__ = [
@@ -43,6 +44,9 @@ __all__ = [
     "task_states_of_runs",
     "task_summaries",
     "task_summary",
+    "tasks_decided_again",
+    "tasks_to_clear",
+    "tasks_to_retry",
     "with_latest_runs_start",
 ]
 
@@ -325,6 +329,57 @@ def run_attempts(run: WorkflowRun) -> list[TaskAttempt]:
 def task_attempts(ti: TaskInstance) -> list[TaskAttempt]:
     """The task instance's tries, first to last."""
     return list(TaskAttempt.objects.filter(task_instance=ti).order_by("try_number"))
+
+
+# --- what an operation would do (the portal's confirmations) ------------------------------
+# Previews of runs.operations, read without a lock: the operation itself decides again.
+# `upstream` is the run's version graph's (runs.graph.graph_for(run.version_id).upstream).
+
+_RETRIED = (
+    TaskInstance.State.FAILED,
+    TaskInstance.State.UPSTREAM_FAILED,
+    TaskInstance.State.CANCELLED,
+)
+_SETTLED_WITHOUT_RUNNING = (TaskInstance.State.UPSTREAM_FAILED, TaskInstance.State.SKIPPED)
+
+
+def _instance_states(run: WorkflowRun) -> dict[str, tuple[str, int]]:
+    """Each task's (state, try number)."""
+    rows = TaskInstance.objects.filter(run=run).values_list("task_id", "state", "try_number")
+    return {task_id: (state, tries) for task_id, state, tries in rows}
+
+
+def tasks_to_retry(run: WorkflowRun, upstream: dag.Graph) -> list[str]:
+    """What `retry` would run again now: the failed, upstream_failed and cancelled tasks
+    and every task downstream of them, sorted."""
+    failed = {t for t, (state, _) in _instance_states(run).items() if state in _RETRIED}
+    if not failed:
+        return []
+    return sorted(failed | dag.downstream_of(upstream, failed))
+
+
+def tasks_to_clear(
+    run: WorkflowRun, task_id: str, upstream: dag.Graph
+) -> tuple[list[str], list[str]]:
+    """What `clear` with `downstream` would add to the task: the finished tasks downstream
+    of it, and those it leaves alone as they have not finished (both sorted). The task's
+    own instance is the caller's (get_task_instance)."""
+    states = _instance_states(run)
+    below = dag.downstream_of(upstream, [task_id])
+    finished = sorted(t for t in below if states.get(t, ("", 0))[0] in TaskInstance.FINISHED)
+    return finished, sorted(below - set(finished))
+
+
+def tasks_decided_again(run: WorkflowRun, task_id: str, upstream: dag.Graph) -> list[str]:
+    """The tasks downstream of `task_id` that its trigger rules settled without running
+    them (upstream_failed or skipped, never tried): marking the task success or failed
+    decides them again."""
+    states = _instance_states(run)
+    return sorted(
+        t
+        for t in dag.downstream_of(upstream, [task_id])
+        if t in states and states[t][0] in _SETTLED_WITHOUT_RUNNING and states[t][1] == 0
+    )
 
 
 def get_attempt(run_id: int, task_id: str, try_number: int) -> TaskAttempt:

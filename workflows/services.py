@@ -31,6 +31,7 @@ __all__ = [
     "DELETE_GUARDS",
     "ApplyResult",
     "apply_workflow",
+    "check_workflow",
     "delete_workflow",
     "limits_for",
     "parse_spec",
@@ -71,6 +72,21 @@ def limits_for(tenant: Tenant) -> Limits:
 def parse_spec(text: str | bytes, tenant: Tenant) -> Any:
     """Parse YAML or JSON text within the tenant's size limit."""
     return parse_document(text, max_bytes=limits_for(tenant).max_spec_bytes)
+
+
+def check_workflow(
+    *, actor: Actor, tenant: Tenant, data: Any, name: str | None = None
+) -> ApplyResult:
+    """Everything apply_workflow checks, and nothing kept: the apply runs and is rolled
+    back (no version, no schedule change, no audit event). Raises what apply would raise.
+    A new version comes back as it would be stored (the database orders a spec's keys its
+    own way), to compare with the stored current one line by line."""
+    with transaction.atomic():
+        result = apply_workflow(actor=actor, tenant=tenant, data=data, name=name)
+        if result.changed:
+            result.version.refresh_from_db(fields=["spec"])
+        transaction.set_rollback(True)
+    return result
 
 
 def _snapshot(workflow: Workflow) -> dict[str, Any]:

@@ -92,15 +92,17 @@ def test_the_keyboard_reaches_the_skip_link_and_the_navigation(page: Page, watch
     expect(focused).to_be_in_viewport()  # shown when focused, off screen otherwise
 
     reached = []
-    for _ in range(12):
+    for _ in range(16):
         page.keyboard.press("Tab")
         reached.append(page.evaluate("() => document.activeElement.textContent.trim()"))
-    nav = ["Workflows", "Runs", "Backfills", "Audit log"]
+    nav = ["Workflows", "Runs", "Backfills", "Connections", "Alerts", "Team", "Audit log"]
     assert [name for name in reached if name in nav] == nav, reached
 
     page.locator("a.skip-link").focus()  # the skip link leads past the top bar
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"#main$"))
-    page.keyboard.press("Tab")  # on from the content's start: the first field of the filters
+    page.keyboard.press("Tab")  # on from the content's start: an admin's "New workflow"
+    expect(page.locator("main :focus")).to_have_text("New workflow")
+    page.keyboard.press("Tab")  # then the first field of the filters
     expect(page.locator("main :focus")).to_have_attribute("name", "q")
     watch.assert_clean()
