@@ -171,6 +171,13 @@ def test_the_demo_portal_shows_the_run_to_its_team_only(demo: tuple[str, str, Pa
     status, refused = _page(stranger, f"{base}/t/demo/runs/1/")
     assert status == 404
     assert "fan-in-report" not in refused
+    viewer = re.search(r"a viewer of demo, who may only look: (\S+) / (\S+)\)", text)
+    assert viewer, text
+    looker = _portal_session(base, viewer.group(1), viewer.group(2))
+    status, _ = _page(looker, f"{base}/t/demo/runs/1/")
+    assert status == 200
+    status, refused = _page(looker, f"{base}/t/demo/runs/1/retry/")
+    assert status == 403  # a viewer may look, not operate
     status, own = _page(stranger, f"{base}/")
     assert status == 200
     assert "other-team-report" in own

@@ -27,12 +27,13 @@ from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.errors import Invalid
 from orchestrator.management.commands.standalone import Standalone
-from orchestrator.models import ApiToken, Role, Tenant
+from orchestrator.models import ApiToken, Membership, Role, Tenant
 from runs.tasktypes.sandbox import probe, uid_for
 
 DEMO_TENANT = "demo"
 DEMO_USER = "admin"
 # A second team with a member of its own, to see in the portal that tenants are apart.
+VIEWER_USER = "viewer"  # a member of the demo tenant who may only look
 OTHER_TENANT = "other-team"
 OTHER_USER = "other"
 OTHER_SPEC = {
@@ -90,6 +91,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         password, token, tenant = self.set_up()
         other_password = self.set_up_other_team()
+        viewer_password = self.set_up_viewer(tenant)
         base = f"http://{options['host']}:{options['port']}"
         api = f"{base}/api/v1/tenants/{DEMO_TENANT}"
         self.stdout.write(
@@ -98,6 +100,8 @@ class Command(BaseCommand):
                     "",
                     "Orchestrator demo",
                     f"  portal        {base}/   sign in: {DEMO_USER} / {password}",
+                    f"                (a viewer of {DEMO_TENANT}, who may only look: "
+                    f"{VIEWER_USER} / {viewer_password})",
                     f"                (another team's member: {OTHER_USER} / {other_password},"
                     f" who sees only {OTHER_TENANT})",
                     f"  health        {base}/healthz",
@@ -207,6 +211,18 @@ class Command(BaseCommand):
             actor=actor, tenant=tenant, name="demo", role=Role.OWNER, user=user
         )
         return password, token, tenant
+
+    @transaction.atomic
+    def set_up_viewer(self, tenant: Tenant) -> str:
+        """A member of the demo tenant with the lowest role; a fresh password each start."""
+        user, _ = get_user_model().objects.get_or_create(username=VIEWER_USER)
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+        user.save()
+        with tenant_scope([tenant]):
+            if not Membership.objects.filter(tenant=tenant, user=user).exists():
+                services.add_member(actor=Actor.cli(), tenant=tenant, user=user, role=Role.VIEWER)
+        return password
 
     @transaction.atomic
     def set_up_other_team(self) -> str:
