@@ -14,10 +14,12 @@ import uuid
 from typing import Any, ClassVar
 
 from django.contrib import messages
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from orchestrator.errors import Conflict, Forbidden, Invalid
+from orchestrator.ratelimit import TRIGGERS, RateLimited, charge_caller, charge_tenant, scope_of
 from portal.pages import TenantPage
 
 __all__ = ["FieldErrors", "TenantForm", "field_errors", "form_key"]
@@ -48,6 +50,14 @@ class TenantForm(TenantPage):
     belongs and what was typed kept."""
 
     http_method_names: ClassVar[list[str]] = ["get", "post", "head"]  # type: ignore[misc]
+    # The API's action this form is (e.g. "create" for a trigger): a form that starts
+    # runs draws on the same trigger budgets as the API's request would (per user and per
+    # tenant, orchestrator/ratelimit.py), so a browser is no way around them.
+    api_action: ClassVar[str | None] = None
+    # A form whose answer cannot be shown twice (a token or a secret, shown once): the key
+    # each rendering of it carries (`form_key`) is taken on its first POST, so a reload
+    # that sends it again is refused instead of making a second one.
+    single_use: ClassVar[bool] = False
 
     def context(self, **kwargs: Any) -> dict[str, Any] | HttpResponse:
         return self.form_context(values=None, errors={}, **kwargs)
@@ -64,6 +74,15 @@ class TenantForm(TenantPage):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
+            self.charge_trigger_budget()
+        except RateLimited as limited:
+            response = self.again({"": [limited.message]}, 429, **kwargs)
+            response["Retry-After"] = str(limited.retry_after)
+            return response
+        if self.single_use and not self.take_form_key():
+            already = "this form was sent already; what it made was shown once: start again"
+            return self.again({"": [already]}, 409, **kwargs)
+        try:
             url, said = self.perform(**kwargs)
         except Invalid as exc:
             return self.again(field_errors(exc.errors, self.error_prefix), 400, **kwargs)
@@ -73,6 +92,24 @@ class TenantForm(TenantPage):
             return self.again({"": [exc.message]}, 403, **kwargs)
         messages.success(request, said)
         return HttpResponseRedirect(url)
+
+    def page_context(self) -> dict[str, Any]:
+        return super().page_context() | {"form_key": uuid.uuid4().hex}
+
+    def take_form_key(self) -> bool:
+        """False when this form's key was posted before (a day's memory is enough: a
+        rendering older than that is not reloaded)."""
+        key = self.request.POST.get("form_key", "")
+        if not key:
+            return True  # a form without a key (a script): nothing to repeat by accident
+        return bool(cache.add(f"portal:form-taken:{self.actor.user_id}:{key}", 1, 86400))
+
+    def charge_trigger_budget(self) -> None:
+        """Raises RateLimited when this form starts runs and a trigger budget is spent."""
+        if scope_of(self.permission, self.api_action) != TRIGGERS:
+            return
+        charge_caller(user_id=self.actor.user_id, token=None, scope=TRIGGERS)
+        charge_tenant(self.tenant, TRIGGERS)
 
     # What the API's problem paths start with that the form's field names do not.
     error_prefix: ClassVar[str] = ""

@@ -36,6 +36,7 @@ __all__ = [
     "forbidden",
     "is_htmx",
     "keyset_page",
+    "not_found",
     "permitted",
     "portal_actor",
     "time_filter",
@@ -54,6 +55,12 @@ def portal_actor(request: HttpRequest) -> Actor:
 
 def forbidden(request: HttpRequest, message: str) -> HttpResponse:
     return render(request, "portal/403.html", {"message": message}, status=403)
+
+
+def not_found(request: HttpRequest) -> HttpResponse:
+    """The portal's own 404 page, with DEBUG on too (Django's debug page would list the
+    URLconf); it says the same whether the thing is missing or another tenant's."""
+    return render(request, "404.html", status=404)
 
 
 class TenantPage(View):
@@ -83,7 +90,7 @@ class TenantPage(View):
         slug = kwargs.pop("tenant")
         membership = next((m for m in self.memberships if m.tenant.slug == slug), None)
         if membership is None:
-            raise Http404(f"tenant {slug!r} not found")
+            return not_found(request)
         for m in self.memberships:
             self.actor.memberships[m.tenant_id] = m.role
         self.tenant = membership.tenant
@@ -93,8 +100,8 @@ class TenantPage(View):
                 response = super().dispatch(request, *args, **kwargs)
                 if isinstance(response, SimpleTemplateResponse):
                     response.render()
-            except NotFound as exc:
-                raise Http404(exc.message) from None
+            except (NotFound, Http404):
+                return not_found(request)
             except Forbidden as exc:
                 return forbidden(request, exc.message)
         return response

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
@@ -25,6 +26,8 @@ app_name = "portal"
 
 urlpatterns = [
     *accounts.urlpatterns,
+    # Browsers ask for /favicon.ico whatever the page says.
+    path("favicon.ico", RedirectView.as_view(url=static("portal/favicon.svg"))),
     path("t/<str:tenant>/", RedirectView.as_view(pattern_name="portal:workflows"), name="tenant"),
     path("t/<str:tenant>/", include(workflows.urlpatterns)),
     path("t/<str:tenant>/", include(runs.urlpatterns)),

@@ -207,6 +207,7 @@ class SecretOnce(AlertForm):
     """A form whose success makes a signing secret: the answer is the page that shows it,
     this once (never stored, never redirected to, never cached), instead of a redirect."""
 
+    single_use = True
     secret: str | None = None
     channel: Channel
 

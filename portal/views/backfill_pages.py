@@ -21,7 +21,7 @@ from orchestrator.errors import Conflict, Invalid
 from orchestrator.integers import ascii_int
 from portal.actions import FieldErrors, TenantForm, field_errors
 from portal.pages import TenantPage, fingerprint, is_htmx, unchanged
-from portal.views.workflows import cron_in_words
+from portal.wording import cron_in_words
 from runs.backfills import (
     cancel_backfill,
     create_backfill,
@@ -113,6 +113,7 @@ class BackfillFormPage(TenantForm):
     it and opens its page."""
 
     permission = "backfill.operate"
+    api_action = "create"
     template_name = "portal/backfills/form.html"
     nav = "backfills"
     _workflow: Workflow | None = None
@@ -304,6 +305,7 @@ class BackfillPauseForm(BackfillOperation):
 
 
 class BackfillResumeForm(BackfillOperation):
+    api_action = "resume"
     operation = "resume"
     done = "resumed"
 

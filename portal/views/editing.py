@@ -23,7 +23,7 @@ from orchestrator.actors import Actor
 from orchestrator.errors import Conflict, Invalid
 from orchestrator.models import Tenant
 from portal.actions import FieldErrors, TenantForm
-from portal.views.workflows import DiffRow, side_by_side
+from portal.wording import DiffRow, side_by_side
 from workflows.models import Workflow, WorkflowVersion
 from workflows.scheduling import schedule_of
 from workflows.selectors import get_workflow

@@ -244,6 +244,7 @@ class TriggerPage(TenantForm):
     makes a double click or a resubmitted form one run (it replays to the same run)."""
 
     permission = "run.operate"
+    api_action = "create"
     template_name = "portal/operate/trigger.html"
     nav = "workflows"
     error_prefix = "params."
@@ -392,6 +393,7 @@ class RetryRunPage(TenantForm):
     downstream of them); POST retries, in the same run."""
 
     permission = "run.operate"
+    api_action = "retry"
     template_name = "portal/operate/retry.html"
     nav = "runs"
 
@@ -419,6 +421,7 @@ class ClearTaskPage(TenantForm):
     after it, which the page lists); POST clears the one chosen."""
 
     permission = "run.operate"
+    api_action = "clear"
     template_name = "portal/operate/clear.html"
     nav = "runs"
 

@@ -346,6 +346,7 @@ class TokenNewForm(TeamForm):
 
     permission = "token.manage"
     template_name = "portal/team/token_new.html"
+    single_use = True
     created: tuple[ApiToken, str] | None = None
 
     def form_context(

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 
 from runs.graph import VersionGraph
 from runs.models import Event, TaskAttempt, TaskInstance, TaskLog, WorkflowRun
@@ -72,9 +73,8 @@ def emit(
 
 
 def run_link(tenant: str, run_id: int) -> str:
-    """Where a person reads the run: PUBLIC_URL plus the run's API URL (the portal's page
-    once it exists)."""
-    return f"{settings.PUBLIC_URL.rstrip('/')}/api/v1/tenants/{tenant}/runs/{run_id}/"
+    """Where a person reads the run: PUBLIC_URL plus the run's page in the portal."""
+    return settings.PUBLIC_URL.rstrip("/") + reverse("portal:run", args=[tenant, run_id])
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -68,7 +68,7 @@ def test_an_event_reads_as_its_cloudevent(team: Team) -> None:
     }
     [listed] = send(team.tokens["viewer"], "GET", _url(team)).json()["results"]
     assert listed == body
-    assert body["data"]["url"].endswith(f"/api/v1/tenants/acme/runs/{run.pk}/")
+    assert body["data"]["url"].endswith(f"/t/acme/runs/{run.pk}/")
 
 
 def test_a_task_event_names_the_task_and_an_event_without_a_run_has_no_subject(

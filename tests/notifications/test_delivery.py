@@ -36,7 +36,7 @@ FAILED_DATA = {
         "ended_at": "2026-12-05T02:00:41+00:00",
         "duration_seconds": 41.0,
     },
-    "url": "https://orc.example.com/api/v1/tenants/acme/runs/41/",
+    "url": "https://orc.example.com/t/acme/runs/41/",
     "failed_tasks": [
         {
             "task_id": "load",
@@ -106,7 +106,7 @@ def test_slack_gets_one_block_kit_message_with_the_failed_task_and_the_link(
     assert "*Task* `load`, try 3" in text
     assert 'UndefinedTable: relation "staging"' in text
     [button] = blocks[-1]["elements"]
-    assert button["url"] == "https://orc.example.com/api/v1/tenants/acme/runs/41/"
+    assert button["url"] == "https://orc.example.com/t/acme/runs/41/"
     row.refresh_from_db()
     assert (row.status, row.attempts, row.last_error) == ("sent", 1, "")
     assert row.response == "HTTP 200 from 127.0.0.1"
@@ -162,8 +162,8 @@ def test_email_has_a_subject_to_filter_on_and_both_parts(
     html = message.get_body(("html",)).get_content()
     assert "Failed task load (try 3): exit code 1" in text
     assert 'UndefinedTable: relation "staging"' in text
-    assert "Open the run: https://orc.example.com/api/v1/tenants/acme/runs/41/" in text
-    assert '<a href="https://orc.example.com/api/v1/tenants/acme/runs/41/">' in html
+    assert "Open the run: https://orc.example.com/t/acme/runs/41/" in text
+    assert '<a href="https://orc.example.com/t/acme/runs/41/">' in html
     assert "UndefinedTable: relation &quot;staging&quot;" in html  # escaped in HTML
     row.refresh_from_db()
     assert row.response == "accepted for 2 recipients"

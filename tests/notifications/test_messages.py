@@ -17,7 +17,7 @@ from tests.harness import Team, make_team
 
 pytestmark = pytest.mark.django_db
 
-URL = "https://orc.example.com/api/v1/tenants/acme/runs/41/"
+URL = "https://orc.example.com/t/acme/runs/41/"
 RUN = {
     "id": 41,
     "state": "failed",

@@ -156,7 +156,7 @@ def test_the_event_carries_the_documented_payload_and_the_miss_points_at_it(team
             "ended_at": None,
             "duration_seconds": None,
         },
-        "url": f"https://orc.example.com/api/v1/tenants/acme/runs/{run.pk}/",
+        "url": f"https://orc.example.com/t/acme/runs/{run.pk}/",
     }
 
 

@@ -116,7 +116,7 @@ def test_a_run_succeeding_after_the_deadline_or_failing_is_a_miss_naming_it(team
     assert event.run_id == run.pk
     assert event.data["run"]["id"] == run.pk
     assert event.data["run"]["state"] == "success"
-    assert event.data["url"] == f"https://orc.example.com/api/v1/tenants/acme/runs/{run.pk}/"
+    assert event.data["url"] == f"https://orc.example.com/t/acme/runs/{run.pk}/"
     # A failed run is a miss too.
     other = make_team("other", roles=[])
     failed_wf = daily(other)

@@ -670,3 +670,23 @@ def test_only_operators_and_above_see_the_controls(team: Team, role: str) -> Non
     )
     shown = [control for control in CONTROLS if control in pages]
     assert shown == ([] if role == "viewer" else list(CONTROLS))
+
+
+def test_the_trigger_form_draws_on_the_apis_trigger_budget(team: Team) -> None:
+    """A browser is no way around the API's rate limits: the tenant's trigger budget
+    (its policy's rate_limits) refuses the form once spent, with the API's message."""
+    from orchestrator import services as platform
+
+    policy = {**team.tenant.policy, "rate_limits": {"triggers": {"per_tenant": 1}}}
+    with tenant_scope([team.tenant]):
+        platform.update_tenant(actor=Actor.cli(), tenant=team.tenant, policy=policy)
+    apply(team)
+    client = as_member(team)
+    assert trigger(client, team, key="form-1", table="orders").status_code == 302
+    refused = trigger(client, team, key="form-2", table="orders")
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) >= 1
+    assert "rate limit of 1 trigger requests per minute per tenant (acme)" in above_the_form(
+        refused.content.decode()
+    )
+    assert len(runs_of(team)) == 1

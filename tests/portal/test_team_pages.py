@@ -544,3 +544,21 @@ def test_roles_offered_are_up_to_ones_own(client: Client, team: Team) -> None:
     for path in ("team/members/new/", "team/service-accounts/new/", "team/tokens/new/"):
         form = body_of(client.get(f"/t/{team.slug}/{path}"))
         assert [r for r in Role if f'<option value="{r.value}"' in form] == list(Role), path
+
+
+def test_reloading_the_token_page_makes_no_second_token(client: Client, team: Team) -> None:
+    """The token is shown on the POST's own answer; a reload sends the form again, with the
+    key its rendering carried, and is refused instead of minting another token."""
+    signed_in(client, team.users["admin"])
+    form = body_of(client.get(f"/t/{team.slug}/team/tokens/new/"))
+    key = re.search(r'name="form_key" value="([0-9a-f]{32})"', form)
+    assert key
+    fields = {"name": "laptop", "role": "viewer", "form_key": key.group(1)}
+    first = client.post(f"/t/{team.slug}/team/tokens/new/", fields)
+    assert first.status_code == 201
+    again = client.post(f"/t/{team.slug}/team/tokens/new/", fields)
+    assert again.status_code == 409
+    assert "this form was sent already" in body_of(again)
+    assert not TOKEN.findall(body_of(again))
+    with tenant_scope([team.tenant]):
+        assert ApiToken.objects.filter(name="laptop").count() == 1

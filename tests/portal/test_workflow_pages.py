@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
-from portal.views.workflows import DiffRow, cron_in_words, side_by_side
+from portal.wording import DiffRow, cron_in_words, side_by_side
 from runs.models import TaskInstance, WorkflowRun
 from tests.harness import ROLES, Team
 from workflows.models import Schedule, Workflow

@@ -8,6 +8,7 @@ beat (devtools/processes.py)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ OTHER_TENANT = "other-team"
 OTHER_USER = "other"
 OTHER_SPEC = {
     "name": "other-team-report",
-    "description": "Belongs to the other team: the demo tenant's members never see it",
+    "description": "Belongs to the other team only",
     "tags": ["other"],
     "tasks": {"report": {"type": "noop"}},
 }
@@ -94,6 +95,9 @@ class Command(BaseCommand):
         viewer_password = self.set_up_viewer(tenant)
         base = f"http://{options['host']}:{options['port']}"
         api = f"{base}/api/v1/tenants/{DEMO_TENANT}"
+        # Links in alerts and password-reset mails lead to this demo, on its own port.
+        public_url = {"PUBLIC_URL": os.environ.get("PUBLIC_URL") or base}
+        settings.PUBLIC_URL = public_url["PUBLIC_URL"]
         self.stdout.write(
             "\n".join(
                 [
@@ -118,7 +122,7 @@ class Command(BaseCommand):
             return
         sandbox_env = self.task_sandbox(tenant)
         service: Standalone | Distributed = (
-            Distributed(host=options["host"], port=options["port"], env=sandbox_env)
+            Distributed(host=options["host"], port=options["port"], env=sandbox_env | public_url)
             if options["distributed"]
             else Standalone(
                 host=options["host"], port=options["port"], concurrency=4, web_threads=8

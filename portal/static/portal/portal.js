@@ -8,10 +8,10 @@
     root.querySelectorAll("time[datetime][data-local]").forEach(function (el) {
       var when = new Date(el.getAttribute("datetime"));
       if (isNaN(when)) return;
-      el.title = el.textContent.trim() + " (UTC)";
+      el.title = el.textContent.trim();  // the server's own text, in UTC
       el.textContent = when.toLocaleString(undefined, {
         year: "numeric", month: "short", day: "2-digit",
-        hour: "2-digit", minute: "2-digit", second: "2-digit",
+        hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
       });
       el.removeAttribute("data-local");
     });

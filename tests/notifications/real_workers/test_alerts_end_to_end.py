@@ -125,7 +125,7 @@ def test_a_failing_run_gives_one_slack_post_one_email_and_one_signed_cloudevent(
     assert len(posts) == 2
     slack = by_path["/slack"].json()
     assert slack["text"] == f"[orchestrator] acme/nightly: run {run.pk} failed"
-    link = f"https://orc.example.com/api/v1/tenants/acme/runs/{run.pk}/"
+    link = f"https://orc.example.com/t/acme/runs/{run.pk}/"
     assert slack["blocks"][-1]["elements"][0]["url"] == link
     hook = by_path["/hook"]
     from notifications.transports import verify
