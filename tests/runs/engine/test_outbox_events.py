@@ -78,7 +78,7 @@ def test_it_writes_run_succeeded_with_the_run_and_its_link(engine: Engine) -> No
     assert event.data["run"]["state"] == "success"
     assert event.data["run"]["ended_at"] == run.ended_at.isoformat()
     assert event.data["run"]["duration_seconds"] >= 0
-    assert event.data["url"] == f"https://orc.example.com/api/v1/tenants/eng/runs/{run.pk}/"
+    assert event.data["url"] == f"https://orc.example.com/t/eng/runs/{run.pk}/"
     assert "failed_tasks" not in event.data
 
 
