@@ -226,6 +226,12 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "var" / "static")
 STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # Teams' uploaded code packages (wheels named by their sha256): any Django storage
+    # backend (S3 through django-storages, say) when workers do not share this disk.
+    "packages": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(VAR_DIR / "packages")},
+    },
 }
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Also serve static files straight from the apps, so the embedded mode needs no collectstatic.
@@ -435,6 +441,21 @@ SCHEDULE_MISFIRE_GRACE_SECONDS = env_int("SCHEDULE_MISFIRE_GRACE_SECONDS", 60)
 BACKFILL_MAX_INTERVALS = env_int("BACKFILL_MAX_INTERVALS", 1000)
 # Modules (and their submodules) whose functions `python` tasks may call.
 PYTHON_TASK_MODULES = env_list("PYTHON_TASK_MODULES", "runs.library")
+# --- Team code (docs/team-code.md) ----------------------------------------------------
+# Where a package's dependencies are resolved at upload and installed from on workers: a
+# simple index (PEP 503) and/or directories or pages of wheels (pip's --find-links). With
+# PACKAGE_INDEX_URL empty, only PACKAGE_FIND_LINKS is used (an offline installation).
+PACKAGE_INDEX_URL = env_str("PACKAGE_INDEX_URL", "https://pypi.org/simple")
+PACKAGE_FIND_LINKS = env_list("PACKAGE_FIND_LINKS")
+# The largest package accepted for upload, in bytes (the archive as sent).
+PACKAGE_MAX_BYTES = env_int("PACKAGE_MAX_BYTES", 50 * 1024 * 1024)
+# How long building a wheel, locking its dependencies, building an environment or indexing
+# a package may take, in seconds.
+PACKAGE_BUILD_TIMEOUT = env_int("PACKAGE_BUILD_TIMEOUT", 600)
+# Where workers keep one virtual environment per package digest, and how large the cache
+# may grow (MB) before the least recently used environments are removed.
+PACKAGE_ENV_DIR = Path(env_str("PACKAGE_ENV_DIR") or VAR_DIR / "envs")
+PACKAGE_ENV_MAX_MB = env_int("PACKAGE_ENV_MAX_MB", 5120)
 # --- Task sandbox (docs/task-types.md, "What a task can reach") ---------------------------
 # "on": every shell and python task runs in a bubblewrap sandbox (its tenant's own uid, its
 # own PID namespace and mount view, no inherited descriptors, no_new_privs, the limits

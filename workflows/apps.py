@@ -13,5 +13,7 @@ class WorkflowsConfig(AppConfig):
                 "workflow.view": Role.VIEWER,
                 "workflow.pause": Role.OPERATOR,
                 "workflow.edit": Role.EDITOR,
+                "package.view": Role.VIEWER,
+                "package.upload": Role.EDITOR,
             }
         )

@@ -10,7 +10,7 @@ from django.db.models import Q
 
 from orchestrator.models import TenantOwnedModel
 
-__all__ = ["Schedule", "Workflow", "WorkflowVersion"]
+__all__ = ["CodePackage", "Schedule", "Workflow", "WorkflowVersion"]
 
 
 class Workflow(TenantOwnedModel):
@@ -51,6 +51,10 @@ class WorkflowVersion(TenantOwnedModel):
     number = models.PositiveIntegerField()
     spec = models.JSONField()
     content_hash = models.CharField(max_length=64)
+    # The team code each python task of this version runs, resolved from the spec's `code`
+    # when it was applied: {task id: {"package", "version", "digest"}}. A python task not
+    # listed runs the platform's allow-listed modules.
+    code = models.JSONField(default=dict, blank=True)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
@@ -73,6 +77,53 @@ class WorkflowVersion(TenantOwnedModel):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise TypeError("workflow versions are immutable")
+        super().save(*args, **kwargs)
+
+
+class CodePackage(TenantOwnedModel):
+    """A tenant's uploaded Python package (docs/team-code.md): one wheel, stored under its
+    sha256 (`digest`) through the "packages" storage, with its dependencies locked at upload
+    (`lock`: requirement lines pinned by version and hash) and the functions it defines
+    (`index`: {module: [function names]}, found by importing it in the tenant's sandbox).
+    Immutable: a new release is a new version."""
+
+    name = models.CharField(max_length=100)  # normalised (PEP 503): lowercase, "-"
+    version = models.CharField(max_length=64)  # normalised (PEP 440)
+    digest = models.CharField(max_length=64)  # sha256 of the stored wheel, hex
+    filename = models.CharField(max_length=255)  # the wheel's file name
+    size = models.PositiveBigIntegerField()
+    # What was uploaded: "wheel", "sdist" or "tree" (built into the stored wheel here).
+    source_kind = models.CharField(max_length=8)
+    source_digest = models.CharField(max_length=64)  # sha256 of the uploaded file
+    requires_python = models.CharField(max_length=100, blank=True)
+    requirements = models.JSONField(default=list)  # the wheel's Requires-Dist, as declared
+    lock = models.JSONField(default=list)  # "name==version --hash=sha256:..." per dependency
+    index = models.JSONField(default=dict)  # {module: [function names]}
+    build_log = models.TextField(blank=True)  # the locking and indexing output, for the record
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["tenant", "name", "version"], name="code_package_unique_version"
+            ),
+        ]
+        indexes: ClassVar = [models.Index(fields=["tenant", "name", "-created_at"])]
+        ordering: ClassVar = ["name", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise TypeError("code packages are immutable: upload a new version")
         super().save(*args, **kwargs)
 
 

@@ -27,6 +27,7 @@ from workflows.params import param_errors
 
 __all__ = [
     "CATCHUP_POLICIES",
+    "Code",
     "EVENT_TYPES",
     "TASK_MODELS",
     "TRIGGER_RULES",
@@ -310,14 +311,34 @@ class ShellTask(TaskBase):
         return self
 
 
+class Code(Strict):
+    """The team code package python tasks call into (docs/team-code.md)."""
+
+    package: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")
+    ] = Field(description="an uploaded package's name, e.g. acme-etl")
+    version: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
+        "*",
+        description=(
+            'which of its uploaded versions: "1.4.2", "1.4.*", a specifier such as '
+            '">=1.4,<2", or "*" (the default: the newest); the newest match is pinned '
+            "when the workflow is applied"
+        ),
+    )
+
+
 class PythonTask(TaskBase):
-    """Calls a function from the platform's allow-listed modules, in the task sandbox."""
+    """Calls a function of the tenant's code package (`code`), or of the platform's
+    allow-listed modules without one, in the task sandbox."""
 
     type: Literal["python"]
     callable: Annotated[
         str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
     ] = Field(description="module:function, e.g. reports.daily:build")
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    code: Code | None = Field(
+        None, description="the package this task's callable is in; the workflow's by default"
+    )
 
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -512,4 +533,7 @@ class WorkflowSpec(Strict):
     )
     sla: Sla | None = None
     notify: Notify | None = None
+    code: Code | None = Field(
+        None, description="the code package of the python tasks that name none of their own"
+    )
     tasks: Annotated[dict[TaskId, Task], Field(min_length=1)]

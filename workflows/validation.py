@@ -309,7 +309,9 @@ def _template_errors(
     return errors
 
 
-def _policy_errors(tasks: Mapping[str, Any], limits: Limits) -> list[FieldError]:
+def _policy_errors(
+    tasks: Mapping[str, Any], limits: Limits, workflow_code: Any = None
+) -> list[FieldError]:
     errors: list[FieldError] = []
     if limits.max_tasks is not None and len(tasks) > limits.max_tasks:
         errors.append(("tasks", f"{len(tasks)} tasks; this tenant's limit is {limits.max_tasks}"))
@@ -318,7 +320,8 @@ def _policy_errors(tasks: Mapping[str, Any], limits: Limits) -> list[FieldError]
         if task_type not in TASK_TYPES:
             continue
         errors += _rlimit_errors(task_id, task, limits)
-        errors += _callable_errors(task_id, task, limits)
+        if not (task.get("code") or workflow_code):  # team code: checked when applied
+            errors += _callable_errors(task_id, task, limits)
         path = f"tasks.{task_id}.type"
         allowed = limits.allowed_task_types
         if allowed is not None and task_type not in allowed:
@@ -399,7 +402,7 @@ def validate_spec(data: Any, limits: Limits | None = None) -> ValidSpec:
         names = {str(k) for k in params} if isinstance(params, Mapping) else set()
         acyclic = dag.find_cycle(graph) is None
         errors.extend(_template_errors(tasks, graph, names, acyclic))
-        errors.extend(_policy_errors(tasks, limits))
+        errors.extend(_policy_errors(tasks, limits, data.get("code")))
         errors.extend(_unsupported_errors(tasks))
     if spec is not None:
         errors.extend(_schedule_param_errors(spec))

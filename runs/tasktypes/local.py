@@ -38,6 +38,7 @@ __all__ = [
     "task_limits",
     "task_sandbox",
     "tenant_policy",
+    "tenant_sandbox",
     "workspace",
 ]
 
@@ -82,21 +83,41 @@ def _runner_modules(allowed: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     root = Path(__file__).resolve().parents[2]  # the directory that holds `runs`
     names = ["runs/__init__", "runs/tasktypes/__init__", "runs/tasktypes/pyrunner"]
     names += ["runs/tasktypes/skip", "workflows/__init__", "workflows/python_modules"]
+    names += ["runs/tasktypes/zygote", "runs/tasktypes/indexer"]
     for module in allowed:
         if module.startswith("runs."):
             names.append(module.replace(".", "/"))
     return tuple((str(root / f"{name}.py"), f"{name}.py") for name in dict.fromkeys(names))
 
 
-def task_sandbox(a: Attempt, *, python: bool) -> Sandbox | None:
+def task_sandbox(a: Attempt, *, python: bool, environment: str | None = None) -> Sandbox | None:
     """The sandbox of the attempt's tenant, or None where the platform turned it off."""
+    return tenant_sandbox(
+        a.ti.tenant_id,
+        tenant_policy(a),
+        python=python,
+        rlimits=a.task.get("rlimits"),
+        environment=environment,
+    )
+
+
+def tenant_sandbox(
+    tenant_id: int,
+    policy: dict[str, Any],
+    *,
+    python: bool,
+    rlimits: dict[str, Any] | None = None,
+    environment: str | None = None,
+) -> Sandbox | None:
+    """A sandbox of the tenant (its uid, network, mounts and limits), or None where the
+    platform turned sandboxes off. `environment`: a team code package's virtual
+    environment (python only), mounted read-only instead of the worker's site-packages."""
     if settings.TASK_SANDBOX == "off":
         return None
-    policy = tenant_policy(a)
     return Sandbox(
-        uid=uid_for(a.ti.tenant_id, settings.TASK_SANDBOX_UIDS),
+        uid=uid_for(tenant_id, settings.TASK_SANDBOX_UIDS),
         network=tenancy.task_network(policy),
-        limits=task_limits(policy, a.task.get("rlimits")),
+        limits=task_limits(policy, rlimits),
         bwrap=settings.TASK_SANDBOX_BWRAP,
         root=Path(settings.TASK_SANDBOX_ROOT or Path(tempfile.gettempdir()) / "orc-sandbox"),
         readonly=tuple(settings.TASK_SANDBOX_READONLY_PATHS),
@@ -104,6 +125,7 @@ def task_sandbox(a: Attempt, *, python: bool) -> Sandbox | None:
         python=python,
         runner_modules=_runner_modules(tuple(settings.PYTHON_TASK_MODULES)) if python else (),
         hidden_packages=_project_packages() if python else (),
+        environment=environment,
     )
 
 

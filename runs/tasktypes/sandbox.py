@@ -184,6 +184,9 @@ class Sandbox:
     # The runner's module files: (host file, path under RUNNER_DIR), e.g. runs/library.py.
     runner_modules: Sequence[tuple[str, str]] = ()
     hidden_packages: Sequence[str] = ()  # the project's own packages, hidden in site-packages
+    # A team code package's virtual environment (host path, python only): mounted read-only
+    # at the same place instead of the interpreter's site-packages.
+    environment: str | None = None
 
     @property
     def gid(self) -> int:
@@ -281,7 +284,10 @@ class Sandbox:
         return args
 
     def python_path(self) -> str:
-        """PYTHONPATH of a python task: the runner's modules, then site-packages."""
+        """PYTHONPATH of a python task: the runner's modules, then site-packages (a package's
+        environment brings its own, through its interpreter)."""
+        if self.environment is not None:
+            return RUNNER_DIR
         return os.pathsep.join([RUNNER_DIR, *_site_packages()])
 
 
@@ -305,7 +311,9 @@ def _site_packages() -> list[str]:
 
 def _python_mounts(sandbox: Sandbox) -> list[str]:
     args = _interpreter_mounts()
-    for site in _site_packages():
+    if sandbox.environment is not None:
+        args += ["--ro-bind", sandbox.environment, sandbox.environment]
+    for site in () if sandbox.environment is not None else _site_packages():
         if os.path.isdir(site):
             args += ["--ro-bind", site, site]
             for name in sandbox.hidden_packages:
