@@ -15,6 +15,7 @@ from portal.views import (
     editing,
     history,
     operate,
+    packages,
     runs,
     team,
     workflows,
@@ -36,6 +37,7 @@ urlpatterns = [
     path("t/<str:tenant>/", include(backfill_pages.urlpatterns)),
     path("t/<str:tenant>/", include(editing.urlpatterns)),
     path("t/<str:tenant>/", include(connections.urlpatterns)),
+    path("t/<str:tenant>/", include(packages.urlpatterns)),
     path("t/<str:tenant>/", include(team.urlpatterns)),
     path("t/<str:tenant>/", include(alerts.urlpatterns)),
 ]

@@ -3,6 +3,7 @@ change), with upstream/downstream maps and each task's effective settings."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ class VersionGraph:
     number: int
     upstream: dict[str, list[str]]
     downstream: dict[str, list[str]]
+    # The team code pinned when the version was applied: {task id: {package, version, digest}}.
+    code: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     def task(self, task_id: str) -> TaskBase:
         return self.spec.tasks[task_id]  # type: ignore[return-value]
@@ -83,16 +86,20 @@ def graph_for(version_id: int) -> VersionGraph:
     is read from the database (and parsed) once per process."""
     graph = _cache.get(version_id)
     if graph is None:
-        raw, number = (
+        raw, number, code = (
             WorkflowVersion.objects.dangerously_unscoped()
             .filter(pk=version_id)
-            .values_list("spec", "number")
+            .values_list("spec", "number", "code")
             .get()
         )
         spec = WorkflowSpec.model_validate(raw)
         upstream = {tid: list(task.depends_on) for tid, task in spec.tasks.items()}
         graph = VersionGraph(
-            spec=spec, number=number, upstream=upstream, downstream=dag.downstream(upstream)
+            spec=spec,
+            number=number,
+            upstream=upstream,
+            downstream=dag.downstream(upstream),
+            code=code or {},
         )
         if len(_cache) >= _CACHE_SIZE:
             _cache.pop(next(iter(_cache)))

@@ -36,7 +36,7 @@ __all__ = ["build_context", "execute", "execute_batch", "render_task"]
 
 logger = logging.getLogger(__name__)
 NATIVE_FIELDS = {"kwargs", "parameters", "json"}  # whole-expression templates keep their type
-NOT_RENDERED = {"type", "kind", "depends_on", "trigger_rule", "description", "until"}
+NOT_RENDERED = {"type", "kind", "depends_on", "trigger_rule", "description", "until", "code"}
 WORKER = socket.gethostname()
 
 
@@ -295,6 +295,11 @@ def _prepare(ti_id: int) -> tuple[TaskInstance, dict[str, Any], dict[str, Any]]:
     # Python mode: durations as seconds (JSON mode would format them as "1m30s").
     task = graph.task(ti.task_id).model_dump(by_alias=True, exclude_none=True)
     task["timeout"] = graph.effective(ti.task_id).timeout
+    if ti.task_type == "python":
+        # The package pinned at apply ({package, version, digest}), not the spec's request.
+        task.pop("code", None)
+        if (pinned := graph.code.get(ti.task_id)) is not None:
+            task["code"] = pinned
     # A noop renders nothing: spare it the query for its upstream results.
     return ti, task, build_context(ti) if ti.task_type != "noop" else {}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +23,16 @@ from orchestrator.models import Tenant
 from orchestrator.policy import authorize
 from orchestrator.tenancy import task_limits, tenant_quota
 from workflows import scheduling
+from workflows.code import resolve_code
 from workflows.models import Workflow, WorkflowVersion
 from workflows.spec import WorkflowSpec
-from workflows.validation import Limits, ValidSpec, parse_document, validate_spec
+from workflows.validation import (
+    Limits,
+    ValidSpec,
+    canonical_json,
+    parse_document,
+    validate_spec,
+)
 
 __all__ = [
     "APPLY_CHECKS",
@@ -113,8 +121,14 @@ def apply_workflow(
     `name`, when given (PUT to a workflow's URL), must match the spec's name."""
     authorize(actor, "workflow.edit", tenant)
     valid: ValidSpec = validate_spec(data, limits_for(tenant))
-    if errors := [error for check in APPLY_CHECKS for error in check(tenant, valid.spec)]:
+    resolution = resolve_code(tenant, valid.spec)
+    checks = [error for check in APPLY_CHECKS for error in check(tenant, valid.spec)]
+    if errors := resolution.errors + checks:
         raise Invalid(errors)
+    content_hash = valid.content_hash
+    if resolution.code:  # a new upload the spec's `code` now picks is a new version
+        pinned = canonical_json({"spec": content_hash, "code": resolution.code})
+        content_hash = hashlib.sha256(pinned.encode()).hexdigest()
     spec_name = valid.spec.name
     if name is not None and spec_name != name:
         raise Invalid([("name", f"the spec is named {spec_name!r} but was sent to {name!r}")])
@@ -134,7 +148,7 @@ def apply_workflow(
         if live >= limit:
             raise Conflict(f"tenant {tenant.slug!r} has {live} workflows, its quota ({limit})")
         workflow = Workflow.objects.create(tenant=tenant, name=spec_name)
-    elif workflow.current_version and workflow.current_version.content_hash == valid.content_hash:
+    elif workflow.current_version and workflow.current_version.content_hash == content_hash:
         if valid.spec.schedule is not None and scheduling.schedule_of(workflow) is None:
             # Applied before schedules were kept (an upgrade): the same spec starts it now.
             scheduling.sync_schedule(workflow=workflow, wanted=valid.spec.schedule, now=now)
@@ -146,7 +160,8 @@ def apply_workflow(
         workflow=workflow,
         number=(last or 0) + 1,
         spec=valid.canonical,
-        content_hash=valid.content_hash,
+        content_hash=content_hash,
+        code=resolution.code,
         author_id=actor.user_id,
     )
     workflow.current_version = version

@@ -52,6 +52,7 @@ RESOURCES: dict[str, Resource] = {
     "variable": Resource("variables", "variable", "variables"),
     "secret": Resource("secrets", "secret", "secrets"),
     "event": Resource("events", "event", "events"),
+    "package": Resource("packages", "package", "packages"),
     "notification-channel": Resource(
         "notification-channels", "notification_channel", "notification_channels"
     ),
@@ -72,6 +73,8 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("workflow-run", "create"): "trigger_run",
     ("workflow-backfill", "create"): "create_backfill",
     ("task-instance", "logs"): "get_task_instance_logs",
+    ("package", "create"): "upload_package",
+    ("package", "download"): "download_package",
 }
 
 CRUD_VERBS = {
@@ -102,6 +105,7 @@ CONFLICTS: dict[str, frozenset[str]] = {
     "notification-channel": frozenset({"create", "partial_update", "destroy", "rotate_secret"}),
     "notification-rule": frozenset({"create", "partial_update"}),
     "delivery": frozenset({"retry"}),
+    "package": frozenset({"create"}),
 }
 
 # One name and type per path parameter across the API.
@@ -124,6 +128,7 @@ PATH_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "rule": ({"type": "string"}, "the notification rule's name"),
     "delivery_id": ({"type": "integer"}, "the delivery's id"),
     "sla_miss_id": ({"type": "integer"}, "the SLA miss's id"),
+    "package_id": ({"type": "integer"}, "the package version's id"),
 }
 
 ERROR_DESCRIPTIONS = {

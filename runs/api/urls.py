@@ -3,12 +3,13 @@ from __future__ import annotations
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from runs.api import views
+from runs.api import packages, views
 
 router = SimpleRouter(trailing_slash=True)
 router.register("runs", views.RunViewSet, basename="run")
 router.register("backfills", views.BackfillViewSet, basename="backfill")
 router.register("events", views.EventViewSet, basename="event")
+router.register("packages", packages.PackageViewSet, basename="package")
 
 workflow_router = SimpleRouter(trailing_slash=True)
 workflow_router.register("runs", views.WorkflowRunViewSet, basename="workflow-run")

@@ -21,6 +21,7 @@ from orchestrator.graphql.types import (
 )
 from runs import backfills, models, selectors, services
 from runs.engine.events import cloudevent as as_cloudevent
+from runs.graphql.packages import PackageMutation, PackageQuery
 from workflows.selectors import get_workflow
 
 __all__ = ["Mutation", "Query"]
@@ -152,7 +153,7 @@ class EventType:
 
 
 @strawberry.type
-class Query:
+class Query(PackageQuery):  # packages: runs/graphql/packages.py
     @strawberry.field(
         description="Events newest first (types: any of them); page with `beforeId` = the "
         "last id you received."
@@ -269,7 +270,7 @@ class LogPage:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(PackageMutation):
     @strawberry.mutation(
         description="Trigger a run of the workflow's current version; a paused workflow's "
         "only with force."

@@ -83,7 +83,7 @@ def _runner_modules(allowed: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     root = Path(__file__).resolve().parents[2]  # the directory that holds `runs`
     names = ["runs/__init__", "runs/tasktypes/__init__", "runs/tasktypes/pyrunner"]
     names += ["runs/tasktypes/skip", "workflows/__init__", "workflows/python_modules"]
-    names += ["runs/tasktypes/zygote", "runs/tasktypes/indexer"]
+    names += ["runs/tasktypes/zygote", "runs/tasktypes/indexer", "runs/tasktypes/supervise"]
     for module in allowed:
         if module.startswith("runs."):
             names.append(module.replace(".", "/"))

@@ -1,30 +1,38 @@
-"""Child-process entry point of `python` tasks: `python -m runs.tasktypes.pyrunner`.
-
-Reads {"callable": "module:function", "kwargs": {...}, "allowed": [...]} as JSON on stdin,
-calls the function and writes its JSON result to the file named by ORCHESTRATOR_RESULT_FILE.
-Raising runs.tasktypes.skip.SkipTask ends the task `skipped` (exit code 99). Imports no Django: the
-task's code sees nothing of the worker."""
+"""How a `python` task's function is called, in the forked child of the task's zygote
+(runs/tasktypes/zygote.py): the payload {"callable": "module:function", "kwargs": {...},
+"allowed": [...] or null} names it; its JSON result is handed to `write_result`.
+Raising runs.tasktypes.skip.SkipTask ends the task `skipped` (exit code 99). Imports no
+Django: the task's code sees nothing of the worker."""
 
 from __future__ import annotations
 
 import importlib
 import json
-import os
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 from runs.tasktypes.skip import SKIP_EXIT_CODE, SkipTask
 from workflows.python_modules import callable_refusal
 
+__all__ = ["call"]
 
-def main() -> int:
-    payload = json.loads(sys.stdin.read())
+
+def call(payload: dict[str, Any], write_result: Callable[[str], None]) -> int:
+    """Call the task's function; the process's exit code (0, 1, 2: refused, 99: skipped)."""
     module_name, _, function_name = payload["callable"].partition(":")
-    refusal = callable_refusal(payload["callable"], payload["allowed"])
-    if refusal is not None:
-        print(refusal, file=sys.stderr)
-        return 2
-    function = getattr(importlib.import_module(module_name), function_name)
+    allowed = payload.get("allowed")
+    if allowed is not None:  # the platform's modules: the allow-list, checked once more
+        refusal = callable_refusal(payload["callable"], allowed)
+        if refusal is not None:
+            print(refusal, file=sys.stderr)
+            return 2
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except Exception:  # an import error of the task's own code: its traceback is the log
+        traceback.print_exc()
+        return 1
     try:
         result = function(**payload.get("kwargs", {}))
     except SkipTask as exc:
@@ -38,10 +46,5 @@ def main() -> int:
     except (TypeError, ValueError) as exc:
         print(f"the return value is not JSON: {exc}", file=sys.stderr)
         return 1
-    with open(os.environ["ORCHESTRATOR_RESULT_FILE"], "w") as out:
-        out.write(encoded)
+    write_result(encoded)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

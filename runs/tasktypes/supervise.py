@@ -58,7 +58,7 @@ def format_limits(limits: dict[str, int]) -> str:
     return ",".join(f"{name}={value}" for name, value in limits.items() if value)
 
 
-def _set_rlimits(limits: dict[str, int], extra_processes: int = 0) -> None:
+def set_rlimits(limits: dict[str, int], extra_processes: int = 0) -> None:
     import resource  # only when needed: every import costs each task's start
 
     units = {
@@ -95,7 +95,7 @@ def init(status_fd: int, limits: dict[str, int], command: list[str]) -> int:
         try:
             for sig in (*FORWARDED, *RESTORED):
                 signal.signal(sig, signal.SIG_DFL)
-            _set_rlimits(limits, extra_processes=1)  # PID 1 counts too
+            set_rlimits(limits, extra_processes=1)  # PID 1 counts too
             os.closerange(3, error_out)
             os.closerange(error_out + 1, 1 << 20)
             os.execvp(command[0], command)  # noqa: S606 (the task's own argv)
@@ -142,7 +142,7 @@ def main(argv: list[str]) -> int:
             for sig in RESTORED:
                 signal.signal(sig, signal.SIG_DFL)
             if limits:
-                _set_rlimits(parse_limits(limits))
+                set_rlimits(parse_limits(limits))
             os.execvp(command[0], command)  # noqa: S606 (the task's own argv, as the spec says)
         except OSError as exc:
             print(f"could not start {command[0]!r}: {exc}", file=sys.stderr)
