@@ -92,7 +92,7 @@ def _zygote_spec(a: Attempt, policy: dict[str, Any], pinned: dict[str, str] | No
                 allowed=allowed,
             )
         return ZygoteSpec(
-                python=sys.executable,
+            python=sys.executable,
             python_path=os.pathsep.join(sys.path),
             sandbox=None,
             preload=allowed,

@@ -113,7 +113,7 @@ def _private_namespaces(task_dir: str) -> None:
     with open("/proc/self/gid_map", "w") as out:
         out.write(f"{gid} {gid} 1")
     _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making mounts private")
-    for source, target in ((f"{task_dir}/home", HOME), (f"{task_dir}/tmp", TMP)):
+    for source, target in ((f"{task_dir}/home", HOME), (f"{task_dir}/tmp", TMP)):  # noqa: S108
         _check(
             _libc.mount(source.encode(), target.encode(), None, MS_BIND | MS_REC, None),
             f"binding {target}",
@@ -234,7 +234,7 @@ def _child(
         if len(raw) < 4:  # the init was killed (SIGKILL): the task with it
             os.kill(os.getpid(), signal.SIGKILL)
         _exit_like(struct.unpack("i", raw)[0])
-    except BaseException as exc:  # noqa: BLE001 (nothing may return into the zygote's loop)
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.write(out_fd, f"the task's process could not be made: {exc}\n".encode())
         os._exit(126)
@@ -280,7 +280,7 @@ class Zygote:
         for module in config.get("preload", []):
             try:
                 importlib.import_module(module)
-            except BaseException as exc:  # noqa: BLE001 (the task will show it when called)
+            except BaseException as exc:
                 self.errors[module] = "".join(traceback.format_exception_only(exc)).strip()
         self.selector = selectors.DefaultSelector()
         self.running: dict[int, tuple[socket.socket, str]] = {}  # pid -> (conn, task dir)
@@ -331,7 +331,9 @@ class Zygote:
                 self._reply(conn, {"error": str(exc)})
             conn.close()
 
-    def _start(self, conn: socket.socket, request: dict[str, Any], out_fd: int, result_fd: int) -> None:
+    def _start(
+        self, conn: socket.socket, request: dict[str, Any], out_fd: int, result_fd: int
+    ) -> None:
         self.counter += 1
         task_dir = os.path.join(self.tasks_dir, str(self.counter))
         for part in ("", "home", "tmp"):

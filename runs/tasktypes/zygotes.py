@@ -110,7 +110,9 @@ class Zygote:
         }
         argv = [spec.python, "-m", ZYGOTE_MODULE, json.dumps(config)]
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin") if spec.sandbox is None else "/usr/bin:/bin",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin")
+            if spec.sandbox is None
+            else "/usr/bin:/bin",
             "LANG": "C.UTF-8",
             "HOME": "/home/task" if spec.sandbox is not None else str(self.directory),
             "PYTHONPATH": spec.python_path,
@@ -170,7 +172,8 @@ class Zygote:
             logger.debug("zygote %s: %s", self.spec.python, line)
 
     def _wait_ready(self) -> None:
-        assert self.directory is not None and self.process is not None
+        assert self.directory is not None
+        assert self.process is not None
         deadline = time.monotonic() + self.spec.start_timeout
         path = str(self.directory / "zygote.sock")
         while True:
@@ -306,7 +309,11 @@ class Zygote:
         with contextlib.suppress(OSError):
             conn.sendall(b"TERM\n")
         try:
-            return replies.next(deadline=time.monotonic() + KILL_GRACE_SECONDS), timed_out, cancelled
+            return (
+                replies.next(deadline=time.monotonic() + KILL_GRACE_SECONDS),
+                timed_out,
+                cancelled,
+            )
         except TimeoutError:
             pass
         with contextlib.suppress(OSError):
