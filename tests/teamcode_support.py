@@ -52,10 +52,10 @@ def _dist(name: str) -> str:
     return name.replace("-", "_").replace(".", "_").lower()
 
 
-def _metadata(name: str, version: str, requires: Iterable[str]) -> str:
+def _metadata(name: str, version: str, requires: Iterable[str], extra: Iterable[str] = ()) -> str:
     lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     lines += [f"Requires-Dist: {r}" for r in requires]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *extra]) + "\n"
 
 
 def _record_line(path: str, data: bytes) -> str:
@@ -69,11 +69,13 @@ def wheel_bytes(
     files: Mapping[str, str],
     requires: Iterable[str] = (),
     tag: str = "py3-none-any",
+    metadata: Iterable[str] = (),
 ) -> tuple[str, bytes]:
-    """A valid wheel (file name, bytes) holding `files` ({path: text})."""
+    """A valid wheel (file name, bytes) holding `files` ({path: text}); `metadata`: more
+    lines of its METADATA ("Requires-Python: >=3.9")."""
     info = f"{_dist(name)}-{version}.dist-info"
     members = {path: text.encode() for path, text in files.items()}
-    members[f"{info}/METADATA"] = _metadata(name, version, requires).encode()
+    members[f"{info}/METADATA"] = _metadata(name, version, requires, metadata).encode()
     wheel = f"Wheel-Version: 1.0\nGenerator: teamcode-support\nRoot-Is-Purelib: true\nTag: {tag}\n"
     members[f"{info}/WHEEL"] = wheel.encode()
     record = [_record_line(path, data) for path, data in members.items()]

@@ -48,8 +48,9 @@ UV_CACHE = ".uv-cache"
 RECENT_USE_SECONDS = 60.0
 # Stat'ing an environment's files costs ~2.6 µs a file (measured: 30 files 0.1 ms, 1,430
 # files 3.8 ms, 20,000 files 59 ms). An environment of more files than this has its dist-info
-# RECORD files and a different slice of this many of the others checked on each ensure (all
-# of them over successive calls), which keeps a check near 1 ms (20,000 files: 1.2 ms).
+# RECORD files and a slice of this many of the others, from a random start, checked on each
+# ensure (all of them over successive calls, whichever cache object makes them), which
+# keeps a check near 1 ms (20,000 files: 1.2 ms).
 CHECKED_FILES = 400
 # uv's own cache (wheels it downloaded or unpacked) is emptied after a build when it has
 # grown past this share of max_bytes.
@@ -104,6 +105,9 @@ class PackageSpec:
 
 @dataclass(frozen=True)
 class Environment:
+    """A ready environment: run `python` (in a sandbox, `path` mounted read-only) inside
+    `use(digest)`, so that eviction leaves it alone meanwhile."""
+
     digest: str
     path: Path  # the venv's root: <root>/<digest>
     python: Path  # path / "bin" / "python"
@@ -153,9 +157,8 @@ class EnvironmentCache:
         self.uv = uv
         # A build runs at most three uv commands; a waiter gives up after that and more.
         self.lock_wait = 3 * timeout + 60
-        # Parsed markers, by digest, and where the next check of a big one starts.
+        # Parsed markers, by digest (the check then stats files and parses nothing).
         self._markers: dict[str, _Marker] = {}
-        self._sweep: dict[str, int] = {}
 
     # -- the public operations ------------------------------------------------------------
 
@@ -249,7 +252,12 @@ class EnvironmentCache:
         started = time.monotonic()
         _check_spec(spec)
         self._clean_leftovers(spec.digest)
-        data = wheel()
+        try:
+            data = wheel()
+        except OSError as error:
+            raise EnvironmentBuildFailed(
+                f"the stored wheel of {spec.label} could not be read: {error}"
+            ) from error
         actual = hashlib.sha256(data).hexdigest()
         if actual != spec.digest:
             raise EnvironmentBuildFailed(
@@ -422,7 +430,7 @@ class EnvironmentCache:
         if not os.access(env + "bin/python", os.X_OK):
             return "bin/python is missing or not executable"
         manifest = marker.manifest
-        for name in self._to_check(digest, marker):
+        for name in _to_check(marker):
             try:
                 size = os.stat(env + name).st_size
             except OSError:
@@ -454,15 +462,6 @@ class EnvironmentCache:
         marker = _Marker(key, data["digest"], data["size"], manifest, names, records)
         self._markers[digest] = marker
         return marker
-
-    def _to_check(self, digest: str, marker: _Marker) -> Sequence[str]:
-        """All the files of a small environment; of a big one its RECORD files and the
-        next slice of the others."""
-        if len(marker.manifest) <= CHECKED_FILES:
-            return list(marker.manifest)
-        start = self._sweep.get(digest, 0) % len(marker.names)
-        self._sweep[digest] = start + CHECKED_FILES
-        return [*marker.records, *marker.names[start : start + CHECKED_FILES]]
 
     def _environment(self, digest: str, *, built: bool, seconds: float) -> Environment:
         path = self.root / digest
@@ -616,6 +615,16 @@ def _open_up(env: Path) -> dict[str, int]:
             os.chmod(path, 0o755 if st.st_mode & stat.S_IXUSR else 0o644)
             manifest[os.path.relpath(path, env)] = st.st_size
     return manifest
+
+
+def _to_check(marker: _Marker) -> Sequence[str]:
+    """All the files of a small environment; of a big one its RECORD files and a slice of
+    the others from a random start."""
+    if len(marker.manifest) <= CHECKED_FILES:
+        return list(marker.manifest)
+    start = secrets.randbelow(len(marker.names))
+    window = marker.names[start : start + CHECKED_FILES]
+    return [*marker.records, *window, *marker.names[: CHECKED_FILES - len(window)]]
 
 
 def _tree_size(root: Path) -> int:

@@ -271,7 +271,8 @@ def _zip_members(data: bytes, filename: str) -> Iterator[_Member]:
             name = _safe_name(info.filename, filename)
             if not name:
                 continue
-            mode = info.external_attr >> 16
+            # Unix modes (zips made elsewhere carry none); the type bits may be absent too.
+            mode = info.external_attr >> 16 if info.create_system == 3 else 0
             if info.is_dir():
                 yield _Member(name, "dir", 0, "", False, info)
             elif stat.S_ISLNK(mode):
@@ -279,7 +280,7 @@ def _zip_members(data: bytes, filename: str) -> Iterator[_Member]:
                     raise PackageError(f"{filename!r}: the link {info.filename!r} is too long")
                 target = archive.read(info).decode("utf-8", "replace")
                 yield _Member(name, "symlink", 0, target, False, info)
-            elif mode and not stat.S_ISREG(mode):
+            elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
                 raise PackageError(
                     f"{filename!r}: {info.filename!r} is a device file or a pipe; archives "
                     "may hold only files, directories and links"
@@ -296,30 +297,35 @@ def extract(upload: Upload, dest: Path, *, max_bytes: int) -> Path:
     members = _members(upload.data, archive, upload.filename, max_bytes)
     dest.mkdir(mode=0o755)
     kinds = {m.name: m.kind for m in members}
-    with _opened(upload.data, archive) as read:
+    with _Reader(upload.data, archive) as read:
         for member in members:
-            path = dest / member.name
             for parent in Path(member.name).parents:
                 if kinds.get(parent.as_posix(), "dir") != "dir":
                     raise PackageError(
                         f"{upload.filename!r}: {member.name!r} lies below a link or a file"
                     )
-            if member.kind == "dir":
-                path.mkdir(mode=0o755, parents=True, exist_ok=True)
-            elif member.kind == "file":
-                path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-                with read(member) as source, open(path, "xb") as target:
-                    shutil.copyfileobj(source, target)
-                path.chmod(0o755 if member.executable else 0o644)
-            elif member.kind == "hardlink":
-                path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-                shutil.copyfile(dest / member.target, path, follow_symlinks=False)
+            try:
+                _write(member, dest, read)
+            except OSError as exc:
+                raise PackageError(
+                    f"{upload.filename!r}: {member.name!r} cannot be unpacked: {exc.strerror}"
+                ) from None
     _make_links(dest, [m for m in members if m.kind == "symlink"], upload.filename)
     return dest / upload.root if upload.root else dest
 
 
-def _opened(data: bytes, archive: str) -> _Reader:
-    return _Reader(data, archive)
+def _write(member: _Member, dest: Path, read: _Reader) -> None:
+    path = dest / member.name
+    if member.kind == "dir":
+        path.mkdir(mode=0o755, parents=True, exist_ok=True)
+    elif member.kind == "file":
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        with read(member) as source, open(path, "xb") as target:
+            shutil.copyfileobj(source, target)
+        path.chmod(0o755 if member.executable else 0o644)
+    elif member.kind == "hardlink":
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        shutil.copyfile(dest / member.target, path, follow_symlinks=False)
 
 
 class _Reader:

@@ -13,7 +13,6 @@ from typing import Any
 
 from django.conf import settings
 
-from runs.packages import environment_cache, package_spec, package_wheel
 from runs.tasktypes.contract import Attempt, Outcome, TaskFailed
 from runs.tasktypes.environments import EnvironmentBuildFailed
 from runs.tasktypes.local import (
@@ -22,6 +21,12 @@ from runs.tasktypes.local import (
     task_limits,
     tenant_policy,
     tenant_sandbox,
+)
+from runs.tasktypes.package_store import (
+    StoredWheelError,
+    environment_cache,
+    package_spec,
+    package_wheel,
 )
 from runs.tasktypes.process import ProcessResult
 from runs.tasktypes.sandbox import SandboxUnavailable, interpreter
@@ -50,7 +55,7 @@ def run_python(a: Attempt) -> Outcome:
         zygote, _ = ZYGOTES.get(key, lambda: _zygote_spec(a, policy, pinned))
     except SandboxUnavailable as exc:
         raise TaskFailed(f"the task sandbox is unavailable: {exc}") from None
-    except EnvironmentBuildFailed as exc:
+    except (EnvironmentBuildFailed, StoredWheelError) as exc:
         raise TaskFailed(f"the package's environment could not be built: {exc}") from None
     except ZygoteFailed as exc:
         raise TaskFailed(str(exc)) from None
