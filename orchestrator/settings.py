@@ -8,6 +8,7 @@ with them it runs distributed against PostgreSQL and Redis.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +57,20 @@ def env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r}: expected a number of seconds") from None
+
+
+def env_json_object(name: str, default: dict[str, Any]) -> dict[str, Any]:
+    """A JSON object, e.g. a storage backend's options; the default when unset."""
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: expected a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{name}: expected a JSON object, got {raw!r}")
+    return value
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -229,8 +244,12 @@ STORAGES = {
     # Teams' uploaded code packages (wheels named by their sha256): any Django storage
     # backend (S3 through django-storages, say) when workers do not share this disk.
     "packages": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(VAR_DIR / "packages")},
+        "BACKEND": env_str(
+            "PACKAGE_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"
+        ),
+        "OPTIONS": env_json_object(
+            "PACKAGE_STORAGE_OPTIONS", {"location": str(VAR_DIR / "packages")}
+        ),
     },
 }
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
