@@ -200,11 +200,18 @@ def _close_others(keep: set[int]) -> None:
 
 
 def _child(
-    request: dict[str, Any], out_fd: int, result_fd: int, task_dir: str, isolate: bool
+    body: bytearray,
+    allowed: list[str] | None,
+    out_fd: int,
+    result_fd: int,
+    task_dir: str,
+    isolate: bool,
 ) -> None:
-    """The zygote's child for one task (never returns)."""
+    """The zygote's child for one task (never returns). The request is parsed here only."""
     try:
         _close_others({out_fd, result_fd})
+        request = json.loads(body)
+        request["allowed"] = allowed
         os.setsid()
         if not isolate:
             _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -243,7 +250,7 @@ def _child(
 # --- the zygote's loop -----------------------------------------------------------------------
 
 
-def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+def _receive(conn: socket.socket) -> tuple[bytearray, list[int]]:
     conn.settimeout(30)
     size_of_fds = socket.CMSG_SPACE(2 * array.array("i").itemsize)
     head, ancillary, _, _ = conn.recvmsg(4, size_of_fds)
@@ -261,14 +268,15 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     (length,) = struct.unpack(">I", head)
     if length > MAX_REQUEST:
         raise ValueError("the request is too large")
-    body = bytearray()
-    while len(body) < length:
-        chunk = conn.recv(min(1 << 20, length - len(body)))
-        if not chunk:
+    body = bytearray(length)  # received in place: no copy of the request is left behind
+    view, got = memoryview(body), 0
+    while got < length:
+        n = conn.recv_into(view[got:])
+        if not n:
             raise ValueError("the request ended early")
-        body += chunk
+        got += n
     conn.settimeout(None)
-    return json.loads(body), list(fds)
+    return body, list(fds)
 
 
 class Zygote:
@@ -316,14 +324,14 @@ class Zygote:
         conn, _ = self.listener.accept()
         fds: list[int] = []
         try:
-            request, fds = _receive(conn)
-            if request.get("op") == "hello":
+            body, fds = _receive(conn)
+            if not fds and json.loads(body).get("op") == "hello":
                 self._reply(conn, {"pid": os.getpid(), "errors": self.errors})
                 conn.close()
                 return
             if len(fds) != 2:
                 raise ValueError("a task needs its output and result descriptors")
-            self._start(conn, request, fds[0], fds[1])
+            self._start(conn, body, fds[0], fds[1])
         except (OSError, ValueError) as exc:
             for fd in fds:
                 os.close(fd)
@@ -331,18 +339,18 @@ class Zygote:
                 self._reply(conn, {"error": str(exc)})
             conn.close()
 
-    def _start(
-        self, conn: socket.socket, request: dict[str, Any], out_fd: int, result_fd: int
-    ) -> None:
+    def _start(self, conn: socket.socket, body: bytearray, out_fd: int, result_fd: int) -> None:
         self.counter += 1
         task_dir = os.path.join(self.tasks_dir, str(self.counter))
         for part in ("", "home", "tmp"):
             os.mkdir(os.path.join(task_dir, part), 0o700)
-        request["allowed"] = self.allowed
         pid = os.fork()
         if pid == 0:
             signal.set_wakeup_fd(-1)
-            _child(request, out_fd, result_fd, task_dir, self.isolate)
+            _child(body, self.allowed, out_fd, result_fd, task_dir, self.isolate)
+        # The request holds the task's rendered kwargs and environment, secrets included:
+        # the zygote never parses it, and wipes its bytes, so no later fork inherits them.
+        body[:] = bytes(len(body))
         os.close(out_fd)
         os.close(result_fd)
         self.running[pid] = (conn, task_dir)
