@@ -21,6 +21,7 @@ carry over), each run id (`42`) standing for a fresh failed run.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -39,8 +40,11 @@ from notifications.models import Channel, Delivery, SlaMiss
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from runs.models import Event, WorkflowRun
+from runs.tasktypes.package_store import store_wheel
 from tests.harness import Team, api, make_team, token_row
 from tests.runs.run_states import failed_run
+from tests.teamcode_support import wheel_bytes
+from workflows.models import CodePackage
 from workflows.services import apply_workflow
 
 ROOT = Path(settings.BASE_DIR)
@@ -256,6 +260,26 @@ def _notification_rows(team: Team, run: WorkflowRun) -> tuple[Event, Delivery, S
     return event, delivery, miss
 
 
+def _package_row(team: Team) -> CodePackage:
+    """An uploaded package as the upload leaves it (the upload itself is tested in
+    tests/runs/test_package_upload.py): a row and its stored wheel."""
+    source = {"acme_etl/__init__.py": "def clean(x):\n    return x\n"}
+    filename, wheel = wheel_bytes("acme-etl", "1.4.2", source)
+    digest = hashlib.sha256(wheel).hexdigest()
+    store_wheel(digest, filename, wheel)
+    return CodePackage.objects.dangerously_unscoped().create(
+        tenant=team.tenant,
+        name="acme-etl",
+        version="1.4.2",
+        digest=digest,
+        filename=filename,
+        size=len(wheel),
+        source_kind="wheel",
+        source_digest=digest,
+        index={"acme_etl": ["clean"]},
+    )
+
+
 def make_documented_objects() -> DocumentedObjects:
     team = make_team("demo", roles=["owner"])
     with tenant_scope([team.tenant]):
@@ -277,6 +301,7 @@ def make_documented_objects() -> DocumentedObjects:
         client, f"{base}/notification-rules/", {"name": "ops-failures", "channels": ["ops-email"]}
     )
     event, delivery, miss = _notification_rows(team, run)
+    package = _package_row(team)
     backfill = _created(
         client,
         f"{base}/workflows/daily-sales/backfills/",
@@ -300,6 +325,7 @@ def make_documented_objects() -> DocumentedObjects:
         "notification-rules": "ops-failures",
         "deliveries": str(delivery.pk),
         "sla-misses": str(miss.pk),
+        "packages": str(package.pk),
     }
     return DocumentedObjects(team, by_collection)
 
@@ -341,6 +367,14 @@ def test_the_docs_name_the_paths_and_curl_lines_this_test_reads() -> None:
     assert len(curl_commands()) == shown
 
 
+@pytest.fixture
+def _package_storage(settings: Any, tmp_path: Path) -> None:
+    storages = dict(settings.STORAGES)
+    storages["packages"] = {**storages["packages"], "OPTIONS": {"location": str(tmp_path)}}
+    settings.STORAGES = storages
+
+
+@pytest.mark.usefixtures("_package_storage")
 def test_every_documented_path_answers_with_and_without_its_slash(db: None) -> None:
     objects = make_documented_objects()
     client = api(objects.token)
@@ -355,6 +389,7 @@ def test_every_documented_path_answers_with_and_without_its_slash(db: None) -> N
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs the curl binary")
+@pytest.mark.usefixtures("_package_storage")
 def test_every_documented_curl_line_gets_the_answer_it_promises(
     transactional_db: None, live_server: Any, tmp_path: Path
 ) -> None:

@@ -79,13 +79,13 @@ def resolve_code(tenant: Tenant, spec: WorkflowSpec) -> CodeResolution:
     pinned: dict[str, dict[str, str]] = {}
     reported: set[str] = set()
     for task_id, (code, path) in wanted.items():
-        package, error = _pick(code, path, by_name.get(canonicalize_name(code.package), {}))
-        if error is not None:
-            if error not in errors and path not in reported:
+        picked, error = _pick(code, path, by_name.get(canonicalize_name(code.package), {}))
+        if picked is None:
+            if error is not None and error not in errors and path not in reported:
                 errors.append(error)
                 reported.add(path)
             continue
-        assert package is not None
+        package = picked
         task = spec.tasks[task_id]
         assert isinstance(task, PythonTask)
         if (refusal := _callable_refusal(task.callable, package)) is not None:

@@ -27,10 +27,10 @@ from workflows.params import param_errors
 
 __all__ = [
     "CATCHUP_POLICIES",
-    "Code",
     "EVENT_TYPES",
     "TASK_MODELS",
     "TRIGGER_RULES",
+    "Code",
     "Task",
     "WorkflowSpec",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, OuterRef, Subquery
 from django.urls import path, reverse
+from django.utils import timezone
 
 from orchestrator.errors import Invalid, NotFound
 from orchestrator.policy import PERMISSIONS
@@ -204,6 +205,7 @@ class PackageUploadForm(TenantForm):
             raise Invalid(
                 [("file", f"{upload.name} is {upload.size} bytes; at most {limit} are accepted")]
             )
+        started = timezone.now()
         package = upload_package(
             actor=self.actor,
             tenant=self.tenant,
@@ -211,6 +213,8 @@ class PackageUploadForm(TenantForm):
             data=upload.read(),
         )
         url = reverse("portal:package", args=[self.tenant.slug, package.name])
+        if package.created_at < started:  # the same file again: the package stored then
+            return url, f"{package.name} {package.version} was uploaded before: nothing changed."
         return url, f"Uploaded {package.name} {package.version}."
 
 

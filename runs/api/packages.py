@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -27,7 +28,8 @@ from rest_framework.response import Response
 from orchestrator.api.base import StrictSerializer, TenantScopedViewSet
 from orchestrator.errors import NotFound
 from orchestrator.integers import ascii_int
-from runs.packages import package_wheel, packages_of, upload_package
+from runs.packages import packages_of, upload_package
+from runs.tasktypes.package_store import StoredWheelError, package_wheel
 from workflows.models import CodePackage
 
 __all__ = [
@@ -106,6 +108,8 @@ class PackageSerializer(serializers.Serializer[CodePackage]):
 
 
 class PackageUploadSerializer(StrictSerializer):
+    """The upload's form: one file, its kind told by its name."""
+
     file = serializers.FileField(
         allow_empty_file=False,
         help_text="a wheel (.whl), an sdist (.tar.gz) or a zip of a source tree with a "
@@ -137,6 +141,14 @@ class PackageTooLarge(exceptions.APIException):
     default_code = "request_too_large"
 
 
+class StoredWheelUnreadable(exceptions.APIException):
+    """The package's row is there but its wheel is not (or no longer matches its digest):
+    the storage lost it, which no request of the caller's can mend."""
+
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    default_code = "stored_wheel_unreadable"
+
+
 def _refuse_oversized(request: Request) -> None:
     """413 before Django spools a body far past PACKAGE_MAX_BYTES to disk."""
     declared = ascii_int(request.META.get("CONTENT_LENGTH") or "")
@@ -150,15 +162,19 @@ def _refuse_oversized(request: Request) -> None:
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[OpenApiParameter("name", str, description="only this package's versions")]
+        description="The tenant's package versions, newest first: `?name=` for one "
+        "package's (in any spelling PEP 503 folds together).",
+        parameters=[OpenApiParameter("name", str, description="only this package's versions")],
     )
 )
 class PackageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """The tenant's code packages, newest first. POST uploads one (editors and above) as
     multipart/form-data with the field `file`: its dependencies are locked and its
-    functions indexed before it is stored. Packages are immutable: there is no update and
-    no delete (405); a new release is a new version, and workflows pin versions by digest,
-    so a version that runs somewhere never changes under it."""
+    functions indexed before it is stored (201); the same file again answers the package
+    stored then (200), another file for a version already uploaded is 409. Packages are
+    immutable: there is no update and no delete (405); a new release is a new version, and
+    workflows pin versions by digest, so a version that runs somewhere never changes under
+    it."""
 
     model = CodePackage
     serializer_class = PackageSerializer
@@ -179,22 +195,33 @@ class PackageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
 
     @extend_schema(responses=PackageSerializer)
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """One package version, with its `build_log` (how it was locked and indexed)."""
         context = {**self.get_serializer_context(), "with_build_log": True}
         return Response(PackageSerializer(get_package(kwargs["package_id"]), context=context).data)
 
     @extend_schema(
         request={"multipart/form-data": PackageUploadSerializer},
-        responses={201: PackageSerializer},
+        responses={201: PackageSerializer, 200: PackageSerializer},
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Upload a wheel, an sdist or a .zip of a source tree (editors and above) as
+        multipart/form-data, field `file`. Its dependencies are locked and its functions
+        indexed before it is stored: 201 with the package. The same file again answers the
+        package stored then (200, nothing changes); another file for a name and version
+        already uploaded is 409 (packages are immutable); a file that is not an installable,
+        importable package is 400 at `file`, with the reason."""
         _refuse_oversized(request)
         body = PackageUploadSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         upload = body.validated_data["file"]
+        started = timezone.now()
         package = upload_package(
-            actor=self.actor, tenant=self.tenant, filename=upload.name, data=upload.read()
+            actor=self.actor, tenant=self.tenant, filename=upload.name or "", data=upload.read()
         )
-        return Response(self.get_serializer(package).data, status=status.HTTP_201_CREATED)
+        # The same file again answers the package stored then: nothing was created.
+        created = package.created_at >= started
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(self.get_serializer(package).data, status=code)
 
     @extend_schema(
         responses={
@@ -208,6 +235,10 @@ class PackageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         """The stored wheel (its sha256 is the package's `digest`): install it with its
         `lock` to rebuild the environment a task of it runs in."""
         package = get_package(kwargs["package_id"])
-        response = HttpResponse(package_wheel(package), content_type="application/octet-stream")
+        try:
+            wheel = package_wheel(package)
+        except StoredWheelError as exc:
+            raise StoredWheelUnreadable(str(exc)) from exc
+        response = HttpResponse(wheel, content_type="application/octet-stream")
         response["Content-Disposition"] = f'attachment; filename="{package.filename}"'
         return response

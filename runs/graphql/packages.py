@@ -11,9 +11,8 @@ import strawberry_django
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from orchestrator.errors import Invalid
+from orchestrator.errors import Invalid, NotFound
 from orchestrator.graphql.types import LIST_LIMIT_DEFAULT, actor_of, list_limit, tenant_scope_for
-from runs.api.packages import get_package
 from runs.packages import packages_of, upload_package
 from workflows.models import CodePackage
 
@@ -93,8 +92,11 @@ class PackageQuery:
 
     @strawberry.field(description="Null, with a NOT_FOUND error, when it does not exist.")  # type: ignore[untyped-decorator]
     def package(self, info: Info, tenant: str, id: int) -> PackageType | None:
-        with tenant_scope_for(info, tenant, "package.view"):
-            return get_package(id)  # type: ignore[return-value]
+        with tenant_scope_for(info, tenant, "package.view") as scoped:
+            package = packages_of(scoped).select_related("uploaded_by").filter(pk=id).first()
+        if package is None:
+            raise NotFound(f"no package with id {id}")
+        return package  # type: ignore[return-value]
 
 
 @strawberry.type

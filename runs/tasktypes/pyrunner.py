@@ -38,6 +38,13 @@ def call(payload: dict[str, Any], write_result: Callable[[str], None]) -> int:
     except SkipTask as exc:
         print(f"skipped: {exc}" if str(exc) else "skipped", flush=True)
         return SKIP_EXIT_CODE
+    except SystemExit as exc:  # sys.exit(n): the task's exit code (99: skipped), as a shell's
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+        if code == 0:
+            write_result("null")
+        return code
     except Exception:  # the task's own error: print it for the log, fail the attempt
         traceback.print_exc()
         return 1

@@ -48,6 +48,7 @@ __all__ = [
     "Sandbox",
     "SandboxUnavailable",
     "Workspace",
+    "check_traversable",
     "interpreter",
     "limit_hint",
     "parse_status",
@@ -198,7 +199,7 @@ class Sandbox:
         """Fresh host directories for one task, owned by its uid (when the worker may
         give them away), unreadable to everyone else."""
         self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
-        _check_traversable(self.root)
+        check_traversable(self.root)
         base = Path(_mkdtemp(self.root))
         os.chmod(base, 0o711)  # noqa: S103 (traversable, not listable: the uid's dirs inside)
         space = Workspace(base)
@@ -312,6 +313,7 @@ def _site_packages() -> list[str]:
 def _python_mounts(sandbox: Sandbox) -> list[str]:
     args = _interpreter_mounts()
     if sandbox.environment is not None:
+        check_traversable(Path(sandbox.environment).parent, "PACKAGE_ENV_DIR")
         args += ["--ro-bind", sandbox.environment, sandbox.environment]
     for site in () if sandbox.environment is not None else _site_packages():
         if os.path.isdir(site):
@@ -336,13 +338,13 @@ def _inside_cwd(cwd: str | None) -> str:
 
 
 @functools.cache
-def _check_traversable(root: Path) -> None:
-    """The tasks' uids must reach their directories under `root`."""
+def check_traversable(root: Path, setting: str = "TASK_SANDBOX_ROOT") -> None:
+    """The tasks' uids must reach `root` (their directories, a package's environment)."""
     for path in (root, *root.parents):
         if not os.stat(path).st_mode & 0o001:
             raise SandboxUnavailable(
-                f"the sandbox's directory {root} is out of the tasks' reach: {path} is not "
-                f"traversable by other users (chmod o+x {path}, or set TASK_SANDBOX_ROOT)"
+                f"the directory {root} is out of the tasks' reach: {path} is not "
+                f"traversable by other users (chmod o+x {path}, or set {setting})"
             )
 
 

@@ -45,6 +45,7 @@ PATH_PARAMETERS = {
     "rule",
     "delivery_id",
     "sla_miss_id",
+    "package_id",
 }
 
 

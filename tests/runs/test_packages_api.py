@@ -39,14 +39,22 @@ def package_index(settings: Any, tmp_path: Path) -> Path:
     return use_package_index(settings, tmp_path)
 
 
-def a_wheel(version: str = "1.0", name: str = "acme-etl") -> tuple[str, bytes]:
-    return wheel_bytes(name, version, SOURCE, requires=["tinydep"])
+def a_wheel(
+    version: str = "1.0", name: str = "acme-etl", source: dict[str, str] = SOURCE
+) -> tuple[str, bytes]:
+    return wheel_bytes(name, version, source, requires=["tinydep"])
+
+
+# The same name and version as a_wheel's, with other contents: another file.
+OTHER_SOURCE = {"acme_etl/__init__.py": "def greet(name):\n    return f'hi {name}'\n"}
 
 
 def a_package(team: Team, version: str = "1.0", name: str = "acme-etl") -> dict[str, str]:
     filename, data = a_wheel(version, name)
     with tenant_scope([team.tenant]):
-        package = upload_package(actor=Actor.cli(), tenant=team.tenant, filename=filename, data=data)
+        package = upload_package(
+            actor=Actor.cli(), tenant=team.tenant, filename=filename, data=data
+        )
     return {"id": str(package.pk)}
 
 
@@ -154,11 +162,22 @@ def test_a_json_body_is_not_an_upload(team: Team) -> None:
     assert_problem(response, 415)
 
 
-def test_the_same_version_twice_is_a_conflict(team: Team) -> None:
+def test_another_file_of_a_version_already_uploaded_is_a_conflict(team: Team) -> None:
     a_package(team, "1.0")
-    filename, data = a_wheel("1.0")
+    filename, data = a_wheel("1.0", source=OTHER_SOURCE)
     before = tenant_state(team.tenant)
     assert_problem(upload(team.tokens["editor"], team.slug, filename, data), 409)
+    assert tenant_state(team.tenant) == before
+
+
+def test_the_same_file_again_answers_the_stored_package_and_changes_nothing(team: Team) -> None:
+    filename, data = a_wheel()
+    first = upload(team.tokens["editor"], team.slug, filename, data)
+    assert first.status_code == 201, first.content
+    before = tenant_state(team.tenant)
+    again = upload(team.tokens["editor"], team.slug, filename, data)
+    assert again.status_code == 200, again.content
+    assert again.json() == first.json()
     assert tenant_state(team.tenant) == before
 
 
@@ -181,3 +200,13 @@ def test_the_download_is_the_stored_wheel(team: Team) -> None:
         assert response["Content-Disposition"] == f'attachment; filename="{filename}"'
         assert response.content == data
         assert hashlib.sha256(response.content).hexdigest() == created["digest"]
+
+
+def test_a_file_past_the_size_limit_is_refused(team: Team, settings: Any) -> None:
+    filename, data = a_wheel()
+    settings.PACKAGE_MAX_BYTES = len(data) - 1
+    before = tenant_state(team.tenant)
+    assert_problem(upload(team.tokens["editor"], team.slug, filename, data), 400, "file")
+    far_past = data + b"\0" * 70_000  # past the limit by more than a multipart's overhead
+    assert_problem(upload(team.tokens["editor"], team.slug, filename, far_past), 413)
+    assert tenant_state(team.tenant) == before

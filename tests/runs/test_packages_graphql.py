@@ -37,8 +37,14 @@ def package_index(settings: Any, tmp_path: Path) -> Path:
     return use_package_index(settings, tmp_path)
 
 
-def a_wheel(version: str = "1.0", name: str = "acme-etl") -> tuple[str, bytes]:
-    return wheel_bytes(name, version, SOURCE, requires=["tinydep"])
+def a_wheel(
+    version: str = "1.0", name: str = "acme-etl", source: dict[str, str] = SOURCE
+) -> tuple[str, bytes]:
+    return wheel_bytes(name, version, source, requires=["tinydep"])
+
+
+# The same name and version as a_wheel's, with other contents: another file.
+OTHER_SOURCE = {"acme_etl/__init__.py": "def greet(name):\n    return f'hi {name}'\n"}
 
 
 def upload_variables(team: Team) -> dict[str, Any]:
@@ -49,7 +55,9 @@ def upload_variables(team: Team) -> dict[str, Any]:
 def a_package(team: Team, version: str = "1.0", name: str = "acme-etl") -> int:
     filename, data = a_wheel(version, name)
     with tenant_scope([team.tenant]):
-        package = upload_package(actor=Actor.cli(), tenant=team.tenant, filename=filename, data=data)
+        package = upload_package(
+            actor=Actor.cli(), tenant=team.tenant, filename=filename, data=data
+        )
     return package.pk
 
 
@@ -128,7 +136,10 @@ def test_a_bad_file_is_refused_at_content_base64(team: Team, filename: str, cont
     assert tenant_state(team.tenant) == before
 
 
-def test_the_same_version_twice_is_a_conflict(team: Team) -> None:
+def test_another_file_of_a_version_already_uploaded_is_a_conflict(team: Team) -> None:
     a_package(team, "1.0")
-    error = gql_error(gql(team.tokens["editor"], UPLOAD, upload_variables(team)))
+    filename, data = a_wheel("1.0", source=OTHER_SOURCE)
+    content = base64.b64encode(data).decode()
+    variables = {"tenant": team.slug, "filename": filename, "content": content}
+    error = gql_error(gql(team.tokens["editor"], UPLOAD, variables))
     assert error["extensions"]["code"] == "CONFLICT"

@@ -33,9 +33,14 @@ class VersionSummarySerializer(serializers.ModelSerializer[WorkflowVersion]):
 
 class VersionSerializer(VersionSummarySerializer):
     spec = serializers.JSONField(read_only=True, help_text="the workflow spec, as applied")
+    code = serializers.JSONField(
+        read_only=True,
+        help_text="the team code each python task runs, pinned when the version was applied: "
+        "{task id: {package, version, digest}} (docs/team-code.md)",
+    )
 
     class Meta(VersionSummarySerializer.Meta):
-        fields = [*VersionSummarySerializer.Meta.fields, "spec"]
+        fields = [*VersionSummarySerializer.Meta.fields, "spec", "code"]
         read_only_fields = fields
 
 

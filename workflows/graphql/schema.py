@@ -39,6 +39,13 @@ class WorkflowVersionType:
     def spec_yaml(self, root: models.WorkflowVersion) -> str:
         return services.spec_yaml(root.spec)
 
+    @strawberry_django.field(  # type: ignore[untyped-decorator]
+        description="The team code each python task runs, pinned when the version was "
+        "applied: {task id: {package, version, digest}}."
+    )
+    def code(self, root: models.WorkflowVersion) -> JSON:
+        return root.code  # type: ignore[no-any-return]
+
 
 @strawberry.type(description="A workflow's schedule; times in its timezone.")
 class ScheduleType:
