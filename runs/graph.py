@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,21 @@ class VersionGraph:
             timeout=pick("timeout", None),
             priority=pick("priority", 0),
         )
+
+    def reads_results(self, task_id: str) -> bool:
+        """Whether any template of the task may read its upstreams' results (names
+        `tasks`): if none does, the worker need not query them. Conservative: a mere
+        mention counts."""
+        return task_id in self._result_readers
+
+    @functools.cached_property
+    def _result_readers(self) -> frozenset[str]:
+        readers = set()
+        for task_id, task in self.spec.tasks.items():
+            text = json.dumps(task.model_dump(mode="json", exclude={"description"}))
+            if "tasks" in text and ("{{" in text or "{%" in text):
+                readers.add(task_id)
+        return frozenset(readers)
 
     @functools.cached_property
     def first_wave(self) -> list[str]:

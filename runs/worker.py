@@ -70,11 +70,13 @@ def build_context(ti: TaskInstance) -> dict[str, Any]:
     run = ti.run
     graph = graph_for(run.version_id)
     upstream = dag.upstream_of(graph.upstream, ti.task_id)
-    results = dict(
-        TaskInstance.objects.dangerously_unscoped()
-        .filter(run=run, task_id__in=upstream)
-        .values_list("task_id", "result")
-    )
+    results: dict[str, Any] = {}
+    if graph.reads_results(ti.task_id):  # a query spared for the tasks whose templates don't
+        results = dict(
+            TaskInstance.objects.dangerously_unscoped()
+            .filter(run=run, task_id__in=upstream)
+            .values_list("task_id", "result")
+        )
     logical = run.logical_date
     return {
         "run": {

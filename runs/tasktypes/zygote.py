@@ -38,6 +38,7 @@ import ctypes
 import importlib
 import json
 import os
+import resource  # noqa: F401 (imported once here, not in each task's child: set_rlimits uses it)
 import selectors
 import shutil
 import signal
@@ -45,7 +46,7 @@ import socket
 import struct
 import sys
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
 from runs.tasktypes.pyrunner import call
 from runs.tasktypes.supervise import set_rlimits
@@ -141,33 +142,31 @@ def _run_task(request: dict[str, Any], out_fd: int, result_fd: int, home: str) -
     return call(request, lambda text: _write_all(result_fd, text.encode()))
 
 
-def _exit_like(status: int) -> None:
+def _exit_like(status: int) -> NoReturn:
     """End this process the way `status` (a wait status) says: the same code or signal."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         with contextlib.suppress(OSError, ValueError):
             signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
-    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128)
 
 
-def _init(request: dict[str, Any], out_fd: int, result_fd: int, status_w: int) -> None:
-    """PID 1 of the task's namespace: start the task, pass SIGTERM on to every process in
-    the namespace, reap orphans, report how the task ended on `status_w`."""
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # its parent killed: all die
-    _drop_capabilities()
-    for sig in FORWARDED:
-        signal.signal(sig, lambda signum, frame: os.kill(-1, signum))
-    task = os.fork()
+def _init(ctl: socket.socket, allowed: list[str] | None, status_w: int) -> NoReturn:
+    """PID 1 of the task's namespace: start the task's process (which waits for its
+    request), pass SIGTERM on to every process in the namespace, reap orphans, report how
+    the task ended on `status_w`."""
+    try:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # its parent killed: all die
+        _drop_capabilities()
+        for sig in FORWARDED:
+            signal.signal(sig, lambda signum, frame: os.kill(-1, signum))
+        task = os.fork()
+    except BaseException as exc:
+        _fail_when_asked(ctl, allowed, exc)
     if task == 0:
         os.close(status_w)
-        code = 1
-        try:
-            code = _run_task(request, out_fd, result_fd, HOME)
-        finally:
-            _flush_and_exit(code)
-    os.close(out_fd)
-    os.close(result_fd)
+        _task(ctl, allowed, HOME)
     status = 0
     while True:
         try:
@@ -178,11 +177,61 @@ def _init(request: dict[str, Any], out_fd: int, result_fd: int, status_w: int) -
             continue
         if pid == task:
             break
+    _report(ctl, status)
     _write_all(status_w, struct.pack("i", status))
     os._exit(0)
 
 
-def _flush_and_exit(code: int) -> None:
+def _await_request(
+    ctl: socket.socket, allowed: list[str] | None
+) -> tuple[dict[str, Any], int, int] | None:
+    """Wait for the zygote to hand this prepared process its task: the request and its
+    output and result descriptors. None: the zygote is gone (no task will come)."""
+    try:
+        body, fds = _receive(ctl, timeout=None)
+    except (OSError, ValueError):
+        return None
+    if len(fds) != 2:
+        return None
+    request = json.loads(body)
+    request["allowed"] = allowed
+    return request, fds[0], fds[1]
+
+
+def _task(ctl: socket.socket, allowed: list[str] | None, home: str) -> NoReturn:
+    """The process that becomes the task (never returns). It tells the zygote its own end
+    (`_report`) before it exits: the task's reply need not wait for processes to end."""
+    asked = _await_request(ctl, allowed)
+    if asked is None:
+        os._exit(0)
+    request, out_fd, result_fd = asked
+    code = 1
+    try:
+        code = _run_task(request, out_fd, result_fd, home)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        _report(ctl, code << 8)  # a wait status: exited with `code`
+        os._exit(code)
+
+
+def _report(ctl: socket.socket, status: int) -> None:
+    """How the task ended (a wait status), to the zygote; the first report counts."""
+    with contextlib.suppress(OSError):
+        ctl.send(struct.pack("i", status))
+
+
+def _fail_when_asked(ctl: socket.socket, allowed: list[str] | None, exc: BaseException) -> NoReturn:
+    """The task's process could not be prepared: say so in its log when it is asked for."""
+    asked = _await_request(ctl, allowed)
+    if asked is not None:
+        with contextlib.suppress(OSError):
+            os.write(asked[1], f"the task's process could not be made: {exc}\n".encode())
+    os._exit(126)
+
+
+def _flush_and_exit(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -199,59 +248,50 @@ def _close_others(keep: set[int]) -> None:
     os.closerange(low, 1 << 20)
 
 
-def _child(
-    body: bytearray,
-    allowed: list[str] | None,
-    out_fd: int,
-    result_fd: int,
-    task_dir: str,
-    isolate: bool,
-) -> None:
-    """The zygote's child for one task (never returns). The request is parsed here only."""
+def _prepare(ctl_fd: int, allowed: list[str] | None, task_dir: str, isolate: bool) -> NoReturn:
+    """A process prepared for the next task, before it is asked for (never returns): the
+    zygote forks it after each task starts, so a task's request finds its namespaces made
+    and its PID 1 running, and only has to be handed over (`ctl`: the zygote's socket)."""
+    _close_others({ctl_fd})
+    ctl = socket.socket(fileno=ctl_fd)
     try:
-        _close_others({out_fd, result_fd})
-        request = json.loads(body)
-        request["allowed"] = allowed
         os.setsid()
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the zygote gone: so is this
         if not isolate:
-            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            _flush_and_exit(_run_task(request, out_fd, result_fd, f"{task_dir}/home"))
+            _task(ctl, allowed, f"{task_dir}/home")
         _private_namespaces(task_dir)
         status_r, status_w = os.pipe()
         init = os.fork()
-        if init == 0:
-            os.close(status_r)
-            _init(request, out_fd, result_fd, status_w)
-        os.close(status_w)
-        os.close(out_fd)
-        os.close(result_fd)
-        for sig in FORWARDED:
-            signal.signal(sig, lambda signum, frame: os.kill(init, signal.SIGTERM))
-        raw = b""
-        while len(raw) < 4:
-            try:
-                chunk = os.read(status_r, 4 - len(raw))
-            except InterruptedError:
-                continue
-            if not chunk:
-                break
-            raw += chunk
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(init, 0)
-        if len(raw) < 4:  # the init was killed (SIGKILL): the task with it
-            os.kill(os.getpid(), signal.SIGKILL)
-        _exit_like(struct.unpack("i", raw)[0])
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.write(out_fd, f"the task's process could not be made: {exc}\n".encode())
-        os._exit(126)
+        _fail_when_asked(ctl, allowed, exc)
+    if init == 0:
+        os.close(status_r)
+        _init(ctl, allowed, status_w)
+    os.close(status_w)
+    ctl.close()
+    for sig in FORWARDED:
+        signal.signal(sig, lambda signum, frame: os.kill(init, signal.SIGTERM))
+    raw = b""
+    while len(raw) < 4:
+        try:
+            chunk = os.read(status_r, 4 - len(raw))
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        raw += chunk
+    if len(raw) < 4:  # the init was killed (SIGKILL): the task with it
+        os.kill(os.getpid(), signal.SIGKILL)
+    # No wait for the init's end: the namespace's teardown (the kernel killing what the
+    # task left) need not delay the task's reported end; the sandbox's PID 1 reaps it.
+    _exit_like(struct.unpack("i", raw)[0])
 
 
 # --- the zygote's loop -----------------------------------------------------------------------
 
 
-def _receive(conn: socket.socket) -> tuple[bytearray, list[int]]:
-    conn.settimeout(30)
+def _receive(conn: socket.socket, timeout: float | None = 30) -> tuple[bytearray, list[int]]:
+    conn.settimeout(timeout)
     size_of_fds = socket.CMSG_SPACE(2 * array.array("i").itemsize)
     head, ancillary, _, _ = conn.recvmsg(4, size_of_fds)
     fds = array.array("i")
@@ -291,7 +331,9 @@ class Zygote:
             except BaseException as exc:
                 self.errors[module] = "".join(traceback.format_exception_only(exc)).strip()
         self.selector = selectors.DefaultSelector()
-        self.running: dict[int, tuple[socket.socket, str]] = {}  # pid -> (conn, task dir)
+        # pid -> (the worker's connection, the task's control socket, its directory)
+        self.running: dict[int, tuple[socket.socket, socket.socket, str]] = {}
+        self.leftovers: dict[int, str] = {}  # ended, not yet reaped: pid -> task directory
         self.counter = 0
         os.makedirs(self.tasks_dir, mode=0o700, exist_ok=True)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -306,6 +348,8 @@ class Zygote:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "reap")
+        self.spare: tuple[int, socket.socket, str] | None = None
+        self._make_spare()
 
     def serve(self) -> None:
         while True:
@@ -317,6 +361,8 @@ class Zygote:
                         while os.read(self.wakeup_r, 512):
                             pass
                     self._reap()
+                elif isinstance(key.data, tuple):
+                    self._ended(key.data[1])
                 else:
                     self._control(key.fileobj, key.data)  # type: ignore[arg-type]
 
@@ -339,23 +385,51 @@ class Zygote:
                 self._reply(conn, {"error": str(exc)})
             conn.close()
 
-    def _start(self, conn: socket.socket, body: bytearray, out_fd: int, result_fd: int) -> None:
+    def _make_spare(self) -> None:
+        """Fork the process the next task will run in (see `_prepare`)."""
         self.counter += 1
         task_dir = os.path.join(self.tasks_dir, str(self.counter))
         for part in ("", "home", "tmp"):
             os.mkdir(os.path.join(task_dir, part), 0o700)
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
             signal.set_wakeup_fd(-1)
-            _child(body, self.allowed, out_fd, result_fd, task_dir, self.isolate)
+            _prepare(theirs.detach(), self.allowed, task_dir, self.isolate)
+        theirs.close()
+        self.spare = (pid, mine, task_dir)
+
+    def _start(self, conn: socket.socket, body: bytearray, out_fd: int, result_fd: int) -> None:
+        fds = array.array("i", [out_fd, result_fd]).tobytes()
+        for _ in range(2):  # a prepared process that died meanwhile: prepare another
+            if self.spare is None:
+                self._make_spare()
+            assert self.spare is not None
+            pid, ctl, task_dir = self.spare
+            self.spare = None
+            try:
+                ctl.sendmsg(
+                    [struct.pack(">I", len(body))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]
+                )
+                ctl.sendall(body)
+                break
+            except OSError:
+                ctl.close()
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                _remove(task_dir)
+        else:
+            raise OSError("no process could be prepared for the task")
         # The request holds the task's rendered kwargs and environment, secrets included:
         # the zygote never parses it, and wipes its bytes, so no later fork inherits them.
         body[:] = bytes(len(body))
         os.close(out_fd)
         os.close(result_fd)
-        self.running[pid] = (conn, task_dir)
+        self.running[pid] = (conn, ctl, task_dir)
         self.selector.register(conn, selectors.EVENT_READ, pid)
+        self.selector.register(ctl, selectors.EVENT_READ, ("ended", pid))
         self._reply(conn, {"started": pid})
+        self._make_spare()  # the next task's, off this one's way
 
     def _control(self, conn: socket.socket, pid: int) -> None:
         try:
@@ -378,6 +452,20 @@ class Zygote:
             else:
                 os.killpg(pid, sig)
 
+    def _ended(self, pid: int) -> None:
+        """The task (or its PID 1) reported its end on the control socket."""
+        entry = self.running.get(pid)
+        if entry is None:
+            return
+        try:
+            raw = entry[1].recv(4)
+        except OSError:
+            raw = b""
+        if len(raw) == 4:
+            self._finish(pid, struct.unpack("i", raw)[0])
+        else:  # closed without a report (killed): its process's end will tell
+            self.selector.unregister(entry[1])
+
     def _reap(self) -> None:
         while True:
             try:
@@ -386,23 +474,35 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            entry = self.running.pop(pid, None)
-            if entry is None:
+            if self.spare is not None and pid == self.spare[0]:  # it died unused
+                self.spare[1].close()
+                _remove(self.spare[2])
+                self.spare = None
                 continue
-            conn, task_dir = entry
+            if pid in self.running:
+                self._finish(pid, status)
             if not self.isolate:  # whatever the task left in its group goes with it
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
-            if os.WIFSIGNALED(status):
-                report: dict[str, int] = {"signal": os.WTERMSIG(status)}
-            else:
-                report = {"exit": os.waitstatus_to_exitcode(status)}
+            task_dir = self.leftovers.pop(pid, None)
+            if task_dir is not None:
+                _remove(task_dir)
+
+    def _finish(self, pid: int, status: int) -> None:
+        """Tell the worker how the task ended (once); its directory goes when it is reaped."""
+        conn, ctl, task_dir = self.running.pop(pid)
+        self.leftovers[pid] = task_dir
+        if os.WIFSIGNALED(status):
+            report: dict[str, int] = {"signal": os.WTERMSIG(status)}
+        else:
+            report = {"exit": os.waitstatus_to_exitcode(status)}
+        for sock in (conn, ctl):
             with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(conn)
-            with contextlib.suppress(OSError):
-                self._reply(conn, report)
-            conn.close()
-            _remove(task_dir)
+                self.selector.unregister(sock)
+        with contextlib.suppress(OSError):
+            self._reply(conn, report)
+        conn.close()
+        ctl.close()
 
     @staticmethod
     def _reply(conn: socket.socket, message: dict[str, Any]) -> None:
