@@ -339,6 +339,7 @@ class PythonTask(TaskBase):
     code: Code | None = Field(
         None, description="the package this task's callable is in; the workflow's by default"
     )
+    rlimits: Rlimits | None = None
 
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

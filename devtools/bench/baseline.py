@@ -1,6 +1,8 @@
 """The raw-Celery floor: the same broker, the same number of worker processes, the same
 delivery settings as the engine (late acks, prefetch 1, JSON), no database. Its own
-Celery app, so its workers load nothing of Django.
+Celery app, so its workers load nothing of Django. Besides the no-op, `baseline.step` calls
+the python benchmarks' trivial function (devtools/bench/team_function.py, the same text as
+the module of the package the engine's python tasks call) in the worker itself.
 
     celery -A devtools.bench.baseline worker -c 1
 
@@ -10,10 +12,22 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from celery import Celery, chain, chord
 
-__all__ = ["app", "chain_seconds", "chord_seconds", "configure", "noop"]
+from devtools.bench import team_function
+
+__all__ = [
+    "app",
+    "chain_seconds",
+    "chord_seconds",
+    "configure",
+    "noop",
+    "step",
+    "step_chain_seconds",
+    "step_chord_seconds",
+]
 
 app = Celery("baseline", set_as_current=False)  # the engine keeps its own app
 
@@ -50,17 +64,40 @@ def noop(*args: object) -> None:
     return None
 
 
+@app.task(name="baseline.step")
+def step(n: int = 0) -> dict[str, int]:
+    return team_function.step(n)
+
+
 def chain_seconds(length: int) -> float:
     """Wall time of a chain of `length` no-op tasks, from send to the last result."""
-    started = time.perf_counter()
-    result = chain(*(noop.si() for _ in range(length))).apply_async()
-    result.get(timeout=300, interval=0.001)
-    return time.perf_counter() - started
+    return _chain_seconds([noop.si() for _ in range(length)])
 
 
 def chord_seconds(width: int) -> float:
     """Wall time of a chord: `width` parallel no-op tasks, then one callback."""
+    return _chord_seconds([noop.si() for _ in range(width)], noop.si())
+
+
+def step_chain_seconds(length: int) -> float:
+    """As `chain_seconds`, each task calling the trivial function (with n = its index)."""
+    return _chain_seconds([step.si(n=i) for i in range(length)])
+
+
+def step_chord_seconds(width: int) -> float:
+    """As `chord_seconds`, each task (the callback too) calling the trivial function."""
+    return _chord_seconds([step.si(n=i) for i in range(width)], step.si(n=width))
+
+
+def _chain_seconds(signatures: list[Any]) -> float:
     started = time.perf_counter()
-    result = chord(noop.si() for _ in range(width))(noop.si())
+    result = chain(*signatures).apply_async()
+    result.get(timeout=300, interval=0.001)
+    return time.perf_counter() - started
+
+
+def _chord_seconds(header: list[Any], callback: Any) -> float:
+    started = time.perf_counter()
+    result = chord(header)(callback)
     result.get(timeout=300, interval=0.001)
     return time.perf_counter() - started

@@ -177,8 +177,14 @@ class EnvironmentCache:
             return self._environment(spec.digest, built=False, seconds=0.0)
         self._make_root()
         asked = time.monotonic()
-        fd = self._acquire(spec.digest, fcntl.LOCK_EX, wait=self.lock_wait)
-        assert fd is not None  # a waiting acquire returns a lock or raises
+        fd = self._lock_to_build(spec.digest)
+        if fd is None:  # another worker built it meanwhile (and may already run from it)
+            log(
+                f"waited {time.monotonic() - asked:.2f} s for another worker building "
+                f"the environment of {spec.label}"
+            )
+            self._touch(spec.digest)
+            return self._environment(spec.digest, built=False, seconds=0.0)
         try:
             problem = self._problem(spec.digest)
             if problem is None:
@@ -562,6 +568,26 @@ class EnvironmentCache:
             if _same_file(fd, path):
                 return fd
             os.close(fd)  # removed with its environment meanwhile: lock the new file
+
+    def _lock_to_build(self, digest: str) -> int | None:
+        """The exclusive lock of the digest, to build its environment; None as soon as the
+        environment is ready (built by another worker, whose zygote may hold the shared
+        lock from then on: waiting for the exclusive one would wait for that zygote)."""
+        deadline = time.monotonic() + self.lock_wait
+        pause = 0.005
+        while True:
+            fd = self._acquire(digest, fcntl.LOCK_EX, wait=None)
+            if fd is not None:
+                return fd
+            if self._problem(digest) is None:
+                return None
+            if time.monotonic() >= deadline:
+                raise EnvironmentBuildFailed(
+                    f"the environment {digest} stayed locked by another worker for "
+                    f"{self.lock_wait:g} s (building it) and is still not ready"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     def _lock_is_free(self, digest: str) -> bool:
         try:

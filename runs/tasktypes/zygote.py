@@ -115,10 +115,42 @@ def _private_namespaces(task_dir: str) -> None:
         out.write(f"{gid} {gid} 1")
     _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making mounts private")
     for source, target in ((f"{task_dir}/home", HOME), (f"{task_dir}/tmp", TMP)):  # noqa: S108
+        _bind_over(source, target)
+
+
+def _submounts(target: str) -> list[str]:
+    """The outermost mount points below `target` (a package's environment or a tenant's
+    mount under /tmp, say), from /proc/self/mountinfo."""
+    points: list[str] = []
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            point = line.split()[4].encode().decode("unicode_escape")  # \040 is a space
+            if point.startswith(target + "/"):
+                points.append(point)
+    outermost: list[str] = []
+    for point in sorted(set(points), key=len):
+        if not any(point.startswith(outer + "/") for outer in outermost):
+            outermost.append(point)
+    return outermost
+
+
+def _bind_over(source: str, target: str) -> None:
+    """Bind `source` over `target`, then put back what was mounted below `target`: the
+    bind would hide it (it keeps its read-only flag, its content and its place)."""
+    kept = [(point, os.open(point, os.O_PATH)) for point in _submounts(target)]
+    _check(
+        _libc.mount(source.encode(), target.encode(), None, MS_BIND | MS_REC, None),
+        f"binding {target}",
+    )
+    for point, fd in kept:
+        os.makedirs(point, exist_ok=True)
         _check(
-            _libc.mount(source.encode(), target.encode(), None, MS_BIND | MS_REC, None),
-            f"binding {target}",
+            _libc.mount(
+                f"/proc/self/fd/{fd}".encode(), point.encode(), None, MS_BIND | MS_REC, None
+            ),
+            f"binding {point} again",
         )
+        os.close(fd)
 
 
 def _run_task(request: dict[str, Any], out_fd: int, result_fd: int, home: str) -> int:

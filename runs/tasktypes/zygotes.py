@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import atexit
 import collections
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -130,7 +131,7 @@ class Zygote:
             if os.geteuid() == 0:
                 drop = {"user": spec.sandbox.uid, "group": spec.sandbox.gid, "extra_groups": []}
             try:
-                self.process = subprocess.Popen(
+                self.process = _popen(
                     command,
                     env=env,
                     cwd="/",
@@ -151,7 +152,7 @@ class Zygote:
                 os.close(info_w)
         else:
             supervised = [sys.executable, "-I", "-S", SUPERVISOR, str(os.getpid()), "", "--"]
-            self.process = subprocess.Popen(
+            self.process = _popen(
                 [*supervised, *argv],
                 env=env,
                 cwd=str(self.directory),
@@ -378,6 +379,27 @@ def _pump(fd: int, sink: OutputSink) -> None:
         if not chunk:
             return
         sink.write(chunk)
+
+
+def _popen(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Start a zygote from the launcher thread, which lives as long as this process: the
+    kernel's parent-death signal (bwrap's --die-with-parent, the supervisor's) follows
+    the parent *thread*, so a zygote started by a short-lived thread would die with it."""
+    return _launcher().submit(lambda: subprocess.Popen(argv, **options)).result()
+
+
+_launchers: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
+
+
+def _launcher() -> concurrent.futures.ThreadPoolExecutor:
+    """One launcher thread per process (a forked worker process makes its own)."""
+    pid = os.getpid()
+    if pid not in _launchers:
+        _launchers.clear()
+        _launchers[pid] = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="zygote-launcher"
+        )
+    return _launchers[pid]
 
 
 class Zygotes:
