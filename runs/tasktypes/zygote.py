@@ -35,6 +35,7 @@ from __future__ import annotations
 import array
 import contextlib
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -381,6 +382,9 @@ class Zygote:
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "reap")
         self.spare: tuple[int, socket.socket, str] | None = None
+        # What was imported stays out of the collector's reach: a child's collection would
+        # otherwise write to every object's header, copying the zygote's pages one by one.
+        gc.freeze()
         self._make_spare()
 
     def serve(self) -> None:
