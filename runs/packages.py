@@ -23,6 +23,7 @@ import json
 import os
 import stat
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -213,13 +214,32 @@ def _wheel_of(upload: Upload, tenant: Tenant, log: _Log) -> BuiltWheel:
         sandbox=sandbox,
         uv=_uv(),
         python=interpreter(),
-        index_url=settings.PACKAGE_INDEX_URL or None,
+        # The build backend is the tenant's code, able to read uv's command line: never
+        # the index's credentials (its build requirements must be reachable without).
+        index_url=_without_credentials(settings.PACKAGE_INDEX_URL) or None,
         find_links=list(settings.PACKAGE_FIND_LINKS),
         timeout=settings.PACKAGE_BUILD_TIMEOUT,
         max_bytes=settings.PACKAGE_MAX_BYTES,
     )
     log.section(f"build: {upload.filename} ({upload.kind}) -> {built.filename}", built.log)
+    # What the tenant's backend made gets every check an uploaded wheel gets.
+    if (
+        read_upload(built.data, built.filename, max_bytes=settings.PACKAGE_MAX_BYTES).kind
+        != "wheel"
+    ):
+        raise PackageError(f"building {upload.filename!r} made no wheel")
     return built
+
+
+def _without_credentials(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _uv() -> str:

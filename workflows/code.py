@@ -45,16 +45,19 @@ def version_specifier(text: str) -> SpecifierSet | None:
         return None
 
 
-def matching_versions(versions: Iterable[str], specifier: SpecifierSet) -> list[str]:
+def matching_versions(
+    versions: Iterable[str], specifier: SpecifierSet, *, prereleases: bool | None = None
+) -> list[str]:
     """The versions the specifier admits, newest first (pre-releases only when it names
-    one, as pip does)."""
+    one or nothing else matches, as pip does; all of them with `prereleases=True`)."""
     parsed: list[Version] = []
     for text in versions:
         try:
             parsed.append(Version(text))
         except InvalidVersion:
             continue
-    return [str(v) for v in sorted(specifier.filter(parsed), reverse=True)]
+    admitted = specifier.filter(parsed, prereleases=prereleases)
+    return [str(v) for v in sorted(admitted, reverse=True)]
 
 
 def resolve_code(tenant: Tenant, spec: WorkflowSpec) -> CodeResolution:
@@ -118,7 +121,7 @@ def _pick(
         )
     matches = matching_versions(versions, specifier)
     if not matches:
-        uploaded = matching_versions(versions, SpecifierSet())
+        uploaded = matching_versions(versions, SpecifierSet(), prereleases=True)
         return None, (
             f"{path}.version",
             f"no uploaded version of {name!r} matches {code.version!r}; uploaded: "

@@ -176,7 +176,7 @@ def apply_workflow(
         obj=workflow,
         before=before,
         after=_snapshot(workflow),
-        extra={"content_hash": version.content_hash},
+        extra={"content_hash": version.content_hash, "code": version.code},
     )
     return ApplyResult(workflow, version, created=created, changed=True)
 

@@ -40,6 +40,7 @@ def call(payload: dict[str, Any], write_result: Callable[[str], None]) -> int:
         return SKIP_EXIT_CODE
     except SystemExit as exc:  # sys.exit(n): the task's exit code (99: skipped), as a shell's
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        code = code if 0 <= code <= 255 else 1  # what an exit status can hold
         if exc.code is not None and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
         if code == 0:

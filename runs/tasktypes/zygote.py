@@ -63,6 +63,7 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 CAPABILITY_VERSION_3 = 0x20080522
 SYS_CAPSET = 126  # x86_64; other architectures: looked up below
@@ -232,21 +233,23 @@ def _await_request(
 
 
 def _task(ctl: socket.socket, allowed: list[str] | None, home: str) -> NoReturn:
-    """The process that becomes the task (never returns). It tells the zygote its own end
-    (`_report`) before it exits: the task's reply need not wait for processes to end."""
-    asked = _await_request(ctl, allowed)
-    if asked is None:
-        os._exit(0)
-    request, out_fd, result_fd = asked
-    code = 1
+    """The process that becomes the task (never returns). It keeps no way back to the
+    zygote: its end is reported by its PID 1 (or, without a sandbox, seen by the zygote's
+    wait), never by the task itself, which could lie about it."""
     try:
-        code = _run_task(request, out_fd, result_fd, home)
+        asked = _await_request(ctl, allowed)
+        ctl.close()
+        if asked is None:
+            os._exit(0)
+        _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # its own again (see main)
+        request, out_fd, result_fd = asked
+        code = 1
+        try:
+            code = _run_task(request, out_fd, result_fd, home)
+        finally:
+            _flush_and_exit(code)
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        _report(ctl, code << 8)  # a wait status: exited with `code`
-        os._exit(code)
+        os._exit(126)
 
 
 def _report(ctl: socket.socket, status: int) -> None:
@@ -292,7 +295,11 @@ def _prepare(ctl_fd: int, allowed: list[str] | None, task_dir: str, isolate: boo
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the zygote gone: so is this
         if not isolate:
             _task(ctl, allowed, f"{task_dir}/home")
+        # Its own /proc files must be writable to map its user namespace: dumpable for
+        # that moment only (the zygote is not: see main).
+        _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
         _private_namespaces(task_dir)
+        _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         status_r, status_w = os.pipe()
         init = os.fork()
     except BaseException as exc:
@@ -343,11 +350,18 @@ def _receive(conn: socket.socket, timeout: float | None = 30) -> tuple[bytearray
         raise ValueError("the request is too large")
     body = bytearray(length)  # received in place: no copy of the request is left behind
     view, got = memoryview(body), 0
-    while got < length:
-        n = conn.recv_into(view[got:])
-        if not n:
-            raise ValueError("the request ended early")
-        got += n
+    try:
+        while got < length:
+            n = conn.recv_into(view[got:])
+            if not n:
+                raise ValueError("the request ended early")
+            got += n
+    except BaseException:
+        body[:] = bytes(length)
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        raise
     conn.settimeout(None)
     return body, list(fds)
 
@@ -405,9 +419,12 @@ class Zygote:
     def _accept(self) -> None:
         conn, _ = self.listener.accept()
         fds: list[int] = []
+        body = bytearray()
         try:
             body, fds = _receive(conn)
-            if not fds and json.loads(body).get("op") == "hello":
+            if not fds:
+                if json.loads(body) != {"op": "hello"}:
+                    raise ValueError("expected a task's request with its descriptors")
                 self._reply(conn, {"pid": os.getpid(), "errors": self.errors})
                 conn.close()
                 return
@@ -416,10 +433,15 @@ class Zygote:
             self._start(conn, body, fds[0], fds[1])
         except (OSError, ValueError) as exc:
             for fd in fds:
-                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             with contextlib.suppress(OSError):
                 self._reply(conn, {"error": str(exc)})
             conn.close()
+        finally:
+            # The request holds the task's rendered kwargs and environment, secrets
+            # included: the zygote never parses it and wipes it, so no later fork has it.
+            body[:] = bytes(len(body))
 
     def _make_spare(self) -> None:
         """Fork the process the next task will run in (see `_prepare`)."""
@@ -456,9 +478,6 @@ class Zygote:
                 _remove(task_dir)
         else:
             raise OSError("no process could be prepared for the task")
-        # The request holds the task's rendered kwargs and environment, secrets included:
-        # the zygote never parses it, and wipes its bytes, so no later fork inherits them.
-        body[:] = bytes(len(body))
         os.close(out_fd)
         os.close(result_fd)
         self.running[pid] = (conn, ctl, task_dir)
@@ -528,6 +547,7 @@ class Zygote:
         """Tell the worker how the task ended (once); its directory goes when it is reaped."""
         conn, ctl, task_dir = self.running.pop(pid)
         self.leftovers[pid] = task_dir
+        self._signal(pid, signal.SIGKILL)  # whatever the task left running ends with it
         if os.WIFSIGNALED(status):
             report: dict[str, int] = {"signal": os.WTERMSIG(status)}
         else:
@@ -561,6 +581,10 @@ def main() -> None:
     for sig in RESTORED:
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a worker gone mid-reply is not our death
+    # Not dumpable: a task (same uid) cannot open this process's descriptors (the worker
+    # connections, the listening socket) or memory through /proc. Inherited by the
+    # prepared processes and their PID 1; each task's own process is made dumpable again.
+    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     Zygote(config).serve()
 
 

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -80,6 +81,8 @@ class Zygote:
     output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=40))
     _held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _pipes: list[int] = field(default_factory=list)
+    _socket: str = ""  # /proc/self/fd/N of the zygote's socket (see _socket_path)
+    in_flight: int = 0  # tasks running in it now
 
     # --- life --------------------------------------------------------------------------------
 
@@ -124,13 +127,13 @@ class Zygote:
             status_r, status_w = os.pipe()
             info_r, info_w = os.pipe()
             self._pipes = [status_r, info_r]
-            command = spec.sandbox.command(
-                argv, space=self.workspace, cwd=None, status_fd=status_w, info_fd=info_w
-            )
             drop: dict[str, Any] = {}
             if os.geteuid() == 0:
                 drop = {"user": spec.sandbox.uid, "group": spec.sandbox.gid, "extra_groups": []}
             try:
+                command = spec.sandbox.command(
+                    argv, space=self.workspace, cwd=None, status_fd=status_w, info_fd=info_w
+                )
                 self.process = _popen(
                     command,
                     env=env,
@@ -187,7 +190,13 @@ class Zygote:
                 )
             if os.path.exists(path):
                 with contextlib.suppress(OSError):
-                    self.import_errors = _hello(path)
+                    socket_path = _socket_path(path)
+                    try:
+                        self.import_errors = _hello(socket_path)
+                    except OSError:
+                        os.close(int(socket_path.rsplit("/", 1)[1]))
+                        raise
+                    self._socket = socket_path
                     return
             if time.monotonic() > deadline:
                 raise ZygoteFailed(
@@ -211,6 +220,10 @@ class Zygote:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._pipes = []
+        if self._socket:
+            with contextlib.suppress(OSError):
+                os.close(int(self._socket.rsplit("/", 1)[1]))
+            self._socket = ""
         if self.workspace is not None:
             with contextlib.suppress(OSError):
                 self.workspace.remove()
@@ -232,7 +245,21 @@ class Zygote:
         result_limit: int,
     ) -> TaskRun:
         assert self.directory is not None
-        self.last_used = time.monotonic()
+        self.in_flight += 1
+        try:
+            return self._run(request, sink, timeout, should_stop, result_limit)
+        finally:
+            self.in_flight -= 1
+            self.last_used = time.monotonic()
+
+    def _run(
+        self,
+        request: dict[str, Any],
+        sink: OutputSink,
+        timeout: float | None,
+        should_stop: Callable[[], bool],
+        result_limit: int,
+    ) -> TaskRun:
         begun = time.perf_counter()
         out_r, out_w = os.pipe()
         result = tempfile.TemporaryFile()  # noqa: SIM115 (closed below)
@@ -240,7 +267,7 @@ class Zygote:
         pump = threading.Thread(target=_pump, args=(out_r, sink), daemon=True)
         try:
             try:
-                conn.connect(str(self.directory / "zygote.sock"))
+                conn.connect(self._socket)
                 payload = json.dumps(request, default=str).encode()
                 fds = array.array("i", [out_w, result.fileno()])
                 conn.sendmsg(
@@ -254,7 +281,10 @@ class Zygote:
                 os.close(out_w)
             pump.start()
             replies = _Replies(conn)
-            first = replies.next(deadline=time.monotonic() + 30)
+            try:
+                first = replies.next(deadline=time.monotonic() + 30)
+            except TimeoutError:
+                return TaskRun(None, lost=True, error="the python runner did not answer in 30 s")
             if first is None or "started" not in first:
                 why = (first or {}).get("error", "it closed the connection")
                 return TaskRun(None, lost=first is None, error=f"the task did not start: {why}")
@@ -279,8 +309,8 @@ class Zygote:
         finally:
             conn.close()
             if pump.is_alive():
-                pump.join(timeout=5)
-            with contextlib.suppress(OSError):
+                pump.join(timeout=5)  # the pump closes out_r at its end (never under it)
+            elif pump.ident is None:  # never started
                 os.close(out_r)
             result.close()
 
@@ -371,14 +401,26 @@ def _hello(path: str) -> dict[str, str]:
 
 
 def _pump(fd: int, sink: OutputSink) -> None:
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            return
-        if not chunk:
-            return
-        sink.write(chunk)
+    """The task's output into its sink, until every process holding the pipe is gone;
+    then the pipe is closed here, by its only reader."""
+    try:
+        while chunk := os.read(fd, 65536):
+            sink.write(chunk)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _socket_path(path: str) -> str:
+    """A path to the zygote's socket that a tenant cannot redirect: its directory is the
+    tenant's, so the name could later be a link to any socket of the host. The inode is
+    opened once, as it is now (not following a link), and connected to through /proc."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a socket")
+    return f"/proc/self/fd/{fd}"
 
 
 def _popen(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
@@ -416,10 +458,13 @@ class Zygotes:
         """The running zygote of `key`, started (from `make_spec()`) if there is none or
         it has died. (the zygote, whether this call started it)"""
         with self._lock:
+            stale = self._stale(keep=key)
             zygote = self._running.get(key)
-            if zygote is not None and zygote.alive():
-                return zygote, False
             starting = self._starting.setdefault(key, threading.Lock())
+        for old in stale:
+            old.stop()
+        if zygote is not None and zygote.alive():
+            return zygote, False
         with starting:
             with self._lock:
                 zygote = self._running.get(key)
@@ -441,7 +486,7 @@ class Zygotes:
         """Zygotes to stop: idle too long, and the least recently used beyond the limit."""
         now = time.monotonic()
         others = sorted(
-            ((k, z) for k, z in self._running.items() if k != keep),
+            ((k, z) for k, z in self._running.items() if k != keep and not z.in_flight),
             key=lambda item: item[1].last_used,
         )
         stale = [k for k, z in others if now - z.last_used > self.idle_seconds]

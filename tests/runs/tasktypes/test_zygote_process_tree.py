@@ -223,3 +223,36 @@ def _zygote_python(root: int) -> int:
         and b"--init" in _cmdline(_ppid(pid))
     ]
     return pid
+
+
+LIAR = """
+import os, socket, struct, time
+sent = 0
+for name in os.listdir('/proc/self/fd'):  # a way back to the zygote, if it had one
+    try:
+        sock = socket.socket(fileno=os.dup(int(name)))
+        sock.send(struct.pack('i', 0))  # "exited with 0"
+        sent += 1
+    except OSError:
+        pass
+me = os.readlink('/proc/self')  # its pid as this /proc (the zygote's sandbox) counts
+opened = []
+for pid in [p for p in os.listdir('/proc') if p.isdigit() and p != me]:
+    try:
+        os.listdir(f'/proc/{pid}/fd')  # the zygote's descriptors: its worker connections
+        opened.append(open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')[3].decode())
+    except OSError:
+        pass
+print('sent', sent, 'opened', opened, flush=True)
+time.sleep(30)
+"""
+
+
+def test_a_task_cannot_report_its_own_end_to_escape_its_timeout(zygote: Zygote) -> None:
+    began = time.monotonic()
+    ran = run_source(zygote, LIAR, timeout=2)
+    assert ran.run.timed_out, ran
+    assert time.monotonic() - began >= 2
+    # Neither a socket back to the zygote nor the zygote's (or its helpers') descriptors:
+    # only the sandbox's PID 1, the supervisor, which holds nothing of the zygote's.
+    assert "sent 0 opened ['/orc/supervise.py']" in ran.output, ran.output
