@@ -37,7 +37,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["Environment", "EnvironmentBuildFailed", "EnvironmentCache", "PackageSpec", "uv_binary"]
+__all__ = [
+    "NETWORK_VARIABLES",
+    "Environment",
+    "EnvironmentBuildFailed",
+    "EnvironmentCache",
+    "PackageSpec",
+    "uv_binary",
+]
 
 MARKER = ".orc-env.json"
 BUILD_PREFIX = ".build-"
@@ -58,12 +65,16 @@ UV_CACHE_SHARE = 0.25
 OUTPUT_TAIL_LINES = 20
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Passed to uv from the worker's environment: how to reach the package index, nothing else.
+# What uv needs of the host's environment to reach an index (proxies, TLS roots): the
+# upload's lock and build (runs/tasktypes/packages.py) pass the same.
 NETWORK_VARIABLES = (
     "HTTP_PROXY",
     "HTTPS_PROXY",
+    "ALL_PROXY",
     "NO_PROXY",
     "http_proxy",
     "https_proxy",
+    "all_proxy",
     "no_proxy",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",

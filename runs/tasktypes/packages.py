@@ -32,6 +32,7 @@ from packaging.tags import sys_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from runs.tasktypes.environments import NETWORK_VARIABLES
 from runs.tasktypes.process import OutputSink, run_process
 from runs.tasktypes.sandbox import HOME, TMP, Sandbox
 
@@ -65,18 +66,6 @@ LINK_LIMIT = 4096
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What the platform's own uv (locking, unsandboxed) may take from its environment: the way
 # out to the index, and the certificates to trust there.
-PASSED_THROUGH = (
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-)
 
 
 class PackageError(Exception):
@@ -402,7 +391,7 @@ def uv_env(*, cache_dir: str, home: str, passthrough: bool = False) -> dict[str,
         "NO_COLOR": "1",
     }
     if passthrough:
-        env.update({k: os.environ[k] for k in PASSED_THROUGH if k in os.environ})
+        env.update({k: os.environ[k] for k in NETWORK_VARIABLES if k in os.environ})
     return env
 
 
