@@ -18,6 +18,7 @@ from notifications.models import Channel, Delivery, QuietWindow, Rule
 from orchestrator.context import tenant_scope
 from runs.models import Event
 from workflows.models import Workflow
+from workflows.spec import EVENT_TYPES
 
 __all__ = ["flush_quiet_windows", "route", "route_leftovers", "route_one"]
 
@@ -66,6 +67,8 @@ def route_one(event_id: int) -> int:
 def _targets(event: Event) -> list[Target]:
     """The channels this event goes to: each enabled channel once, with the shortest quiet
     period of the routes that chose it (the spec's notify has none)."""
+    if event.type not in EVENT_TYPES:  # a dataset update or a published event: not news
+        return []
     workflow = event.workflow
     chosen: dict[int, Target] = {}
 

@@ -14,6 +14,7 @@ __all__ = [
     "ApiToken",
     "AuditChainHead",
     "AuditEvent",
+    "Grant",
     "Membership",
     "Role",
     "ServiceAccount",
@@ -143,6 +144,42 @@ class ServiceAccount(TenantOwnedModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Grant(TenantOwnedModel):
+    """`tenant` shares something with `grantee`: the events of one of its workflows (or
+    of all, `name` "*"), or one of its datasets (or all). Without a grant nothing of one
+    tenant is visible to another; deleting the grant (audited) stops the chain at once."""
+
+    class Kind(models.TextChoices):
+        EVENTS = "events"  # a workflow's events (run.succeeded, ...): name is the workflow
+        DATASET = "dataset"  # a dataset's updates: name is the dataset
+
+    grantee = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    name = models.CharField(max_length=300)  # a workflow or dataset name, or "*"
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["tenant", "grantee", "kind", "name"], name="grant_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["events", "dataset"]), name="grant_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(tenant=models.F("grantee")), name="grant_other_tenant"
+            ),
+        ]
+        indexes: ClassVar = [models.Index(fields=["grantee", "kind"], name="grant_grantee")]
+        ordering: ClassVar = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} shares {self.kind} {self.name} with {self.grantee_id}"
 
 
 class ApiToken(TenantOwnedModel):

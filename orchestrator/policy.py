@@ -28,6 +28,8 @@ PERMISSIONS: dict[str, Role] = {
     "token.view": Role.ADMIN,
     "token.manage": Role.ADMIN,
     "audit.view": Role.ADMIN,
+    "grant.view": Role.VIEWER,
+    "grant.manage": Role.ADMIN,
 }
 
 

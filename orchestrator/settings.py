@@ -119,6 +119,7 @@ INSTALLED_APPS = [
     "workflows",
     "runs",
     "notifications",
+    "events",
     "connections",
     "portal",
     "devtools",
@@ -409,6 +410,7 @@ CELERY_TASK_DEFAULT_QUEUE = "tasks"
 CELERY_TASK_QUEUES = [Queue("tasks"), Queue("housekeeping"), Queue("notifications")]
 CELERY_TASK_ROUTES = {
     "notifications.*": {"queue": "notifications"},
+    "events.dispatch": {"queue": "housekeeping"},
     "runs.reconcile": {"queue": "housekeeping"},
     "workflows.schedule_tick": {"queue": "housekeeping"},
 }

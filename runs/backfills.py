@@ -153,12 +153,12 @@ def _validated(
     if workflow.deleted_at is not None or workflow.current_version_id is None:
         raise Conflict(f"workflow {workflow.name!r} has no version to run")
     spec = graph_for(workflow.current_version_id).spec
-    if spec.schedule is None:
+    if spec.cron_schedule is None:
         raise Invalid(
             [
                 (
                     "schedule",
-                    f"workflow {workflow.name!r} has no schedule: a backfill runs the "
+                    f"workflow {workflow.name!r} has no cron schedule: a backfill runs the "
                     "intervals of its schedule.cron; add a schedule to the spec first",
                 )
             ]
@@ -181,7 +181,7 @@ def _validated(
         values = {}
     if errors:
         raise Invalid(errors)
-    zone = zoneinfo.ZoneInfo(spec.schedule.timezone)
+    zone = zoneinfo.ZoneInfo(spec.cron_schedule.timezone)
     start_bound, end_bound = bounds["start"], bounds["end"]
     assert start_bound is not None
     assert end_bound is not None
@@ -189,7 +189,9 @@ def _validated(
     last = _instant(end_bound, zone, end=True)
     if last < first:
         raise Invalid([("end", f"must not be before start ({first.isoformat()})")])
-    intervals = _closed_intervals(spec.schedule.cron, spec.schedule.timezone, first, last, now)
+    intervals = _closed_intervals(
+        spec.cron_schedule.cron, spec.cron_schedule.timezone, first, last, now
+    )
     if reverse:
         intervals.reverse()
     return _Request(workflow, intervals, reprocess, slots, reverse, values, first, last)

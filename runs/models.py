@@ -18,8 +18,11 @@ from workflows.models import Workflow, WorkflowVersion
 
 __all__ = [
     "Backfill",
+    "Dataset",
+    "DatasetUpdate",
     "Event",
     "IdempotencyKey",
+    "LineageEvent",
     "TaskAttempt",
     "TaskInstance",
     "TaskLog",
@@ -108,6 +111,9 @@ class WorkflowRun(TenantOwnedModel):
         BACKFILL = "backfill"
         ADMIN = "admin"
         PORTAL = "portal"
+        WEBHOOK = "webhook"  # a signed POST to one of the workflow's webhooks
+        EVENT = "event"  # an event in the tenant's log matched one of its triggers
+        DATASET = "dataset"  # its schedule's datasets were all updated
 
     workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs")
     version = models.ForeignKey(WorkflowVersion, on_delete=models.PROTECT, related_name="+")
@@ -132,6 +138,13 @@ class WorkflowRun(TenantOwnedModel):
     # never the workflow's max_active_runs (runs.engine.start_queued_runs).
     backfill = models.ForeignKey(
         Backfill, on_delete=models.PROTECT, null=True, blank=True, related_name="runs"
+    )
+    # What started a webhook, event or dataset run, as a CloudEvent: templates read it as
+    # `event` (the webhook's JSON body is its `data`).
+    event = models.JSONField(null=True, blank=True)
+    # The dataset updates that started a dataset-scheduled run.
+    dataset_updates = models.ManyToManyField(
+        "DatasetUpdate", blank=True, related_name="triggered_runs"
     )
 
     class Meta:
@@ -318,6 +331,93 @@ class IdempotencyKey(TenantOwnedModel):
         return f"{self.key} -> run {self.run_id}"
 
 
+class Dataset(TenantOwnedModel):
+    """A dataset of a tenant: a name or URI that tasks' `outlets` update. Made when first
+    updated (or first named by an applied workflow)."""
+
+    name = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="dataset_unique_name"),
+        ]
+        ordering: ClassVar = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetUpdate(TenantOwnedModel):
+    """One update of a dataset: a task with it in `outlets` succeeded (run, task, logical
+    date, and the metadata the task returned for it). A dataset's versions, in order."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="updates")
+    run = models.ForeignKey(
+        WorkflowRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    task_id = models.CharField(max_length=100, blank=True)
+    logical_date = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes: ClassVar = [
+            models.Index(fields=["dataset", "-id"], name="datasetupdate_dataset"),
+            models.Index(fields=["run"], name="datasetupdate_run"),
+        ]
+        ordering: ClassVar = ["-id"]
+
+    def __str__(self) -> str:
+        return f"update {self.pk} of {self.dataset_id}"
+
+
+class LineageEvent(TenantOwnedModel):
+    """An OpenLineage run event to send (START when a try begins, COMPLETE, FAIL or ABORT
+    when it ends), written by the engine in the transaction of the change when OpenLineage
+    is configured, and sent after commit by the lineage sender, retried like a
+    notification delivery."""
+
+    class Kind(models.TextChoices):
+        START = "START"
+        COMPLETE = "COMPLETE"
+        FAIL = "FAIL"
+        ABORT = "ABORT"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"  # gave up: a permanent error or the last attempt
+
+    attempt = models.ForeignKey(TaskAttempt, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    time = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["attempt", "kind"], name="lineageevent_unique"),
+        ]
+        indexes: ClassVar = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="pending"),
+                name="lineageevent_pending",
+            ),
+        ]
+        ordering: ClassVar = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of attempt {self.attempt_id} ({self.status})"
+
+
 class Event(TenantOwnedModel):
     """Something that happened to a run, a task or a deadline: the outbox (DESIGN.md
     section 12). Written in the same transaction as the change it describes, so it exists
@@ -333,10 +433,20 @@ class Event(TenantOwnedModel):
         TASK_FAILED = "task.failed"  # a task's last try failed
         TASK_RETRYING = "task.retrying"  # a try failed; another one will follow
         SLA_MISSED = "sla.missed"
+        DATASET_UPDATED = "dataset.updated"  # a task's outlet: data is the update
 
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    type = models.CharField(max_length=32, choices=Type.choices)
+    # The engine's types above, or a published event's own (com.acme.file.landed).
+    type = models.CharField(max_length=200)
     time = models.DateTimeField(default=timezone.now)
+    # A published event's CloudEvent source and subject (the engine's are derived).
+    source = models.CharField(max_length=500, blank=True)
+    subject = models.CharField(max_length=500, blank=True)
+    # A published event's own `id`: unique per source, so a repeated publish is one event.
+    external_id = models.CharField(max_length=200, blank=True)
+    # Set once the events dispatcher has started the runs the event triggers (event
+    # triggers, dataset schedules); the reconciler dispatches what a crash left.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     workflow = models.ForeignKey(
         Workflow, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -355,6 +465,16 @@ class Event(TenantOwnedModel):
             models.Index(fields=["tenant", "workflow", "-id"], name="event_tenant_workflow"),
             models.Index(fields=["run", "-id"], name="event_run"),
             models.Index(fields=["id"], condition=Q(routed_at__isnull=True), name="event_unrouted"),
+            models.Index(
+                fields=["id"], condition=Q(dispatched_at__isnull=True), name="event_undispatched"
+            ),
+        ]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["tenant", "source", "external_id"],
+                condition=~Q(external_id=""),
+                name="event_unique_external_id",
+            ),
         ]
         ordering: ClassVar = ["-id"]
 

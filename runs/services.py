@@ -81,12 +81,17 @@ def trigger_run(
     source: str | None = None,
     idempotency_key: str | None = None,
     force: bool = False,
+    event: dict[str, Any] | None = None,
+    dataset_update_ids: list[int] | None = None,
 ) -> Triggered:
     """Create a run of the workflow's current version; it starts at once if a run slot is
     free (max_active_runs, the tenant's quota), otherwise it waits `queued`, in trigger
     order. With an idempotency key, a repeated request returns the first run; concurrent
     ones with one key make exactly one run (the unique key decides, the losers replay).
-    A paused workflow runs only when forced: pausing is meant to stop it."""
+    A paused workflow runs only when forced: pausing is meant to stop it.
+
+    `event`: the CloudEvent that started a webhook, event or dataset run (templates read
+    it as `event`); `dataset_update_ids`: the updates that started a dataset run."""
     authorize(actor, "run.operate", workflow.tenant)
     if workflow.paused and not force:
         raise Conflict(
@@ -95,7 +100,7 @@ def trigger_run(
         )
     forced = workflow.paused  # recorded: the run went past a pause
     if idempotency_key is None:
-        created = _trigger(actor, workflow, params, source, forced)
+        created = _trigger(actor, workflow, params, source, forced, event, dataset_update_ids)
         return Triggered(created.run, replayed=False, tasks=created.tasks)
     # Every field of the trigger body: the same key with another params or force is a 409.
     body = {"params": params or {}, "force": force}
@@ -105,7 +110,7 @@ def trigger_run(
         return Triggered(earlier, replayed=True)
     try:
         with transaction.atomic():
-            created = _trigger(actor, workflow, params, source, forced)
+            created = _trigger(actor, workflow, params, source, forced, event, dataset_update_ids)
             IdempotencyKey.objects.dangerously_unscoped().create(
                 tenant_id=workflow.tenant_id,
                 workflow=workflow,
@@ -137,16 +142,28 @@ def _replay(workflow: Workflow, key: str, request_hash: str) -> WorkflowRun | No
 
 @transaction.atomic
 def _trigger(
-    actor: Actor, workflow: Workflow, params: Any, source: str | None, forced: bool = False
+    actor: Actor,
+    workflow: Workflow,
+    params: Any,
+    source: str | None,
+    forced: bool = False,
+    event: dict[str, Any] | None = None,
+    dataset_update_ids: list[int] | None = None,
 ) -> engine.Created:
     if workflow.deleted_at is not None or workflow.current_version is None:
         raise Conflict(f"workflow {workflow.name!r} has no version to run")
     values = resolve_params(workflow, params if params is not None else {})
     # Locks: tenant, workflow and run rows first, the audit chain last (as everywhere).
     created = engine.create_and_start_run(
-        workflow=workflow, params=values, source=source or actor.source, user_id=actor.user_id
+        workflow=workflow,
+        params=values,
+        source=source or actor.source,
+        user_id=actor.user_id,
+        event=event,
     )
     run = created.run
+    if dataset_update_ids:
+        run.dataset_updates.add(*dataset_update_ids)
     # With what a response shows, as run_list() reads it.
     run.version = workflow.current_version
     run.triggered_by = actor.user if actor.user_id is not None else None  # type: ignore[assignment]
@@ -162,9 +179,18 @@ def _trigger(
             "params": values,
             "state": run.state,
         },
-        extra={"forced_while_paused": True} if forced else None,
+        extra=_trigger_extra(forced, event),
     )
     return created
+
+
+def _trigger_extra(forced: bool, event: dict[str, Any] | None) -> dict[str, Any] | None:
+    extra: dict[str, Any] = {}
+    if forced:
+        extra["forced_while_paused"] = True
+    if event is not None:
+        extra["event"] = {k: event.get(k) for k in ("id", "type", "source", "subject")}
+    return extra or None
 
 
 def _operate(

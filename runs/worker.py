@@ -30,38 +30,34 @@ from runs.tasktypes.process import OutputSink
 from runs.tasktypes.registry import EXECUTORS
 from runs.tasktypes.resilience import DB_ERRORS, with_db_retry
 from workflows import dag
-from workflows.templating import environment
+from workflows.templating import render_value
 
 __all__ = ["build_context", "execute", "execute_batch", "render_task"]
 
 logger = logging.getLogger(__name__)
 NATIVE_FIELDS = {"kwargs", "parameters", "json"}  # whole-expression templates keep their type
-NOT_RENDERED = {"type", "kind", "depends_on", "trigger_rule", "description", "until", "code"}
+NOT_RENDERED = {
+    "type",
+    "kind",
+    "depends_on",
+    "trigger_rule",
+    "description",
+    "until",
+    "code",
+    "inlets",
+    "outlets",
+}
 WORKER = socket.gethostname()
 
 
 # --- templates ---------------------------------------------------------------------------
 
 
-def _render_value(value: Any, context: dict[str, Any], native: bool) -> Any:
-    if isinstance(value, str):
-        if "{{" not in value and "{%" not in value:
-            return value
-        text = value.strip()
-        env = environment()
-        if native and text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
-            return env.compile_expression(text[2:-2].strip())(**context)
-        return env.from_string(value).render(**context)
-    if isinstance(value, list):
-        return [_render_value(v, context, native) for v in value]
-    if isinstance(value, dict):
-        return {k: _render_value(v, context, native) for k, v in value.items()}
-    return value
-
-
 def render_task(task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     return {
-        key: value if key in NOT_RENDERED else _render_value(value, context, key in NATIVE_FIELDS)
+        key: value
+        if key in NOT_RENDERED
+        else render_value(value, context, native=key in NATIVE_FIELDS)
         for key, value in task.items()
     }
 
@@ -94,6 +90,7 @@ def build_context(ti: TaskInstance) -> dict[str, Any]:
         "tasks": {tid: {"result": results.get(tid)} for tid in upstream},
         "try_number": ti.try_number,
         "task": {"id": ti.task_id, "type": ti.task_type},
+        "event": run.event,
     }
 
 

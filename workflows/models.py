@@ -10,7 +10,14 @@ from django.db.models import Q
 
 from orchestrator.models import TenantOwnedModel
 
-__all__ = ["CodePackage", "Schedule", "Workflow", "WorkflowVersion"]
+__all__ = [
+    "CodePackage",
+    "DatasetReference",
+    "EventSubscription",
+    "Schedule",
+    "Workflow",
+    "WorkflowVersion",
+]
 
 
 class Workflow(TenantOwnedModel):
@@ -163,3 +170,59 @@ class Schedule(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.cron} ({self.timezone})"
+
+
+class EventSubscription(TenantOwnedModel):
+    """One `triggers: [{event: ...}]` entry of a workflow's current version, kept so the
+    events dispatcher finds a new event's subscribers with one indexed query. Rewritten
+    whenever the workflow is applied or deleted (workflows.services)."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="+")
+    index = models.PositiveIntegerField()  # the trigger's position in `triggers`
+    event_type = models.CharField(max_length=200)
+    publisher = models.CharField(max_length=63, blank=True)  # a tenant slug; "" this tenant
+    source_workflow = models.CharField(max_length=63, blank=True)  # "": any workflow
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["workflow", "index"], name="eventsub_unique"),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["event_type", "publisher"], name="eventsub_type"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} on {self.event_type}"
+
+
+class DatasetReference(TenantOwnedModel):
+    """A dataset named by a workflow's current version: a task's outlet or inlet, a
+    `wait_for` sensor, or the dataset schedule. The lineage graph and the dataset
+    scheduler read these; rewritten whenever the workflow is applied or deleted."""
+
+    class Role(models.TextChoices):
+        OUTLET = "outlet"
+        INLET = "inlet"
+        SENSOR = "sensor"
+        SCHEDULE = "schedule"
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="+")
+    task_id = models.CharField(max_length=100, blank=True)  # "" for the schedule
+    role = models.CharField(max_length=16, choices=Role.choices)
+    publisher = models.CharField(max_length=63, blank=True)  # owner's slug; "" this tenant
+    dataset = models.CharField(max_length=300)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["workflow", "task_id", "role", "publisher", "dataset"],
+                name="datasetref_unique",
+            ),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["dataset", "role"], name="datasetref_dataset"),
+            models.Index(fields=["tenant", "workflow"], name="datasetref_workflow"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} {self.role} {self.publisher}/{self.dataset}"

@@ -22,7 +22,7 @@ from orchestrator.errors import Conflict, Invalid
 from orchestrator.models import Tenant
 from orchestrator.policy import authorize
 from orchestrator.tenancy import task_limits, tenant_quota
-from workflows import scheduling
+from workflows import references, scheduling
 from workflows.code import resolve_code
 from workflows.models import Workflow, WorkflowVersion
 from workflows.spec import WorkflowSpec
@@ -149,9 +149,9 @@ def apply_workflow(
             raise Conflict(f"tenant {tenant.slug!r} has {live} workflows, its quota ({limit})")
         workflow = Workflow.objects.create(tenant=tenant, name=spec_name)
     elif workflow.current_version and workflow.current_version.content_hash == content_hash:
-        if valid.spec.schedule is not None and scheduling.schedule_of(workflow) is None:
+        if valid.spec.cron_schedule is not None and scheduling.schedule_of(workflow) is None:
             # Applied before schedules were kept (an upgrade): the same spec starts it now.
-            scheduling.sync_schedule(workflow=workflow, wanted=valid.spec.schedule, now=now)
+            scheduling.sync_schedule(workflow=workflow, wanted=valid.spec.cron_schedule, now=now)
         return ApplyResult(workflow, workflow.current_version, created=False, changed=False)
     before = None if created else _snapshot(workflow)
     last = WorkflowVersion.objects.filter(workflow=workflow).aggregate(n=Max("number"))["n"]
@@ -168,7 +168,8 @@ def apply_workflow(
     workflow.description = valid.spec.description or ""
     workflow.tags = list(valid.spec.tags)
     workflow.save()
-    scheduling.sync_schedule(workflow=workflow, wanted=valid.spec.schedule, now=now)
+    scheduling.sync_schedule(workflow=workflow, wanted=valid.spec.cron_schedule, now=now)
+    references.sync_references(workflow, valid.spec)
     audit.record(
         actor=actor,
         action="workflow.create" if created else "workflow.update",
@@ -199,6 +200,7 @@ def delete_workflow(*, actor: Actor, workflow: Workflow, force: bool = False) ->
     workflow.deleted_at = timezone.now()
     workflow.save(update_fields=["deleted_at", "updated_at"])
     scheduling.stop_schedule(workflow=workflow)
+    references.clear_references(workflow)
     audit.record(
         actor=actor,
         action="workflow.delete",

@@ -27,12 +27,20 @@ from workflows.params import param_errors
 
 __all__ = [
     "CATCHUP_POLICIES",
+    "DATASET_NAME_PATTERN",
     "EVENT_TYPES",
+    "EVENT_TYPE_PATTERN",
     "TASK_MODELS",
     "TRIGGER_RULES",
     "Code",
+    "DatasetRef",
+    "EventTrigger",
+    "SharedDataset",
     "Task",
+    "Trigger",
+    "WebhookTrigger",
     "WorkflowSpec",
+    "dataset_key",
 ]
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -87,6 +95,11 @@ TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
 Text = Annotated[str, StringConstraints(max_length=10_000)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,50}$")]
+# A dataset: a name or URI of the tenant's own (warehouse.sales_daily, s3://lake/sales).
+DATASET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+=~%-]{0,299}$"
+DatasetName = Annotated[str, StringConstraints(pattern=DATASET_NAME_PATTERN)]
+# A CloudEvents type: reverse-DNS words (com.acme.file.landed), or the engine's own.
+EVENT_TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$"
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 HttpStatus = Annotated[int, Field(ge=100, le=599)]
 DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
@@ -128,11 +141,32 @@ def _check_timezone(value: str) -> str:
     return value
 
 
-class Schedule(Strict):
-    """When the workflow runs by itself."""
+class SharedDataset(Strict):
+    """Another tenant's dataset, which that tenant has shared with this one (a grant)."""
 
-    cron: Annotated[str, AfterValidator(_check_cron)] = Field(
-        description="5-field cron expression or macro, evaluated in `timezone`"
+    tenant: Name = Field(description="the slug of the tenant that owns the dataset")
+    name: DatasetName
+
+
+DatasetRef = DatasetName | SharedDataset
+
+
+def dataset_key(ref: str | SharedDataset) -> tuple[str, str]:
+    """(owner tenant slug or "" for the tenant's own, dataset name)."""
+    return ("", ref) if isinstance(ref, str) else (ref.tenant, ref.name)
+
+
+class Schedule(Strict):
+    """When the workflow runs by itself: on a cron schedule, or when datasets were
+    updated (each of `datasets` at least once since the last such run)."""
+
+    cron: Annotated[str, AfterValidator(_check_cron)] | None = Field(
+        None, description="5-field cron expression or macro, evaluated in `timezone`"
+    )
+    datasets: Annotated[list[DatasetRef], Field(min_length=1, max_length=50)] | None = Field(
+        None,
+        description="run once every one of these datasets was updated since the last "
+        "dataset-triggered run (instead of cron)",
     )
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"
     catchup: Literal["none", "latest", "all"] = Field(
@@ -145,6 +179,18 @@ class Schedule(Strict):
 
     @model_validator(mode="after")
     def _end_after_start(self) -> Schedule:
+        if (self.cron is None) == (self.datasets is None):
+            raise ValueError("give either cron or datasets")
+        if self.datasets is not None:
+            timed = sorted(set(self.model_fields_set) & {"timezone", "catchup", "start", "end"})
+            if timed:
+                raise ValueError(
+                    f"{', '.join(timed)} apply only to a cron schedule; a dataset schedule "
+                    "takes datasets alone"
+                )
+            keys = [dataset_key(ref) for ref in self.datasets]
+            if len(set(keys)) != len(keys):
+                raise ValueError("datasets are listed more than once")
         if self.start is not None and self.end is not None and str(self.end) <= str(self.start):
             raise ValueError("schedule.end must be after schedule.start")
         return self
@@ -245,6 +291,61 @@ class Notify(Strict):
     )
 
 
+TriggerParams = Annotated[
+    dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")], Any],
+    Field(max_length=100),
+]
+
+
+class WebhookSpec(Strict):
+    name: Name = Field(description="the webhook's name, unique in the workflow")
+    params: TriggerParams = Field(
+        default_factory=dict,
+        description="run params; templates may read the POSTed JSON as {{ event.data }}",
+    )
+
+
+class WebhookTrigger(Strict):
+    """A signed HTTP POST to the webhook's URL starts a run (docs/events.md)."""
+
+    webhook: WebhookSpec
+
+
+class EventFilter(Strict):
+    subject: ShortText | None = Field(None, description="glob on the event's subject")
+    source: ShortText | None = Field(None, description="glob on the event's source")
+
+
+class EventSpec(Strict):
+    type: Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)] = Field(
+        description="the event type, e.g. com.acme.file.landed or run.succeeded"
+    )
+    workflow: (
+        Annotated[
+            str,
+            StringConstraints(pattern=r"^([a-z0-9][a-z0-9_-]{0,62}/)?[a-z0-9][a-z0-9_-]{0,62}$"),
+        ]
+        | None
+    ) = Field(
+        None,
+        description="only events of this workflow: a name of this tenant, or "
+        "other-tenant/name for a workflow another tenant shares (a grant)",
+    )
+    filter: EventFilter | None = None
+    params: TriggerParams = Field(
+        default_factory=dict, description="run params; templates may read {{ event }}"
+    )
+
+
+class EventTrigger(Strict):
+    """Each matching event in the tenant's event log starts one run (docs/events.md)."""
+
+    event: EventSpec
+
+
+Trigger = WebhookTrigger | EventTrigger
+
+
 # --- tasks -------------------------------------------------------------------------------
 
 
@@ -260,11 +361,12 @@ class TaskBase(Strict):
     allow_failure: bool = Field(False, description="this task failing does not fail the run")
     priority: Annotated[int, Field(ge=-1000, le=1000)] | None = None
     sla: TaskSla | None = None
-    inlets: list[ShortText] = Field(
-        default_factory=list, description="datasets read (not supported yet: refused)"
+    inlets: Annotated[list[DatasetRef], Field(max_length=50)] = Field(
+        default_factory=list, description="datasets the task reads (lineage)"
     )
-    outlets: list[ShortText] = Field(
-        default_factory=list, description="datasets written (not supported yet: refused)"
+    outlets: Annotated[list[DatasetName], Field(max_length=50)] = Field(
+        default_factory=list,
+        description="datasets of this tenant the task writes: each success records an update",
     )
 
 
@@ -485,10 +587,11 @@ class WaitForTime(SensorBase):
 
 
 class WaitForDataset(SensorBase):
-    """Until a dataset URI is updated (by another workflow's outlet)."""
+    """Until the dataset has an update recorded since the run's data interval began (or
+    since the run was created, for runs without one), by any workflow's outlet."""
 
     kind: Literal["dataset"]
-    uri: ShortText
+    dataset: DatasetRef
 
 
 WaitForTask = Annotated[
@@ -537,4 +640,13 @@ class WorkflowSpec(Strict):
     code: Code | None = Field(
         None, description="the code package of the python tasks that name none of their own"
     )
+    triggers: Annotated[list[Trigger], Field(max_length=20)] = Field(
+        default_factory=list, description="webhooks and events that start runs"
+    )
     tasks: Annotated[dict[TaskId, Task], Field(min_length=1)]
+
+    @property
+    def cron_schedule(self) -> Schedule | None:
+        """The schedule when it is a cron schedule (what ticks, backfills and deadlines
+        use); None for no schedule or a dataset schedule."""
+        return self.schedule if self.schedule is not None and self.schedule.cron else None

@@ -10,7 +10,14 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["CONTEXT_NAMES", "TemplateProblem", "check_template", "environment", "strings_in"]
+__all__ = [
+    "CONTEXT_NAMES",
+    "TemplateProblem",
+    "check_template",
+    "environment",
+    "render_value",
+    "strings_in",
+]
 
 # What a template may reference (DESIGN.md section 6, "Templating").
 CONTEXT_NAMES = (
@@ -26,6 +33,7 @@ CONTEXT_NAMES = (
     "conn",
     "try_number",
     "task",
+    "event",
 )
 
 _environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -34,6 +42,23 @@ _environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoesca
 def environment() -> ImmutableSandboxedEnvironment:
     """The one sandboxed environment that parses and renders every template."""
     return _environment
+
+
+def render_value(value: Any, context: dict[str, Any], *, native: bool) -> Any:
+    """Render every template inside a JSON-like value. With `native`, a string that is one
+    whole expression (`{{ event.data.rows }}`) keeps the expression's type."""
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        text = value.strip()
+        if native and text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
+            return _environment.compile_expression(text[2:-2].strip())(**context)
+        return _environment.from_string(value).render(**context)
+    if isinstance(value, list):
+        return [render_value(v, context, native=native) for v in value]
+    if isinstance(value, dict):
+        return {k: render_value(v, context, native=native) for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True)

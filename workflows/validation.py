@@ -24,7 +24,15 @@ from orchestrator.limits import (
 )
 from workflows import dag
 from workflows.python_modules import callable_refusal
-from workflows.spec import NAME_PATTERN, TASK_ID_PATTERN, TASK_MODELS, WorkflowSpec
+from workflows.spec import (
+    DATASET_NAME_PATTERN,
+    EVENT_TYPE_PATTERN,
+    NAME_PATTERN,
+    TASK_ID_PATTERN,
+    TASK_MODELS,
+    WebhookTrigger,
+    WorkflowSpec,
+)
 from workflows.task_types import TASK_TYPES, is_runnable, runnable_kinds, runnable_types
 from workflows.templating import check_template, environment, strings_in
 
@@ -133,6 +141,11 @@ PATTERN_HINTS = {
     "digit, at most 63 characters (e.g. daily-sales)",
     TASK_ID_PATTERN: "a task id is letters, digits, - and _, starting with a letter or _, "
     "at most 100 characters",
+    DATASET_NAME_PATTERN: "a dataset is a name or URI of letters, digits and . _ : / @ + = ~ % -, "
+    "starting with a letter or digit, at most 300 characters (e.g. warehouse.sales_daily or "
+    "s3://lake/sales); no templates",
+    EVENT_TYPE_PATTERN: "an event type is letters, digits and . _ : / -, at most 200 "
+    "characters (e.g. com.acme.file.landed)",
 }
 
 
@@ -403,10 +416,10 @@ def validate_spec(data: Any, limits: Limits | None = None) -> ValidSpec:
         acyclic = dag.find_cycle(graph) is None
         errors.extend(_template_errors(tasks, graph, names, acyclic))
         errors.extend(_policy_errors(tasks, limits, data.get("code")))
-        errors.extend(_unsupported_errors(tasks))
     if spec is not None:
         errors.extend(_schedule_param_errors(spec))
         errors.extend(_sla_errors(spec))
+        errors.extend(_trigger_errors(spec))
     if errors or spec is None:
         raise Invalid(_dedupe(errors))
     canonical = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
@@ -432,32 +445,40 @@ def _schedule_param_errors(spec: WorkflowSpec) -> list[FieldError]:
 
 
 def _sla_errors(spec: WorkflowSpec) -> list[FieldError]:
-    if spec.sla is None or spec.sla.deadline is None or spec.schedule is not None:
+    if spec.sla is None or spec.sla.deadline is None or spec.cron_schedule is not None:
         return []
     return [
         (
             "sla.deadline",
-            "a deadline needs a schedule: it is the time of day by which the day's scheduled "
+            "a deadline needs a cron schedule: it is the time of day by which the day's scheduled "
             "run must have succeeded (for triggered runs use sla.run_duration)",
         )
     ]
 
 
-# Keys the spec reserves for features not built yet: refused, so nobody believes they work.
-NOT_SUPPORTED_YET = {
-    "inlets": "datasets (inlets) are not supported yet: remove the key",
-    "outlets": "datasets (outlets) are not supported yet: remove the key",
-}
-
-
-def _unsupported_errors(tasks: Mapping[str, Any]) -> list[FieldError]:
-    return [
-        (f"tasks.{task_id}.{key}", message)
-        for task_id, task in tasks.items()
-        if isinstance(task, Mapping)
-        for key, message in NOT_SUPPORTED_YET.items()
-        if task.get(key)
-    ]
+def _trigger_errors(spec: WorkflowSpec) -> list[FieldError]:
+    """Webhook names unique; trigger params name declared params, and their templates
+    read the event (`event`) and the usual names, never a task's result."""
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for index, trigger in enumerate(spec.triggers):
+        if isinstance(trigger, WebhookTrigger):
+            path, params = f"triggers[{index}].webhook", trigger.webhook.params
+            if trigger.webhook.name in seen:
+                errors.append((f"{path}.name", "another webhook of this workflow has this name"))
+            seen.add(trigger.webhook.name)
+        else:
+            path, params = f"triggers[{index}].event", trigger.event.params
+        for name, value in params.items():
+            where = f"{path}.params.{name}"
+            if name not in spec.params:
+                declared = ", ".join(spec.params) or "none (this workflow declares no params)"
+                errors.append((where, f"unknown param; accepted: {declared}"))
+            for at, text in strings_in(value, where):
+                errors.extend(
+                    (at, p) for p in check_template(text, params=set(spec.params), upstream=set())
+                )
+    return errors
 
 
 def _type_first(task: dict[str, Any]) -> dict[str, Any]:

@@ -134,7 +134,7 @@ class BackfillFormPage(TenantForm):
             "title": f"Backfill {workflow.name}",
             "workflow": workflow,
             "spec": spec,
-            "schedule_words": cron_in_words(spec.schedule.cron) if spec.schedule else "",
+            "schedule_words": cron_in_words(spec.cron_schedule.cron) if spec.cron_schedule else "",
             "declared": _declared(spec),
             "params_example": _params_example(spec),
             "values": values or {"reprocess": Backfill.Reprocess.NONE},

@@ -52,6 +52,7 @@ def _insert_run(
     state: str,
     logical_date: dt.datetime | None = None,
     interval: tuple[dt.datetime, dt.datetime] | None = None,
+    event: dict[str, Any] | None = None,
 ) -> WorkflowRun:
     assert workflow.current_version_id is not None
     now = timezone.now()
@@ -68,6 +69,7 @@ def _insert_run(
         started_at=now if state == RUN.RUNNING else None,
         data_interval_start=interval[0] if interval else None,
         data_interval_end=interval[1] if interval else None,
+        event=event,
     )
     # What WorkflowRun.objects.create() would send, written once (every trigger inserts a
     # run).
@@ -117,7 +119,12 @@ class Created:
 
 
 def create_and_start_run(
-    *, workflow: Workflow, params: dict[str, Any], source: str, user_id: int | None
+    *,
+    workflow: Workflow,
+    params: dict[str, Any],
+    source: str,
+    user_id: int | None,
+    event: dict[str, Any] | None = None,
 ) -> Created:
     """`create_run` then `start_queued_runs`, in fewer statements when nothing stands in
     the new run's way. The run is inserted `running` with its first wave `queued`, exactly
@@ -130,7 +137,7 @@ def create_and_start_run(
     assert workflow.current_version_id is not None
     graph = graph_for(workflow.current_version_id)
     with transaction.atomic(savepoint=False):
-        run, instances = _create_started(workflow, graph, params, source, user_id)
+        run, instances = _create_started(workflow, graph, params, source, user_id, event)
         room, queue = room_for_new_run(run)
         if room:
             send_queued(
@@ -149,11 +156,12 @@ def _create_started(
     params: dict[str, Any],
     source: str,
     user_id: int | None,
+    event: dict[str, Any] | None = None,
 ) -> tuple[WorkflowRun, list[TaskInstance]]:
     """The run `running`, its first wave `queued` (up to max_active_tasks, by priority, as
     dispatch takes them; the rest `scheduled`). Returns the run and its instances, the
     queued ones first, highest priority first (the order their messages go out in)."""
-    run = _insert_run(workflow, params, source, user_id, RUN.RUNNING)
+    run = _insert_run(workflow, params, source, user_id, RUN.RUNNING, event=event)
     first_wave, slots = graph.first_wave, graph.spec.max_active_tasks
     instances = TaskInstance.objects.dangerously_unscoped().bulk_create(
         _instances(run, graph, queued=first_wave[:slots], scheduled=first_wave[slots:])

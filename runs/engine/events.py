@@ -57,8 +57,14 @@ def emit(
     workflow_id: int | None = None,
     run_id: int | None = None,
     task_id: str = "",
+    subject: str = "",
+    source: str = "",
+    external_id: str = "",
+    time: dt.datetime | None = None,
 ) -> Event:
-    """Write one event in the current transaction; consumers hear of it after commit."""
+    """Write one event in the current transaction; consumers hear of it after commit.
+    `subject` and `source` replace the CloudEvent's derived ones (a published event's,
+    a dataset update's); `external_id` is a published event's own id."""
     event = Event.objects.dangerously_unscoped().create(
         tenant_id=tenant_id,
         type=type,
@@ -66,6 +72,10 @@ def emit(
         workflow_id=workflow_id,
         run_id=run_id,
         task_id=task_id,
+        subject=subject,
+        source=source,
+        external_id=external_id,
+        **({"time": time} if time is not None else {}),
     )
     for consumer in _consumers:
         transaction.on_commit(functools.partial(consumer, [event.pk]), robust=True)
@@ -234,14 +244,16 @@ def task_failed(
 def cloudevent(event: Event, tenant: str) -> dict[str, Any]:
     """The event as a CloudEvent 1.0 in structured JSON form (tenant: its slug)."""
     data = event.data
-    workflow = data.get("workflow")
+    workflow = data.get("workflow") if isinstance(data, dict) else None
     subject = f"runs/{event.run_id}" if event.run_id else ""
     if event.task_id and subject:
         subject += f"/tasks/{event.task_id}"
+    subject = event.subject or subject
+    source = event.source or (f"/tenants/{tenant}" + (f"/workflows/{workflow}" if workflow else ""))
     envelope: dict[str, Any] = {
         "specversion": "1.0",
-        "id": str(event.uid),
-        "source": f"/tenants/{tenant}" + (f"/workflows/{workflow}" if workflow else ""),
+        "id": event.external_id or str(event.uid),
+        "source": source,
         "type": event.type,
         "time": _iso(event.time),
         "datacontenttype": "application/json",

@@ -15,7 +15,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from runs.engine import events
+from runs.engine import datasets, events
 from runs.engine.progress import advance, dispatch, downstream_pending, lock_run, unmoved_by_success
 from runs.graph import graph_for
 from runs.models import TaskAttempt, TaskInstance
@@ -68,6 +68,7 @@ def finish_inline(attempt_ids: list[int]) -> int:
             ).update(state=TI.SUCCESS, ended_at=now, next_attempt_at=None, result=None)
             done += len(finished)
             graph = graph_for(run.version_id)
+            datasets.record_outlets(run, graph, dict.fromkeys(finished), now)
             candidates = downstream_pending(run, graph, finished)
             advance(
                 run,
@@ -163,6 +164,8 @@ def finish(attempt_id: int, outcome: Outcome, claimed: TaskAttempt | None = None
             != 1
         ):
             return None
+        if new == TI.SUCCESS:
+            datasets.record_outlets(run, graph, {ti.task_id: outcome.result}, now)
         if outcome.state == TI.FAILED and not (outcome.lost and new == TI.UP_FOR_RETRY):
             events.task_failed(
                 run,

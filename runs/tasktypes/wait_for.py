@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from runs.tasktypes.contract import Attempt, Outcome, TaskFailed
+from runs.tasktypes.dataset_sensor import check_dataset
 from runs.tasktypes.http import check_http
 from runs.tasktypes.sql import check_sql
 
@@ -41,7 +42,12 @@ def _moment(text: str) -> dt.datetime:
     return value if timezone.is_aware(value) else value.replace(tzinfo=dt.UTC)
 
 
-CHECKS: dict[str, Check] = {"time": check_time, "http": check_http, "sql": check_sql}
+CHECKS: dict[str, Check] = {
+    "time": check_time,
+    "http": check_http,
+    "sql": check_sql,
+    "dataset": check_dataset,
+}
 
 
 def waiting_since(a: Attempt) -> dt.datetime:
