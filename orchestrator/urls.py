@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/tenants/<str:tenant>/", include("runs.api.urls")),
     path("api/v1/tenants/<str:tenant>/", include("connections.api.urls")),
     path("api/v1/tenants/<str:tenant>/", include("notifications.api.urls")),
+    path("api/v1/tenants/<str:tenant>/", include("events.api.urls")),
     path("api/v1/workflow-spec.schema.json", SpecSchemaView.as_view(), name="workflow-spec-schema"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file (?script): no inline script for the CSP.

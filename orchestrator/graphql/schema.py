@@ -200,6 +200,8 @@ class Schema(strawberry.Schema):
 # The root schema assembles every app's Query and Mutation (the one place that imports apps).
 from connections.graphql.schema import Mutation as ConnectionMutation  # noqa: E402
 from connections.graphql.schema import Query as ConnectionQuery  # noqa: E402
+from events.graphql.schema import Mutation as EventMutation  # noqa: E402
+from events.graphql.schema import Query as EventQuery  # noqa: E402
 from notifications.graphql.schema import Mutation as NotificationMutation  # noqa: E402
 from notifications.graphql.schema import Query as NotificationQuery  # noqa: E402
 from runs.graphql.schema import Mutation as RunMutation  # noqa: E402
@@ -209,11 +211,18 @@ from workflows.graphql.schema import Query as WorkflowQuery  # noqa: E402
 
 schema = Schema(
     query=merge_types(
-        "Query", (Query, WorkflowQuery, RunQuery, ConnectionQuery, NotificationQuery)
+        "Query", (Query, WorkflowQuery, RunQuery, ConnectionQuery, NotificationQuery, EventQuery)
     ),
     mutation=merge_types(
         "Mutation",
-        (Mutation, WorkflowMutation, RunMutation, ConnectionMutation, NotificationMutation),
+        (
+            Mutation,
+            WorkflowMutation,
+            RunMutation,
+            ConnectionMutation,
+            NotificationMutation,
+            EventMutation,
+        ),
     ),
     extensions=[  # factories: a fresh extension per request, no state shared
         RateLimitExtension,
