@@ -138,7 +138,7 @@ def _trigger(sub: EventSubscription, event: Event, envelope: dict[str, Any]) -> 
         try:
             with transaction.atomic():
                 params = render_value(trigger.event.params, {"event": envelope}, native=True)
-                trigger_run(
+                triggered = trigger_run(
                     actor=Actor.system(),
                     workflow=sub.workflow,
                     params=params,
@@ -149,7 +149,7 @@ def _trigger(sub: EventSubscription, event: Event, envelope: dict[str, Any]) -> 
         except (DomainError, TemplateError) as exc:
             _refused(sub.workflow, f"triggers[{sub.index}]", envelope, exc)
             return 0
-    return 1
+    return 0 if triggered.replayed else 1
 
 
 def _refused(workflow: Workflow, where: str, envelope: dict[str, Any], exc: Exception) -> None:

@@ -181,7 +181,10 @@ def _validated(
         values = {}
     if errors:
         raise Invalid(errors)
-    zone = zoneinfo.ZoneInfo(spec.cron_schedule.timezone)
+    schedule = spec.cron_schedule
+    assert schedule is not None  # refused above otherwise
+    assert schedule.cron is not None
+    zone = zoneinfo.ZoneInfo(schedule.timezone)
     start_bound, end_bound = bounds["start"], bounds["end"]
     assert start_bound is not None
     assert end_bound is not None
@@ -189,9 +192,7 @@ def _validated(
     last = _instant(end_bound, zone, end=True)
     if last < first:
         raise Invalid([("end", f"must not be before start ({first.isoformat()})")])
-    intervals = _closed_intervals(
-        spec.cron_schedule.cron, spec.cron_schedule.timezone, first, last, now
-    )
+    intervals = _closed_intervals(schedule.cron, schedule.timezone, first, last, now)
     if reverse:
         intervals.reverse()
     return _Request(workflow, intervals, reprocess, slots, reverse, values, first, last)

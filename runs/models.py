@@ -6,7 +6,7 @@ constraints only."""
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -143,7 +143,7 @@ class WorkflowRun(TenantOwnedModel):
     # `event` (the webhook's JSON body is its `data`).
     event = models.JSONField(null=True, blank=True)
     # The dataset updates that started a dataset-scheduled run.
-    dataset_updates = models.ManyToManyField(
+    dataset_updates: models.ManyToManyField[DatasetUpdate, Any] = models.ManyToManyField(
         "DatasetUpdate", blank=True, related_name="triggered_runs"
     )
 

@@ -14,12 +14,14 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
     StringConstraints,
     WithJsonSchema,
     model_validator,
 )
+from pydantic import Tag as Choice
 
 from workflows.durations import ACCEPTED as DURATION_ACCEPTED
 from workflows.durations import format_duration, parse_duration
@@ -32,6 +34,7 @@ __all__ = [
     "EVENT_TYPE_PATTERN",
     "TASK_MODELS",
     "TRIGGER_RULES",
+    "UNION_TAGS",
     "Code",
     "DatasetRef",
     "EventTrigger",
@@ -148,7 +151,16 @@ class SharedDataset(Strict):
     name: DatasetName
 
 
-DatasetRef = DatasetName | SharedDataset
+def _dataset_tag(value: Any) -> str:
+    return "shared-dataset" if isinstance(value, dict | SharedDataset) else "dataset-name"
+
+
+# A discriminated union: errors name the one alternative the value was meant to be.
+DatasetRef = Annotated[
+    Annotated[str, StringConstraints(pattern=DATASET_NAME_PATTERN), Choice("dataset-name")]
+    | Annotated[SharedDataset, Choice("shared-dataset")],
+    Discriminator(_dataset_tag),
+]
 
 
 def dataset_key(ref: str | SharedDataset) -> tuple[str, str]:
@@ -343,7 +355,34 @@ class EventTrigger(Strict):
     event: EventSpec
 
 
-Trigger = WebhookTrigger | EventTrigger
+def _trigger_tag(value: Any) -> str | None:
+    if isinstance(value, WebhookTrigger | EventTrigger):
+        return "webhook-trigger" if isinstance(value, WebhookTrigger) else "event-trigger"
+    if isinstance(value, dict):
+        if "webhook" in value:
+            return "webhook-trigger"
+        if "event" in value:
+            return "event-trigger"
+    return None
+
+
+Trigger = Annotated[
+    Annotated[WebhookTrigger, Choice("webhook-trigger")]
+    | Annotated[EventTrigger, Choice("event-trigger")],
+    Discriminator(
+        _trigger_tag,
+        custom_error_type="trigger_kind",
+        custom_error_message="a trigger is {webhook: {name, params}} or {event: {type, ...}}",
+    ),
+]
+# The tags of the discriminated unions above, as pydantic puts them in an error's location,
+# and the model each one stands for (None: a plain value).
+UNION_TAGS: dict[str, type[BaseModel] | None] = {
+    "dataset-name": None,
+    "shared-dataset": SharedDataset,
+    "webhook-trigger": WebhookTrigger,
+    "event-trigger": EventTrigger,
+}
 
 
 # --- tasks -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ __all__ = [
     "CONTEXT_NAMES",
     "TemplateProblem",
     "check_template",
+    "check_trigger_template",
     "environment",
     "render_value",
     "strings_in",
@@ -121,3 +122,27 @@ def check_template(source: str, *, params: set[str], upstream: set[str]) -> list
                 "available here; add it to depends_on (directly or through another task)"
             )
     return sorted(set(problems), key=problems.index)
+
+
+def check_trigger_template(source: str) -> list[str]:
+    """Problems of a trigger's param template: it is rendered when the event arrives,
+    before there is a run, so it may read the event (`event`) and nothing else."""
+    if "{{" not in source and "{%" not in source and "{#" not in source:
+        return []
+    try:
+        tree = _environment.parse(source)
+    except TemplateSyntaxError as exc:
+        return [f"template syntax error on line {exc.lineno}: {exc.message}"]
+    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    unknown = sorted(
+        {
+            n.name
+            for n in tree.find_all(nodes.Name)
+            if n.ctx == "load" and n.name != "event" and n.name not in assigned
+        }
+    )
+    return [
+        f"unknown template variable {name!r}: a trigger's params may read only the event "
+        "that starts the run, as {{ event.data... }}, {{ event.subject }}, ..."
+        for name in unknown
+    ]

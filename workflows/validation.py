@@ -30,11 +30,17 @@ from workflows.spec import (
     NAME_PATTERN,
     TASK_ID_PATTERN,
     TASK_MODELS,
+    UNION_TAGS,
     WebhookTrigger,
     WorkflowSpec,
 )
 from workflows.task_types import TASK_TYPES, is_runnable, runnable_kinds, runnable_types
-from workflows.templating import check_template, environment, strings_in
+from workflows.templating import (
+    check_template,
+    check_trigger_template,
+    environment,
+    strings_in,
+)
 
 __all__ = ["Limits", "ValidSpec", "canonical_json", "parse_document", "validate_spec"]
 
@@ -183,6 +189,10 @@ def _path(loc: tuple[int | str, ...], data: Any) -> tuple[str, type[BaseModel] |
         elif item == "[key]":
             index += 1
             continue
+        elif item in UNION_TAGS:
+            model = UNION_TAGS[str(item)]
+            index += 1
+            continue
         else:
             parts.append(str(item))
         node = (
@@ -240,7 +250,7 @@ def _message(error: ErrorDetails, model: type[BaseModel] | None, key: str) -> st
             if ctx.get("discriminator") == "'type'"
             else "http, sql, time, dataset"
         )
-    if kind == "value_error":
+    if kind in ("value_error", "trigger_kind"):
         return str(ctx.get("error", error["msg"]))
     if kind == "string_pattern_mismatch" and ctx.get("pattern") in PATTERN_HINTS:
         return f"{error['input']!r} is not accepted: {PATTERN_HINTS[ctx['pattern']]}"
@@ -475,9 +485,7 @@ def _trigger_errors(spec: WorkflowSpec) -> list[FieldError]:
                 declared = ", ".join(spec.params) or "none (this workflow declares no params)"
                 errors.append((where, f"unknown param; accepted: {declared}"))
             for at, text in strings_in(value, where):
-                errors.extend(
-                    (at, p) for p in check_template(text, params=set(spec.params), upstream=set())
-                )
+                errors.extend((at, p) for p in check_trigger_template(text))
     return errors
 
 

@@ -1,6 +1,5 @@
-"""The spec keys of alerting (`sla`, a task's `sla`, `notify`) are checked with their paths,
-and keys that nothing implements yet (`inlets`, `outlets`) are refused as not supported
-yet, never accepted and ignored."""
+"""The spec keys of alerting (`sla`, a task's `sla`, `notify`) and of datasets (`inlets`,
+`outlets`) are checked with their paths."""
 
 from __future__ import annotations
 
@@ -25,15 +24,17 @@ def spec(**top: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("key", ["inlets", "outlets"])
-def test_datasets_are_refused_as_not_supported_yet(key: str) -> None:
-    found = errors(spec(task={key: ["s3://lake/sales"]}))
-    assert found == {f"tasks.a.{key}": f"datasets ({key}) are not supported yet: remove the key"}
+def test_datasets_are_names_or_uris_without_templates(key: str) -> None:
+    validate_spec(spec(task={key: ["s3://lake/sales", "warehouse.sales_daily"]}))
+    found = errors(spec(task={key: ["s3://lake/{{ ds }}"]}))
+    assert list(found) == [f"tasks.a.{key}[0]"]
+    assert "no templates" in found[f"tasks.a.{key}[0]"]
 
 
 def test_an_sla_deadline_needs_a_schedule() -> None:
     found = errors(spec(sla={"deadline": "06:00"}))
     assert list(found) == ["sla.deadline"]
-    assert "needs a schedule" in found["sla.deadline"]
+    assert "needs a cron schedule" in found["sla.deadline"]
 
 
 def test_a_deadline_is_a_time_of_day() -> None:

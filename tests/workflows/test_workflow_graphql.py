@@ -110,15 +110,15 @@ def test_it_returns_what_an_apply_did(team: Team) -> None:
         ),
         (SPEC.replace("tags: [reports]", "tags: [reports"), [""]),
         (
-            SPEC.replace("type: noop", "type: wait_for, kind: dataset, uri: 's3://x/y'"),
-            ["tasks.done.kind"],
+            SPEC.replace("type: noop", "type: wait_for, kind: dataset, dataset: 's3://x y'"),
+            ["tasks.done.dataset"],
         ),
     ],
     ids=[
         "bad-name-and-unknown-dependency",
         "bad-duration-and-unknown-field",
         "yaml-syntax",
-        "no-executor",
+        "bad-dataset-name",
     ],
 )
 def test_it_refuses_an_invalid_spec_with_the_paths(team: Team, spec: str, paths: list[str]) -> None:

@@ -181,7 +181,7 @@ CASES = [
     ),
     case(
         "unknown-schedule-field", with_schedule(tz="UTC"),
-        "schedule.tz", "unknown field 'tz'; accepted: cron, timezone, catchup, start, end",
+        "schedule.tz", "unknown field 'tz'; accepted: cron, datasets, timezone, catchup, start",
     ),
     case(
         "unknown-param-field", with_top(params={"n": {"type": "string", "dflt": "x"}}),
@@ -343,9 +343,9 @@ CASES = [
     ),
     # --- what this installation and the tenant allow --------------------------------------
     case(
-        "sensor-kind-without-executor", with_task(type="wait_for", kind="dataset", uri="s3://x/y"),
-        "tasks.a.kind", "wait_for kind 'dataset' is valid but this installation cannot run it "
-        "yet (runnable kinds: time, http, sql)",
+        "dataset-sensor-dataset-is-a-name",
+        with_task(type="wait_for", kind="dataset", dataset="a b"),
+        "tasks.a.dataset", "'a b' is not accepted: a dataset is a name or URI",
     ),
     case(
         "task-type-forbidden-by-the-tenant", with_tasks(a=shell("true")),
@@ -396,7 +396,7 @@ def test_it_reports_schema_graph_template_and_policy_errors_together() -> None:
             "a": {"type": "noop", "depends_on": ["b"]},
             "b": {"type": "noop", "depends_on": ["a"]},
             "c": shell("echo", "{{ params.missing }}"),
-            "d": {"type": "wait_for", "kind": "dataset", "uri": "s3://lake/sales"},
+            "d": {"type": "wait_for", "kind": "dataset", "dataset": "{{ ds }}"},
         },
     )
     errors = dict(errors_of(document))
@@ -404,10 +404,10 @@ def test_it_reports_schema_graph_template_and_policy_errors_together() -> None:
         "schedule.cron",
         "tasks.a.depends_on",
         "tasks.c.command[1]",
-        "tasks.d.kind",
+        "tasks.d.dataset",
     }
     assert errors["tasks.a.depends_on"] == "cycle: a -> b -> a"
-    assert NOT_BUILT in errors["tasks.d.kind"]
+    assert "no templates" in errors["tasks.d.dataset"]
 
 
 def _counts(team: Team) -> tuple[int, int]:
