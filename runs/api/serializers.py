@@ -46,6 +46,11 @@ class RunSerializer(serializers.ModelSerializer[WorkflowRun]):
     tasks = serializers.SerializerMethodField(
         help_text="task instance count per state (in the detail view)"
     )
+    event = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text="the CloudEvent that started a webhook, event or dataset run (else null)",
+    )
 
     class Meta:
         model = WorkflowRun
@@ -65,6 +70,7 @@ class RunSerializer(serializers.ModelSerializer[WorkflowRun]):
             "started_at",
             "ended_at",
             "tasks",
+            "event",
         ]
         read_only_fields = fields
 
@@ -97,6 +103,7 @@ class RunSerializer(serializers.ModelSerializer[WorkflowRun]):
             "started_at": when(instance.started_at),
             "ended_at": when(instance.ended_at),
             "tasks": self.get_tasks(instance),
+            "event": instance.event,
         }
 
 

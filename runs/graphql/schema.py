@@ -105,6 +105,12 @@ class RunType:
     def params(self, root: models.WorkflowRun) -> JSON:
         return root.params  # type: ignore[no-any-return]
 
+    @strawberry_django.field(
+        description="The CloudEvent that started a webhook, event or dataset run (else null)."
+    )
+    def event(self, root: models.WorkflowRun) -> JSON | None:
+        return root.event  # type: ignore[no-any-return]
+
     @strawberry_django.field
     def triggered_by(self, root: models.WorkflowRun) -> str | None:
         return root.triggered_by.username if root.triggered_by else None
