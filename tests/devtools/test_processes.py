@@ -98,6 +98,12 @@ def test_it_runs_an_example_workflow_to_success_in_the_demo(
     assert "Task sandbox: on (bubblewrap)" in text
     assert "example fan-in-report.yaml: fan-in-report created" in text
     assert "Run 1 finished: success" in text
+    # The ETL's load updated warehouse.sales: the dataset-scheduled example ran by itself.
+    assert re.search(
+        r"sales-forecast run \d+ started by the warehouse.sales update \(schedule: datasets\): "
+        "success",
+        text,
+    ), text
     status, run = _get(f"{base}/api/v1/tenants/demo/runs/1/", token)
     assert status == 200
     assert run["state"] == "success"

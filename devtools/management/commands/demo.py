@@ -137,6 +137,7 @@ class Command(BaseCommand):
         for name in DEMO_RUNS:
             run_id = self.run_one(tenant, name)
         self.show_etl(tenant, run_id)
+        self.show_dataset_run(tenant)
         receiver = WebhookReceiver()
         receiver.start()
         secret = self.set_up_alerts(tenant, receiver)
@@ -337,6 +338,28 @@ class Command(BaseCommand):
                 f"  extract sent X-Api-Key {headers.get('X-Api-Key')!r} (secret masked "
                 f"in what is stored) and used {extract.uses}"
             )
+
+    def show_dataset_run(self, tenant: Tenant) -> None:
+        """The ETL's load updated warehouse.sales: the dataset-scheduled sales-forecast
+        (examples/sales-forecast.yaml) runs by itself; wait for it and say so."""
+        from runs.models import WorkflowRun
+
+        deadline = time.monotonic() + 30
+        with tenant_scope([tenant]):
+            while time.monotonic() < deadline:
+                run = (
+                    WorkflowRun.objects.filter(workflow__name="sales-forecast")
+                    .order_by("-id")
+                    .first()
+                )
+                if run is not None and run.state in WorkflowRun.FINISHED:
+                    self.stdout.write(
+                        f"  sales-forecast run {run.pk} started by the warehouse.sales update "
+                        f"(schedule: datasets): {run.state}"
+                    )
+                    return
+                time.sleep(0.1)
+        self.stdout.write("  sales-forecast did not run within 30 s of the warehouse.sales update")
 
     def set_up_alerts(self, tenant: Tenant, receiver: WebhookReceiver) -> str:
         """A webhook channel pointed at the demo's own receiver (a new URL and signing
