@@ -12,7 +12,7 @@ from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 
 from notifications.models import Channel, Delivery, Rule, SlaMiss
-from orchestrator.admin import ReadOnlyAdmin
+from orchestrator.admin import TenantRowsAdmin
 from runs.models import Event
 
 __all__ = ["ChannelAdmin", "DeliveryAdmin", "EventAdmin", "RuleAdmin", "SlaMissAdmin"]
@@ -20,15 +20,7 @@ __all__ = ["ChannelAdmin", "DeliveryAdmin", "EventAdmin", "RuleAdmin", "SlaMissA
 STAMPS = ("description", "created_at", "created_by", "updated_at", "updated_by")
 
 
-class _Admin(ReadOnlyAdmin[Any]):
-    related: tuple[str, ...] = ("tenant",)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        manager: Any = self.model.objects
-        return manager.dangerously_unscoped().select_related(*self.related)  # type: ignore[no-any-return]
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+_Admin = TenantRowsAdmin
 
 
 @admin.register(Channel)
@@ -126,17 +118,21 @@ class SlaMissAdmin(_Admin):
 @admin.register(Event)
 class EventAdmin(_Admin):
     related = ("tenant", "workflow", "run")
-    list_display = ("id", "tenant", "type", "workflow", "run", "time", "routed_at")
+    list_display = ("id", "tenant", "type", "workflow", "run", "time", "routed_at", "dispatched_at")
     list_filter = ("tenant", "type")
-    search_fields = ("uid", "workflow__name", "tenant__slug")
+    search_fields = ("uid", "external_id", "subject", "workflow__name", "tenant__slug")
     fields = readonly_fields = (
         "tenant",
         "uid",
         "type",
         "time",
+        "source",
+        "subject",
+        "external_id",
         "workflow",
         "run",
         "task_id",
         "data",
         "routed_at",
+        "dispatched_at",
     )

@@ -27,15 +27,17 @@ from orchestrator import services
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.errors import DomainError, Invalid
-from orchestrator.models import ApiToken, AuditEvent, Membership, ServiceAccount, Tenant
+from orchestrator.models import ApiToken, AuditEvent, Grant, Membership, ServiceAccount, Tenant
 from orchestrator.tenancy import validate_policy, validate_quotas
 
 __all__ = [
     "ApiTokenAdmin",
     "AuditEventAdmin",
+    "GrantAdmin",
     "MembershipAdmin",
     "ServiceAccountAdmin",
     "TenantAdmin",
+    "TenantRowsAdmin",
     "admin_actor",
 ]
 
@@ -110,6 +112,20 @@ class ReadOnlyAdmin(PlatformAdmin[_M]):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: _M | None = None) -> bool:
+        return False
+
+
+class TenantRowsAdmin(ReadOnlyAdmin[Any]):
+    """Every tenant's rows of a tenant-owned model, read-only and never deleted here:
+    changes go through the API, audited there. `related`: what each row shows."""
+
+    related: tuple[str, ...] = ("tenant",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        manager: Any = self.model.objects
+        return manager.dangerously_unscoped().select_related(*self.related)  # type: ignore[no-any-return]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -382,3 +398,15 @@ class AuditEventAdmin(ReadOnlyAdmin[AuditEvent]):
     @admin.display(description="changes")
     def changes_json(self, obj: AuditEvent) -> SafeString:
         return format_html("<pre>{}</pre>", json.dumps(obj.changes, indent=2, sort_keys=True))
+
+
+@admin.register(Grant)
+class GrantAdmin(TenantRowsAdmin):
+    """What each tenant shares with which other: revoked by the granting tenant's admins
+    through the API or the portal (audited)."""
+
+    related = ("tenant", "grantee", "created_by")
+    list_display = ("id", "tenant", "grantee", "kind", "name", "created_by", "created_at")
+    list_filter = ("kind", "tenant", "grantee")
+    search_fields = ("name", "tenant__slug", "grantee__slug")
+    fields = readonly_fields = ("tenant", "grantee", "kind", "name", "created_by", "created_at")
