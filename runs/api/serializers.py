@@ -46,9 +46,9 @@ class RunSerializer(serializers.ModelSerializer[WorkflowRun]):
     tasks = serializers.SerializerMethodField(
         help_text="task instance count per state (in the detail view)"
     )
+    # Any JSON, null included (not allow_null: see TaskInstanceSerializer.result).
     event = serializers.JSONField(
         read_only=True,
-        allow_null=True,
         help_text="the CloudEvent that started a webhook, event or dataset run (else null)",
     )
 

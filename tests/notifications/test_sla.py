@@ -340,7 +340,7 @@ def test_the_spec_refuses_a_deadline_without_a_schedule() -> None:
         validate_spec({"name": "wf", "tasks": ONE_TASK, "sla": {"deadline": "06:00"}})
     [(path, message)] = caught.value.errors
     assert path == "sla.deadline"
-    assert "needs a schedule" in message
+    assert "needs a cron schedule" in message
     # With a schedule, it is accepted.
     validate_spec(
         {

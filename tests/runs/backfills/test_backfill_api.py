@@ -343,7 +343,7 @@ def test_it_refuses_a_workflow_without_a_schedule(team: Team) -> None:
         {"start": "2026-01-01", "end": "2026-01-02"},
     )
     body = assert_problem(response, 400, "schedule")
-    assert "has no schedule" in body["errors"][0]["message"]
+    assert "has no cron schedule" in body["errors"][0]["message"]
 
 
 # --- slots -------------------------------------------------------------------------------
