@@ -37,7 +37,7 @@ from workflows.models import Schedule, Workflow, WorkflowVersion
 from workflows.scheduling import schedule_of, upcoming
 from workflows.selectors import get_versions, get_workflow, listed_workflows, version_list
 from workflows.services import spec_yaml
-from workflows.spec import WorkflowSpec
+from workflows.spec import EventTrigger, WorkflowSpec
 
 __all__ = [
     "WorkflowListPage",
@@ -294,6 +294,7 @@ class WorkflowPage(TenantPage):
             "tab": "overview",
             **self._runs(workflow, drawing),
             **_schedule_context(schedule_of(workflow)),
+            **_triggers_context(spec, version.spec),
         }
 
     def _runs(self, workflow: Workflow, drawing: Drawing) -> dict[str, Any]:
@@ -314,6 +315,18 @@ class WorkflowPage(TenantPage):
             "dag_states": {t: s for t, (s, _) in states[latest.run_id].items()} if latest else {},
             "dag_links": {t: f"#grid-{t}" for t in drawing.order} if latest else {},
         }
+
+
+def _triggers_context(spec: WorkflowSpec, raw: dict[str, Any]) -> dict[str, Any]:
+    """What else starts runs: the datasets of a dataset schedule (from the raw spec, as
+    `_parsed` leaves the schedule out; "tenant/name" for another tenant's) and the event
+    triggers."""
+    datasets = [
+        ref if isinstance(ref, str) else f"{ref['tenant']}/{ref['name']}"
+        for ref in (raw.get("schedule") or {}).get("datasets") or ()
+    ]
+    events = [t.event for t in spec.triggers if isinstance(t, EventTrigger)]
+    return {"dataset_schedule": datasets, "event_triggers": events}
 
 
 def _schedule_context(schedule: Schedule | None) -> dict[str, Any]:
