@@ -45,7 +45,7 @@ def test_it_shows_the_dataset_schedule_and_the_event_triggers(client: Client, te
         in text
     )
     assert (
-        'each <code>run.succeeded</code> event of workflow <span class="mono">partners/ingest</span>'
-        in text
+        "each <code>run.succeeded</code> event of workflow "
+        '<span class="mono">partners/ingest</span>' in text
     )
     assert "No schedule" not in text
