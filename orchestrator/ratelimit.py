@@ -30,6 +30,7 @@ __all__ = [
     "Scope",
     "charge_caller",
     "charge_tenant",
+    "charge_webhook",
     "scope_of",
 ]
 
@@ -61,7 +62,7 @@ class RateLimited(Exception):
     """A request over a budget: which one, and how long until one more request fits."""
 
     scope: Scope
-    per: Literal["token", "user", "tenant"]
+    per: Literal["token", "user", "tenant", "webhook"]
     who: str
     limit: int
     retry_after: int
@@ -98,12 +99,18 @@ def charge_tenant(tenant: Tenant, scope: Scope) -> None:
     _charge(f"tenant:{tenant.pk}", scope, limit, per="tenant", who=tenant.slug)
 
 
+def charge_webhook(uid: str, limit: int) -> None:
+    """Count one POST to an inbound webhook's URL, known or not (so the answer says
+    nothing of whether it exists). Raises RateLimited."""
+    _charge(f"webhook:{uid}", TRIGGERS, limit, per="webhook", who="this URL")
+
+
 def _charge(
     subject: str,
     scope: Scope,
     limit: int,
     *,
-    per: Literal["token", "user", "tenant"],
+    per: Literal["token", "user", "tenant", "webhook"],
     who: str,
 ) -> None:
     if limit <= 0:  # 0: no limit

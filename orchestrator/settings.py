@@ -565,6 +565,16 @@ NOTIFY_TIMEOUT_SECONDS = env_float("NOTIFY_TIMEOUT_SECONDS", 10.0)
 # http tasks. Empty: only public addresses (hooks.slack.com, a public receiver).
 NOTIFY_ALLOWED_HOSTS = env_list("NOTIFY_ALLOWED_HOSTS")
 
+# --- Events, webhooks, datasets (docs/events.md) --------------------------------------
+# An inbound webhook's POST: its body at most WEBHOOK_MAX_BYTES, its signature's timestamp
+# within WEBHOOK_TOLERANCE_SECONDS of now (the replay window, both ways), at most
+# WEBHOOK_RATE_LIMIT POSTs a minute per webhook URL (0: no limit).
+WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 262144)
+WEBHOOK_TOLERANCE_SECONDS = env_int("WEBHOOK_TOLERANCE_SECONDS", 300)
+WEBHOOK_RATE_LIMIT = env_int("WEBHOOK_RATE_LIMIT", 120)
+# A published event's data at most this many bytes (as JSON).
+EVENT_MAX_BYTES = env_int("EVENT_MAX_BYTES", 262144)
+
 # --- Logging ------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {

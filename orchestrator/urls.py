@@ -6,6 +6,7 @@ from django.urls import include, path
 from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from events.views import webhook
 from orchestrator import health
 from orchestrator.graphql.view import graphql_view
 from workflows.api.views import SpecSchemaView
@@ -30,6 +31,7 @@ urlpatterns = [
         name="api-docs",
     ),
     path("graphql", graphql_view, name="graphql"),
+    path("hooks/<str:uid>", webhook, name="webhook"),
     path("admin/", admin.site.urls),
     path("", include("portal.urls")),
 ]

@@ -3,11 +3,24 @@ urls: webhooks (events/api/webhooks.py) and the lineage graph (events/api/lineag
 
 from __future__ import annotations
 
-from django.urls import include, path
-from rest_framework.routers import SimpleRouter
+from django.urls import path
 
-router = SimpleRouter(trailing_slash=True)
+from events.api import webhooks
 
 urlpatterns = [
-    path("", include(router.urls)),
+    path(
+        "workflows/<str:workflow>/webhooks/",
+        webhooks.WebhookViewSet.as_view({"get": "list"}),
+        name="workflow-webhook-list",
+    ),
+    path(
+        "workflows/<str:workflow>/webhooks/<str:webhook>/secrets/",
+        webhooks.WebhookSecretViewSet.as_view({"post": "create"}),
+        name="webhook-secret-list",
+    ),
+    path(
+        "workflows/<str:workflow>/webhooks/<str:webhook>/secrets/<str:secret_id>/",
+        webhooks.WebhookSecretViewSet.as_view({"delete": "destroy"}),
+        name="webhook-secret-detail",
+    ),
 ]

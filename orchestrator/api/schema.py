@@ -129,6 +129,8 @@ PATH_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "delivery_id": ({"type": "integer"}, "the delivery's id"),
     "sla_miss_id": ({"type": "integer"}, "the SLA miss's id"),
     "package_id": ({"type": "integer"}, "the package version's id"),
+    "webhook": ({"type": "string"}, "the webhook's name in the workflow's triggers"),
+    "secret_id": ({"type": "integer"}, "the webhook signing secret's id"),
 }
 
 ERROR_DESCRIPTIONS = {

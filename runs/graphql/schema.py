@@ -105,7 +105,7 @@ class RunType:
     def params(self, root: models.WorkflowRun) -> JSON:
         return root.params  # type: ignore[no-any-return]
 
-    @strawberry_django.field(
+    @strawberry_django.field(  # type: ignore[untyped-decorator]
         description="The CloudEvent that started a webhook, event or dataset run (else null)."
     )
     def event(self, root: models.WorkflowRun) -> JSON | None:
