@@ -46,6 +46,7 @@ READS: Scope = "reads"
 TRIGGER_ACTIONS: dict[str, frozenset[str]] = {
     "run.operate": frozenset({"create", "retry", "clear"}),
     "backfill.operate": frozenset({"create", "resume"}),
+    "event.publish": frozenset({"create"}),  # an event may start runs
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import functools
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -21,6 +22,7 @@ from orchestrator.integers import ascii_int
 from runs.models import Event, TaskAttempt, TaskInstance, TaskLog, WorkflowRun
 from workflows import dag
 from workflows.models import Workflow, WorkflowVersion
+from workflows.spec import EVENT_TYPE_PATTERN
 
 __all__ = [
     "LOG_PAGE_MAX",
@@ -150,11 +152,13 @@ def event_list(
     until: dt.datetime | None = None,
 ) -> QuerySet[Event]:
     """The outbox's events, newest first; `base` narrows further (an interface's queryset).
-    `types`: any of these (all when empty); an unknown type is refused."""
-    accepted = Event.Type.values
-    unknown = [t for t in types if t not in accepted]
+    `types`: any of these (all when empty); a malformed type is refused."""
+    unknown = [t for t in types if not re.fullmatch(EVENT_TYPE_PATTERN, t)]
     if unknown:
-        why = f"{unknown[0]!r} is not an event type; accepted: {', '.join(accepted)}"
+        why = (
+            f"{unknown[0]!r} is not an event type: the service's own are "
+            f"{', '.join(Event.Type.values)}; published ones are like com.acme.file.landed"
+        )
         raise Invalid([("type", why)])
     qs = (Event.objects.all() if base is None else base).select_related("workflow")
     if types:

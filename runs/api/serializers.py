@@ -266,6 +266,35 @@ class BackfillSerializer(serializers.ModelSerializer[Backfill]):
         return progress(backfill)
 
 
+class PublishEventSerializer(serializers.Serializer[Any]):
+    """A CloudEvent to publish (structured JSON form); unknown keys are refused."""
+
+    specversion = serializers.ChoiceField(choices=["1.0"], required=False)
+    type = serializers.JSONField(help_text="your own type, e.g. com.acme.file.landed")
+    source = serializers.JSONField(  # type: ignore[assignment]  # a field, as DRF collects it
+        help_text="a URI-reference naming the producer, e.g. /acme/uploader"
+    )
+    subject = serializers.JSONField(
+        required=False, help_text="what it is about, e.g. s3://bucket/in/a.csv"
+    )
+    id = serializers.JSONField(
+        required=False, help_text="unique per source: publishing it again returns the first event"
+    )
+    time = serializers.JSONField(required=False, help_text="ISO 8601 (default: now)")
+    datacontenttype = serializers.ChoiceField(choices=["application/json"], required=False)
+    data = serializers.JSONField(  # type: ignore[assignment]  # a field, as DRF collects it
+        required=False, help_text="any JSON: the triggers read it as event.data"
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {name: [f"unknown field; accepted: {', '.join(self.fields)}"] for name in unknown}
+            )
+        return attrs
+
+
 class EventSerializer(serializers.Serializer[Event]):
     """An event as the CloudEvent 1.0 that webhooks receive (docs/notifications.md), with
     the workflow, the run and when notifications routed it. Needs `tenant` (its slug) in

@@ -24,11 +24,13 @@ from runs.api.serializers import (
     EventSerializer,
     LogSerializer,
     PlannedIntervalSerializer,
+    PublishEventSerializer,
     RunRetriedSerializer,
     RunSerializer,
     TaskInstanceSerializer,
     TriggerSerializer,
 )
+from runs.eventlog import publish_event
 from runs.models import Backfill, Event, TaskInstance, WorkflowRun
 from runs.selectors import (
     LOG_PAGE_MAX,
@@ -356,12 +358,31 @@ class BackfillViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     )
 )
 class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    """The outbox: what happened to runs, tasks and SLAs, as CloudEvents, newest first."""
+    """The tenant's event log: what happened to runs, tasks, SLAs and datasets, and the
+    events its services published, as CloudEvents, newest first. Operators publish."""
 
     model = Event
     serializer_class = EventSerializer
     lookup_url_kwarg = "event"
-    permissions = {"list": "run.view", "retrieve": "run.view"}
+    permissions = {"list": "run.view", "retrieve": "run.view", "create": "event.publish"}
+
+    @extend_schema(
+        request=PublishEventSerializer,
+        responses={201: EventSerializer, 200: EventSerializer},
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Publish an event (CloudEvent-shaped); 201, or 200 with the event published
+        before under the same `source` and `id` (nothing is triggered again)."""
+        given = PublishEventSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        data = dict(given.validated_data)
+        data.pop("specversion", None)
+        data.pop("datacontenttype", None)
+        event, created = publish_event(actor=self.actor, tenant=self.tenant, **data)
+        return Response(
+            self.get_serializer(event).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         params = self.request.query_params

@@ -252,7 +252,7 @@ def cloudevent(event: Event, tenant: str) -> dict[str, Any]:
     source = event.source or (f"/tenants/{tenant}" + (f"/workflows/{workflow}" if workflow else ""))
     envelope: dict[str, Any] = {
         "specversion": "1.0",
-        "id": event.external_id or str(event.uid),
+        "id": str(event.uid),
         "source": source,
         "type": event.type,
         "time": _iso(event.time),

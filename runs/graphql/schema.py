@@ -21,6 +21,7 @@ from orchestrator.graphql.types import (
 )
 from runs import backfills, models, selectors, services
 from runs.engine.events import cloudevent as as_cloudevent
+from runs.eventlog import publish_event
 from runs.graphql.packages import PackageMutation, PackageQuery
 from workflows.selectors import get_workflow
 
@@ -153,7 +154,20 @@ class EventType:
     def data(self, root: models.Event) -> JSON:
         return root.data  # type: ignore[no-any-return]
 
-    @strawberry_django.field(select_related=["tenant"], only=["tenant__slug"])  # type: ignore[untyped-decorator]
+    @strawberry_django.field(  # type: ignore[untyped-decorator]
+        select_related=["tenant"],
+        only=[
+            "tenant__slug",
+            "uid",
+            "type",
+            "time",
+            "data",
+            "run_id",
+            "task_id",
+            "source",
+            "subject",
+        ],
+    )
     def cloudevent(self, root: models.Event) -> JSON:
         return as_cloudevent(root, root.tenant.slug)  # type: ignore[return-value]
 
@@ -299,6 +313,34 @@ class Mutation(PackageMutation):
                 force=force,
             )
         return triggered.run  # type: ignore[return-value]
+
+    @strawberry.mutation(
+        description="Publish an event of your own type into the tenant's event log, where "
+        "event triggers match it; an `id` published before (per source) returns that event."
+    )  # type: ignore[untyped-decorator]
+    def publish_event(
+        self,
+        info: Info,
+        tenant: str,
+        type: str,
+        source: str,
+        subject: str | None = None,
+        data: JSON | None = None,
+        id: str | None = None,
+        time: str | None = None,
+    ) -> EventType:
+        with tenant_scope_for(info, tenant, "event.publish") as t:
+            event, _ = publish_event(
+                actor=actor_of(info),
+                tenant=t,
+                type=type,
+                source=source,
+                subject=subject,
+                data=data,
+                id=id,
+                time=time,
+            )
+        return event  # type: ignore[return-value]
 
     @strawberry.mutation(description="Stop a queued or running run.")  # type: ignore[untyped-decorator]
     def cancel_run(self, info: Info, tenant: str, id: int) -> RunType:
