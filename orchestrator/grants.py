@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
 
 from orchestrator import audit
 from orchestrator.actors import Actor
@@ -14,7 +15,15 @@ from orchestrator.errors import Conflict, Invalid
 from orchestrator.models import Grant, Tenant
 from orchestrator.policy import authorize
 
-__all__ = ["ANY", "create_grant", "delete_grant", "is_shared", "sharing_tenants"]
+__all__ = [
+    "ANY",
+    "DIRECTIONS",
+    "create_grant",
+    "delete_grant",
+    "grants_of",
+    "is_shared",
+    "sharing_tenants",
+]
 
 ANY = "*"  # every workflow (events) or every dataset of the granting tenant
 
@@ -36,6 +45,26 @@ def sharing_tenants(*, grantee_id: int, kind: str, name: str) -> set[int]:
         Grant.objects.dangerously_unscoped()
         .filter(grantee_id=grantee_id, kind=kind, name__in=[name, ANY])
         .values_list("tenant_id", flat=True)
+    )
+
+
+DIRECTIONS = ("given", "received")
+
+
+def grants_of(tenant: Tenant, direction: str | None = None) -> QuerySet[Grant]:
+    """What the tenant shares (given) and what is shared with it (received), newest
+    first: a grant is both tenants' to see."""
+    if direction not in (None, "", *DIRECTIONS):
+        raise Invalid([("direction", f"accepted: {', '.join(DIRECTIONS)}")])
+    mine = {
+        "given": Q(tenant=tenant),
+        "received": Q(grantee=tenant),
+    }.get(direction or "", Q(tenant=tenant) | Q(grantee=tenant))
+    return (
+        Grant.objects.dangerously_unscoped()
+        .filter(mine)
+        .select_related("tenant", "grantee")
+        .order_by("-id")
     )
 
 

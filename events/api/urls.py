@@ -10,17 +10,17 @@ from events.api import webhooks
 urlpatterns = [
     path(
         "workflows/<str:workflow>/webhooks/",
-        webhooks.WebhookViewSet.as_view({"get": "list"}),
+        webhooks.WebhookViewSet.as_view({"get": "list"}, basename="webhook"),
         name="workflow-webhook-list",
     ),
     path(
         "workflows/<str:workflow>/webhooks/<str:webhook>/secrets/",
-        webhooks.WebhookSecretViewSet.as_view({"post": "create"}),
+        webhooks.WebhookSecretViewSet.as_view({"post": "create"}, basename="webhook-secret"),
         name="webhook-secret-list",
     ),
     path(
         "workflows/<str:workflow>/webhooks/<str:webhook>/secrets/<str:secret_id>/",
-        webhooks.WebhookSecretViewSet.as_view({"delete": "destroy"}),
+        webhooks.WebhookSecretViewSet.as_view({"delete": "destroy"}, basename="webhook-secret"),
         name="webhook-secret-detail",
     ),
 ]

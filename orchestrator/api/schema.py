@@ -59,6 +59,9 @@ RESOURCES: dict[str, Resource] = {
     "notification-rule": Resource("notification-rules", "notification_rule", "notification_rules"),
     "delivery": Resource("deliveries", "delivery", "deliveries"),
     "sla-miss": Resource("sla-misses", "sla_miss", "sla_misses"),
+    "grant": Resource("grants", "grant", "grants"),
+    "webhook": Resource("webhooks", "webhook", "webhooks"),
+    "webhook-secret": Resource("webhooks", "webhook_secret", "webhook_secrets"),
 }
 
 # Where the usual `<verb>_<noun>` would not say what the operation does.
@@ -131,6 +134,7 @@ PATH_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "package_id": ({"type": "integer"}, "the package version's id"),
     "webhook": ({"type": "string"}, "the webhook's name in the workflow's triggers"),
     "secret_id": ({"type": "integer"}, "the webhook signing secret's id"),
+    "grant_id": ({"type": "integer"}, "the grant's id"),
 }
 
 ERROR_DESCRIPTIONS = {

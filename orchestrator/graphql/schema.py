@@ -18,6 +18,7 @@ from orchestrator import models, services
 from orchestrator.api import serializers as s
 from orchestrator.context import tenant_scope
 from orchestrator.errors import NotFound
+from orchestrator.grants import create_grant, delete_grant, grants_of
 from orchestrator.graphql.cost import QueryCostLimiter
 from orchestrator.graphql.errors import DomainErrorExtension, validate
 from orchestrator.graphql.introspection import IntrospectionPolicy
@@ -26,6 +27,7 @@ from orchestrator.graphql.types import (
     LIST_LIMIT_DEFAULT,
     ApiTokenType,
     CreatedToken,
+    GrantType,
     MembershipRef,
     MemberType,
     MeType,
@@ -78,6 +80,13 @@ class Query:
     @strawberry.field(description="Null, with a NOT_FOUND error, when invisible to you.")  # type: ignore[untyped-decorator]
     def tenant(self, info: Info, slug: str) -> TenantType | None:
         return tenant_for(info, slug, "tenant.view")  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="What the tenant shares with others (given) and they with it (received)."
+    )  # type: ignore[untyped-decorator]
+    def grants(self, info: Info, tenant: str, direction: str | None = None) -> list[GrantType]:
+        with tenant_scope_for(info, tenant, "grant.view") as t:
+            return [GrantType.of(g, t) for g in grants_of(t, direction)]
 
 
 @strawberry.type
@@ -178,6 +187,28 @@ class Mutation:
         if token is None:
             raise NotFound(f"no token {prefix!r} in {t.slug!r}")
         return services.revoke_token(actor=actor_of(info), token=token)  # type: ignore[return-value]
+
+    @strawberry.mutation(
+        description="Share a workflow's events (kind events) or a dataset (kind dataset) with "
+        'another tenant; name "*" shares all of them.'
+    )  # type: ignore[untyped-decorator]
+    def create_grant(
+        self, info: Info, tenant: str, grantee: str, kind: str, name: str
+    ) -> GrantType:
+        with tenant_scope_for(info, tenant, "grant.manage") as t:
+            grant = create_grant(
+                actor=actor_of(info), tenant=t, grantee=grantee, kind=kind, name=name
+            )
+            return GrantType.of(grant, t)
+
+    @strawberry.mutation(description="Revoke a grant this tenant gave.")  # type: ignore[untyped-decorator]
+    def delete_grant(self, info: Info, tenant: str, id: int) -> bool:
+        with tenant_scope_for(info, tenant, "grant.manage") as t:
+            grant = grants_of(t, "given").filter(pk=id).first()
+            if grant is None:
+                raise NotFound(f"no grant {id} given by {t.slug!r}")
+            delete_grant(actor=actor_of(info), grant=grant)
+        return True
 
 
 class Schema(strawberry.Schema):

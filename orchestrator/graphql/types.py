@@ -25,6 +25,7 @@ __all__ = [
     "LIST_LIMIT_MAX",
     "ApiTokenType",
     "AuditEventType",
+    "GrantType",
     "MeType",
     "MemberType",
     "TenantType",
@@ -93,6 +94,31 @@ class ServiceAccountType:
     name: strawberry.auto
     description: strawberry.auto
     created_at: strawberry.auto
+
+
+@strawberry.type
+class GrantType:
+    """A grant as one of its two tenants sees it."""
+
+    id: int
+    tenant: str = strawberry.field(description="who shares")
+    grantee: str = strawberry.field(description="who may see it")
+    kind: str = strawberry.field(description="events or dataset")
+    name: str = strawberry.field(description='a workflow or dataset name, or "*"')
+    direction: str = strawberry.field(description="given or received")
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, grant: models.Grant, viewer: models.Tenant) -> GrantType:
+        return cls(
+            id=grant.pk,
+            tenant=grant.tenant.slug,
+            grantee=grant.grantee.slug,
+            kind=grant.kind,
+            name=grant.name,
+            direction="given" if grant.tenant_id == viewer.pk else "received",
+            created_at=grant.created_at,
+        )
 
 
 @strawberry_django.type(models.ApiToken)
