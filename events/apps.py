@@ -7,9 +7,11 @@ class EventsConfig(AppConfig):
     def ready(self) -> None:
         """Hook events into what it builds on, which knows nothing of it: the engine's
         outbox (new events are dispatched to event triggers and dataset schedules after
-        commit), the reconciler's repairs, and the permissions."""
-        from events import dispatch
+        commit), its OpenLineage outbox (sent after commit), the reconciler's repairs, and the
+        permissions."""
+        from events import dispatch, openlineage
         from events.tasks import dispatch as dispatch_task
+        from events.tasks import send_lineage
         from orchestrator.models import Role
         from orchestrator.policy import register_permissions
         from runs import engine
@@ -18,6 +20,8 @@ class EventsConfig(AppConfig):
         events.on_events(lambda ids: dispatch_task.delay(ids))
         engine.register_repair("dispatched_events", dispatch.dispatch_leftovers)
         engine.register_repair("dataset_schedules", dispatch.evaluate_waiting_schedules)
+        engine.on_lineage(lambda ids: send_lineage.delay(ids))
+        engine.register_repair("lineage_events", openlineage.resend_due)
 
         register_permissions(
             {

@@ -6,18 +6,18 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 
-from events.webhooks import receive, too_large
+from events.webhooks import not_allowed, receive, too_large
 
 __all__ = ["webhook"]
 
 
 @csrf_exempt
-@require_POST
 def webhook(request: HttpRequest, uid: str) -> JsonResponse:
     declared = request.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > settings.WEBHOOK_MAX_BYTES:  # not even read
+    if request.method != "POST":
+        received = not_allowed(request.method or "")
+    elif declared.isdigit() and int(declared) > settings.WEBHOOK_MAX_BYTES:  # not even read
         received = too_large()
     else:
         received = receive(uid=uid, headers=request.headers, body=request.body)

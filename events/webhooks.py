@@ -7,7 +7,7 @@ A POST is checked in this order, and an unsigned caller learns nothing: the body
 (413), the URL's rate limit (429, counted for unknown URLs too), the signature and its
 timestamp (one and the same 401 for an unknown URL, a webhook the workflow no longer
 declares, a missing, wrong or expired signature and a stale timestamp), then the body
-(400 when not JSON) and the run's params (400 with their paths). A repeated delivery (the
+(400 when not a JSON object) and the run's params (400 with their paths). A repeated delivery (the
 same Idempotency-Key, else the same body `id`, else the same signature) answers 200 with
 the first run and starts nothing."""
 
@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 from jinja2 import TemplateError
 
@@ -35,6 +35,7 @@ from orchestrator import audit, crypto
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.integers import ascii_int
 from orchestrator.policy import authorize
 from orchestrator.ratelimit import RateLimited, charge_webhook
 from runs.graph import graph_for
@@ -45,15 +46,21 @@ from workflows.spec import WebhookSpec, WebhookTrigger
 from workflows.templating import render_value
 
 __all__ = [
+    "DEFAULT_OVERLAP",
     "SIGNATURE_HEADER",
+    "DeclaredWebhook",
     "Received",
+    "SigningSecret",
     "create_secret",
     "declared_webhooks",
     "delete_secret",
+    "get_secret",
+    "not_allowed",
     "receive",
     "sign",
     "too_large",
     "webhook_url",
+    "webhooks_of",
 ]
 
 SIGNATURE_HEADER = "Orc-Signature"
@@ -85,6 +92,88 @@ def declared_webhooks(workflow: Workflow) -> dict[str, WebhookSpec]:
         for t in graph_for(workflow.current_version_id).spec.triggers
         if isinstance(t, WebhookTrigger)
     }
+
+
+# --- reads --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SigningSecret:
+    """A signing secret as anyone may see it: never the secret, only its prefix."""
+
+    id: int
+    prefix: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None  # None: until a rotation
+    expired: bool
+
+
+@dataclass(frozen=True)
+class DeclaredWebhook:
+    """A webhook the workflow's current version declares, with what was made of it: its
+    URL (None until its first signing secret), its secrets (newest first) and deliveries."""
+
+    name: str
+    url: str | None
+    params: dict[str, Any]
+    secrets: list[SigningSecret]
+    deliveries: int
+    last_delivery_at: dt.datetime | None
+
+
+def webhooks_of(workflow: Workflow) -> list[DeclaredWebhook]:
+    """Each webhook the workflow declares, in the spec's order (read in the tenant's scope:
+    REST, GraphQL and the portal show this)."""
+    declared = declared_webhooks(workflow)
+    made = {
+        w.name: w
+        for w in Webhook.objects.filter(workflow=workflow, name__in=list(declared)).annotate(
+            delivered=Count("deliveries"), last=Max("deliveries__received_at")
+        )
+    }
+    now = timezone.now()
+    secrets_by_webhook: dict[int, list[SigningSecret]] = {}
+    for secret in WebhookSecret.objects.filter(webhook__in=list(made.values())).order_by("-id"):
+        secrets_by_webhook.setdefault(secret.webhook_id, []).append(
+            SigningSecret(
+                id=secret.pk,
+                prefix=secret.prefix,
+                created_at=secret.created_at,
+                expires_at=secret.expires_at,
+                expired=secret.expires_at is not None and secret.expires_at <= now,
+            )
+        )
+    out = []
+    for name, spec in declared.items():
+        webhook = made.get(name)
+        out.append(
+            DeclaredWebhook(
+                name=name,
+                url=webhook_url(webhook) if webhook is not None else None,
+                params=dict(spec.params),
+                secrets=secrets_by_webhook.get(webhook.pk, []) if webhook is not None else [],
+                deliveries=getattr(webhook, "delivered", 0),
+                last_delivery_at=getattr(webhook, "last", None),
+            )
+        )
+    return out
+
+
+def get_secret(workflow: Workflow, name: str, secret_id: int | str) -> WebhookSecret:
+    """One signing secret of the workflow's webhook `name` (NotFound otherwise)."""
+    number = ascii_int(secret_id)
+    secret = (
+        WebhookSecret.objects.select_related("webhook__workflow", "webhook__tenant")
+        .filter(pk=number, webhook__workflow=workflow, webhook__name=name)
+        .first()
+        if number is not None
+        else None
+    )
+    if secret is None:
+        raise NotFound(
+            f"webhook {name!r} of workflow {workflow.name!r} has no signing secret {secret_id!r}"
+        )
+    return secret
 
 
 # --- secrets ------------------------------------------------------------------------------
@@ -242,6 +331,11 @@ def too_large() -> Received:
     )
 
 
+def not_allowed(method: str) -> Received:
+    refused = _problem(405, "Method Not Allowed", f"a webhook URL takes POST only, not {method}")
+    return Received(405, refused.body, {"Allow": "POST"})
+
+
 def receive(*, uid: str, headers: Mapping[str, str], body: bytes) -> Received:
     """Check one POST to /hooks/<uid> and start its run (see the module's docstring)."""
     if len(body) > settings.WEBHOOK_MAX_BYTES:
@@ -259,6 +353,9 @@ def receive(*, uid: str, headers: Mapping[str, str], body: bytes) -> Received:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return _problem(400, "Bad Request", f"the body is not JSON: {exc}", [("", str(exc))])
+    if not isinstance(data, dict):
+        wrong = f"the body must be a JSON object, not {type(data).__name__}"
+        return _problem(400, "Bad Request", wrong, [("", "expected a JSON object")])
     with tenant_scope([webhook.tenant_id]):
         return _start(webhook, headers, header, data)
 

@@ -411,6 +411,7 @@ CELERY_TASK_QUEUES = [Queue("tasks"), Queue("housekeeping"), Queue("notification
 CELERY_TASK_ROUTES = {
     "notifications.*": {"queue": "notifications"},
     "events.dispatch": {"queue": "housekeeping"},
+    "events.send_lineage": {"queue": "notifications"},
     "runs.reconcile": {"queue": "housekeeping"},
     "workflows.schedule_tick": {"queue": "housekeeping"},
 }
@@ -574,6 +575,34 @@ WEBHOOK_TOLERANCE_SECONDS = env_int("WEBHOOK_TOLERANCE_SECONDS", 300)
 WEBHOOK_RATE_LIMIT = env_int("WEBHOOK_RATE_LIMIT", 120)
 # A published event's data at most this many bytes (as JSON).
 EVENT_MAX_BYTES = env_int("EVENT_MAX_BYTES", 262144)
+
+# --- OpenLineage (docs/lineage.md, "OpenLineage") -------------------------------------
+# Run events of every task attempt to an OpenLineage backend: OPENLINEAGE_TRANSPORT http
+# (the default when OPENLINEAGE_URL is set: POSTs to OPENLINEAGE_URL + OPENLINEAGE_ENDPOINT,
+# e.g. Marquez at http://marquez:5000, with OPENLINEAGE_API_KEY as a bearer token if set),
+# console (the log) or file (OPENLINEAGE_FILE, one JSON event a line); off when unset. The
+# URL is the platform's, not a tenant's: it is not subject to the SSRF guard.
+OPENLINEAGE_URL = env_str("OPENLINEAGE_URL")
+OPENLINEAGE_ENDPOINT = env_str("OPENLINEAGE_ENDPOINT") or "api/v1/lineage"
+OPENLINEAGE_API_KEY = env_str("OPENLINEAGE_API_KEY")
+OPENLINEAGE_FILE = env_str("OPENLINEAGE_FILE")
+OPENLINEAGE_TRANSPORT = env_str("OPENLINEAGE_TRANSPORT") or ("http" if OPENLINEAGE_URL else "off")
+if OPENLINEAGE_TRANSPORT not in {"http", "console", "file", "off"}:
+    raise ImproperlyConfigured(
+        f"OPENLINEAGE_TRANSPORT={OPENLINEAGE_TRANSPORT!r}: expected http, console, file or off"
+    )
+if OPENLINEAGE_TRANSPORT == "http" and not OPENLINEAGE_URL:
+    raise ImproperlyConfigured("OPENLINEAGE_TRANSPORT=http needs OPENLINEAGE_URL")
+if OPENLINEAGE_TRANSPORT == "file" and not OPENLINEAGE_FILE:
+    raise ImproperlyConfigured("OPENLINEAGE_TRANSPORT=file needs OPENLINEAGE_FILE")
+OPENLINEAGE_ENABLED = OPENLINEAGE_TRANSPORT != "off"
+# Jobs are named in OPENLINEAGE_NAMESPACE/<tenant>, datasets in OPENLINEAGE_NAMESPACE://<tenant>.
+OPENLINEAGE_NAMESPACE = env_str("OPENLINEAGE_NAMESPACE") or "orchestrator"
+OPENLINEAGE_TIMEOUT = env_float("OPENLINEAGE_TIMEOUT", 5.0)
+# A temporary error (5xx, 429, no answer) is retried with the notifications' backoff
+# (NOTIFY_RETRY_DELAY_SECONDS doubling up to NOTIFY_RETRY_MAX_DELAY_SECONDS), up to this
+# many attempts in all.
+OPENLINEAGE_MAX_ATTEMPTS = env_int("OPENLINEAGE_MAX_ATTEMPTS", 12)
 
 # --- Logging ------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

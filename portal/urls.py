@@ -12,12 +12,16 @@ from portal.views import (
     alerts,
     backfill_pages,
     connections,
+    datasets,
     editing,
+    events,
     history,
     operate,
     packages,
     runs,
+    sharing,
     team,
+    webhooks,
     workflows,
 )
 
@@ -40,4 +44,8 @@ urlpatterns = [
     path("t/<str:tenant>/", include(packages.urlpatterns)),
     path("t/<str:tenant>/", include(team.urlpatterns)),
     path("t/<str:tenant>/", include(alerts.urlpatterns)),
+    path("t/<str:tenant>/", include(datasets.urlpatterns)),
+    path("t/<str:tenant>/", include(webhooks.urlpatterns)),
+    path("t/<str:tenant>/", include(events.urlpatterns)),
+    path("t/<str:tenant>/", include(sharing.urlpatterns)),
 ]

@@ -27,7 +27,6 @@ __all__ = ["RESERVED_PREFIXES", "publish_event"]
 
 # The engine's own types and the names it gives the events it makes start so.
 RESERVED_PREFIXES = ("run.", "task.", "sla.", "dataset.", "datasets.", "webhook.")
-FIELDS = {"specversion", "type", "source", "subject", "id", "time", "data", "datacontenttype"}
 
 
 def _errors(
@@ -58,7 +57,7 @@ def _errors(
         errors.append(("subject", "a string of at most 500 characters"))
     if id is not None and (not isinstance(id, str) or not 1 <= len(id) <= 200):
         errors.append(("id", "a string of 1 to 200 characters, unique per source"))
-    if time is not None and (not isinstance(time, str) or parse_datetime(time) is None):
+    if time is not None and _when(time) is None:
         errors.append(("time", "an ISO 8601 time such as 2026-12-06T10:00:00Z"))
     if len(json.dumps(data)) > settings.EVENT_MAX_BYTES:
         errors.append(("data", f"at most {settings.EVENT_MAX_BYTES} bytes as JSON"))
@@ -85,9 +84,7 @@ def publish_event(
     existing = _published(tenant, source, id)
     if existing is not None:
         return existing, False
-    when = parse_datetime(time) if time else None
-    if when is not None and when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
+    when = _when(time) if time else None
     try:
         with transaction.atomic():
             event = emit(
@@ -113,6 +110,15 @@ def publish_event(
             raise
         return existing, False
     return event, True
+
+
+def _when(value: Any) -> dt.datetime | None:
+    """An ISO 8601 time (UTC when it names no zone), or None when it is not one."""
+    try:
+        when = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # well formed but impossible: 2026-13-01
+        return None
+    return when.replace(tzinfo=dt.UTC) if when is not None and when.tzinfo is None else when
 
 
 def _published(tenant: Tenant, source: str, id: str | None) -> Event | None:

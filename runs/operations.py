@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.models import Tenant
-from runs.engine import advance, lock_run, start_queued_runs, stop_run
+from runs.engine import advance, lineage, lock_run, start_queued_runs, stop_run
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from workflows import dag
@@ -189,9 +189,13 @@ def mark(run_id: int, task_id: str, state: str) -> TaskInstance:
         if ti.state == state:
             return ti
         now = timezone.now()
-        TaskAttempt.objects.dangerously_unscoped().filter(
+        running = TaskAttempt.objects.dangerously_unscoped().filter(
             task_instance=ti, state=TaskAttempt.State.RUNNING
-        ).update(state=TaskAttempt.State.CANCELLED, ended_at=now, error=f"marked {state} by hand")
+        )
+        lineage.ended(TaskAttempt.State.CANCELLED, running, now)  # before they stop running
+        running.update(
+            state=TaskAttempt.State.CANCELLED, ended_at=now, error=f"marked {state} by hand"
+        )
         TaskInstance.objects.dangerously_unscoped().filter(pk=ti.pk).update(
             state=state, ended_at=now, next_attempt_at=None, wait_started_at=None
         )

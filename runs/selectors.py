@@ -42,6 +42,7 @@ __all__ = [
     "run_progress",
     "run_task_instances",
     "runs_page_list",
+    "runs_started_by",
     "task_attempts",
     "task_states_of_runs",
     "task_summaries",
@@ -156,7 +157,8 @@ def event_list(
     unknown = [t for t in types if not re.fullmatch(EVENT_TYPE_PATTERN, t)]
     if unknown:
         why = (
-            f"{unknown[0]!r} is not an event type: the service's own are "
+            f"{unknown[0]!r} is not an event type: one matches {EVENT_TYPE_PATTERN} (letters, "
+            "digits and . _ : / -, at most 200 characters); the service's own are "
             f"{', '.join(Event.Type.values)}; published ones are like com.acme.file.landed"
         )
         raise Invalid([("type", why)])
@@ -184,6 +186,24 @@ def get_event(uid: str) -> Event:
     if event is None:
         raise NotFound(f"event {uid!r} not found")
     return event
+
+
+def runs_started_by(uids: Sequence[str]) -> dict[str, list[int]]:
+    """The ids of the scoped tenant's runs that these events (by CloudEvent id) started,
+    oldest first, by event: what an event log page shows beside each event."""
+    started: dict[str, list[int]] = {}
+    if not uids:
+        return started
+    rows = (
+        WorkflowRun.objects.filter(
+            trigger_source=WorkflowRun.Source.EVENT, event__id__in=list(uids)
+        )
+        .order_by("id")
+        .values_list("event__id", "id")
+    )
+    for uid, run_id in rows:
+        started.setdefault(str(uid), []).append(run_id)
+    return started
 
 
 _MAX_ID = 2**63 - 1  # bigint: a larger id names no run (and SQLite could not take it)

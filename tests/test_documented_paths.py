@@ -302,6 +302,10 @@ def make_documented_objects() -> DocumentedObjects:
     )
     event, delivery, miss = _notification_rows(team, run)
     package = _package_row(team)
+    make_team("demo-partner", roles=["owner"])
+    grant = _created(
+        client, f"{base}/grants/", {"grantee": "demo-partner", "kind": "events", "name": "*"}
+    )
     backfill = _created(
         client,
         f"{base}/workflows/daily-sales/backfills/",
@@ -321,6 +325,7 @@ def make_documented_objects() -> DocumentedObjects:
         "tasks": "load",
         "backfills": str(backfill["id"]),
         "events": str(event.uid),
+        "grants": str(grant["id"]),
         "notification-channels": "ops-email",
         "notification-rules": "ops-failures",
         "deliveries": str(delivery.pk),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from events.api import webhooks
+from events.api import lineage, webhooks
 
 urlpatterns = [
     path(
@@ -23,4 +23,5 @@ urlpatterns = [
         webhooks.WebhookSecretViewSet.as_view({"delete": "destroy"}, basename="webhook-secret"),
         name="webhook-secret-detail",
     ),
+    *lineage.urlpatterns,
 ]

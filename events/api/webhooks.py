@@ -6,21 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Max
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from events import webhooks
-from events.models import Webhook, WebhookDelivery, WebhookSecret
+from events.models import WebhookDelivery, WebhookSecret
 from orchestrator.api.base import TenantScopedViewSet
-from orchestrator.errors import NotFound
-from orchestrator.integers import ascii_int
-from workflows.models import Workflow
 from workflows.selectors import get_workflow
 
-__all__ = ["WebhookSecretViewSet", "WebhookViewSet", "webhook_rows"]
+__all__ = ["WebhookSecretViewSet", "WebhookViewSet"]
 
 
 class SigningSecretSerializer(serializers.Serializer[Any]):
@@ -61,41 +57,6 @@ class CreatedSigningSecretSerializer(serializers.Serializer[Any]):
     secret = serializers.CharField(help_text="shown this once: keep it in the sender's vault")
 
 
-def webhook_rows(workflow: Workflow) -> list[dict[str, Any]]:
-    """Each webhook the workflow declares, as the API shows it (also the portal's)."""
-    declared = webhooks.declared_webhooks(workflow)
-    rows = {
-        w.name: w
-        for w in Webhook.objects.filter(workflow=workflow, name__in=list(declared)).annotate(
-            delivered=Count("deliveries"), last=Max("deliveries__received_at")
-        )
-    }
-    secrets: dict[int, list[dict[str, Any]]] = {}
-    for secret in WebhookSecret.objects.filter(webhook__in=list(rows.values())).order_by("-id"):
-        secrets.setdefault(secret.webhook_id, []).append(
-            {
-                "id": secret.pk,
-                "prefix": secret.prefix,
-                "created_at": secret.created_at,
-                "expires_at": secret.expires_at,
-            }
-        )
-    out = []
-    for name, spec in declared.items():
-        row = rows.get(name)
-        out.append(
-            {
-                "name": name,
-                "url": webhooks.webhook_url(row) if row is not None else None,
-                "params": spec.params,
-                "secrets": secrets.get(row.pk, []) if row is not None else [],
-                "deliveries": row.delivered if row is not None else 0,  # type: ignore[attr-defined]
-                "last_delivery_at": row.last if row is not None else None,  # type: ignore[attr-defined]
-            }
-        )
-    return out
-
-
 class WebhookViewSet(TenantScopedViewSet):
     """A workflow's webhooks (viewer)."""
 
@@ -106,7 +67,7 @@ class WebhookViewSet(TenantScopedViewSet):
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         workflow = get_workflow(kwargs["workflow"])
-        return Response(WebhookSerializer(webhook_rows(workflow), many=True).data)
+        return Response(WebhookSerializer(webhooks.webhooks_of(workflow), many=True).data)
 
 
 class WebhookSecretViewSet(TenantScopedViewSet):
@@ -118,7 +79,9 @@ class WebhookSecretViewSet(TenantScopedViewSet):
     lookup_url_kwarg = "secret_id"
     permissions = {"create": "webhook.manage", "destroy": "webhook.manage"}
 
-    @extend_schema(request=NewSigningSecretSerializer, responses={201: CreatedSigningSecretSerializer})
+    @extend_schema(
+        request=NewSigningSecretSerializer, responses={201: CreatedSigningSecretSerializer}
+    )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         given = NewSigningSecretSerializer(data=request.data)
         given.is_valid(raise_exception=True)
@@ -140,15 +103,6 @@ class WebhookSecretViewSet(TenantScopedViewSet):
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         workflow = get_workflow(kwargs["workflow"])
-        secret_id = ascii_int(kwargs["secret_id"])
-        secret = (
-            WebhookSecret.objects.select_related("webhook__workflow", "webhook__tenant")
-            .filter(pk=secret_id, webhook__workflow=workflow, webhook__name=kwargs["webhook"])
-            .first()
-            if secret_id is not None
-            else None
-        )
-        if secret is None:
-            raise NotFound(f"no secret {kwargs['secret_id']!r} of webhook {kwargs['webhook']!r}")
+        secret = webhooks.get_secret(workflow, kwargs["webhook"], kwargs["secret_id"])
         webhooks.delete_secret(actor=self.actor, secret=secret)
         return Response(status=status.HTTP_204_NO_CONTENT)

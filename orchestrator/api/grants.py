@@ -12,7 +12,7 @@ from rest_framework import mixins, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from orchestrator.api.base import TenantScopedViewSet
+from orchestrator.api.base import StrictSerializer, TenantScopedViewSet
 from orchestrator.errors import NotFound
 from orchestrator.grants import create_grant, delete_grant, grants_of
 from orchestrator.models import Grant
@@ -20,7 +20,10 @@ from orchestrator.models import Grant
 __all__ = ["GrantViewSet"]
 
 
-class GrantSerializer(serializers.ModelSerializer[Grant]):
+class GrantSerializer(StrictSerializer, serializers.ModelSerializer[Grant]):
+    """A grant as one of its two tenants sees it; a POST with a key it does not know is
+    refused, naming the accepted ones."""
+
     tenant = serializers.CharField(source="tenant.slug", read_only=True, help_text="who shares")
     grantee = serializers.CharField(
         source="grantee.slug", help_text="the other tenant's slug: who may see it"

@@ -62,6 +62,9 @@ RESOURCES: dict[str, Resource] = {
     "grant": Resource("grants", "grant", "grants"),
     "webhook": Resource("webhooks", "webhook", "webhooks"),
     "webhook-secret": Resource("webhooks", "webhook_secret", "webhook_secrets"),
+    "dataset": Resource("datasets", "dataset", "datasets"),
+    "dataset-update": Resource("datasets", "dataset_update", "dataset_updates"),
+    "lineage": Resource("lineage", "lineage", "lineage"),
 }
 
 # Where the usual `<verb>_<noun>` would not say what the operation does.
@@ -78,6 +81,10 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("task-instance", "logs"): "get_task_instance_logs",
     ("package", "create"): "upload_package",
     ("package", "download"): "download_package",
+    ("dataset", "by_name"): "get_dataset",
+    ("lineage", "graph"): "get_lineage_graph",
+    ("lineage", "workflow"): "get_workflow_lineage",
+    ("lineage", "run"): "get_run_lineage",
 }
 
 CRUD_VERBS = {

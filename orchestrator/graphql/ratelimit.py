@@ -50,6 +50,7 @@ TRIGGER_MUTATIONS: dict[str, tuple[str, str]] = {
     "clearTask": ("run.operate", "clear"),
     "createBackfill": ("backfill.operate", "create"),
     "resumeBackfill": ("backfill.operate", "resume"),
+    "publishEvent": ("event.publish", "create"),
 }
 # Every other tenant-addressed field is charged once the caller may see the tenant at all.
 VIEW_PERMISSION = "tenant.view"

@@ -19,6 +19,7 @@ from django.http import HttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from events.lineage import run_has_lineage, run_lineage
 from orchestrator.errors import Invalid, NotFound
 from orchestrator.integers import ascii_int
 from portal.dag_layout import DagLayout
@@ -286,10 +287,13 @@ class RunPage(TenantPage):
     def context(self, **kwargs: Any) -> dict[str, Any]:
         run = get_run(kwargs["run"])
         before, after = run_neighbours(run)
+        # The datasets it read and wrote: queried only when its spec names any.
+        datasets = run_lineage(run, tenant=self.tenant) if run_has_lineage(run) else None
         return _live_context(run, self.tenant.slug) | {
             "before": before,
             "after": after,
             "params": _pretty(run.params),
+            "datasets": datasets if datasets and (datasets.read or datasets.produced) else None,
         }
 
 

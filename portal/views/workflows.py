@@ -24,6 +24,7 @@ from orchestrator.errors import NotFound
 from orchestrator.integers import ascii_int
 from portal.drawings import Drawing, drawing_of
 from portal.pages import TenantPage, keyset_page
+from portal.views.webhooks import webhooks_context
 from portal.wording import cron_in_words, side_by_side
 from runs.models import WorkflowRun
 from runs.selectors import (
@@ -295,6 +296,7 @@ class WorkflowPage(TenantPage):
             **self._runs(workflow, drawing),
             **_schedule_context(schedule_of(workflow)),
             **_triggers_context(spec, version.spec),
+            **webhooks_context(workflow),
         }
 
     def _runs(self, workflow: Workflow, drawing: Drawing) -> dict[str, Any]:

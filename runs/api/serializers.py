@@ -283,7 +283,9 @@ class PublishEventSerializer(serializers.Serializer[Any]):
     time = serializers.JSONField(required=False, help_text="ISO 8601 (default: now)")
     datacontenttype = serializers.ChoiceField(choices=["application/json"], required=False)
     data = serializers.JSONField(  # type: ignore[assignment]  # a field, as DRF collects it
-        required=False, help_text="any JSON: the triggers read it as event.data"
+        required=False,
+        allow_null=True,
+        help_text="any JSON (null or none: {}): the triggers read it as event.data",
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -8,10 +8,12 @@ dispatch, a run's end), `claim` and `finish` (a try's start and end on a worker)
 `messaging` (queues, doorbells, continuation) and `repair` (the reconciler). This module
 hands on the use cases that the rest of `runs` calls."""
 
+from runs.engine import lineage
 from runs.engine.admission import start_queued_runs, start_waiting_runs
 from runs.engine.claim import claim, claim_many, renew_lease
 from runs.engine.creation import Created, create_and_start_run, create_run
 from runs.engine.finish import finish, finish_inline, retry_delay
+from runs.engine.lineage import on_lineage
 from runs.engine.messaging import keeping_next, queue_for, release_kept, send, take_kept
 from runs.engine.progress import EndedRun, advance, dispatch, lock_run, on_run_ended, stop_run
 from runs.engine.repair import reconcile, register_repair
@@ -28,7 +30,9 @@ __all__ = [
     "finish",
     "finish_inline",
     "keeping_next",
+    "lineage",
     "lock_run",
+    "on_lineage",
     "on_run_ended",
     "queue_for",
     "reconcile",

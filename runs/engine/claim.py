@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from orchestrator.fastsql import statement
+from runs.engine import lineage
 from runs.engine.messaging import INLINE_TYPES
 from runs.models import TaskAttempt, TaskInstance
 
@@ -52,7 +53,7 @@ def claim_many(
         cursor.execute(
             f"UPDATE {TaskInstance._meta.db_table} SET state = %s, started_at = %s "  # noqa: S608
             f"WHERE (id, try_number) IN ({pairs}) AND state = %s{only_inline} "
-            "RETURNING id, tenant_id, try_number",
+            "RETURNING id, tenant_id, try_number, task_type",
             [
                 TI.RUNNING,
                 now,
@@ -73,7 +74,7 @@ def claim_many(
                 )
             )
         lease = now + dt.timedelta(seconds=settings.TASK_LEASE_SECONDS)
-        return TaskAttempt.objects.dangerously_unscoped().bulk_create(
+        attempts = TaskAttempt.objects.dangerously_unscoped().bulk_create(
             [
                 TaskAttempt(
                     tenant_id=tenant_id,
@@ -85,9 +86,11 @@ def claim_many(
                     started_at=now,
                     lease_expires_at=lease,
                 )
-                for ti_id, tenant_id, try_number in rows
+                for ti_id, tenant_id, try_number, _ in rows
             ]
         )
+        lineage.started(attempts, [task_type for *_, task_type in rows])
+        return attempts
 
 
 def renew_lease(attempt_id: int) -> bool:

@@ -15,7 +15,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from runs.engine import datasets, events
+from runs.engine import datasets, events, lineage
 from runs.engine.progress import advance, dispatch, downstream_pending, lock_run, unmoved_by_success
 from runs.graph import graph_for
 from runs.models import TaskAttempt, TaskInstance
@@ -54,6 +54,11 @@ def finish_inline(attempt_ids: list[int]) -> int:
                 continue
             TaskAttempt.objects.dangerously_unscoped().filter(pk__in=live).update(
                 state=TaskAttempt.State.SUCCESS, ended_at=now
+            )
+            lineage.ended(
+                TaskAttempt.State.SUCCESS,
+                TaskAttempt.objects.dangerously_unscoped().filter(pk__in=live),
+                now,
             )
             tries = {ti_id: try_number for _, ti_id, try_number in items}
             finished = [
@@ -120,6 +125,7 @@ def finish(attempt_id: int, outcome: Outcome, claimed: TaskAttempt | None = None
             != 1
         ):
             return None
+        lineage.ended(outcome.state, [attempt], now)
         # Read before the run lock (or before the task ran), and still right: a running
         # instance's try number, max_tries and lost_tries change only under that lock, in a
         # transaction that would have settled this attempt first (the compare-and-sets

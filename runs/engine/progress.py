@@ -20,7 +20,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from orchestrator.fastsql import statement
-from runs.engine import events
+from runs.engine import events, lineage
 from runs.engine.messaging import queue_for, send_queued
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
@@ -119,9 +119,11 @@ def stop_run(run: WorkflowRun, final: str, reason: str) -> None:
         .filter(pk=run.pk, state__in=UNFINISHED_RUN)
         .update(state=final, ended_at=now)
     )
-    TaskAttempt.objects.dangerously_unscoped().filter(
+    running = TaskAttempt.objects.dangerously_unscoped().filter(
         task_instance__run=run, state=TaskAttempt.State.RUNNING
-    ).update(state=TaskAttempt.State.CANCELLED, ended_at=now, error=reason)
+    )
+    lineage.ended(TaskAttempt.State.CANCELLED, running, now)  # before they stop running
+    running.update(state=TaskAttempt.State.CANCELLED, ended_at=now, error=reason)
     TaskInstance.objects.dangerously_unscoped().filter(run=run).exclude(
         state__in=TaskInstance.FINISHED
     ).update(state=TI.CANCELLED, ended_at=now, next_attempt_at=None, wait_started_at=None)

@@ -117,6 +117,8 @@ def test_bad_grants_are_refused_with_their_paths(team: Team) -> None:
     partners()
     body = {"grantee": "partners", "kind": "tables", "name": "x"}
     assert_problem(send(team.tokens["admin"], "POST", url, body), 400, "kind")
+    body = {"grantee": "partners", "kind": "events", "name": "x", "typo": 1}
+    assert_problem(send(team.tokens["admin"], "POST", url, body), 400, "typo")
     body = {"grantee": "partners", "kind": "events", "name": "x"}
     assert send(team.tokens["admin"], "POST", url, body).status_code == 201
     assert_problem(send(team.tokens["admin"], "POST", url, body), 409)

@@ -57,7 +57,7 @@ def hook(team: Team) -> tuple[str, str]:
     return f"/hooks/{webhook.uid}", secret
 
 
-def post(path: str, body: bytes, signature: str | None, **headers: str) -> Any:
+def post(path: str, body: bytes, signature: str | None, **headers: Any) -> Any:
     if signature is not None:
         headers[f"HTTP_{SIGNATURE_HEADER.upper().replace('-', '_')}"] = signature
     return Client().post(path, body, content_type="application/json", **headers)
@@ -139,7 +139,9 @@ def test_bad_signatures_and_unknown_urls_get_the_same_401(
     assert not WebhookDelivery.objects.dangerously_unscoped().exists()
 
 
-def test_a_huge_body_is_413_and_not_json_is_400(hook: tuple[str, str], settings: Any) -> None:
+def test_a_huge_body_is_413_and_not_a_json_object_is_400(
+    hook: tuple[str, str], settings: Any
+) -> None:
     path, secret = hook
     settings.WEBHOOK_MAX_BYTES = 1000
     huge = json.dumps({"x": "a" * 2000}).encode()
@@ -148,6 +150,11 @@ def test_a_huge_body_is_413_and_not_json_is_400(hook: tuple[str, str], settings:
     response = post(path, text, sign(secret, text, int(time.time())))
     assert response.status_code == 400
     assert "not JSON" in response.json()["detail"]
+    listed = b'[{"region": "us"}]'
+    response = post(path, listed, sign(secret, listed, int(time.time())))
+    assert response.status_code == 400
+    assert "must be a JSON object, not list" in response.json()["detail"]
+    assert not WebhookDelivery.objects.dangerously_unscoped().exists()
 
 
 def test_params_that_do_not_fit_are_400_with_their_path(hook: tuple[str, str], team: Team) -> None:

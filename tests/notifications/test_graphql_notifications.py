@@ -316,7 +316,7 @@ def test_it_filters_sla_misses_and_events(team: Team) -> None:
         (DELIVERIES, {"type": "run.exploded"}, "type"),
         (DELIVERIES, {"limit": 0}, "limit"),
         (SLA_MISSES, {"k": "late"}, "kind"),
-        (EVENTS, {"types": ["run.failed", "nope"]}, "type"),
+        (EVENTS, {"types": ["run.failed", "-nope"]}, "type"),
     ],
 )
 def test_it_refuses_a_bad_filter_naming_it(

@@ -46,6 +46,7 @@ PATH_PARAMETERS = {
     "delivery_id",
     "sla_miss_id",
     "package_id",
+    "grant_id",
 }
 
 
