@@ -1,6 +1,7 @@
 """Admin for platform staff: webhooks (never a secret, not even encrypted: the prefixes and
-expiries), the deliveries they accepted, datasets and their updates, all read-only.
-Changes go through the API (audited there)."""
+expiries), the deliveries they accepted, datasets and their updates, and the OpenLineage
+events with their sending status (what failed, and why), all read-only. Changes go through
+the API (audited there)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ from django.contrib import admin
 
 from events.models import Webhook, WebhookDelivery, WebhookSecret
 from orchestrator.admin import TenantRowsAdmin
-from runs.models import Dataset, DatasetUpdate
+from runs.models import Dataset, DatasetUpdate, LineageEvent
 
-__all__ = ["DatasetAdmin", "DatasetUpdateAdmin", "WebhookAdmin", "WebhookDeliveryAdmin"]
+__all__ = [
+    "DatasetAdmin",
+    "DatasetUpdateAdmin",
+    "LineageEventAdmin",
+    "WebhookAdmin",
+    "WebhookDeliveryAdmin",
+]
 
 
 @admin.register(Webhook)
@@ -62,4 +69,23 @@ class DatasetUpdateAdmin(TenantRowsAdmin):
         "logical_date",
         "metadata",
         "created_at",
+    )
+
+
+@admin.register(LineageEvent)
+class LineageEventAdmin(TenantRowsAdmin):
+    related = ("tenant", "attempt__task_instance")
+    list_display = ("id", "kind", "status", "tenant", "attempt", "attempts", "time", "sent_at")
+    list_filter = ("status", "kind", "tenant")
+    search_fields = ("tenant__slug", "last_error")
+    fields = readonly_fields = (
+        "tenant",
+        "attempt",
+        "kind",
+        "time",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "last_error",
     )

@@ -11,6 +11,7 @@ as a 404."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any, ClassVar
 
 from django.contrib import messages
@@ -22,7 +23,7 @@ from orchestrator.errors import Conflict, Forbidden, Invalid
 from orchestrator.ratelimit import TRIGGERS, RateLimited, charge_caller, charge_tenant, scope_of
 from portal.pages import TenantPage
 
-__all__ = ["FieldErrors", "TenantForm", "field_errors", "form_key"]
+__all__ = ["FieldErrors", "TenantForm", "by_field", "field_errors", "form_key"]
 
 FieldErrors = dict[str, list[str]]
 
@@ -35,6 +36,20 @@ def field_errors(errors: list[tuple[str, str]], prefix: str = "") -> FieldErrors
     for path, message in errors:
         name = path[len(prefix) :] if prefix and path.startswith(prefix) else path
         found.setdefault(name, []).append(message)
+    return found
+
+
+def by_field(errors: FieldErrors, fields: Collection[str]) -> FieldErrors:
+    """The service's paths by the form's fields: `recipients[1]` and `data.x` belong to
+    `recipients` and `data`; a path of no field goes above the form ("") with its path
+    said."""
+    found: FieldErrors = {}
+    for problem, said in errors.items():
+        name = problem.split("[", 1)[0].split(".", 1)[0]
+        if name in fields:
+            found.setdefault(name, []).extend(said)
+        else:
+            found.setdefault("", []).extend(f"{problem}: {m}" if problem else m for m in said)
     return found
 
 

@@ -12,7 +12,6 @@ the page that made it (creation or rotation)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
 from typing import Any, ClassVar
 
 from django.contrib import messages
@@ -25,7 +24,7 @@ from notifications import delivery as deliveries
 from notifications import selectors, services
 from notifications.models import Channel, Delivery, Rule, SlaMiss
 from orchestrator.errors import Invalid
-from portal.actions import FieldErrors, TenantForm
+from portal.actions import FieldErrors, TenantForm, by_field
 from portal.pages import TenantPage, keyset_page
 from runs.models import Event
 from workflows.durations import format_duration
@@ -165,19 +164,6 @@ def described(post: Any) -> str:
     if len(text) > DESCRIPTION_LIMIT:
         raise Invalid([("description", f"too long: at most {DESCRIPTION_LIMIT} characters")])
     return text
-
-
-def by_field(errors: FieldErrors, fields: Collection[str]) -> FieldErrors:
-    """The service's paths by the form's fields: `recipients[1]` belongs to `recipients`;
-    a path of no field goes above the form ("") with its path said."""
-    found: FieldErrors = {}
-    for problem, said in errors.items():
-        name = problem.split("[", 1)[0].split(".", 1)[0]
-        if name in fields:
-            found.setdefault(name, []).extend(said)
-        else:
-            found.setdefault("", []).extend(f"{problem}: {m}" if problem else m for m in said)
-    return found
 
 
 class AlertForm(TenantForm):

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from django.urls import path, reverse
 
 from orchestrator.errors import Invalid
-from portal.actions import FieldErrors, TenantForm
+from portal.actions import FieldErrors, TenantForm, by_field
 from portal.pages import TenantPage, keyset_page
 from runs.engine.events import cloudevent
 from runs.eventlog import publish_event
@@ -28,17 +28,6 @@ FIELDS = ("type", "source", "subject", "id", "data")
 def publish_defaults() -> dict[str, str]:
     """What the publish form starts with."""
     return {"source": "/portal", "data": "{}"}
-
-
-def _form_errors(errors: FieldErrors) -> FieldErrors:
-    """The service's paths by the form's fields; any other goes above the form ("")."""
-    found: FieldErrors = {}
-    for name, said in errors.items():
-        if name in FIELDS:
-            found.setdefault(name, []).extend(said)
-        else:
-            found.setdefault("", []).extend(f"{name}: {m}" if name else m for m in said)
-    return found
 
 
 class EventsPage(TenantPage):
@@ -101,7 +90,7 @@ class EventPublish(TenantForm):
         }
 
     def again(self, errors: FieldErrors, status: int, **kwargs: Any) -> Any:
-        return super().again(_form_errors(errors), status, **kwargs)
+        return super().again(by_field(errors, FIELDS), status, **kwargs)
 
     def perform(self, **kwargs: Any) -> tuple[str, str]:
         post = self.request.POST

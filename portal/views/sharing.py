@@ -15,7 +15,7 @@ from orchestrator.errors import NotFound
 from orchestrator.grants import ANY, create_grant, delete_grant, grants_of
 from orchestrator.integers import ascii_int
 from orchestrator.models import Grant
-from portal.actions import FieldErrors, TenantForm
+from portal.actions import FieldErrors, TenantForm, by_field
 from portal.pages import TenantPage
 from workflows.selectors import live_workflows
 
@@ -31,16 +31,6 @@ def _choices() -> dict[str, Any]:
         "workflow_names": list(live_workflows().order_by("name").values_list("name", flat=True)),
         "any": ANY,
     }
-
-
-def _by_field(errors: FieldErrors) -> FieldErrors:
-    found: FieldErrors = {}
-    for name, said in errors.items():
-        if name in FIELDS:
-            found.setdefault(name, []).extend(said)
-        else:
-            found.setdefault("", []).extend(f"{name}: {m}" if name else m for m in said)
-    return found
 
 
 class SharingPage(TenantPage):
@@ -76,7 +66,7 @@ class GrantCreate(TenantForm):
         }
 
     def again(self, errors: FieldErrors, status: int, **kwargs: Any) -> Any:
-        return super().again(_by_field(errors), status, **kwargs)
+        return super().again(by_field(errors, FIELDS), status, **kwargs)
 
     def perform(self, **kwargs: Any) -> tuple[str, str]:
         post = self.request.POST

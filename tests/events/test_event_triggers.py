@@ -1,18 +1,19 @@
 """`triggers: [{event: ...}]`: each event of the tenant's log that matches (type, the
 workflow it came from, subject and source globs) starts one run of the subscriber, with
 the event in its context and params rendered from it. A refused run (bad params) is in
-the subscriber's audit log; a paused or deleted subscriber gets nothing; dispatching an
-event twice starts nothing more."""
+the subscriber's audit log; a paused or deleted subscriber, or an archived tenant's, gets
+nothing; dispatching an event twice starts nothing more."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from events.dispatch import dispatch_one
 from orchestrator.context import tenant_scope
-from orchestrator.models import AuditEvent
+from orchestrator.models import AuditEvent, Tenant
 from runs.models import Event, WorkflowRun
 from tests.events.support import dispatch_pending, drain, run_once
 from tests.runs.engine.helpers import Engine
@@ -156,6 +157,15 @@ def test_a_paused_or_deleted_subscriber_gets_nothing(engine: Engine) -> None:
         report.refresh_from_db()
         delete_workflow(actor=engine.actor, workflow=report)
     run_once(engine, ingest)
+    assert dispatch_pending() == 0
+    assert reports(engine) == []
+
+
+def test_an_archived_tenants_subscriptions_get_nothing(engine: Engine) -> None:
+    ingest = engine.apply(INGEST)
+    engine.apply(REPORT)
+    run_once(engine, ingest)  # its run.succeeded waits in the log, not dispatched yet
+    Tenant.objects.filter(pk=engine.tenant.pk).update(archived_at=timezone.now())
     assert dispatch_pending() == 0
     assert reports(engine) == []
 

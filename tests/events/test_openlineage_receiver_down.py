@@ -1,6 +1,6 @@
 """The engine never waits for the OpenLineage backend: with the receiver down (or hanging)
 runs go on at full speed, their events stay pending in the outbox, and the sender records
-a temporary error and tries again later."""
+a temporary error and tries again later; staff see why in the admin."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import time
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from events import openlineage
@@ -75,3 +78,25 @@ def test_a_hanging_receiver_does_not_hold_the_engine(
     for row in timed_out:
         assert row.last_error.startswith("no answer from the OpenLineage endpoint")
     assert openlineage.resend_due() == 0  # not due yet
+
+
+def test_staff_see_the_events_and_why_they_wait_in_the_admin(
+    engine: Engine, settings: Any, client: Client
+) -> None:
+    enable(settings, f"http://127.0.0.1:{free_port()}")
+    workflow = engine.apply(CHAIN)
+    with engine.scope():
+        run = trigger_run(actor=engine.actor, workflow=workflow).run
+    drain(engine, run)
+    send_all()
+    row = LineageEvent.objects.dangerously_unscoped().filter(attempts=1).first()
+    assert row is not None
+    client.force_login(User.objects.create_superuser("root", password=None))
+    listing = client.get(reverse("admin:runs_lineageevent_changelist") + "?status__exact=pending")
+    assert listing.status_code == 200
+    assert "4 lineage events" in listing.content.decode()  # each START and its end
+    page = client.get(reverse("admin:runs_lineageevent_change", args=[row.pk]))
+    assert page.status_code == 200
+    assert "no answer from the OpenLineage endpoint" in page.content.decode()
+    assert client.get(reverse("admin:runs_lineageevent_add")).status_code == 403
+    assert client.get(reverse("admin:runs_lineageevent_delete", args=[row.pk])).status_code == 403

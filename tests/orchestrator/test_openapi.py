@@ -47,6 +47,8 @@ PATH_PARAMETERS = {
     "sla_miss_id",
     "package_id",
     "grant_id",
+    "webhook",
+    "secret_id",
 }
 
 
