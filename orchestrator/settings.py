@@ -20,11 +20,12 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 
 
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
+    """The variable, stripped; the default when it is unset or empty (compose passes every
+    variable, empty when the operator set none: docker/compose.yml)."""
+    return os.environ.get(name, "").strip() or default
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -77,6 +78,7 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+VAR_DIR = Path(env_str("VAR_DIR") or BASE_DIR / "var")
 DEBUG = env_bool("DEBUG", False)
 INSECURE_DEV_SECRET_KEY = "django-insecure-orchestrator-development-key-do-not-use-in-production"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY") or INSECURE_DEV_SECRET_KEY
@@ -467,7 +469,7 @@ PYTHON_TASK_MODULES = env_list("PYTHON_TASK_MODULES", "runs.library")
 # Where a package's dependencies are resolved at upload and installed from on workers: a
 # simple index (PEP 503) and/or directories or pages of wheels (pip's --find-links). With
 # PACKAGE_INDEX_URL empty, only PACKAGE_FIND_LINKS is used (an offline installation).
-PACKAGE_INDEX_URL = env_str("PACKAGE_INDEX_URL", "https://pypi.org/simple")
+PACKAGE_INDEX_URL = os.environ.get("PACKAGE_INDEX_URL", "https://pypi.org/simple").strip()
 PACKAGE_FIND_LINKS = env_list("PACKAGE_FIND_LINKS")
 # The largest package accepted for upload, in bytes (the archive as sent).
 PACKAGE_MAX_BYTES = env_int("PACKAGE_MAX_BYTES", 50 * 1024 * 1024)
