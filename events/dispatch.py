@@ -89,7 +89,11 @@ def _subscribers(event: Event) -> list[EventSubscription]:
     this tenant as the publisher (checked against the grants by `_trigger`)."""
     return list(
         EventSubscription.objects.dangerously_unscoped()
-        .filter(event_type=event.type, tenant__archived_at__isnull=True)
+        .filter(
+            event_type=event.type,
+            tenant__archived_at__isnull=True,
+            tenant__suspended_at__isnull=True,
+        )
         .filter(Q(publisher="", tenant_id=event.tenant_id) | Q(publisher=event.tenant.slug))
         .select_related("workflow", "tenant")
         .order_by("id")
@@ -186,7 +190,7 @@ def _queue_update(event: Event) -> list[int]:
     refs = (
         DatasetReference.objects.dangerously_unscoped()
         .filter(role=DatasetReference.Role.SCHEDULE, dataset=name)
-        .filter(tenant__archived_at__isnull=True)
+        .filter(tenant__archived_at__isnull=True, tenant__suspended_at__isnull=True)
         .filter(Q(publisher="", tenant_id=event.tenant_id) | Q(publisher=event.tenant.slug))
         .values_list("workflow_id", "tenant_id", "publisher")
     )

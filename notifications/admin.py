@@ -1,5 +1,5 @@
 """Admin for platform staff: notification channels, rules, deliveries, SLA misses and the
-outbox's events (runs has no admin module of its own), all read-only. Changes go through
+outbox's events, all read-only. Changes go through
 the API (audited there). No channel's URL or signing secret is a field of these pages,
 not even encrypted: only the URL's hint (scheme and host)."""
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from notifications import messages, transports
 from notifications.models import Delivery
-from orchestrator import audit, crypto
+from orchestrator import audit, crypto, metrics
 from orchestrator.actors import Actor
 from orchestrator.errors import Conflict
 from orchestrator.policy import authorize
@@ -111,7 +111,15 @@ def deliver(delivery_id: int) -> str | None:
     changes["claimed_at"] = None
     # Only while our claim holds: a claim declared lost meanwhile stays as it was declared.
     Delivery.objects.dangerously_unscoped().filter(pk=delivery_id, claimed_at=now).update(**changes)
-    return str(changes["status"])
+    status = str(changes["status"])
+    metrics.inc(
+        "orc_notification_deliveries",
+        tenant=row.tenant_id,
+        kind=row.channel.kind,
+        # pending again: it failed this time and will be tried again
+        status="retrying" if status == STATUS.PENDING else status,
+    )
+    return status
 
 
 def _after_error(row: Delivery, exc: transports.TransportError, now: dt.datetime) -> dict[str, Any]:

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from orchestrator import services
@@ -28,7 +30,7 @@ from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.errors import DomainError, Invalid
 from orchestrator.models import ApiToken, AuditEvent, Grant, Membership, ServiceAccount, Tenant
-from orchestrator.tenancy import validate_policy, validate_quotas
+from orchestrator.tenancy import tenant_quota, validate_policy, validate_quotas
 
 __all__ = [
     "ApiTokenAdmin",
@@ -39,6 +41,7 @@ __all__ = [
     "TenantAdmin",
     "TenantRowsAdmin",
     "admin_actor",
+    "register_quota_usage",
 ]
 
 _M = TypeVar("_M", bound=models.Model)
@@ -200,15 +203,74 @@ class TenantForm(ServiceForm[Tenant]):
         )
 
 
+# A quota key -> how much of it a tenant uses (a count, and words on what is counted), as
+# the service that enforces the quota counts it. The apps that own the counted rows add
+# theirs (runs.admin: workflows and runs), since this module may not import them.
+QuotaUsage = Callable[[Tenant], tuple[int, str]]
+_QUOTA_USAGE: dict[str, QuotaUsage] = {}
+
+
+def register_quota_usage(key: str, usage: QuotaUsage) -> None:
+    """Show `usage` beside the quota `key` on each tenant's admin page."""
+    _QUOTA_USAGE[key] = usage
+
+
+def _live_tokens(tenant: Tenant) -> tuple[int, str]:
+    live = ApiToken.objects.dangerously_unscoped().filter(tenant=tenant, revoked_at__isnull=True)
+    return live.count(), "tokens not revoked (expired ones count until revoked)"
+
+
+register_quota_usage("max_tokens", _live_tokens)
+
+
+class SuspendForm(forms.Form):
+    reason = forms.CharField(
+        max_length=services.SUSPEND_REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="Shown to the tenant's API clients as the reason their tokens are refused, "
+        "and to anyone triggering one of its workflows.",
+    )
+
+
 @admin.register(Tenant)
 class TenantAdmin(ServiceFormAdmin[Tenant]):
     form = TenantForm
-    list_display = ("slug", "name", "archived", "created_at")
-    list_filter = (("archived_at", admin.EmptyFieldListFilter),)
+    list_display = (
+        "slug",
+        "name",
+        "archived",
+        "suspended",
+        "suspended_at",
+        "suspended_reason",
+        "created_at",
+    )
+    list_filter = (
+        ("archived_at", admin.EmptyFieldListFilter),
+        ("suspended_at", admin.EmptyFieldListFilter),
+    )
     search_fields = ("slug", "name")
-    fields = ("slug", "name", "quotas", "policy", "created_at", "updated_at", "archived_at")
-    readonly_fields = ("slug", "created_at", "updated_at", "archived_at")
-    actions = ("archive", "unarchive")
+    fields = (
+        "slug",
+        "name",
+        "quotas",
+        "quota_usage",
+        "policy",
+        "created_at",
+        "updated_at",
+        "archived_at",
+        "suspended_at",
+        "suspended_reason",
+    )
+    readonly_fields = (
+        "slug",
+        "quota_usage",
+        "created_at",
+        "updated_at",
+        "archived_at",
+        "suspended_at",
+        "suspended_reason",
+    )
+    actions = ("archive", "unarchive", "suspend", "resume")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # tenants are created over the API or with `manage.py createtenant`
@@ -220,6 +282,46 @@ class TenantAdmin(ServiceFormAdmin[Tenant]):
     def archived(self, obj: Tenant) -> bool:
         return obj.is_archived
 
+    @admin.display(boolean=True, ordering="suspended_at")
+    def suspended(self, obj: Tenant) -> bool:
+        return obj.is_suspended
+
+    @admin.display(description="quota usage")
+    def quota_usage(self, obj: Tenant) -> SafeString:
+        rows = [
+            (key, *usage(obj), tenant_quota(obj.quotas, key))
+            for key, usage in sorted(_QUOTA_USAGE.items())
+        ]
+        return format_html(
+            "<table><tr><th>quota</th><th>used</th><th>limit</th><th>counted</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                ((key, used, limit, what) for key, used, what, limit in rows),
+            ),
+        )
+
+    @admin.action(description="Suspend selected tenants")
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> HttpResponse | None:
+        """First a page asking why (the reason their clients see), then the suspension."""
+        form = SuspendForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            self._each(request, queryset, services.suspend_tenant, **form.cleaned_data)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Suspend tenants",
+            "opts": self.model._meta,
+            "tenants": queryset,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/orchestrator/tenant/suspend.html", context)
+
+    @admin.action(description="Resume selected tenants")
+    def resume(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        self._each(request, queryset, services.resume_tenant)
+
     @admin.action(description="Archive selected tenants")
     def archive(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         self._each(request, queryset.filter(archived_at__isnull=True), services.archive_tenant)
@@ -229,12 +331,16 @@ class TenantAdmin(ServiceFormAdmin[Tenant]):
         self._each(request, queryset.filter(archived_at__isnull=False), services.unarchive_tenant)
 
     def _each(
-        self, request: HttpRequest, queryset: QuerySet[Tenant], service: Callable[..., Tenant]
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Tenant],
+        service: Callable[..., Tenant],
+        **arguments: Any,
     ) -> None:
         done = []
         for tenant in queryset:
             try:
-                service(actor=admin_actor(request), tenant=tenant)
+                service(actor=admin_actor(request), tenant=tenant, **arguments)
             except DomainError as exc:
                 self.message_user(request, f"{tenant.slug}: {exc.message}", messages.ERROR)
             else:

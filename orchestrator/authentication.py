@@ -20,7 +20,8 @@ __all__ = ["TokenRejected", "authenticate_bearer"]
 
 
 class TokenRejected(Exception):
-    """The request carried a bearer token that is malformed, unknown, expired or revoked."""
+    """The request carried a bearer token that is malformed, unknown, expired or revoked,
+    or one of a suspended tenant."""
 
 
 _TOKEN = Columns(ApiToken)
@@ -78,6 +79,9 @@ def authenticate_bearer(header: str) -> tuple[AbstractBaseUser, ApiToken] | None
         raise TokenRejected("token expired")
     if not token.user.is_active:
         raise TokenRejected("token's user is deactivated")
+    if token.tenant.suspended_at is not None:
+        # Platform staff suspended the tenant (services.suspend_tenant): say why.
+        raise TokenRejected(f"tenant suspended: {token.tenant.suspended_reason}")
     _touch(token, now)
     return token.user, token
 

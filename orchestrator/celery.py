@@ -3,7 +3,10 @@ in-process broker outside `manage.py standalone`, no built-in SECRET_KEY with DE
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 from typing import Any
 
 from celery import Celery, signals
@@ -63,6 +66,38 @@ def _check_worker_configuration(**kwargs: Any) -> None:
 @signals.beat_init.connect
 def _check_beat_configuration(**kwargs: Any) -> None:
     _refuse_to_start_misconfigured()
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: Any = None, **kwargs: Any) -> None:
+    """The worker's liveness for /metrics (orc_worker_up): its main process says it is alive
+    every METRICS_HEARTBEAT_SECONDS from a daemon thread, which dies with it."""
+    from orchestrator import metrics
+
+    hostname = str(getattr(sender, "hostname", None) or f"worker@{os.uname().nodename}")
+
+    def beat() -> None:
+        from django.conf import settings
+
+        while True:
+            try:
+                metrics.heartbeat(hostname)
+            except Exception:  # Redis away: the next beat tries again
+                logging.getLogger(__name__).warning("metrics: heartbeat failed", exc_info=True)
+            time.sleep(float(settings.METRICS_HEARTBEAT_SECONDS))
+
+    threading.Thread(target=beat, name="metrics-heartbeat", daemon=True).start()
+
+
+@signals.worker_process_shutdown.connect
+def _flush_metrics(**kwargs: Any) -> None:
+    """A worker child's last counts, before it goes (a killed one loses its last interval)."""
+    from orchestrator import metrics
+
+    try:
+        metrics.flush()
+    except Exception:  # Redis away: nothing to do about it now
+        logging.getLogger(__name__).warning("metrics: last flush failed", exc_info=True)
 
 
 def broker_reachable(celery_app: Celery, timeout: int = 2) -> str | None:

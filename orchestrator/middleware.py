@@ -4,14 +4,23 @@ trailing slash."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import is_valid_path
 
+from orchestrator import metrics
 from orchestrator.context import new_request_id, request_id_context
+from orchestrator.logs import add_log_fields, log_context
 
-__all__ = ["FORGIVING_PATH_PREFIXES", "ForgivingPathMiddleware", "RequestIDMiddleware"]
+__all__ = [
+    "FORGIVING_PATH_PREFIXES",
+    "ForgivingPathMiddleware",
+    "RequestIDMiddleware",
+    "RequestMetricsMiddleware",
+]
 
 
 class RequestIDMiddleware:
@@ -21,10 +30,44 @@ class RequestIDMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = new_request_id(request.headers.get("X-Request-ID"))
         request.request_id = request_id  # type: ignore[attr-defined]
-        with request_id_context(request_id):
+        with request_id_context(request_id), log_context():
             response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
+
+    def process_view(
+        self, request: HttpRequest, view: Any, args: Any, kwargs: dict[str, Any]
+    ) -> None:
+        """What the URL names, on the request's log records."""
+        add_log_fields(
+            tenant=kwargs.get("tenant"), workflow=kwargs.get("workflow"), run=kwargs.get("run_id")
+        )
+
+
+class RequestMetricsMiddleware:
+    """Each request's latency by its route's pattern (`api/v1/tenants/<slug:tenant>/runs/`,
+    never the path: a run id is no label), method and status class; a path that matched no
+    route counts as `unmatched`."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = request.resolver_match
+        route = match.route if match is not None and match.route else "unmatched"
+        metrics.observe(
+            "orc_http_request_duration_seconds",
+            time.perf_counter() - started,
+            route=route,
+            method=request.method if request.method in KNOWN_METHODS else "other",
+            status=f"{response.status_code // 100}xx",
+        )
+        return response
+
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 # Paths that services call: they answer with and without their trailing slash, for every

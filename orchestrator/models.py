@@ -59,6 +59,10 @@ class Tenant(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    # Set by platform staff (services.suspend_tenant): no new runs, no API tokens, while
+    # running work goes on; the reason is what the tenant's clients are told.
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspended_reason = models.TextField(blank=True)
 
     objects = TenantQuerySet.as_manager()
 
@@ -74,6 +78,10 @@ class Tenant(models.Model):
     @property
     def is_archived(self) -> bool:
         return self.archived_at is not None
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
 
 
 _M = TypeVar("_M", bound=models.Model)

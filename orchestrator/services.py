@@ -29,12 +29,15 @@ __all__ = [
     "create_token",
     "delete_service_account",
     "remove_member",
+    "resume_tenant",
     "revoke_token",
+    "suspend_tenant",
     "unarchive_tenant",
     "update_tenant",
 ]
 
 UNSET: Any = object()
+SUSPEND_REASON_MAX_LENGTH = 500
 
 
 # --- tenants --------------------------------------------------------------------------
@@ -146,6 +149,59 @@ def _set_archived(*, actor: Actor, tenant: Tenant, archived: bool) -> Tenant:
     audit.record(
         actor=actor,
         action="tenant.archive" if archived else "tenant.unarchive",
+        tenant=tenant,
+        obj=tenant,
+        before=before,
+        after=audit.snapshot(tenant),
+    )
+    return tenant
+
+
+@transaction.atomic
+def suspend_tenant(*, actor: Actor, tenant: Tenant, reason: str) -> Tenant:
+    """Platform staff stop a tenant: no new runs (triggers, schedules, events) and none of
+    its API tokens work until it is resumed. Running work goes on: cancel it separately.
+    The reason is what the tenant's clients are told."""
+    if not actor.is_platform:
+        raise Forbidden("only platform staff can suspend a tenant")
+    reason = reason.strip() if isinstance(reason, str) else ""
+    if not reason:
+        raise Invalid([("reason", "required: why the tenant is suspended (its clients see it)")])
+    if len(reason) > SUSPEND_REASON_MAX_LENGTH:
+        raise Invalid(
+            [("reason", f"at most {SUSPEND_REASON_MAX_LENGTH} characters; got {len(reason)}")]
+        )
+    tenant = _locked_tenant(tenant)
+    if tenant.is_archived:
+        raise Conflict(f"tenant {tenant.slug!r} is archived; an archived tenant is not suspended")
+    if tenant.is_suspended:
+        raise Conflict(
+            f"tenant {tenant.slug!r} is already suspended: {tenant.suspended_reason}; "
+            "resume it first to suspend it with another reason"
+        )
+    return _set_suspended(actor=actor, tenant=tenant, reason=reason)
+
+
+@transaction.atomic
+def resume_tenant(*, actor: Actor, tenant: Tenant) -> Tenant:
+    """Lift a suspension: triggers, schedules, events and API tokens work again."""
+    if not actor.is_platform:
+        raise Forbidden("only platform staff can resume a suspended tenant")
+    tenant = _locked_tenant(tenant)
+    if not tenant.is_suspended:
+        raise Conflict(f"tenant {tenant.slug!r} is not suspended")
+    return _set_suspended(actor=actor, tenant=tenant, reason=None)
+
+
+def _set_suspended(*, actor: Actor, tenant: Tenant, reason: str | None) -> Tenant:
+    """Suspend with `reason`, or resume (None); the tenant row is locked by the caller."""
+    before = audit.snapshot(tenant)
+    tenant.suspended_at = timezone.now() if reason is not None else None
+    tenant.suspended_reason = reason or ""
+    tenant.save(update_fields=["suspended_at", "suspended_reason", "updated_at"])
+    audit.record(
+        actor=actor,
+        action="tenant.suspend" if reason is not None else "tenant.resume",
         tenant=tenant,
         obj=tenant,
         before=before,

@@ -8,6 +8,7 @@ with them it runs distributed against PostgreSQL and Redis.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 from datetime import timedelta
@@ -88,7 +89,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # Transport security. Production sets these (see docs/deployment.md); `manage.py check
 # --deploy` then reports nothing.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Probes and the scraper may speak plain HTTP to a pod (the token still guards /metrics).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
@@ -129,6 +131,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "orchestrator.middleware.RequestIDMiddleware",
+    "orchestrator.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -438,6 +441,28 @@ CACHES: dict[str, Any] = {
     )
 }
 
+# --- Metrics (docs/metrics.md) ------------------------------------------------------
+# Every process adds its counts to a buffer that a thread flushes into Redis every
+# METRICS_FLUSH_SECONDS (METRICS_REDIS_URL: the cache's Redis by default; the embedded mode
+# keeps them in memory); /metrics renders them. /metrics answers a caller with
+# `Authorization: Bearer <METRICS_TOKEN>` or from METRICS_ALLOWED_NETWORKS (addresses or
+# networks, comma-separated); with neither set it is off (404).
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS")
+for _network in METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_NETWORKS: {_network!r} is no address or network (10.0.0.0/8, ::1)"
+        ) from None
+METRICS_REDIS_URL = env_str("METRICS_REDIS_URL") or CACHE_URL
+METRICS_KEY_PREFIX = env_str("METRICS_KEY_PREFIX") or env_str("CELERY_KEY_PREFIX") + "orc:metrics:"
+METRICS_FLUSH_SECONDS = env_float("METRICS_FLUSH_SECONDS", 5.0)
+# Each Celery worker says it is alive this often; /metrics counts it down after 3 misses.
+METRICS_HEARTBEAT_SECONDS = env_float("METRICS_HEARTBEAT_SECONDS", 10.0)
+
 # --- Engine -------------------------------------------------------------------------
 # A running attempt renews its lease every third of this; when it lapses (the worker died)
 # the reconciler fails the try (and retries it if tries remain).
@@ -608,13 +633,30 @@ OPENLINEAGE_MAX_ATTEMPTS = env_int("OPENLINEAGE_MAX_ATTEMPTS", 12)
 
 # --- Logging ------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# plain: a line of text (the default); json: one JSON object a line, with the request id,
+# tenant, workflow, run, task and try where they apply (orchestrator/logs.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: expected plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "orchestrator.logs.ContextFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},

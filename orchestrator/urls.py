@@ -14,6 +14,7 @@ from workflows.api.views import SpecSchemaView
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics_view, name="metrics"),
     path("api/v1/", include("orchestrator.api.urls")),
     path("api/v1/tenants/<str:tenant>/", include("workflows.api.urls")),
     path("api/v1/tenants/<str:tenant>/", include("runs.api.urls")),

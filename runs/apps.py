@@ -13,9 +13,10 @@ class RunsConfig(AppConfig):
 
         from connections.models import Connection
         from connections.services import register_connection_test
+        from orchestrator import metrics
         from orchestrator.models import Role
         from orchestrator.policy import register_permissions
-        from runs import backfills, engine
+        from runs import backfills, engine, gauges
         from runs.guards import active_runs
         from runs.periodic import ensure_periodic_tasks
         from runs.tasktypes import connection_tests
@@ -33,6 +34,7 @@ class RunsConfig(AppConfig):
         # Backfills also move on when one of their runs ends; this catches the rest (a
         # lost on-commit hook, a slot freed by a cancel).
         engine.register_repair("fed_backfills", backfills.feed_running)
+        metrics.register_collector(gauges.collect)
         register_permissions(
             {
                 "run.view": Role.VIEWER,

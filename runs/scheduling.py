@@ -14,7 +14,7 @@ import logging
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orchestrator import audit
+from orchestrator import audit, metrics
 from orchestrator.actors import Actor
 from orchestrator.errors import Invalid
 from orchestrator.models import Tenant
@@ -40,11 +40,13 @@ def tick(now: dt.datetime | None = None) -> int:
             workflow__paused=False,
             workflow__deleted_at__isnull=True,
             tenant__archived_at__isnull=True,
+            tenant__suspended_at__isnull=True,
         )
         .order_by("next_run_at")
         .values_list("pk", "next_run_at")[:TICK_BATCH]
     )
     made = 0
+    metrics.inc("orc_scheduler_ticks")
     for pk, claimed in due:
         assert claimed is not None  # filtered on
         try:
@@ -68,7 +70,7 @@ def _fire(schedule_id: int, claimed: dt.datetime, now: dt.datetime) -> int:
         schedule = Schedule.objects.dangerously_unscoped().get(pk=schedule_id)
         if schedule.next_run_at != claimed:
             return 0  # another tick got it first, or a pause, an apply or a delete moved it
-        if workflow.paused or workflow.deleted_at or tenant.archived_at:
+        if workflow.paused or workflow.deleted_at or tenant.archived_at or tenant.suspended_at:
             return 0
         if workflow.current_version_id is None:
             return 0
@@ -81,7 +83,9 @@ def _fire(schedule_id: int, claimed: dt.datetime, now: dt.datetime) -> int:
         ):
             return 0  # another tick got it first
         made = [run for interval in intervals if (run := _create_run(workflow, interval))]
+        metrics.observe("orc_scheduler_lag_seconds", max(0.0, (now - claimed).total_seconds()))
         if made:
+            metrics.inc("orc_scheduler_firings", len(made), tenant=tenant.pk)
             Schedule.objects.dangerously_unscoped().filter(pk=schedule_id).update(
                 last_logical_date=made[-1].logical_date
             )

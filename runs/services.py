@@ -88,11 +88,16 @@ def trigger_run(
     free (max_active_runs, the tenant's quota), otherwise it waits `queued`, in trigger
     order. With an idempotency key, a repeated request returns the first run; concurrent
     ones with one key make exactly one run (the unique key decides, the losers replay).
-    A paused workflow runs only when forced: pausing is meant to stop it.
+    A paused workflow runs only when forced: pausing is meant to stop it. A suspended
+    tenant's workflows do not run at all.
 
     `event`: the CloudEvent that started a webhook, event or dataset run (templates read
     it as `event`); `dataset_update_ids`: the updates that started a dataset run."""
     authorize(actor, "run.operate", workflow.tenant)
+    if workflow.tenant.suspended_at is not None:  # by platform staff; a force does not help
+        raise Conflict(
+            f"tenant {workflow.tenant.slug} is suspended: {workflow.tenant.suspended_reason}"
+        )
     if workflow.paused and not force:
         raise Conflict(
             f"workflow {workflow.name!r} is paused: unpause it, or pass force: true to "

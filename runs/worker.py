@@ -4,6 +4,7 @@ outcome with the engine, and run on the next try of a chain it made ready."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from jinja2 import TemplateError
 
+from orchestrator.logs import log_context
 from runs import engine
 from runs.graph import graph_for
 from runs.models import TaskAttempt, TaskInstance, TaskLog
@@ -220,60 +222,72 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
     if attempt is None:
         logger.info("task instance %s try %s is not queued any more; skipping", ti_id, try_number)
         return None
-    masker = Masker()
-    sink = TaskOutput(settings.TASK_LOG_MAX_BYTES, masker)
-    heartbeat = Heartbeat(attempt.pk, attempt.tenant_id, sink)
-    credentials = Credentials(attempt.tenant_id, masker)
-    rendered: dict[str, Any] = {}
-    claimed: TaskAttempt | None = None
-    try:
-        ti, task, context = with_db_retry(_prepare, ti_id)
-        if ti.try_number == attempt.try_number:  # read after the claim: finish needs no more
-            attempt.task_instance = ti
-            claimed = attempt
-        if ti.task_type != "noop":  # nothing to keep alive or to log: done in microseconds
-            heartbeat.start()
+    with contextlib.ExitStack() as about:  # the try's log context, once known
+        masker = Masker()
+        sink = TaskOutput(settings.TASK_LOG_MAX_BYTES, masker)
+        heartbeat = Heartbeat(attempt.pk, attempt.tenant_id, sink)
+        credentials = Credentials(attempt.tenant_id, masker)
+        rendered: dict[str, Any] = {}
+        claimed: TaskAttempt | None = None
         try:
-            if context:
-                context.update(credentials.template_names())
-                rendered = render_task(task, context)
-            else:
-                rendered = task
-            policy = ti.run.workflow.tenant.policy
-            a = Attempt(
-                attempt.pk,
-                ti,
-                rendered,
-                context,
-                sink,
-                heartbeat.lost.is_set,
-                connection=credentials.connection,
-                allowed_hosts=tuple(policy.get("http_allowed_hosts", [])),
-                sql_allowed_hosts=tuple(policy.get("sql_allowed_hosts", [])),
+            ti, task, context = with_db_retry(_prepare, ti_id)
+            about.enter_context(
+                log_context(
+                    tenant=ti.run.workflow.tenant.slug,
+                    workflow=ti.run.workflow.name,
+                    run=ti.run_id,
+                    task=ti.task_id,
+                    try_=attempt.try_number,
+                )
             )
-            outcome = EXECUTORS[ti.task_type](a)
-        except TemplateError as exc:
-            outcome = Outcome("failed", error=f"template error: {exc}")
-        except TaskFailed as exc:
-            outcome = Outcome("failed", error=str(exc), retryable=exc.retryable)
-        outcome = _check_result(outcome)
-    except Exception:  # an executor bug must still end the attempt, with the traceback
-        outcome = Outcome("failed", error=f"internal error:\n{traceback.format_exc()}")
-    finally:
-        heartbeat.stop()
-    # Whatever a secret reached is recorded masked: the rendered task, the result, the error.
-    return with_db_retry(
-        _finish_keeping_next,
-        attempt.pk,
-        claimed,
-        dataclasses.replace(
-            outcome,
-            error=masker.mask(outcome.error),
-            result=masker.mask_json(outcome.result),
-            rendered=masker.mask_json(rendered),
-            uses=credentials.uses,
-        ),
-    )
+            if ti.try_number == attempt.try_number:  # read after the claim: finish needs no more
+                attempt.task_instance = ti
+                claimed = attempt
+            if ti.task_type != "noop":  # nothing to keep alive or to log: done in microseconds
+                heartbeat.start()
+            try:
+                if context:
+                    context.update(credentials.template_names())
+                    rendered = render_task(task, context)
+                else:
+                    rendered = task
+                policy = ti.run.workflow.tenant.policy
+                a = Attempt(
+                    attempt.pk,
+                    ti,
+                    rendered,
+                    context,
+                    sink,
+                    heartbeat.lost.is_set,
+                    connection=credentials.connection,
+                    allowed_hosts=tuple(policy.get("http_allowed_hosts", [])),
+                    sql_allowed_hosts=tuple(policy.get("sql_allowed_hosts", [])),
+                )
+                outcome = EXECUTORS[ti.task_type](a)
+            except TemplateError as exc:
+                outcome = Outcome("failed", error=f"template error: {exc}")
+            except TaskFailed as exc:
+                outcome = Outcome("failed", error=str(exc), retryable=exc.retryable)
+            outcome = _check_result(outcome)
+        except Exception:  # an executor bug must still end the attempt, with the traceback
+            outcome = Outcome("failed", error=f"internal error:\n{traceback.format_exc()}")
+        finally:
+            heartbeat.stop()
+        # Whatever a secret reached is recorded masked: the rendered task, the result, the error.
+        state = with_db_retry(
+            _finish_keeping_next,
+            attempt.pk,
+            claimed,
+            dataclasses.replace(
+                outcome,
+                error=masker.mask(outcome.error),
+                result=masker.mask_json(outcome.result),
+                rendered=masker.mask_json(rendered),
+                uses=credentials.uses,
+            ),
+        )
+        logger.info("attempt %s ended %s", attempt.pk, outcome.state)
+        return state
 
 
 def _finish_keeping_next(

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from orchestrator import metrics
 from orchestrator.fastsql import statement
 from runs.engine import lineage
 from runs.engine.messaging import INLINE_TYPES
@@ -53,7 +54,7 @@ def claim_many(
         cursor.execute(
             f"UPDATE {TaskInstance._meta.db_table} SET state = %s, started_at = %s "  # noqa: S608
             f"WHERE (id, try_number) IN ({pairs}) AND state = %s{only_inline} "
-            "RETURNING id, tenant_id, try_number, task_type",
+            "RETURNING id, tenant_id, try_number, task_type, queued_at",
             [
                 TI.RUNNING,
                 now,
@@ -86,10 +87,19 @@ def claim_many(
                     started_at=now,
                     lease_expires_at=lease,
                 )
-                for ti_id, tenant_id, try_number, _ in rows
+                for ti_id, tenant_id, try_number, *_ in rows
             ]
         )
-        lineage.started(attempts, [task_type for *_, task_type in rows])
+        lineage.started(attempts, [task_type for *_, task_type, _ in rows])
+        for _, tenant_id, _, task_type, queued_at in rows:
+            metrics.inc("orc_task_attempts_started", tenant=tenant_id, task_type=task_type)
+            if queued_at is not None:
+                metrics.observe(
+                    "orc_task_queued_seconds",
+                    max(0.0, (now - queued_at).total_seconds()),
+                    tenant=tenant_id,
+                    task_type=task_type,
+                )
         return attempts
 
 

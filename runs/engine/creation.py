@@ -13,6 +13,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from orchestrator import metrics
 from orchestrator.fastsql import Insert, statement
 from runs.engine.admission import room_for_new_run, start_queued_runs
 from runs.engine.messaging import send_queued
@@ -77,6 +78,7 @@ def _insert_run(
         cursor.execute(_RUN.sql, _RUN.values(run))
         (pk,) = cursor.fetchone()
     _RUN.saved(run, pk)
+    metrics.inc("orc_runs_created", tenant=run.tenant_id, source=source)
     return run
 
 

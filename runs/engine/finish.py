@@ -15,6 +15,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from orchestrator import metrics
 from runs.engine import datasets, events, lineage
 from runs.engine.progress import advance, dispatch, downstream_pending, lock_run, unmoved_by_success
 from runs.graph import graph_for
@@ -24,6 +25,19 @@ from runs.tasktypes.contract import Outcome
 __all__ = ["finish", "finish_inline", "retry_delay"]
 
 TI = TaskInstance.State
+
+
+def _measure(
+    tenant_id: int, task_type: str, started_at: dt.datetime, state: str, now: dt.datetime
+) -> None:
+    """A try's end and its duration, in the metrics (after the commit)."""
+    metrics.inc("orc_task_attempts_finished", tenant=tenant_id, task_type=task_type, state=state)
+    metrics.observe(
+        "orc_task_duration_seconds",
+        (now - started_at).total_seconds(),
+        tenant=tenant_id,
+        task_type=task_type,
+    )
 
 
 def finish_inline(attempt_ids: list[int]) -> int:
@@ -36,10 +50,19 @@ def finish_inline(attempt_ids: list[int]) -> int:
         rows = list(
             TaskAttempt.objects.dangerously_unscoped()
             .filter(pk__in=attempt_ids)
-            .values_list("id", "task_instance_id", "try_number", "task_instance__run_id")
+            .values_list(
+                "id",
+                "task_instance_id",
+                "try_number",
+                "task_instance__run_id",
+                "tenant_id",
+                "task_instance__task_type",
+                "started_at",
+            )
         )
         by_run: dict[int, list[tuple[int, int, int]]] = {}
-        for attempt_id, ti_id, try_number, run_id in rows:
+        measured = {row[0]: row[4:] for row in rows}
+        for attempt_id, ti_id, try_number, run_id, *_ in rows:
             by_run.setdefault(run_id, []).append((attempt_id, ti_id, try_number))
         for run_id in sorted(by_run):  # one lock order: no deadlock between two batches
             run = lock_run(run_id)
@@ -60,6 +83,8 @@ def finish_inline(attempt_ids: list[int]) -> int:
                 TaskAttempt.objects.dangerously_unscoped().filter(pk__in=live),
                 now,
             )
+            for attempt_id in live:
+                _measure(*measured[attempt_id], TaskAttempt.State.SUCCESS, now)
             tries = {ti_id: try_number for _, ti_id, try_number in items}
             finished = [
                 task_id
@@ -126,6 +151,15 @@ def finish(attempt_id: int, outcome: Outcome, claimed: TaskAttempt | None = None
         ):
             return None
         lineage.ended(outcome.state, [attempt], now)
+        _measure(
+            attempt.tenant_id,
+            attempt.task_instance.task_type,
+            attempt.started_at,
+            outcome.state,
+            now,
+        )
+        if outcome.lost:
+            metrics.inc("orc_task_lost_tries", tenant=attempt.tenant_id)
         # Read before the run lock (or before the task ran), and still right: a running
         # instance's try number, max_tries and lost_tries change only under that lock, in a
         # transaction that would have settled this attempt first (the compare-and-sets

@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from orchestrator import metrics
 from orchestrator.fastsql import statement
 from runs.engine import events, lineage
 from runs.engine.messaging import queue_for, send_queued
@@ -105,6 +106,7 @@ def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:
         .update(state=state, ended_at=now)
     ):
         events.run_ended(run, graph, state, now)
+        metrics.inc("orc_runs_finished", tenant=run.tenant_id, state=state)
         _ended(run)
         return True
     return False
@@ -129,6 +131,7 @@ def stop_run(run: WorkflowRun, final: str, reason: str) -> None:
     ).update(state=TI.CANCELLED, ended_at=now, next_attempt_at=None, wait_started_at=None)
     if stopped:
         events.run_ended(run, graph_for(run.version_id), final, now, reason)
+        metrics.inc("orc_runs_finished", tenant=run.tenant_id, state=final)
     _ended(run)
 
 

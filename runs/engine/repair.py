@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from orchestrator import metrics
 from orchestrator.celery import app
 from orchestrator.fastsql import statement
 from orchestrator.models import Tenant
@@ -267,6 +268,10 @@ def reconcile() -> dict[str, int]:
         "repaired_runs": repair_runs(),
     }
     done.update((name, step()) for name, step in _repairs.items())
+    metrics.inc("orc_reconciler_runs")
+    for action, count in done.items():
+        if count:
+            metrics.inc("orc_reconciler_actions", count, action=action)
     if any(done.values()):
         logger.info("reconciler: %s", done)
     return done
