@@ -61,6 +61,9 @@ def _refuse_to_start_misconfigured() -> None:
 @signals.worker_init.connect
 def _check_worker_configuration(**kwargs: Any) -> None:
     _refuse_to_start_misconfigured()
+    from orchestrator import tracing
+
+    tracing.setup()  # traces when an OTLP endpoint is set (a forked child inherits it)
 
 
 @signals.beat_init.connect

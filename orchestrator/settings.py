@@ -418,6 +418,7 @@ CELERY_TASK_ROUTES = {
     "events.dispatch": {"queue": "housekeeping"},
     "events.send_lineage": {"queue": "notifications"},
     "runs.reconcile": {"queue": "housekeeping"},
+    "runs.retention": {"queue": "housekeeping"},
     "workflows.schedule_tick": {"queue": "housekeeping"},
 }
 
@@ -440,6 +441,22 @@ CACHES: dict[str, Any] = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+
+# --- Traces (docs/metrics.md, "Traces") -------------------------------------------------
+# OpenTelemetry, off unless an OTLP endpoint is set. These are the exporter's own variables
+# (it reads them, with OTEL_EXPORTER_OTLP_HEADERS for an API key); read here to decide.
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+OTEL_EXPORTER_OTLP_HEADERS = env_str("OTEL_EXPORTER_OTLP_HEADERS")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "orchestrator")
+TRACING_ENABLED = bool(OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+
+# --- Retention (docs/retention.md) --------------------------------------------------
+# Finished runs (with their tasks, tries, logs and results) and old events are deleted
+# this many days after they ended, unless a tenant's policy `retention_days` says
+# otherwise (at most RETENTION_DAYS_MAX). The audit log is kept.
+RETENTION_DAYS_DEFAULT = env_int("RETENTION_DAYS_DEFAULT", 90)
+RETENTION_DAYS_MAX = env_int("RETENTION_DAYS_MAX", 3650)
 
 # --- Metrics (docs/metrics.md) ------------------------------------------------------
 # Every process adds its counts to a buffer that a thread flushes into Redis every

@@ -9,6 +9,9 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
+from orchestrator import tracing
+
+tracing.setup()  # before the middleware is loaded: the Django instrumentation adds its own
 application = get_wsgi_application()
 
 from django.urls import get_resolver  # noqa: E402  (needs settings)

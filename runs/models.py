@@ -142,6 +142,9 @@ class WorkflowRun(TenantOwnedModel):
     # What started a webhook, event or dataset run, as a CloudEvent: templates read it as
     # `event` (the webhook's JSON body is its `data`).
     event = models.JSONField(null=True, blank=True)
+    # The W3C traceparent of the run's span when tracing is on (orchestrator/tracing.py):
+    # every try of the run is a span under it.
+    trace_context = models.CharField(max_length=100, blank=True, default="")
     # The dataset updates that started a dataset-scheduled run.
     dataset_updates: models.ManyToManyField[DatasetUpdate, Any] = models.ManyToManyField(
         "DatasetUpdate", blank=True, related_name="triggered_runs"

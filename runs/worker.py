@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from jinja2 import TemplateError
 
+from orchestrator import tracing
 from orchestrator.logs import log_context
 from runs import engine
 from runs.graph import graph_for
@@ -205,8 +206,39 @@ def execute_batch(tries: list[tuple[int, int]], queue: str | None = None) -> int
     if not claimed:
         return 0
     done = with_db_retry(_finish_inline_keeping_next, [a.pk for a in claimed])
+    if tracing.enabled():
+        _inline_spans(claimed)
     _run_on(started, queue)
     return done
+
+
+def _inline_spans(claimed: list[TaskAttempt]) -> None:
+    """Each inline try (recorded in a batch) as a span of its run, from its claim to now."""
+    rows = (
+        TaskAttempt.objects.dangerously_unscoped()
+        .filter(pk__in=[a.pk for a in claimed])
+        .values_list(
+            "started_at",
+            "state",
+            "try_number",
+            "task_instance__task_id",
+            "task_instance__task_type",
+            "task_instance__run_id",
+            "task_instance__run__trace_context",
+            "task_instance__run__workflow__name",
+        )
+    )
+    for started_at, state, try_number, task_id, task_type, run_id, traceparent, workflow in rows:
+        attributes = {
+            "orc.workflow": workflow,
+            "orc.run": run_id,
+            "orc.task": task_id,
+            "orc.task_type": task_type,
+            "orc.try": try_number,
+        }
+        start = int(started_at.timestamp() * 1e9)
+        with tracing.span(f"task {task_id}", traceparent, attributes, start_time=start) as span:
+            tracing.end_state(span, state)
 
 
 def _finish_inline_keeping_next(attempt_ids: list[int]) -> int:
@@ -229,6 +261,7 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
         credentials = Credentials(attempt.tenant_id, masker)
         rendered: dict[str, Any] = {}
         claimed: TaskAttempt | None = None
+        attempt_span = None
         try:
             ti, task, context = with_db_retry(_prepare, ti_id)
             about.enter_context(
@@ -238,6 +271,20 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
                     run=ti.run_id,
                     task=ti.task_id,
                     try_=attempt.try_number,
+                )
+            )
+            attempt_span = about.enter_context(
+                tracing.span(
+                    f"task {ti.task_id}",
+                    ti.run.trace_context,
+                    {
+                        "orc.tenant": ti.run.workflow.tenant.slug,
+                        "orc.workflow": ti.run.workflow.name,
+                        "orc.run": ti.run_id,
+                        "orc.task": ti.task_id,
+                        "orc.task_type": ti.task_type,
+                        "orc.try": attempt.try_number,
+                    },
                 )
             )
             if ti.try_number == attempt.try_number:  # read after the claim: finish needs no more
@@ -286,6 +333,7 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
                 uses=credentials.uses,
             ),
         )
+        tracing.end_state(attempt_span, outcome.state, outcome.error)
         logger.info("attempt %s ended %s", attempt.pk, outcome.state)
         return state
 

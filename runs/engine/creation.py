@@ -13,7 +13,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from orchestrator import metrics
+from orchestrator import metrics, tracing
 from orchestrator.fastsql import Insert, statement
 from runs.engine.admission import room_for_new_run, start_queued_runs
 from runs.engine.messaging import send_queued
@@ -57,6 +57,7 @@ def _insert_run(
 ) -> WorkflowRun:
     assert workflow.current_version_id is not None
     now = timezone.now()
+    traceparent, run_span = tracing.start_run(workflow.name, workflow.tenant_id, source)
     run = WorkflowRun(
         tenant_id=workflow.tenant_id,
         workflow=workflow,
@@ -71,6 +72,7 @@ def _insert_run(
         data_interval_start=interval[0] if interval else None,
         data_interval_end=interval[1] if interval else None,
         event=event,
+        trace_context=traceparent,
     )
     # What WorkflowRun.objects.create() would send, written once (every trigger inserts a
     # run).
@@ -78,6 +80,9 @@ def _insert_run(
         cursor.execute(_RUN.sql, _RUN.values(run))
         (pk,) = cursor.fetchone()
     _RUN.saved(run, pk)
+    if run_span is not None:
+        run_span.set_attribute("orc.run", pk)
+        run_span.end()
     metrics.inc("orc_runs_created", tenant=run.tenant_id, source=source)
     return run
 
