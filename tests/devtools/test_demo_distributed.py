@@ -1,6 +1,7 @@
 """`make demo-distributed` as an operator uses it: the production processes side by side on
 PostgreSQL and Redis, and a worker killed by hand (kill -9 of its process group) in the
-middle of a task. The run still finishes, with the lost try run again elsewhere."""
+middle of a task. The run still finishes, with the lost try run again elsewhere; /metrics
+shows the runs, the lease that expired and the worker down."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 import psycopg2
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.subprocesses import ROOT, free_port, fresh_shell_env
 
@@ -56,6 +58,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, int], Path]]:
         VAR_DIR=str(tmp_path / "var"),
         DEBUG="1",
         TASK_LEASE_SECONDS="3",
+        METRICS_HEARTBEAT_SECONDS="1",
+        METRICS_FLUSH_SECONDS="1",
     )
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -140,3 +144,41 @@ def test_a_worker_killed_by_hand_leaves_no_run_stuck(
     assert wait["attempts"][0]["error"].startswith("lease expired")
     after = _call("GET", f"{api}/runs/{run['id']}/tasks/after/", token)
     assert (after["state"], after["try_number"]) == ("success", 1)
+
+    # What a Prometheus on this machine scrapes (the demo lets loopback in).
+    metrics_url = api.split("/api/")[0] + "/metrics"
+
+    def scrape() -> dict[str, float]:
+        with urllib.request.urlopen(metrics_url, timeout=10) as response:  # noqa: S310
+            text = response.read().decode()
+        # name{a="x",b="y"} with the labels sorted: one spelling per series
+        return {
+            sample.name
+            + "{"
+            + ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            + "}": sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    victim_name = f"{victim}@"
+    deadline = time.monotonic() + 30
+    while True:
+        samples = scrape()
+        down = [
+            key
+            for key, value in samples.items()
+            if key.startswith('orc_worker_up{worker="' + victim_name) and value == 0
+        ]
+        ended = samples.get('orc_runs_finished_total{state="success",tenant="demo"}', 0)
+        if down and ended >= 2:
+            break
+        assert time.monotonic() < deadline, samples
+        time.sleep(0.5)
+    assert samples['orc_reconciler_actions_total{action="expired_leases"}'] >= 1
+    assert samples['orc_task_lost_tries_total{tenant="demo"}'] >= 1
+    shell = 'orc_task_duration_seconds_count{task_type="shell",tenant="demo"}'
+    assert samples[shell] >= 3
+    alive = [k for k, v in samples.items() if k.startswith("orc_worker_up") and v == 1]
+    assert len(alive) >= 3  # the other worker, the housekeeper, the notifier
+    assert not any("run_id" in key or "run=" in key for key in samples)

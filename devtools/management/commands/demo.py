@@ -98,6 +98,11 @@ class Command(BaseCommand):
         # Links in alerts and password-reset mails lead to this demo, on its own port.
         public_url = {"PUBLIC_URL": os.environ.get("PUBLIC_URL") or base}
         settings.PUBLIC_URL = public_url["PUBLIC_URL"]
+        # /metrics for a scraper on this machine, unless the operator said who may scrape.
+        scrapers = {}
+        if not settings.METRICS_TOKEN and not settings.METRICS_ALLOWED_NETWORKS:
+            scrapers = {"METRICS_ALLOWED_NETWORKS": "127.0.0.1,::1"}
+            settings.METRICS_ALLOWED_NETWORKS = ["127.0.0.1", "::1"]
         self.stdout.write(
             "\n".join(
                 [
@@ -109,6 +114,8 @@ class Command(BaseCommand):
                     f"                (another team's member: {OTHER_USER} / {other_password},"
                     f" who sees only {OTHER_TENANT})",
                     f"  health        {base}/healthz",
+                    f"  metrics       {base}/metrics   (Prometheus"
+                    + ("; from this machine)" if scrapers else "; METRICS_TOKEN)"),
                     f"  API docs      {base}/api/docs/",
                     f"  GraphQL       {base}/graphql",
                     f"  admin         {base}/admin/   login: {DEMO_USER} / {password}",
@@ -122,7 +129,9 @@ class Command(BaseCommand):
             return
         sandbox_env = self.task_sandbox(tenant)
         service: Standalone | Distributed = (
-            Distributed(host=options["host"], port=options["port"], env=sandbox_env | public_url)
+            Distributed(
+                host=options["host"], port=options["port"], env=sandbox_env | public_url | scrapers
+            )
             if options["distributed"]
             else Standalone(
                 host=options["host"], port=options["port"], concurrency=4, web_threads=8
