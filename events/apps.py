@@ -10,11 +10,12 @@ class EventsConfig(AppConfig):
         commit), its OpenLineage outbox (sent after commit), the reconciler's repairs, and the
         permissions."""
         from events import dispatch, openlineage
+        from events.models import WebhookDelivery
         from events.tasks import dispatch as dispatch_task
         from events.tasks import send_lineage
         from orchestrator.models import Role
         from orchestrator.policy import register_permissions
-        from runs import engine
+        from runs import engine, retention
         from runs.engine import events
 
         events.on_events(lambda ids: dispatch_task.delay(ids))
@@ -22,6 +23,8 @@ class EventsConfig(AppConfig):
         engine.register_repair("dataset_schedules", dispatch.evaluate_waiting_schedules)
         engine.on_lineage(lambda ids: send_lineage.delay(ids))
         engine.register_repair("lineage_events", openlineage.resend_due)
+        # Retention deletes old webhook deliveries (their idempotency memory) with the rest.
+        retention.register_purge("webhook_deliveries", WebhookDelivery, "received_at")
 
         register_permissions(
             {

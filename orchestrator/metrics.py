@@ -102,6 +102,9 @@ SPECS: dict[str, Spec] = {
     "orc_notification_deliveries": Spec(
         "counter", "Notification delivery attempts, by outcome.", ("tenant", "kind", "status")
     ),
+    "orc_retention_deleted": Spec(
+        "counter", "Rows the retention job deleted, by table.", ("table",)
+    ),
     "orc_http_request_duration_seconds": Spec(
         "histogram",
         "API and portal request latency, by route pattern, method and status class.",

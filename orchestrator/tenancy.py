@@ -17,6 +17,7 @@ __all__ = [
     "RATE_LIMIT_SCOPES",
     "TASK_NETWORKS",
     "rate_limit",
+    "retention_days",
     "task_limits",
     "task_mounts",
     "task_network",
@@ -41,6 +42,9 @@ POLICY_KEYS = {
     "rate_limits": 'requests per minute, e.g. {"triggers": {"per_token": 60, "per_tenant": '
     '300}, "reads": {"per_token": 1200, "per_tenant": 6000}}; each a non-negative integer '
     "(0: no limit), a missing one the platform's default",
+    "retention_days": "days finished runs and old events are kept (docs/retention.md): an "
+    "integer from 1 to the platform's RETENTION_DAYS_MAX (0: forever, only where that "
+    "maximum is 0)",
 }
 RATE_LIMIT_SCOPES = ("triggers", "reads")
 RATE_LIMIT_PER = ("per_token", "per_tenant")
@@ -109,6 +113,7 @@ def validate_policy(value: Any, *, path: str = "policy") -> dict[str, Any]:
             errors.append((f"{path}.{key}", POLICY_KEYS[key]))
     errors += _task_policy_errors(value, path)
     errors += _rate_limit_errors(value.get("rate_limits", {}), f"{path}.rate_limits")
+    errors += _retention_errors(value.get("retention_days"), f"{path}.retention_days")
     if errors:
         raise Invalid(errors)
     return dict(value)
@@ -162,6 +167,17 @@ def _rate_limit_errors(limits: Any, path: str) -> list[tuple[str, str]]:
                 elif isinstance(item, bool) or not isinstance(item, int) or item < 0:
                     errors.append((where, "expected requests per minute: an integer, 0 or more"))
     return errors
+
+
+def _retention_errors(days: Any, path: str) -> list[tuple[str, str]]:
+    if days is None:
+        return []
+    maximum: int = settings.RETENTION_DAYS_MAX
+    if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+        return [(path, POLICY_KEYS["retention_days"])]
+    if maximum and not 1 <= days <= maximum:
+        return [(path, f"must be between 1 and {maximum} days (platform limit)")]
+    return []
 
 
 def _mount_errors(mounts: Any, path: str) -> list[tuple[str, str]]:
@@ -218,6 +234,17 @@ def rate_limit(policy: Mapping[str, Any], scope: str, per: str) -> int:
     ("per_token", "per_tenant"): its policy's, else the platform's default. 0: no limit."""
     limits: Mapping[str, Any] = policy.get("rate_limits", {}).get(scope, {})
     return int(limits.get(per, settings.RATE_LIMITS[scope][per]))
+
+
+def retention_days(policy: Mapping[str, Any]) -> int:
+    """Days the tenant's finished runs and old events are kept (0: forever): its policy's,
+    else the platform's default, never more than the platform's maximum (0: none)."""
+    own = policy.get("retention_days")
+    days = int(settings.RETENTION_DAYS_DEFAULT if own is None else own)
+    maximum = int(settings.RETENTION_DAYS_MAX)
+    if maximum and (days == 0 or days > maximum):
+        return maximum
+    return days
 
 
 def task_network(policy: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""The platform's periodic jobs (the reconciler, the scheduler tick), kept in
+"""The platform's periodic jobs (the reconciler, the scheduler tick, retention), kept in
 django-celery-beat's tables so staff can see and tune them in the admin. Created when
 missing (after migrate); never overwritten."""
 
@@ -12,7 +12,12 @@ __all__ = ["ensure_periodic_tasks"]
 
 
 def ensure_periodic_tasks(**kwargs: Any) -> None:
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
+    from django_celery_beat.models import (
+        CrontabSchedule,
+        IntervalSchedule,
+        PeriodicTask,
+        PeriodicTasks,
+    )
 
     every, _ = IntervalSchedule.objects.get_or_create(
         every=settings.RECONCILE_INTERVAL_SECONDS, period=IntervalSchedule.SECONDS
@@ -42,5 +47,26 @@ def ensure_periodic_tasks(**kwargs: Any) -> None:
             "included). Two beats or a repeated tick make no duplicate runs.",
         },
     )
-    if created or tick_created:
+    nightly, _ = CrontabSchedule.objects.get_or_create(
+        minute="30",
+        hour="3",
+        day_of_week="*",
+        day_of_month="*",
+        month_of_year="*",
+        timezone="UTC",
+    )
+    _, retention_created = PeriodicTask.objects.get_or_create(
+        name="runs.retention",
+        defaults={
+            "task": "runs.retention",
+            "crontab": nightly,
+            "queue": "housekeeping",
+            # A pass that waited this long is overtaken by the next day's.
+            "expire_seconds": 12 * 3600,
+            "description": "Retention (docs/retention.md): deletes finished runs, their "
+            "tasks, tries and logs, and old events past each tenant's retention, in small "
+            "batches. Never the audit log.",
+        },
+    )
+    if created or tick_created or retention_created:
         PeriodicTasks.update_changed()

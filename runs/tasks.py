@@ -7,9 +7,15 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from runs import engine, scheduling, worker
+from runs import engine, retention, scheduling, worker
 
-__all__ = ["execute_batch", "execute_task_instance", "reconcile", "schedule_tick"]
+__all__ = [
+    "execute_batch",
+    "execute_task_instance",
+    "purge_aged",
+    "reconcile",
+    "schedule_tick",
+]
 
 
 def _delivered_from(task: Task[Any, Any]) -> str:
@@ -36,6 +42,12 @@ def execute_batch(self: Task[Any, Any], tries: list[list[int]]) -> int:
 @shared_task(name="runs.reconcile", ignore_result=True)
 def reconcile() -> dict[str, int]:
     return engine.reconcile()
+
+
+@shared_task(name="runs.retention", ignore_result=True)
+def purge_aged() -> dict[str, int]:
+    """The daily retention pass (docs/retention.md): rows deleted, per tenant."""
+    return {done.tenant: done.total for done in retention.purge()}
 
 
 # Named for the app that once held it: beat entries and queued messages carry the name.

@@ -28,6 +28,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from devtools.bench import baseline
 from devtools.bench.portal import PAGES, page_times
 from devtools.bench.python_tasks import PythonTasks, reset_environments, worker_env
+from devtools.bench.retention import figures_of as retention_figures
+from devtools.bench.retention import retention_while_chaining
 from devtools.bench.scenarios import Engine
 from devtools.bench.stats import Client, Figure
 from devtools.bench.task_start import task_start
@@ -50,6 +52,7 @@ SCENARIOS = [
     "task-start",
     "alerting",
     "portal",
+    "retention",
 ]
 BENCH_TENANT = "bench"
 PYTHON_SCENARIOS = {"chain-100-python", "fanout-1000-python", "python-cold-start"}
@@ -75,7 +78,10 @@ class Command(BaseCommand):
             "--concurrency", type=int, default=1, help="slots per worker process (default 1)"
         )
         parser.add_argument(
-            "--rows", type=int, default=1_000_000, help="task instance rows for list-1m"
+            "--rows",
+            type=int,
+            default=1_000_000,
+            help="task instance rows for list-1m, and those retention deletes",
         )
 
     def say(self, text: str) -> None:
@@ -290,6 +296,8 @@ class Command(BaseCommand):
                 record("alerting", engine.alerting)
             if "portal" in only:
                 record("portal", lambda: page_times(engine.api, engine.tenant, user))
+            if "retention" in only:
+                record("retention", lambda: retention_while_chaining(engine, rows))
         return self._figures(values)
 
     @staticmethod
@@ -352,6 +360,7 @@ class Command(BaseCommand):
         )
         add("fanout-1000.wall_s", "fanout-1000 wall", "s", "lower")
         figures.extend(Command._python_figures(values))
+        figures.extend(retention_figures(values))
         add(
             "trigger-latency.after_return_ms",
             "trigger latency (API returned -> first task started)",
