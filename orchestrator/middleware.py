@@ -73,7 +73,7 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 # Paths that services call: they answer with and without their trailing slash, for every
 # method, without a redirect. Pages for browsers (the admin) keep Django's APPEND_SLASH
 # redirect, so that the address bar shows the canonical path.
-FORGIVING_PATH_PREFIXES = ("/api/", "/healthz", "/readyz", "/graphql")
+FORGIVING_PATH_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/graphql")
 
 
 class ForgivingPathMiddleware:

@@ -5,8 +5,8 @@ real curl against a live server, gets the answer it promises.
 Paths and curl lines are read out of the text, never copied here, so a doc that changes is
 checked as it is. How the docs write paths (docs/api.md, "Paths"):
 
-- a code span that starts with `/api/`, `/healthz`, `/readyz` or `/graphql`, or with `...`,
-  which stands for `/api/v1/tenants/{tenant}`; an HTTP method may come first;
+- a code span that starts with `/api/`, `/healthz`, `/readyz`, `/metrics` or `/graphql`, or
+  with `...`, which stands for `/api/v1/tenants/{tenant}`; an HTTP method may come first;
 - `[x]` marks an optional part, `[x, y]` alternatives;
 - a span that starts with another `/` (`/retry` after `.../cancel`) replaces the last
   segment of the path before it on the same line;
@@ -50,7 +50,7 @@ from workflows.services import apply_workflow
 ROOT = Path(settings.BASE_DIR)
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
-ROOTS = ("/api/", "/healthz", "/readyz", "/graphql")
+ROOTS = ("/api/", "/healthz", "/readyz", "/metrics", "/graphql")
 TENANT_PREFIX = "/api/v1/tenants/{tenant}"
 # Where the docs name the base of the REST API, not an endpoint.
 BASES = frozenset({"/api/", "/api/v1/"})
@@ -380,7 +380,8 @@ def _package_storage(settings: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("_package_storage")
-def test_every_documented_path_answers_with_and_without_its_slash(db: None) -> None:
+def test_every_documented_path_answers_with_and_without_its_slash(db: None, settings: Any) -> None:
+    settings.METRICS_TOKEN = "a-scrapers-token"  # /metrics on (a tenant's token gets a 403)
     objects = make_documented_objects()
     client = api(objects.token)
     failures = []
