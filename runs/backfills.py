@@ -345,7 +345,12 @@ def feed(backfill_id: int) -> int:
             .values_list("tenant_id", "workflow_id")
             .get(pk=backfill_id)
         )
-        list(Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).values_list("pk"))
+        suspended = (
+            Tenant.objects.select_for_update(no_key=True)
+            .filter(pk=tenant_id)
+            .values_list("suspended_at", flat=True)
+            .get()
+        )
         workflow = (
             Workflow.objects.dangerously_unscoped()
             .select_for_update(no_key=True)
@@ -356,8 +361,8 @@ def feed(backfill_id: int) -> int:
             .select_for_update(no_key=True)
             .get(pk=backfill_id)
         )
-        if backfill.state != STATE.RUNNING:
-            return 0
+        if backfill.state != STATE.RUNNING or suspended is not None:
+            return 0  # a suspended tenant's backfill waits: the reconciler feeds it on resume
         if workflow.deleted_at is not None or workflow.current_version_id is None:
             _end(backfill, STATE.CANCELLED)  # its workflow is gone: nothing more to run
             return 0
