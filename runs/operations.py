@@ -9,7 +9,14 @@ from django.utils import timezone
 
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.models import Tenant
-from runs.engine import advance, lineage, lock_run, start_queued_runs, stop_run
+from runs.engine import (
+    advance,
+    lineage,
+    lock_run,
+    measure_cancelled,
+    start_queued_runs,
+    stop_run,
+)
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from workflows import dag
@@ -193,6 +200,7 @@ def mark(run_id: int, task_id: str, state: str) -> TaskInstance:
             task_instance=ti, state=TaskAttempt.State.RUNNING
         )
         lineage.ended(TaskAttempt.State.CANCELLED, running, now)  # before they stop running
+        measure_cancelled(running, now)
         running.update(
             state=TaskAttempt.State.CANCELLED, ended_at=now, error=f"marked {state} by hand"
         )

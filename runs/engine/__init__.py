@@ -15,7 +15,15 @@ from runs.engine.creation import Created, create_and_start_run, create_run
 from runs.engine.finish import finish, finish_inline, retry_delay
 from runs.engine.lineage import on_lineage
 from runs.engine.messaging import keeping_next, queue_for, release_kept, send, take_kept
-from runs.engine.progress import EndedRun, advance, dispatch, lock_run, on_run_ended, stop_run
+from runs.engine.progress import (
+    EndedRun,
+    advance,
+    dispatch,
+    lock_run,
+    measure_cancelled,
+    on_run_ended,
+    stop_run,
+)
 from runs.engine.repair import reconcile, register_repair
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "keeping_next",
     "lineage",
     "lock_run",
+    "measure_cancelled",
     "on_lineage",
     "on_run_ended",
     "queue_for",

@@ -17,7 +17,14 @@ from django.utils import timezone
 
 from orchestrator import metrics
 from runs.engine import datasets, events, lineage
-from runs.engine.progress import advance, dispatch, downstream_pending, lock_run, unmoved_by_success
+from runs.engine.progress import (
+    advance,
+    dispatch,
+    downstream_pending,
+    lock_run,
+    measure_try_end,
+    unmoved_by_success,
+)
 from runs.graph import graph_for
 from runs.models import TaskAttempt, TaskInstance
 from runs.tasktypes.contract import Outcome
@@ -25,19 +32,6 @@ from runs.tasktypes.contract import Outcome
 __all__ = ["finish", "finish_inline", "retry_delay"]
 
 TI = TaskInstance.State
-
-
-def _measure(
-    tenant_id: int, task_type: str, started_at: dt.datetime, state: str, now: dt.datetime
-) -> None:
-    """A try's end and its duration, in the metrics (after the commit)."""
-    metrics.inc("orc_task_attempts_finished", tenant=tenant_id, task_type=task_type, state=state)
-    metrics.observe(
-        "orc_task_duration_seconds",
-        (now - started_at).total_seconds(),
-        tenant=tenant_id,
-        task_type=task_type,
-    )
 
 
 def finish_inline(attempt_ids: list[int]) -> int:
@@ -84,7 +78,7 @@ def finish_inline(attempt_ids: list[int]) -> int:
                 now,
             )
             for attempt_id in live:
-                _measure(*measured[attempt_id], TaskAttempt.State.SUCCESS, now)
+                measure_try_end(*measured[attempt_id], TaskAttempt.State.SUCCESS, now)
             tries = {ti_id: try_number for _, ti_id, try_number in items}
             finished = [
                 task_id
@@ -151,7 +145,7 @@ def finish(attempt_id: int, outcome: Outcome, claimed: TaskAttempt | None = None
         ):
             return None
         lineage.ended(outcome.state, [attempt], now)
-        _measure(
+        measure_try_end(
             attempt.tenant_id,
             attempt.task_instance.task_type,
             attempt.started_at,

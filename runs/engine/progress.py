@@ -10,11 +10,13 @@ backfill) is registered with `on_run_ended`, and runs after commit."""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -65,6 +67,30 @@ def on_run_ended(hook: Callable[[EndedRun], Any]) -> None:
     """Call `hook` after the commit of every transaction that ends a run (robustly: an error
     is logged, and the repairs catch up)."""
     _run_ended.append(hook)
+
+
+def measure_try_end(
+    tenant_id: int, task_type: str, started_at: dt.datetime, state: str, now: dt.datetime
+) -> None:
+    """A try's end and its duration, in the metrics (after the commit)."""
+    metrics.inc("orc_task_attempts_finished", tenant=tenant_id, task_type=task_type, state=state)
+    metrics.observe(
+        "orc_task_duration_seconds",
+        (now - started_at).total_seconds(),
+        tenant=tenant_id,
+        task_type=task_type,
+    )
+
+
+def measure_cancelled(running: Any, now: dt.datetime) -> None:
+    """Tries stopped as cancelled (a run's cancel or timeout, a task marked by hand), in
+    the metrics, as `finish` counts the others; read only when metrics are on."""
+    if not settings.METRICS_ENABLED:
+        return
+    for tenant_id, task_type, started_at in running.values_list(
+        "tenant_id", "task_instance__task_type", "started_at"
+    ):
+        measure_try_end(tenant_id, task_type, started_at, TaskAttempt.State.CANCELLED, now)
 
 
 def _ended(run: WorkflowRun) -> None:
@@ -125,6 +151,7 @@ def stop_run(run: WorkflowRun, final: str, reason: str) -> None:
         task_instance__run=run, state=TaskAttempt.State.RUNNING
     )
     lineage.ended(TaskAttempt.State.CANCELLED, running, now)  # before they stop running
+    measure_cancelled(running, now)
     running.update(state=TaskAttempt.State.CANCELLED, ended_at=now, error=reason)
     TaskInstance.objects.dangerously_unscoped().filter(run=run).exclude(
         state__in=TaskInstance.FINISHED

@@ -214,3 +214,27 @@ def test_runs_move_the_counters_and_no_run_id_is_a_label(
     }
     values = {v for _, labels in second for label, v in labels if label != "le"}
     assert not values & ids
+
+
+def test_a_try_stopped_by_a_cancel_counts_as_cancelled(store: str, client: Client) -> None:
+    from runs import engine as run_engine
+    from runs.models import TaskInstance
+    from runs.services import cancel_run, trigger_run
+
+    engine = Engine(workers=None)
+    workflow = engine.apply(
+        {"name": "long", "tasks": {"wait": {"type": "shell", "command": ["sleep", "60"]}}}
+    )
+    with engine.scope():
+        run = trigger_run(actor=engine.actor, workflow=workflow).run
+        ti = TaskInstance.objects.get(run=run, task_id="wait")
+    claimed = run_engine.claim(ti.pk, ti.try_number, worker="w", pid=1, token="t")
+    assert claimed is not None  # running now, on a worker that will see its lease gone
+    with engine.scope():
+        cancel_run(actor=engine.actor, run=run)
+    samples = scrape(client)
+    labels = {"tenant": "eng", "task_type": "shell"}
+    assert value(samples, "orc_task_attempts_started_total", **labels) == 1
+    assert value(samples, "orc_task_attempts_finished_total", state="cancelled", **labels) == 1
+    assert value(samples, "orc_task_duration_seconds_count", **labels) == 1
+    assert value(samples, "orc_runs_finished_total", tenant="eng", state="cancelled") == 1
