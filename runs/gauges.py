@@ -29,33 +29,18 @@ def collect() -> Iterator[Any]:
 
     live = list(Tenant.objects.filter(archived_at__isnull=True).values_list("pk", "slug", "quotas"))
     tenants = {pk: slug for pk, slug, _ in live}
-    runs = GaugeMetricFamily(
-        "orc_runs_active", "Runs queued or running, per tenant.", labels=("tenant", "state")
+    yield _by_tenant_and_state(
+        "orc_runs_active",
+        "Runs queued or running, per tenant.",
+        WorkflowRun.objects.dangerously_unscoped().filter(state__in=UNFINISHED_RUNS),
+        tenants,
     )
-    for tenant_id, state, count in (
-        WorkflowRun.objects.dangerously_unscoped()
-        .filter(state__in=UNFINISHED_RUNS)
-        .values_list("tenant_id", "state")
-        .annotate(n=Count("id"))
-        .order_by()
-    ):
-        runs.add_metric([tenants.get(tenant_id, str(tenant_id)), state], count)
-    yield runs
-
-    tasks = GaugeMetricFamily(
+    yield _by_tenant_and_state(
         "orc_task_instances_active",
         "Task instances queued or running, per tenant.",
-        labels=("tenant", "state"),
+        TaskInstance.objects.dangerously_unscoped().filter(state__in=WAITING_TASKS),
+        tenants,
     )
-    for tenant_id, state, count in (
-        TaskInstance.objects.dangerously_unscoped()
-        .filter(state__in=WAITING_TASKS)
-        .values_list("tenant_id", "state")
-        .annotate(n=Count("id"))
-        .order_by()
-    ):
-        tasks.add_metric([tenants.get(tenant_id, str(tenant_id)), state], count)
-    yield tasks
 
     limit = GaugeMetricFamily(
         "orc_tenant_concurrent_runs_limit",
@@ -75,3 +60,14 @@ def collect() -> Iterator[Any]:
         except Exception:  # an unreachable broker: no depth rather than no metrics
             logger.warning("metrics: no depth of queue %s", queue.name, exc_info=True)
     yield depth
+
+
+def _by_tenant_and_state(name: str, text: str, rows: Any, tenants: dict[int, str]) -> Any:
+    """A gauge of `rows` counted by tenant (its slug) and state, in one grouped query."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    gauge = GaugeMetricFamily(name, text, labels=("tenant", "state"))
+    grouped = rows.values_list("tenant_id", "state").annotate(n=Count("id")).order_by()
+    for tenant_id, state, count in grouped:
+        gauge.add_metric([tenants.get(tenant_id, str(tenant_id)), state], count)
+    return gauge

@@ -53,6 +53,7 @@ __all__ = [
     "purge_tenant",
     "register_event_hold",
     "register_purge",
+    "registrations",
 ]
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,11 @@ def register_event_hold(name: str, held: Callable[[], models.QuerySet[Any]]) -> 
     """Keep the events whose ids `held()` returns (a values queryset of event ids) past
     the cutoff, e.g. notifications: the events with a delivery still pending."""
     _holds[name] = held
+
+
+def registrations() -> dict[str, list[str]]:
+    """What other apps registered: the tables purged by age, the holds on events."""
+    return {"purges": sorted(_purges), "event_holds": sorted(_holds)}
 
 
 @dataclass

@@ -77,27 +77,18 @@ TABLES: dict[str, Any] = {
 }
 
 
-def wire() -> None:
-    """What events and notifications register in their AppConfig.ready (docs/retention.md):
-    webhook deliveries purged by age; events with a delivery still pending kept."""
-    retention.register_purge("webhook_deliveries", WebhookDelivery, "received_at")
-    retention.register_event_hold(
-        "pending_deliveries",
-        lambda: (
-            Delivery.objects.dangerously_unscoped()
-            .filter(status=Delivery.Status.PENDING)
-            .values("event_id")
-        ),
-    )
-
-
 @pytest.fixture
 def engine(transactional_db: None, settings: Any) -> Engine:
     settings.TASK_CONTINUE_SECONDS = 0
     settings.RETENTION_DAYS_DEFAULT = 90
     settings.RETENTION_DAYS_MAX = 3650
     enable(settings, "http://127.0.0.1:9")  # lineage events are written (never sent here)
-    wire()
+    # What events and notifications register in their AppConfig.ready: webhook deliveries
+    # purged by age, events with a delivery still pending kept.
+    assert retention.registrations() == {
+        "purges": ["webhook_deliveries"],
+        "event_holds": ["pending_deliveries"],
+    }
     return Engine(workers=None)
 
 
