@@ -5,15 +5,13 @@ lease, and renews the lease while the task runs."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from orchestrator import metrics
-from orchestrator.fastsql import statement
+from orchestrator.fastsql import Columns, statement
 from runs.engine import lineage
 from runs.engine.messaging import INLINE_TYPES
 from runs.models import TaskAttempt, TaskInstance
@@ -34,6 +32,9 @@ def claim(
     first call created under the same token (instead of leaving the try to lapse)."""
     claimed = claim_many([(ti_id, try_number)], worker=worker, pid=pid, token=token, any_type=True)
     return claimed[0] if claimed else None
+
+
+_QUEUED_AT = Columns(TaskInstance, only=("queued_at",))  # id and queued_at
 
 
 @statement("claim_tries")
@@ -93,8 +94,9 @@ def claim_many(
             ]
         )
         lineage.started(attempts, [task_type for *_, task_type, _ in rows])
-        for _, tenant_id, _, task_type, raw_queued_at in rows:
-            queued_at = _datetime(raw_queued_at)
+        for ti_id, tenant_id, _, task_type, raw_queued_at in rows:
+            # The backend's converter, as the ORM applies it (SQLite returns naive text).
+            queued_at = _QUEUED_AT.build((ti_id, raw_queued_at)).queued_at
             metrics.inc("orc_task_attempts_started", tenant=tenant_id, task_type=task_type)
             if queued_at is not None:
                 metrics.observe(
@@ -104,15 +106,6 @@ def claim_many(
                     task_type=task_type,
                 )
         return attempts
-
-
-def _datetime(value: Any) -> dt.datetime | None:
-    """A timestamp as the raw cursor returns it: an aware datetime (PostgreSQL), a naive
-    one or text, in UTC (SQLite, the embedded mode)."""
-    parsed = value if value is None or isinstance(value, dt.datetime) else parse_datetime(value)
-    if parsed is not None and parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed
 
 
 def renew_lease(attempt_id: int) -> bool:
