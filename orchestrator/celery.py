@@ -78,13 +78,17 @@ def _start_heartbeat(sender: Any = None, **kwargs: Any) -> None:
     from orchestrator import metrics
 
     hostname = str(getattr(sender, "hostname", None) or f"worker@{os.uname().nodename}")
+    # Its task slots and queues, for fair share between tenants (runs.engine.fairshare).
+    slots = int(getattr(sender, "concurrency", 0) or 0)
+    consumer = getattr(sender, "consumer", None)
+    queues = [q.name for q in getattr(getattr(consumer, "task_consumer", None), "queues", [])]
 
     def beat() -> None:
         from django.conf import settings
 
         while True:
             try:
-                metrics.heartbeat(hostname)
+                metrics.heartbeat(hostname, slots=slots, queues=queues)
             except Exception:  # Redis away: the next beat tries again
                 logging.getLogger(__name__).warning("metrics: heartbeat failed", exc_info=True)
             time.sleep(float(settings.METRICS_HEARTBEAT_SECONDS))

@@ -37,6 +37,7 @@ __all__ = [
     "observe",
     "register_collector",
     "reset",
+    "worker_capacity",
 ]
 
 logger = logging.getLogger(__name__)
@@ -292,13 +293,43 @@ def reset() -> None:
 HEARTBEATS = "worker_heartbeats"
 
 
-def heartbeat(worker: str, now: float | None = None) -> None:
-    """Record that `worker` (a Celery node name) is alive now."""
+CAPACITY = "worker_capacity"
+_capacity: dict[str, str] = {}  # the embedded mode's (no Redis)
+
+
+def heartbeat(
+    worker: str, now: float | None = None, *, slots: int = 0, queues: Sequence[str] = ()
+) -> None:
+    """Record that `worker` (a Celery node name) is alive now, with the task slots it has
+    (its concurrency) and the queues it consumes: what fair share divides
+    (runs.engine.fairshare)."""
     stamp = time.time() if now is None else now
+    capacity = json.dumps({"slots": slots, "queues": sorted(queues)})
     if not _store_url():
         _memory.setdefault(_key(HEARTBEATS), {})[worker] = stamp
+        _capacity[worker] = capacity
         return
-    _redis().hset(_key(HEARTBEATS), worker, stamp)
+    with _redis().pipeline() as pipe:
+        pipe.hset(_key(HEARTBEATS), worker, stamp)
+        pipe.hset(_key(CAPACITY), worker, capacity)
+        pipe.execute()
+
+
+def worker_capacity() -> dict[str, tuple[int, list[str]]]:
+    """The slots and queues of each worker whose last heartbeat is younger than three
+    heartbeat intervals."""
+    alive_after = time.time() - 3 * float(settings.METRICS_HEARTBEAT_SECONDS)
+    alive = {w for w, stamp in heartbeats().items() if stamp >= alive_after}
+    if not _store_url():
+        raw: dict[str, Any] = dict(_capacity)
+    else:
+        raw = {k.decode(): v for k, v in _redis().hgetall(_key(CAPACITY)).items()}
+    capacity = {}
+    for worker, value in raw.items():
+        if worker in alive:
+            data = json.loads(value)
+            capacity[worker] = (int(data.get("slots", 0)), list(data.get("queues", [])))
+    return capacity
 
 
 def heartbeats() -> dict[str, float]:

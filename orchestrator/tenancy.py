@@ -16,6 +16,8 @@ __all__ = [
     "RATE_LIMIT_PER",
     "RATE_LIMIT_SCOPES",
     "TASK_NETWORKS",
+    "fair_share",
+    "max_map_length",
     "rate_limit",
     "retention_days",
     "task_limits",
@@ -42,6 +44,10 @@ POLICY_KEYS = {
     "rate_limits": 'requests per minute, e.g. {"triggers": {"per_token": 60, "per_tenant": '
     '300}, "reads": {"per_token": 1200, "per_tenant": 6000}}; each a non-negative integer '
     "(0: no limit), a missing one the platform's default",
+    "max_map_length": "the most instances one mapped task may fan out into (docs/runs.md), "
+    "an integer from 1 to 100000; the platform's default is 10000",
+    "share": "the tenant's weight when busy workers are shared between tenants (fair "
+    "share, docs/runs.md): an integer from 1 to 1000; the default is 1",
     "retention_days": "days finished runs and old events are kept (docs/retention.md): an "
     "integer from 1 to the platform's RETENTION_DAYS_MAX (0: forever, only where that "
     "maximum is 0)",
@@ -114,6 +120,12 @@ def validate_policy(value: Any, *, path: str = "policy") -> dict[str, Any]:
     errors += _task_policy_errors(value, path)
     errors += _rate_limit_errors(value.get("rate_limits", {}), f"{path}.rate_limits")
     errors += _retention_errors(value.get("retention_days"), f"{path}.retention_days")
+    for key, top in (("max_map_length", MAP_LENGTH_MAX), ("share", SHARE_MAX)):
+        item = value.get(key)
+        if item is not None and (
+            isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= top
+        ):
+            errors.append((f"{path}.{key}", POLICY_KEYS[key]))
     if errors:
         raise Invalid(errors)
     return dict(value)
@@ -249,6 +261,20 @@ def retention_days(policy: Mapping[str, Any]) -> int:
 
 def task_network(policy: Mapping[str, Any]) -> str:
     return str(policy.get("task_network", "egress"))
+
+
+MAP_LENGTH_DEFAULT, MAP_LENGTH_MAX = 10_000, 100_000
+SHARE_MAX = 1000
+
+
+def max_map_length(policy: Mapping[str, Any]) -> int:
+    """The most instances one mapped task of the tenant may fan out into."""
+    return int(policy.get("max_map_length") or MAP_LENGTH_DEFAULT)
+
+
+def fair_share(policy: Mapping[str, Any]) -> int:
+    """The tenant's weight when busy workers are shared between tenants (1 by default)."""
+    return int(policy.get("share") or 1)
 
 
 def task_queue(policy: Mapping[str, Any]) -> str | None:

@@ -15,6 +15,7 @@ from workflows.spec import WorkflowSpec
 __all__ = ["Drawing", "drawing_of", "task_type", "version_drawing"]
 
 CAPTION_CHAR_WIDTH = 6  # px per character of the 11 px "type · rule" line under the id
+BADGE_WIDTH = 56  # room right of a mapped task's id for its count badge ("x10000" wide)
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class Drawing:
     order: list[str]
     task_types: dict[str, str]
     trigger_rules: dict[str, str]
+    # Tasks that fan out at run time (`map`): a run's page badges them with their count.
+    mapped: frozenset[str] = frozenset()
 
 
 def task_type(task: Any) -> str:
@@ -38,16 +41,19 @@ def drawing_of(spec: WorkflowSpec) -> Drawing:
     edges = [(up, task_id) for task_id, ups in upstream.items() for up in ups]
     types = {task_id: task_type(task) for task_id, task in spec.tasks.items()}
     rules = {task_id: str(task.trigger_rule) for task_id, task in spec.tasks.items()}
+    mapped = frozenset(t for t, task in spec.tasks.items() if task.map is not None)
 
     def width(task_id: str) -> int:
         caption = f"{types.get(task_id, '')} · {rules.get(task_id, '')}"
-        return max(default_label_width(task_id), CAPTION_CHAR_WIDTH * len(caption))
+        badge = BADGE_WIDTH if task_id in mapped else 0
+        return max(default_label_width(task_id) + badge, CAPTION_CHAR_WIDTH * len(caption))
 
     return Drawing(
         dag=layout(list(upstream), edges, label_width=width),
         order=dag.topological_order(upstream),
         task_types=types,
         trigger_rules=rules,
+        mapped=mapped,
     )
 
 

@@ -5,7 +5,9 @@ A row per task instance, in the given order; in it, for each attempt, a "queued"
 when the try was queued to when it started (when that is known) and a "running" bar from
 its start to its end, or to `now` while it runs. A task instance queued for a try that has
 not started yet (state "queued", no attempt since `queued_at`) gets a queued bar to `now`.
-Every bar is at least 2 px wide, so a 5 ms attempt still shows.
+Every bar is at least 2 px wide, so a 5 ms attempt still shows. A row may gather the
+attempts of many instances (a mapped task's, each attempt `name`d by its index): its bars
+then overlap, and the lane shows how the fan-out spread over time.
 
 The axis says how long after the chart's start a tick is ("0s", "+30s", "+2m", "+1h30m",
 "+1d6h"), not the clock time: the question a gantt answers is how far into the run a task
@@ -63,16 +65,19 @@ class GanttAttempt:
     queued_at: datetime | None = None
     started_at: datetime
     ended_at: datetime | None = None
+    name: str | None = None  # its instance in its title, when not the row's task id
 
 
 @dataclass(frozen=True, kw_only=True)
 class GanttRow:
-    """A task instance: its state, its attempts, and when it was last queued."""
+    """A task instance: its state, its attempts, and when it was last queued; `label` is
+    shown instead of the task id when given (a mapped task's group: "process" with its count)."""
 
     task_id: str
     state: str
     attempts: Sequence[GanttAttempt] = ()
     queued_at: datetime | None = None
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -216,7 +221,7 @@ def _spans(row: GanttRow, now: datetime) -> list[_Span]:
 
 def _attempt_spans(row: GanttRow, attempt: GanttAttempt, now: datetime) -> list[_Span]:
     """Its wait in the queue when known, then its run, to now while it runs."""
-    title = _title(row.task_id, attempt, attempt.ended_at or now)
+    title = _title(attempt.name or row.task_id, attempt, attempt.ended_at or now)
     tries, started = attempt.try_number, attempt.started_at
     spans = []
     if attempt.queued_at is not None and attempt.queued_at < started:
@@ -256,7 +261,7 @@ def _duration(seconds: float) -> str:
 
 
 def _label_column(rows: Sequence[GanttRow]) -> int:
-    longest = max((len(row.task_id) for row in rows), default=0)
+    longest = max((len(row.label or row.task_id) for row in rows), default=0)
     wanted = CHAR_WIDTH * longest + GLYPH_WIDTH + 2 * LABEL_X
     return max(MIN_LABEL_COLUMN, min(MAX_LABEL_COLUMN, wanted))
 
@@ -273,7 +278,8 @@ def _row(
     bar_y = top + (ROW_HEIGHT - BAR_HEIGHT) // 2
     bars = [_bar(span, bar_y, x_of, plot_end) for span in spans]
     room = (column - GLYPH_WIDTH - 2 * LABEL_X) // CHAR_WIDTH
-    label = row.task_id if len(row.task_id) <= room else row.task_id[: max(room - 1, 1)] + "…"
+    text = row.label or row.task_id
+    label = text if len(text) <= room else text[: max(room - 1, 1)] + "…"
     return ChartRow(row.task_id, label, row.state, top, ROW_HEIGHT, top + 15, bars)
 
 

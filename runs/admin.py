@@ -5,7 +5,10 @@ through the service (as any operator's cancel, audited with source admin). A sus
 tenant's running work goes on until staff cancel it here.
 
 It also tells the tenant admin page how much of the workflow and run quotas a tenant uses
-(orchestrator.admin may not import the models that are counted)."""
+(orchestrator.admin may not import the models that are counted).
+
+Pools (docs/pools.md) are the one thing staff change here: created, resized and deleted
+through runs.pools, as any editor's change, audited with source admin."""
 
 from __future__ import annotations
 
@@ -16,15 +19,21 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from orchestrator.admin import TenantRowsAdmin, admin_actor, register_quota_usage
+from orchestrator.admin import (
+    ServiceForm,
+    ServiceFormAdmin,
+    TenantRowsAdmin,
+    admin_actor,
+    register_quota_usage,
+)
 from orchestrator.context import tenant_scope
 from orchestrator.errors import DomainError
 from orchestrator.models import Tenant
-from runs import services
-from runs.models import TaskAttempt, TaskInstance, WorkflowRun
+from runs import pools, services
+from runs.models import Pool, TaskAttempt, TaskInstance, WorkflowRun
 from workflows.models import Workflow
 
-__all__ = ["TaskAttemptAdmin", "TaskInstanceAdmin", "WorkflowRunAdmin"]
+__all__ = ["PoolAdmin", "PoolForm", "TaskAttemptAdmin", "TaskInstanceAdmin", "WorkflowRunAdmin"]
 
 UNFINISHED = (WorkflowRun.State.QUEUED, WorkflowRun.State.RUNNING)
 
@@ -223,6 +232,65 @@ class TaskAttemptAdmin(TenantRowsAdmin):
     @admin.display(description="in the portal")
     def portal_page(self, obj: TaskAttempt) -> SafeString:
         return _portal_link(obj.task_instance.run, obj.task_instance.task_id)
+
+
+# --- pools ----------------------------------------------------------------------------------
+
+
+class PoolForm(ServiceForm[Pool]):
+    class Meta:
+        model = Pool
+        fields = ("tenant", "name", "slots", "description")
+
+    def _post_clean(self) -> None:
+        # Model validation checks unique (tenant, name) through the scoped manager.
+        tenant = self.cleaned_data.get("tenant") or self.instance.tenant_id
+        with tenant_scope([tenant] if tenant else []):
+            super()._post_clean()  # type: ignore[misc]  # Django has it; the stubs omit it
+
+    def apply(self) -> Pool:
+        data = self.cleaned_data
+        if self.instance.pk is None:
+            return pools.create_pool(
+                actor=self.actor,
+                tenant=data["tenant"],
+                name=data["name"],
+                slots=data["slots"],
+                description=data["description"],
+            )
+        current = Pool.objects.dangerously_unscoped().get(pk=self.instance.pk)
+        return pools.update_pool(
+            actor=self.actor, pool=current, slots=data["slots"], description=data["description"]
+        )
+
+
+@admin.register(Pool)
+class PoolAdmin(ServiceFormAdmin[Pool]):
+    """Every tenant's pools with what their tasks take of them now."""
+
+    form = PoolForm
+    list_display = ("name", "tenant", "slots", "usage")
+    list_filter = ("tenant",)
+    list_select_related = ("tenant",)
+    search_fields = ("name", "tenant__slug")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Pool]:
+        return pools.with_usage(Pool.objects.dangerously_unscoped())
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Pool | None = None) -> tuple[str, ...]:
+        # Tasks name a pool within its tenant: neither changes once it is made.
+        return ("tenant", "name", "usage", "updated_at") if obj is not None else ()
+
+    @admin.display(description="usage")
+    def usage(self, obj: Pool) -> str:
+        used = pools.usage(obj)
+        return (
+            f"{used.used_slots} of {obj.slots} slots in use; {used.running} running, "
+            f"{used.queued} queued, {used.waiting} waiting"
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Pool) -> None:
+        pools.delete_pool(actor=admin_actor(request), pool=obj)
 
 
 # --- quota usage on the tenant admin page ------------------------------------------------

@@ -41,5 +41,7 @@ class RunsConfig(AppConfig):
                 "run.operate": Role.OPERATOR,
                 "backfill.view": Role.VIEWER,
                 "backfill.operate": Role.OPERATOR,
+                "pool.view": Role.VIEWER,
+                "pool.manage": Role.EDITOR,
             }
         )

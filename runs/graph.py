@@ -79,6 +79,27 @@ class VersionGraph:
         return frozenset(readers)
 
     @functools.cached_property
+    def mapped(self) -> frozenset[str]:
+        """Tasks that fan out at run time (`map`)."""
+        return frozenset(t for t, task in self.spec.tasks.items() if task.map is not None)
+
+    @functools.cached_property
+    def constrained(self) -> frozenset[str]:
+        """Tasks that take shared slots (a `pool`, a `concurrency` key): they are queued by
+        runs.engine.slots across runs, never by a run's own dispatch."""
+        return frozenset(
+            t
+            for t, task in self.spec.tasks.items()
+            if task.pool is not None or task.concurrency is not None
+        )
+
+    @functools.cached_property
+    def starts_plainly(self) -> bool:
+        """Whether a new run's first wave may be queued as it is inserted: none of it fans
+        out or waits for shared slots."""
+        return not (self.mapped | self.constrained).intersection(self.first_wave)
+
+    @functools.cached_property
     def first_wave(self) -> list[str]:
         """The tasks a new run starts at once (roots, and `always` whatever its upstreams),
         highest priority first and in spec order among equals: the order dispatch queues

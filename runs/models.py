@@ -23,6 +23,7 @@ __all__ = [
     "Event",
     "IdempotencyKey",
     "LineageEvent",
+    "Pool",
     "TaskAttempt",
     "TaskInstance",
     "TaskLog",
@@ -228,6 +229,15 @@ class TaskInstance(TenantOwnedModel):
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
+    # A mapped task's element (`map.over`'s item at map_index), read by its templates.
+    map_value = models.JSONField(null=True, blank=True)
+    # Shared slots (docs/pools.md): the tenant's pool the task takes `pool_slots` of, and its
+    # rendered concurrency key; set when it becomes ready, so dispatch compares strings only.
+    pool = models.CharField(max_length=100, blank=True, default="")
+    pool_slots = models.PositiveIntegerField(default=1)
+    concurrency_key = models.CharField(max_length=200, blank=True, default="")
+    # Why a `scheduled` instance is still waiting (a pool, a key, fair share), for people.
+    wait_reason = models.CharField(max_length=300, blank=True, default="")
 
     class Meta:
         constraints: ClassVar = [
@@ -241,11 +251,49 @@ class TaskInstance(TenantOwnedModel):
                 condition=Q(state__in=["up_for_retry", "queued", "scheduled"]),
             ),
             models.Index(fields=["tenant", "-id"], name="ti_tenant_id"),
+            # What a tenant has in flight (fair share: runs.engine.fairshare).
+            models.Index(
+                fields=["tenant"],
+                name="ti_tenant_busy",
+                condition=Q(state__in=["queued", "running"]),
+            ),
+            # The slots a pool or a concurrency key has taken, and who waits for them.
+            models.Index(
+                fields=["tenant", "pool", "state"],
+                name="ti_pool_state",
+                condition=~Q(pool=""),
+            ),
+            models.Index(
+                fields=["tenant", "concurrency_key", "state"],
+                name="ti_key_state",
+                condition=~Q(concurrency_key=""),
+            ),
         ]
         ordering: ClassVar = ["id"]
 
     def __str__(self) -> str:
-        return f"{self.task_id} of run {self.run_id} ({self.state}, try {self.try_number})"
+        index = f"[{self.map_index}]" if self.map_index >= 0 else ""
+        return f"{self.task_id}{index} of run {self.run_id} ({self.state}, try {self.try_number})"
+
+
+class Pool(TenantOwnedModel):
+    """A tenant's named pool of slots (docs/pools.md): tasks that name it take `pool_slots`
+    of its `slots` while queued or running, across all its workflows and runs."""
+
+    name = models.CharField(max_length=100)
+    slots = models.PositiveIntegerField()
+    description = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="pool_unique_name"),
+        ]
+        ordering: ClassVar = ["name"]
+
+    def __str__(self) -> str:
+        return f"pool {self.name} ({self.slots} slots)"
 
 
 class TaskAttempt(TenantOwnedModel):

@@ -8,32 +8,39 @@ import functools
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
 
 from orchestrator.context import current_tenant_ids
 from orchestrator.errors import Invalid, NotFound
 from orchestrator.fastsql import Columns, attach, in_tenants, quote, statement
 from orchestrator.integers import ascii_int
+from runs.graph import graph_for
 from runs.models import Event, TaskAttempt, TaskInstance, TaskLog, WorkflowRun
+from runs.trigger_rules import group_state
 from workflows import dag
 from workflows.models import Workflow, WorkflowVersion
 from workflows.spec import EVENT_TYPE_PATTERN
 
 __all__ = [
     "LOG_PAGE_MAX",
+    "UNMAPPED",
     "RecentRun",
+    "TaskGroup",
     "event_list",
     "get_attempt",
     "get_event",
     "get_run",
     "get_task_instance",
+    "instance_key",
     "latest_runs",
     "latest_runs_by_workflow",
+    "parse_map_index",
     "read_log",
     "run_attempts",
     "run_detail",
@@ -44,6 +51,9 @@ __all__ = [
     "runs_page_list",
     "runs_started_by",
     "task_attempts",
+    "task_group_state",
+    "task_groups",
+    "task_instance_list",
     "task_states_of_runs",
     "task_summaries",
     "task_summary",
@@ -287,11 +297,171 @@ def task_summary(run: WorkflowRun) -> dict[str, int]:
         return dict(cursor.fetchall())
 
 
-def get_task_instance(run: WorkflowRun, task_id: str) -> TaskInstance:
-    ti = TaskInstance.objects.filter(run=run, task_id=task_id, map_index=-1).first()
+# --- mapped tasks ---------------------------------------------------------------------
+# A mapped task (`map` in the spec) is one instance of map_index -1 until the engine expands
+# it into instances 0..n-1 (an empty list leaves the -1 one, skipped). An unmapped task
+# keeps its single instance of map_index -1.
+
+UNMAPPED = -1
+_MAX_MAP_INDEX = 2**31 - 1  # the column is an integer: a larger index names no instance
+# What a group with unfinished instances shows: the most advanced state among them (the
+# engine's trigger rules only ask whether it has finished: runs.trigger_rules.group_state).
+_UNFINISHED_SHOWN = ("running", "queued", "up_for_retry", "scheduled", "pending")
+
+
+def parse_map_index(raw: str | None) -> int | None:
+    """A `map_index` from a request: None when absent or empty (the unmapped instance, or
+    the whole task); -1 or a whole number; Invalid naming the parameter otherwise."""
+    if raw is None or raw == "":
+        return None
+    value = UNMAPPED if raw == "-1" else ascii_int(raw, maximum=_MAX_MAP_INDEX)
+    if value is None:
+        raise Invalid(
+            [("map_index", f"{raw!r} is not a map index; accepted: -1 (unmapped) or 0 and up")]
+        )
+    return value
+
+
+def instance_key(task_id: str, map_index: int) -> str:
+    """How pages name one instance: the task id, with "[3]" for a mapped task's index 3."""
+    return f"{task_id}[{map_index}]" if map_index >= 0 else task_id
+
+
+def task_group_state(counts: Mapping[str, int]) -> str:
+    """A task's state from its instances' count per state, as the engine sees the group
+    (runs.trigger_rules.group_state) once all have finished; before, the most advanced
+    unfinished state among them, so that 300 instances waiting do not read "running"."""
+    present = [state for state, n in counts.items() if n]
+    unfinished = [s for s in _UNFINISHED_SHOWN if s in present]
+    if unfinished:
+        return unfinished[0]
+    return group_state(present) if present else str(TaskInstance.State.PENDING)
+
+
+def get_task_instance(run: WorkflowRun, task_id: str, map_index: int | None = None) -> TaskInstance:
+    """One instance of the run's task: the unmapped one when `map_index` is None (or -1),
+    else that index of a mapped task. Not found says which indexes there are."""
+    wanted = UNMAPPED if map_index is None else map_index
+    ti = TaskInstance.objects.filter(run=run, task_id=task_id, map_index=wanted).first()
     if ti is None:
-        raise NotFound(f"run {run.pk} has no task {task_id!r}")
+        raise NotFound(_no_instance(run, task_id, map_index))
     return ti
+
+
+def _no_instance(run: WorkflowRun, task_id: str, map_index: int | None) -> str:
+    """Why no instance answers: no such task, a mapped task asked without an index, or an
+    index it does not have. Read only on this error path."""
+    found = TaskInstance.objects.filter(run=run, task_id=task_id).aggregate(
+        n=Count("id"), top=Max("map_index")
+    )
+    count, top = found["n"], found["top"]
+    task = f"task {task_id!r} of run {run.pk}"
+    if not count:
+        return f"run {run.pk} has no task {task_id!r}"
+    if top is None or top < 0:
+        return (
+            f"{task} has no map_index {map_index}: it is not mapped (or not expanded "
+            "yet); leave map_index out"
+        )
+    if map_index is None or map_index == UNMAPPED:
+        return f"{task} is mapped into {count} instances: name one with map_index (0 to {top})"
+    return f"{task} has no map_index {map_index}; its instances are 0 to {top}"
+
+
+def task_instance_list(
+    run: WorkflowRun,
+    *,
+    task_id: str | None = None,
+    map_index: int | None = None,
+    state: str | None = None,
+) -> QuerySet[TaskInstance]:
+    """The run's instances, narrowed by task, map index and state."""
+    qs = TaskInstance.objects.filter(run=run)
+    if task_id:
+        qs = qs.filter(task_id=task_id)
+    if map_index is not None:
+        qs = qs.filter(map_index=map_index)
+    if state:
+        qs = qs.filter(state=state)
+    return qs
+
+
+@dataclass(frozen=True)
+class TaskGroup:
+    """A task of a run seen whole: its state as its downstream sees it, and for a mapped
+    task how many instances it has (0 before it is expanded) and how many per state.
+    `instance_id`: its single instance's id when it has one (unmapped or not expanded);
+    `started_at` the earliest start, `ended_at` the last end once all have finished."""
+
+    task_id: str
+    task_type: str
+    state: str
+    mapped: bool
+    count: int
+    states: dict[str, int]
+    instance_id: int | None
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None
+
+
+def task_groups(run: WorkflowRun, *, task_id: str | None = None) -> list[TaskGroup]:
+    """Each task of the run once, upstream before downstream (ties by name), from one
+    statement grouped by task and state (however many instances a task fans out to)."""
+    qs = TaskInstance.objects.filter(run=run)
+    if task_id is not None:
+        qs = qs.filter(task_id=task_id)
+    rows = (
+        qs.order_by()
+        .values_list("task_id", "task_type", "state")
+        .annotate(
+            n=Count("id"),
+            first=Min("id"),
+            top=Max("map_index"),
+            started=Min("started_at"),
+            ended=Max("ended_at"),
+        )
+    )
+    graph = graph_for(run.version_id)
+    mapped_tasks = graph.mapped
+    order = {
+        t: i
+        for i, t in enumerate(
+            dag.topological_order({t: graph.upstream[t] for t in sorted(graph.upstream)})
+        )
+    }
+    folded: dict[str, dict[str, Any]] = {}
+    for task, task_type, state, n, first, top, started, ended in rows:
+        group = folded.setdefault(
+            task,
+            {"type": task_type, "states": {}, "first": first, "top": top, "start": [], "end": []},
+        )
+        group["states"][state] = n
+        group["first"] = min(group["first"], first)
+        group["top"] = max(group["top"], top)
+        group["start"] += [started] if started is not None else []
+        group["end"] += [ended] if ended is not None else []
+    groups = []
+    for task, group in sorted(
+        folded.items(), key=lambda item: (order.get(item[0], len(order)), item[0])
+    ):
+        states, expanded = group["states"], group["top"] >= 0
+        count = sum(states.values())
+        state = task_group_state(states)
+        finished = state in TaskInstance.FINISHED
+        groups.append(
+            TaskGroup(
+                task_id=task,
+                task_type=group["type"],
+                state=state,
+                mapped=task in mapped_tasks or expanded,
+                count=count if expanded else 0,
+                states=dict(states) if expanded else {},
+                instance_id=None if expanded else group["first"],
+                started_at=min(group["start"], default=None),
+                ended_at=max(group["end"], default=None) if finished else None,
+            )
+        )
+    return groups
 
 
 def task_summaries(run_ids: Sequence[int]) -> dict[int, dict[str, int]]:
@@ -368,9 +538,16 @@ _SETTLED_WITHOUT_RUNNING = (TaskInstance.State.UPSTREAM_FAILED, TaskInstance.Sta
 
 
 def _instance_states(run: WorkflowRun) -> dict[str, tuple[str, int]]:
-    """Each task's (state, try number)."""
+    """Each task's (state, try number): a mapped task's as its group (task_group_state),
+    with the most tries any of its instances had."""
     rows = TaskInstance.objects.filter(run=run).values_list("task_id", "state", "try_number")
-    return {task_id: (state, tries) for task_id, state, tries in rows}
+    counts: dict[str, dict[str, int]] = {}
+    tries: dict[str, int] = {}
+    for task_id, state, try_number in rows:
+        counts.setdefault(task_id, {})
+        counts[task_id][state] = counts[task_id].get(state, 0) + 1
+        tries[task_id] = max(tries.get(task_id, 0), try_number)
+    return {t: (task_group_state(c), tries[t]) for t, c in counts.items()}
 
 
 def tasks_to_retry(run: WorkflowRun, upstream: dag.Graph) -> list[str]:
@@ -406,29 +583,32 @@ def tasks_decided_again(run: WorkflowRun, task_id: str, upstream: dag.Graph) -> 
     )
 
 
-def get_attempt(run_id: int, task_id: str, try_number: int) -> TaskAttempt:
-    """One try of a run's task, with its task instance, in one statement: what a followed
-    log asks about every second."""
+def get_attempt(
+    run_id: int, task_id: str, try_number: int, map_index: int = UNMAPPED
+) -> TaskAttempt:
+    """One try of a run's task (of one index of a mapped task), with its task instance, in
+    one statement: what a followed log asks about every second."""
     found = None
     if 0 < run_id <= _MAX_ID and 0 < try_number <= _MAX_ID:
         found = (
             TaskAttempt.objects.filter(
                 task_instance__run_id=run_id,
                 task_instance__task_id=task_id,
-                task_instance__map_index=-1,
+                task_instance__map_index=map_index,
                 try_number=try_number,
             )
             .select_related("task_instance")
             .first()
         )
     if found is None:
-        raise NotFound(f"run {run_id} has no try {try_number} of task {task_id!r}")
+        name = instance_key(task_id, map_index)
+        raise NotFound(f"run {run_id} has no try {try_number} of task {name!r}")
     return found
 
 
 def run_progress(run_id: int) -> tuple[str, list[tuple[str, str, int, int]]]:
-    """The run's state and each task's (task id, state, try number, attempts), in one small
-    grouped statement: what a live view compares to see whether anything moved."""
+    """The run's state and each instance's (instance_key, state, try number, attempts), in
+    one small grouped statement: what a live view compares to see whether anything moved."""
     rows = (
         list(
             WorkflowRun.objects.filter(pk=run_id)
@@ -436,6 +616,7 @@ def run_progress(run_id: int) -> tuple[str, list[tuple[str, str, int, int]]]:
             .values_list(
                 "state",
                 "task_instances__task_id",
+                "task_instances__map_index",
                 "task_instances__state",
                 "task_instances__try_number",
             )
@@ -446,7 +627,7 @@ def run_progress(run_id: int) -> tuple[str, list[tuple[str, str, int, int]]]:
     )
     if not rows:
         raise NotFound(f"run {run_id!r} not found")
-    tasks = sorted((t, s, n, a) for _, t, s, n, a in rows if t is not None)
+    tasks = sorted((instance_key(t, i), s, n, a) for _, t, i, s, n, a in rows if t is not None)
     return rows[0][0], tasks
 
 

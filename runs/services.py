@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -215,12 +216,15 @@ def _operate(
             "state": WorkflowRun.objects.filter(pk=run.pk).values_list("state", flat=True).get()
         }
         if task_id is not None:
-            row = (
-                TaskInstance.objects.filter(run=run, task_id=task_id)
-                .values_list("state", "try_number")
-                .first()
-            )
-            state["task_state"], state["task_try_number"] = row or (None, None)
+            instances = TaskInstance.objects.filter(run=run, task_id=task_id)
+            if details.get("map_index") is not None:
+                instances = instances.filter(map_index=details["map_index"])
+            rows = list(instances.values_list("state", "try_number"))
+            if len(rows) > 1:  # a mapped task as a whole: how many in each state
+                state["task_state"] = dict(Counter(s for s, _ in rows))
+                state["task_try_number"] = sum(t for _, t in rows)
+            else:
+                state["task_state"], state["task_try_number"] = rows[0] if rows else (None, None)
         return state
 
     with transaction.atomic():
@@ -253,24 +257,39 @@ def retry_run(*, actor: Actor, run: WorkflowRun) -> list[str]:
     return cleared
 
 
-def clear_task(*, actor: Actor, run: WorkflowRun, task_id: str, downstream: bool) -> list[str]:
+def clear_task(
+    *,
+    actor: Actor,
+    run: WorkflowRun,
+    task_id: str,
+    downstream: bool,
+    map_index: int | None = None,
+) -> list[str]:
+    """Clear a task (a mapped one: as a whole, or the instance at `map_index`)."""
     cleared: list[str] = []
     _operate(
         actor,
         run,
         "task.clear",
-        lambda: cleared.extend(operations.clear(run.pk, task_id, downstream=downstream)),
+        lambda: cleared.extend(
+            operations.clear(run.pk, task_id, downstream=downstream, map_index=map_index)
+        ),
         task_id=task_id,
         downstream=downstream,
+        **({"map_index": map_index} if map_index is not None else {}),
     )
     return cleared
 
 
-def mark_task(*, actor: Actor, run: WorkflowRun, task_id: str, state: str) -> TaskInstance:
+def mark_task(
+    *, actor: Actor, run: WorkflowRun, task_id: str, state: str, map_index: int | None = None
+) -> TaskInstance:
+    """Mark a task (a mapped one: as a whole, or the instance at `map_index`)."""
     return _operate(  # type: ignore[no-any-return]
         actor,
         run,
         f"task.mark_{state}",
-        lambda: operations.mark(run.pk, task_id, state),
+        lambda: operations.mark(run.pk, task_id, state, map_index=map_index),
         task_id=task_id,
+        **({"map_index": map_index} if map_index is not None else {}),
     )

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Task, shared_task
+from celery import Task, shared_task, signals
 
 from runs import engine, retention, scheduling, worker
+from runs.engine import holding
 
 __all__ = [
     "execute_batch",
     "execute_task_instance",
+    "hold_received",
     "purge_aged",
     "reconcile",
     "schedule_tick",
@@ -37,6 +39,40 @@ def execute_batch(self: Task[Any, Any], tries: list[list[int]]) -> int:
     return worker.execute_batch(
         [(int(t[0]), int(t[1])) for t in tries], queue=_delivered_from(self)
     )
+
+
+def _tries_of(name: str, args: Any) -> list[tuple[int, int]]:
+    """The (instance id, try number) pairs a message of ours carries (its wire format)."""
+    if name == "runs.execute":
+        return [(int(args[0]), int(args[1]))]
+    if name == "runs.execute_batch":
+        return [(int(t[0]), int(t[1])) for t in args[0]]
+    return []
+
+
+@signals.worker_init.connect
+def _become_holder(sender: Any = None, **kwargs: Any) -> None:
+    """In the worker's main process, before its pool forks: its children inherit the
+    holder's name for the tries they keep (holding.py)."""
+    holding.become_holder(str(getattr(sender, "hostname", "") or "worker"))
+
+
+@signals.worker_ready.connect
+def _start_holding_beat(**kwargs: Any) -> None:
+    holding.start_beating()
+
+
+@signals.task_received.connect
+def hold_received(request: Any = None, **kwargs: Any) -> None:
+    """A message taken by the main process, ahead of the child that will claim its tries:
+    until then, only this worker knows the tries are in hand."""
+    if not holding.holder():
+        return
+    try:
+        tries = _tries_of(str(getattr(request, "name", "")), getattr(request, "args", None))
+    except (TypeError, ValueError, IndexError, KeyError):
+        return  # malformed: the task itself fails on it, with the error
+    holding.hold(tries)
 
 
 @shared_task(name="runs.reconcile", ignore_result=True)

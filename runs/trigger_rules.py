@@ -3,7 +3,14 @@
 A pure function with Apache Airflow 3's semantics (airflow/ti_deps/deps/
 trigger_rule_dep.py, scheduler mode): first the rule may settle the task early as
 `skipped` or `upstream_failed`; otherwise it runs when the rule is met, or it waits.
-Root tasks and `always` run whatever the upstream states. No Django."""
+Root tasks and `always` run whatever the upstream states. No Django.
+
+One departure, so that a verdict depends only on the upstreams' final states and never on
+the order they finished in: Airflow settles `all_success` on its first skipped or failed
+upstream, so a skip and a failure give `skipped` or `upstream_failed` by which came first.
+Here a failure settles it at once (`upstream_failed`), and a skip only once every upstream
+has finished without one. Every other rule already gives one verdict whatever the order
+(its early verdicts are the final ones), and is Airflow's unchanged."""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Counts", "Decision", "evaluate"]
+__all__ = ["FINISHED", "Counts", "Decision", "evaluate", "group_state", "group_states"]
 
 Decision = Literal["wait", "run", "skip", "upstream_failed"]
 
@@ -52,7 +59,9 @@ def _settle(rule: str, c: Counts) -> Decision | None:
     if rule == "all_success":
         if failed_any:
             return "upstream_failed"
-        if c.skipped:
+        # Not at the first skip, as Airflow does: a failure may still come, which would
+        # make it upstream_failed, and the verdict would depend on the order.
+        if c.skipped and c.upstream_done:
             return "skip"
     elif rule == "all_failed":
         if c.success or c.skipped:
@@ -119,3 +128,31 @@ def evaluate(rule: str, counts: Counts) -> Decision:
     if settled is not None:
         return settled
     return "run" if _met(rule, counts) else "wait"
+
+
+# What a task instance may end as (runs.models.TaskInstance.FINISHED, without Django).
+FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "cancelled"})
+UNFINISHED = "running"  # what a group with an unfinished instance counts as
+
+
+def group_state(states: list[str]) -> str:
+    """A mapped task's state as its downstream sees it (the rules see a mapped task as its
+    group): unfinished while any instance is; then failed if any failed, else
+    upstream_failed if any, else cancelled if any, else skipped if all were skipped, else
+    success. One instance: its own state."""
+    if len(states) == 1:
+        return states[0]
+    if any(s not in FINISHED for s in states):
+        return UNFINISHED
+    for worst in ("failed", "upstream_failed", "cancelled"):
+        if worst in states:
+            return worst
+    return "skipped" if all(s == "skipped" for s in states) else "success"
+
+
+def group_states(rows: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """(task id, state) rows of a run's instances, folded per task by `group_state`."""
+    by_task: dict[str, list[str]] = {}
+    for task_id, state in rows:
+        by_task.setdefault(task_id, []).append(state)
+    return {task_id: group_state(states) for task_id, states in by_task.items()}

@@ -49,6 +49,10 @@ NOT_RENDERED = {
     "code",
     "inlets",
     "outlets",
+    "map",  # the engine's own (runs.engine.mapping, runs.engine.slots)
+    "pool",
+    "pool_slots",
+    "concurrency",
 }
 WORKER = socket.gethostname()
 
@@ -71,13 +75,14 @@ def build_context(ti: TaskInstance) -> dict[str, Any]:
     upstream = dag.upstream_of(graph.upstream, ti.task_id)
     results: dict[str, Any] = {}
     if graph.reads_results(ti.task_id):  # a query spared for the tasks whose templates don't
-        results = dict(
-            TaskInstance.objects.dangerously_unscoped()
-            .filter(run=run, task_id__in=upstream)
-            .values_list("task_id", "result")
-        )
+        # A mapped upstream's result is the list of its instances' results, in index order.
+        results = engine.results_of(run, graph, upstream)
     logical = run.logical_date
+    mapped: dict[str, Any] = {}
+    if (spec := graph.task(ti.task_id).map) is not None:
+        mapped = {"map_index": ti.map_index, spec.as_: ti.map_value}
     return {
+        **mapped,
         "run": {
             "id": run.pk,
             "logical_date": logical,

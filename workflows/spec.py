@@ -36,8 +36,10 @@ __all__ = [
     "TRIGGER_RULES",
     "UNION_TAGS",
     "Code",
+    "Concurrency",
     "DatasetRef",
     "EventTrigger",
+    "MapSpec",
     "SharedDataset",
     "Task",
     "Trigger",
@@ -388,6 +390,30 @@ UNION_TAGS: dict[str, type[BaseModel] | None] = {
 # --- tasks -------------------------------------------------------------------------------
 
 
+class MapSpec(Strict):
+    """Dynamic fan-out: one instance of the task per element of a list known at run time."""
+
+    over: str | Annotated[list[Any], Field(max_length=10_000)] = Field(
+        description="the list: a template expression such as "
+        "'{{ tasks.list_files.result }}' (rendered when the task is ready), or a literal list"
+    )
+    as_: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = Field(
+        "item", alias="as", description="the name of the element in the task's templates"
+    )
+    max: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        1000, description="the most instances: a longer list fails the task"
+    )
+
+
+class Concurrency(Strict):
+    """At most `limit` running tasks per rendered key, across the tenant's runs."""
+
+    key: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="a template such as '{{ params.customer }}', rendered when the task is ready"
+    )
+    limit: Annotated[int, Field(ge=1, le=1000)]
+
+
 class TaskBase(Strict):
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
     depends_on: list[TaskId] = Field(default_factory=list, description="upstream task ids")
@@ -407,6 +433,12 @@ class TaskBase(Strict):
         default_factory=list,
         description="datasets of this tenant the task writes: each success records an update",
     )
+    map: MapSpec | None = Field(None, description="fan out: one instance per element")
+    pool: Name | None = Field(None, description="the tenant's pool whose slots the task takes")
+    pool_slots: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        None, description="slots of the pool the task takes while queued or running (1)"
+    )
+    concurrency: Concurrency | None = None
 
 
 class NoopTask(TaskBase):

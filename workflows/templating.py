@@ -12,6 +12,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
     "CONTEXT_NAMES",
+    "ENGINE_CONTEXT_NAMES",
     "TemplateProblem",
     "check_template",
     "check_trigger_template",
@@ -34,6 +35,18 @@ CONTEXT_NAMES = (
     "conn",
     "try_number",
     "task",
+    "event",
+)
+# What the engine itself renders (a mapped task's `map.over`, a `concurrency.key`), before
+# any worker: no secrets, connections, variables or try.
+ENGINE_CONTEXT_NAMES = (
+    "run",
+    "params",
+    "ds",
+    "logical_date",
+    "data_interval_start",
+    "data_interval_end",
+    "tasks",
     "event",
 )
 
@@ -94,9 +107,16 @@ def _attribute_of(node: nodes.Node, name: str) -> Iterator[str]:
             yield getitem.arg.value
 
 
-def check_template(source: str, *, params: set[str], upstream: set[str]) -> list[str]:
+def check_template(
+    source: str,
+    *,
+    params: set[str],
+    upstream: set[str],
+    names: tuple[str, ...] = CONTEXT_NAMES,
+) -> list[str]:
     """Problems of one template: syntax, unknown names, unknown params, tasks that are not
-    upstream of the task using the template. Empty when fine (or when not a template)."""
+    upstream of the task using the template. Empty when fine (or when not a template).
+    `names`: what the template may read (a mapped task's adds `map_index` and its item)."""
     if "{{" not in source and "{%" not in source and "{#" not in source:
         return []
     try:
@@ -107,10 +127,8 @@ def check_template(source: str, *, params: set[str], upstream: set[str]) -> list
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     for name_node in tree.find_all(nodes.Name):
         name = name_node.name
-        if name_node.ctx == "load" and name not in CONTEXT_NAMES and name not in assigned:
-            problems.append(
-                f"unknown template variable {name!r}; available: {', '.join(CONTEXT_NAMES)}"
-            )
+        if name_node.ctx == "load" and name not in names and name not in assigned:
+            problems.append(f"unknown template variable {name!r}; available: {', '.join(names)}")
     for param in sorted(set(_attribute_of(tree, "params"))):
         if param not in params:
             declared = ", ".join(sorted(params)) or "none declared"

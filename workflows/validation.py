@@ -36,6 +36,8 @@ from workflows.spec import (
 )
 from workflows.task_types import TASK_TYPES, is_runnable, runnable_kinds, runnable_types
 from workflows.templating import (
+    CONTEXT_NAMES,
+    ENGINE_CONTEXT_NAMES,
     check_template,
     check_trigger_template,
     environment,
@@ -315,10 +317,14 @@ def _template_errors(
         if not isinstance(task, Mapping):
             continue
         upstream = dag.upstream_of(graph, str(task_id)) if acyclic else set(graph.get(task_id, []))
+        mapped = _mapped_names(task)
         for key, value in task.items():
             if key in ("type", "kind", "depends_on", "trigger_rule"):
                 continue
             path = f"tasks.{task_id}.{key}"
+            if key in ("map", "concurrency"):
+                errors += _engine_template_errors(path, value, params, upstream, mapped)
+                continue
             if key == "until" and isinstance(value, str) and task.get("type") == "wait_for":
                 try:
                     environment().compile_expression(value)
@@ -327,9 +333,64 @@ def _template_errors(
                 continue
             for where, text in strings_in(value, path):
                 errors.extend(
-                    (where, p) for p in check_template(text, params=params, upstream=upstream)
+                    (where, p)
+                    for p in check_template(
+                        text, params=params, upstream=upstream, names=CONTEXT_NAMES + mapped
+                    )
                 )
     return errors
+
+
+def _mapped_names(task: Mapping[str, Any]) -> tuple[str, ...]:
+    """What a mapped task's templates read besides the usual: its index and its element."""
+    spec = task.get("map")
+    if not isinstance(spec, Mapping):
+        return ()
+    item = spec.get("as", "item")
+    return ("map_index", item) if isinstance(item, str) else ("map_index",)
+
+
+def _engine_template_errors(
+    path: str, value: Any, params: set[str], upstream: set[str], mapped: tuple[str, ...]
+) -> list[FieldError]:
+    """`map` and `concurrency` are rendered by the engine when the task is ready, before any
+    worker has it: they read no secrets, connections, variables or try, and only a
+    concurrency key sees the element (the list itself comes first)."""
+    if not isinstance(value, Mapping):
+        return []
+    errors: list[FieldError] = []
+    names: tuple[str, ...]
+    if path.endswith(".map"):
+        item, over = value.get("as", "item"), value.get("over")
+        if isinstance(item, str) and item in (*CONTEXT_NAMES, "map_index"):
+            errors.append((f"{path}.as", f"{item!r} is a template name already; pick another"))
+        if isinstance(over, str) and "{{" not in over:
+            errors.append(
+                (
+                    f"{path}.over",
+                    "a template expression such as '{{ tasks.list_files.result }}' or a "
+                    "literal list",
+                )
+            )
+        names, field = ENGINE_CONTEXT_NAMES, "over"
+    else:
+        names, field = ENGINE_CONTEXT_NAMES + mapped, "key"
+    text = value.get(field)
+    for where, source in strings_in(text, f"{path}.{field}") if text is not None else ():
+        errors.extend(
+            (where, p)
+            for p in check_template(source, params=params, upstream=upstream, names=names)
+        )
+    return errors
+
+
+def _slot_errors(tasks: Mapping[str, Any]) -> list[FieldError]:
+    """`pool_slots` counts slots of the task's `pool`: alone it would do nothing."""
+    return [
+        (f"tasks.{task_id}.pool_slots", "takes slots of a pool: set `pool` too")
+        for task_id, task in tasks.items()
+        if isinstance(task, Mapping) and task.get("pool_slots") is not None and not task.get("pool")
+    ]
 
 
 def _policy_errors(
@@ -426,6 +487,7 @@ def validate_spec(data: Any, limits: Limits | None = None) -> ValidSpec:
         acyclic = dag.find_cycle(graph) is None
         errors.extend(_template_errors(tasks, graph, names, acyclic))
         errors.extend(_policy_errors(tasks, limits, data.get("code")))
+        errors.extend(_slot_errors(tasks))
     if spec is not None:
         errors.extend(_schedule_param_errors(spec))
         errors.extend(_sla_errors(spec))

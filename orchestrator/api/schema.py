@@ -53,6 +53,7 @@ RESOURCES: dict[str, Resource] = {
     "secret": Resource("secrets", "secret", "secrets"),
     "event": Resource("events", "event", "events"),
     "package": Resource("packages", "package", "packages"),
+    "pool": Resource("pools", "pool", "pools"),
     "notification-channel": Resource(
         "notification-channels", "notification_channel", "notification_channels"
     ),
@@ -116,6 +117,7 @@ CONFLICTS: dict[str, frozenset[str]] = {
     "notification-rule": frozenset({"create", "partial_update"}),
     "delivery": frozenset({"retry"}),
     "package": frozenset({"create"}),
+    "pool": frozenset({"create", "destroy"}),
 }
 
 # One name and type per path parameter across the API.
@@ -139,6 +141,7 @@ PATH_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "delivery_id": ({"type": "integer"}, "the delivery's id"),
     "sla_miss_id": ({"type": "integer"}, "the SLA miss's id"),
     "package_id": ({"type": "integer"}, "the package version's id"),
+    "pool": ({"type": "string"}, "the pool's name"),
     "webhook": ({"type": "string"}, "the webhook's name in the workflow's triggers"),
     "secret_id": ({"type": "integer"}, "the webhook signing secret's id"),
     "grant_id": ({"type": "integer"}, "the grant's id"),

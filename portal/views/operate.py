@@ -30,6 +30,7 @@ from runs.models import TaskInstance, WorkflowRun
 from runs.selectors import (
     get_run,
     get_task_instance,
+    parse_map_index,
     run_task_instances,
     tasks_decided_again,
     tasks_to_clear,
@@ -429,7 +430,9 @@ class ClearTaskPage(TenantForm):
         self, *, values: dict[str, Any] | None, errors: FieldErrors, **kwargs: Any
     ) -> dict[str, Any]:
         run = get_run(kwargs["run"])
-        ti = get_task_instance(run, kwargs["task"])
+        ti = get_task_instance(
+            run, kwargs["task"], parse_map_index(self.request.GET.get("map_index"))
+        )
         upstream = graph_for(run.version_id).upstream
         downstream, unfinished = tasks_to_clear(run, ti.task_id, upstream)
         return {
@@ -447,7 +450,11 @@ class ClearTaskPage(TenantForm):
         run = get_run(kwargs["run"])
         downstream = self.request.POST.get("downstream") == "yes"
         cleared = services.clear_task(
-            actor=self.actor, run=run, task_id=kwargs["task"], downstream=downstream
+            actor=self.actor,
+            run=run,
+            task_id=kwargs["task"],
+            downstream=downstream,
+            map_index=parse_map_index(self.request.GET.get("map_index")),
         )
         said = f"Cleared {_listed(cleared)} in run #{run.pk}: they run again."
         return _run_url(self.tenant.slug, run), said
@@ -465,7 +472,9 @@ class MarkTaskPage(TenantForm):
         self, *, values: dict[str, Any] | None, errors: FieldErrors, **kwargs: Any
     ) -> dict[str, Any]:
         run = get_run(kwargs["run"])
-        ti = get_task_instance(run, kwargs["task"])
+        ti = get_task_instance(
+            run, kwargs["task"], parse_map_index(self.request.GET.get("map_index"))
+        )
         upstream = graph_for(run.version_id).upstream
         return {
             "title": f"Mark {ti.task_id} · run #{run.pk}",
@@ -480,7 +489,13 @@ class MarkTaskPage(TenantForm):
     def perform(self, **kwargs: Any) -> tuple[str, str]:
         run = get_run(kwargs["run"])
         state = self.request.POST.get("state", "")
-        ti = services.mark_task(actor=self.actor, run=run, task_id=kwargs["task"], state=state)
+        ti = services.mark_task(
+            actor=self.actor,
+            run=run,
+            task_id=kwargs["task"],
+            state=state,
+            map_index=parse_map_index(self.request.GET.get("map_index")),
+        )
         said = f"Marked {ti.task_id} {ti.state} in run #{run.pk}."
         return _run_url(self.tenant.slug, run), said
 

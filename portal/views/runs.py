@@ -30,9 +30,12 @@ from portal.templatetags.portal_format import GLYPHS
 from runs.graph import graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from runs.selectors import (
+    UNMAPPED,
     get_attempt,
     get_run,
     get_task_instance,
+    instance_key,
+    parse_map_index,
     read_log,
     run_attempts,
     run_neighbours,
@@ -40,6 +43,7 @@ from runs.selectors import (
     run_task_instances,
     runs_page_list,
     task_attempts,
+    task_group_state,
     task_summaries,
 )
 
@@ -48,6 +52,8 @@ __all__ = [
     "LOG_WINDOW",
     "PAGE_SIZE",
     "AttemptRow",
+    "GroupRow",
+    "InstanceRow",
     "LogView",
     "RunListPage",
     "RunLivePart",
@@ -69,6 +75,11 @@ LIVE_CLOCK_SECONDS = 30
 GANTT_WIDTH = 1100
 RESULT_PREVIEW = 80  # characters of a task's result shown in the task table
 ERROR_LINES = 3  # lines of an attempt's error shown in the attempts table
+# A mapped task's instances listed under its row on the run page (the rest: the REST API's
+# ?task_id= list); and the most it may have to get a gantt row each (else one, its group).
+INSTANCES_SHOWN = 200
+GANTT_INSTANCE_ROWS = 10
+ELEMENT_PREVIEW = 60  # characters of a mapped instance's element shown in its row
 # The order a run's task counts are written in ("98 ✓ 2 ✗"): outcomes first.
 TALLY_ORDER = (
     "success",
@@ -184,15 +195,43 @@ def live_fingerprint(state: str, tasks: Progress, now: dt.datetime) -> str:
 
 
 @dataclass(frozen=True)
+class InstanceRow:
+    """A line of a mapped task's instance list: the instance, a preview of its element,
+    how long its current try ran, and its task page (`?map_index=`)."""
+
+    ti: TaskInstance
+    element: str
+    duration: float | None
+    link: str
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """A mapped task on the run page, once: its state as its downstream sees it, its count
+    per state, the span from its first start to its last end (to now while unfinished),
+    and the first INSTANCES_SHOWN of its instances (`more`: how many are not listed)."""
+
+    task_id: str
+    state: str
+    count: int
+    tally: list[Tally]
+    span: float | None
+    instances: list[InstanceRow]
+    more: int
+
+
+@dataclass(frozen=True)
 class TaskRow:
     """A line of the task table: the instance, its trigger rule, how long its current try
-    waited in the queue and ran (so far, while it runs), and a preview of its result."""
+    waited in the queue and ran (so far, while it runs), and a preview of its result. A
+    mapped task's line is its `group` (`ti` is then its first instance)."""
 
     ti: TaskInstance
     trigger_rule: str
     latency: float | None
     duration: float | None
     result: str
+    group: GroupRow | None = None
 
 
 def _seconds(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
@@ -214,37 +253,103 @@ def _task_row(ti: TaskInstance, tries: list[TaskAttempt], rule: str, now: dt.dat
         waited = _seconds(ti.queued_at, now)  # so far
     last = tries[-1] if tries else None
     duration = _seconds(last.started_at, last.ended_at or now) if last is not None else None
-    result = "" if ti.result is None else json.dumps(ti.result, ensure_ascii=False)
-    if len(result) > RESULT_PREVIEW:
-        result = result[: RESULT_PREVIEW - 1] + "…"
-    return TaskRow(ti, rule, waited, duration, result)
+    return TaskRow(ti, rule, waited, duration, _preview(ti.result, RESULT_PREVIEW))
 
 
-def _gantt_row(ti: TaskInstance, tries: list[TaskAttempt]) -> GanttRow:
+def _gantt_attempts(ti: TaskInstance, tries: list[TaskAttempt]) -> list[GanttAttempt]:
     """The instance's attempts; only the current try knows when it was queued."""
-    attempts = [
+    name = instance_key(ti.task_id, ti.map_index) if ti.map_index >= 0 else None
+    return [
         GanttAttempt(
             try_number=a.try_number,
             state=a.state,
             queued_at=ti.queued_at if a.try_number == ti.try_number else None,
             started_at=a.started_at,
             ended_at=a.ended_at,
+            name=name,
         )
         for a in tries
     ]
-    return GanttRow(task_id=ti.task_id, state=ti.state, attempts=attempts, queued_at=ti.queued_at)
+
+
+def _gantt_row(ti: TaskInstance, tries: list[TaskAttempt]) -> GanttRow:
+    return GanttRow(
+        task_id=instance_key(ti.task_id, ti.map_index),
+        state=ti.state,
+        attempts=_gantt_attempts(ti, tries),
+        queued_at=ti.queued_at,
+    )
+
+
+def _gantt_group_row(
+    group: GroupRow, instances: list[TaskInstance], tries: dict[int, list[TaskAttempt]]
+) -> GanttRow:
+    """A mapped task with many instances in one lane: every try of every instance, each
+    titled with its index, so the lane shows how the fan-out spread over time."""
+    attempts = [a for ti in instances for a in _gantt_attempts(ti, tries[ti.pk])]
+    return GanttRow(
+        task_id=group.task_id,
+        state=group.state,
+        attempts=attempts,
+        label=f"{group.task_id} \N{MULTIPLICATION SIGN}{group.count}",
+    )
 
 
 def _in_graph_order(instances: list[TaskInstance], dag: DagLayout) -> list[TaskInstance]:
     """Left to right and top to bottom, as the graph draws them (the spec's own order is
-    lost: a JSON column keeps its keys in its own order)."""
+    lost: a JSON column keeps its keys in its own order); a mapped task's by index."""
     place = {node.id: (node.layer, node.y) for node in dag.nodes}
-    return sorted(instances, key=lambda ti: (place.get(ti.task_id, (len(place), 0)), ti.task_id))
+    return sorted(
+        instances,
+        key=lambda ti: (place.get(ti.task_id, (len(place), 0)), ti.task_id, ti.map_index),
+    )
+
+
+def _preview(value: Any, size: int) -> str:
+    text = "" if value is None else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def _group_row(
+    task_id: str,
+    instances: list[TaskInstance],
+    tries: dict[int, list[TaskAttempt]],
+    link: str,
+    now: dt.datetime,
+) -> GroupRow:
+    counts: dict[str, int] = {}
+    for ti in instances:
+        counts[ti.state] = counts.get(ti.state, 0) + 1
+    state = task_group_state(counts)
+    starts = [ti.started_at for ti in instances if ti.started_at is not None]
+    ends = [ti.ended_at for ti in instances if ti.ended_at is not None]
+    finished = state in TaskInstance.FINISHED
+    span = _seconds(min(starts), max(ends) if finished and ends else now) if starts else None
+    shown = [
+        InstanceRow(
+            ti=ti,
+            element=_preview(ti.map_value, ELEMENT_PREVIEW),
+            duration=_task_row(ti, tries[ti.pk], "", now).duration,
+            link=f"{link}?map_index={ti.map_index}",
+        )
+        for ti in instances[:INSTANCES_SHOWN]
+    ]
+    return GroupRow(
+        task_id=task_id,
+        state=state,
+        count=len(instances),
+        tally=_tally(counts),
+        span=span,
+        instances=shown,
+        more=max(len(instances) - INSTANCES_SHOWN, 0),
+    )
 
 
 def _live_context(run: WorkflowRun, tenant: str) -> dict[str, Any]:
     """What the run's live part shows: the graph, the task table and the gantt chart, read
-    with two queries (the run's task instances, their attempts) whatever the run's size."""
+    with two queries (the run's task instances, their attempts) whatever the run's size. A
+    mapped task (once expanded) is one node, one group row listing its instances, and one
+    gantt lane, or a lane per instance when it has at most GANTT_INSTANCE_ROWS."""
     now = timezone.now()
     drawing = version_drawing(run.version_id)
     dag = drawing.dag
@@ -254,26 +359,48 @@ def _live_context(run: WorkflowRun, tenant: str) -> dict[str, Any]:
         tries[attempt.task_instance_id].append(attempt)
     rules = drawing.trigger_rules
     counts: dict[str, int] = {}
+    by_task: dict[str, list[TaskInstance]] = {}
     for ti in instances:
         counts[ti.state] = counts.get(ti.state, 0) + 1
-    progress = [(ti.task_id, ti.state, ti.try_number, len(tries[ti.pk])) for ti in instances]
+        by_task.setdefault(ti.task_id, []).append(ti)
+    progress = [
+        (instance_key(ti.task_id, ti.map_index), ti.state, ti.try_number, len(tries[ti.pk]))
+        for ti in instances
+    ]
+    link = {task_id: reverse("portal:task", args=[tenant, run.pk, task_id]) for task_id in by_task}
+    rows, gantt_rows, states, badges = [], [], {}, {}
+    for task_id, group in by_task.items():
+        first = group[0]
+        if first.map_index < 0:  # unmapped, or a mapped task not expanded yet
+            rows.append(_task_row(first, tries[first.pk], rules.get(task_id, ""), now))
+            gantt_rows.append(_gantt_row(first, tries[first.pk]))
+            states[task_id] = first.state
+            if task_id in drawing.mapped:
+                badges[task_id] = "mapped"
+            continue
+        grouped = _group_row(task_id, group, tries, link[task_id], now)
+        row = _task_row(first, tries[first.pk], rules.get(task_id, ""), now)
+        rows.append(TaskRow(first, row.trigger_rule, None, grouped.span, "", grouped))
+        if len(group) > GANTT_INSTANCE_ROWS:
+            gantt_rows.append(_gantt_group_row(grouped, group, tries))
+        else:
+            gantt_rows.extend(_gantt_row(ti, tries[ti.pk]) for ti in group)
+        states[task_id] = grouped.state
+        badges[task_id] = f"\N{MULTIPLICATION SIGN}{grouped.count}"
     return {
         "run": run,
         "finished": run.state in WorkflowRun.FINISHED,
+        "finished_states": TaskInstance.FINISHED,  # an instance that may be cleared
         "seen": live_fingerprint(run.state, progress, now),
         "dag": dag,
-        "states": {ti.task_id: ti.state for ti in instances},
+        "states": states,
+        "badges": badges,
         "task_types": drawing.task_types,
         "trigger_rules": rules,
-        "link": {
-            ti.task_id: reverse("portal:task", args=[tenant, run.pk, ti.task_id])
-            for ti in instances
-        },
-        "tasks": [_task_row(ti, tries[ti.pk], rules.get(ti.task_id, ""), now) for ti in instances],
+        "link": link,
+        "tasks": rows,
         "tally": _tally(counts),
-        "chart": gantt(
-            [_gantt_row(ti, tries[ti.pk]) for ti in instances], now=now, width=GANTT_WIDTH
-        ),
+        "chart": gantt(gantt_rows, now=now, width=GANTT_WIDTH),
     }
 
 
@@ -388,7 +515,8 @@ class TaskPage(TenantPage):
 
     def context(self, **kwargs: Any) -> dict[str, Any]:
         run = get_run(kwargs["run"])
-        ti = get_task_instance(run, kwargs["task"])
+        map_index = parse_map_index(self.request.GET.get("map_index"))
+        ti = get_task_instance(run, kwargs["task"], map_index)
         attempts = task_attempts(ti)
         chosen = self.chosen(ti, attempts)
         offset = _number_param(self.request.GET, "offset")
@@ -406,6 +534,10 @@ class TaskPage(TenantPage):
             # Follow the end of a running attempt's log; a window before the end pages on.
             "follow": log is not None and log.running and (offset is None or not log.more),
             "latency": _latency(ti),
+            # A mapped instance's name, element and the query its own links keep.
+            "name": instance_key(ti.task_id, ti.map_index),
+            "element": None if ti.map_index < 0 else _pretty(ti.map_value),
+            "index_query": f"&map_index={ti.map_index}" if ti.map_index >= 0 else "",
         }
 
     def chosen(self, ti: TaskInstance, attempts: list[TaskAttempt]) -> TaskAttempt | None:
@@ -442,7 +574,10 @@ class TaskLogPart(TenantPage):
         if try_number is None:
             raise NotFound("which try? follow the page's own links")
         offset = _number_param(self.request.GET, "offset") or 0
-        attempt = get_attempt(kwargs["run"], kwargs["task"], try_number)
+        map_index = parse_map_index(self.request.GET.get("map_index"))
+        attempt = get_attempt(
+            kwargs["run"], kwargs["task"], try_number, UNMAPPED if map_index is None else map_index
+        )
         if attempt.state == TaskAttempt.State.RUNNING and attempt.log_bytes <= offset:
             response = HttpResponse(status=204)
             response["Cache-Control"] = "no-store"
@@ -450,9 +585,11 @@ class TaskLogPart(TenantPage):
         log = _log_view(attempt.task_instance, attempt, offset)
         # Still running by either read: one more poll then tells how it ended.
         running = log.running or attempt.state == TaskAttempt.State.RUNNING
+        ti = attempt.task_instance
         return {
             "run_id": kwargs["run"],
-            "ti": attempt.task_instance,
+            "ti": ti,
+            "index_query": f"&map_index={ti.map_index}" if ti.map_index >= 0 else "",
             "attempt": attempt,
             "log": log,
             "follow": running or log.more,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -10,6 +10,7 @@ from orchestrator.api.base import StrictSerializer
 from runs.backfills import progress
 from runs.engine.events import cloudevent
 from runs.models import Backfill, Event, TaskAttempt, TaskInstance, WorkflowRun
+from runs.selectors import TaskGroup
 
 __all__ = [
     "AttemptSerializer",
@@ -20,9 +21,11 @@ __all__ = [
     "ClearedSerializer",
     "EventSerializer",
     "LogSerializer",
+    "MappedSerializer",
     "PlannedIntervalSerializer",
     "RunRetriedSerializer",
     "RunSerializer",
+    "TaskGroupSerializer",
     "TaskInstanceSerializer",
     "TriggerSerializer",
 ]
@@ -145,6 +148,13 @@ class TaskInstanceSerializer(serializers.ModelSerializer[TaskInstance]):
     # Any JSON, null included: a nullable JSONField would be documented as oneOf [any, null],
     # which null matches twice (so no response with a null result validated).
     result = serializers.JSONField(read_only=True, help_text="what the task returned")
+    map_index = serializers.IntegerField(
+        read_only=True,
+        help_text="the instance's index in its mapped task (-1: unmapped, or not expanded yet)",
+    )
+    map_value = serializers.JSONField(
+        read_only=True, help_text="a mapped instance's element of `map.over` (else null)"
+    )
     attempts = serializers.SerializerMethodField()
 
     class Meta:
@@ -153,12 +163,17 @@ class TaskInstanceSerializer(serializers.ModelSerializer[TaskInstance]):
             "id",
             "task_id",
             "map_index",
+            "map_value",
             "task_type",
             "state",
             "try_number",
             "max_tries",
             "lost_tries",
             "priority",
+            "pool",
+            "pool_slots",
+            "concurrency_key",
+            "wait_reason",
             "next_attempt_at",
             "queued_at",
             "started_at",
@@ -167,12 +182,63 @@ class TaskInstanceSerializer(serializers.ModelSerializer[TaskInstance]):
             "attempts",
         ]
         read_only_fields = fields
+        extra_kwargs: ClassVar = {
+            "pool": {"help_text": "the tenant's pool whose slots it takes ('' for none)"},
+            "concurrency_key": {"help_text": "its rendered concurrency key ('' for none)"},
+            "wait_reason": {
+                "help_text": "why a scheduled instance still waits: a pool, a concurrency "
+                "key, fair share, max_active_tasks ('' when it does not wait)"
+            },
+        }
 
     @extend_schema_field(AttemptSerializer(many=True, allow_null=True))
     def get_attempts(self, ti: TaskInstance) -> list[dict[str, Any]] | None:
         if not self.context.get("with_attempts"):
             return None
         return AttemptSerializer(ti.attempts.order_by("try_number"), many=True).data  # type: ignore[return-value]
+
+
+class MappedSerializer(serializers.Serializer[Any]):
+    count = serializers.IntegerField(help_text="instances (0 before the task is expanded)")
+    states = serializers.DictField(
+        child=serializers.IntegerField(), help_text="instances per state, e.g. {success: 298}"
+    )
+
+
+class TaskGroupSerializer(serializers.Serializer[Any]):
+    """A task of a run seen whole: a mapped task once, however many instances it has."""
+
+    task_id = serializers.CharField()
+    task_type = serializers.CharField()
+    state = serializers.CharField(
+        help_text="its instance's state; a mapped task's as its downstream sees it (unfinished "
+        "while any instance is: the most advanced unfinished state shown; then failed, "
+        "upstream_failed, cancelled if any, skipped if all were, else success)"
+    )
+    instance_id = serializers.IntegerField(
+        allow_null=True, help_text="its single instance's id (null once mapped into several)"
+    )
+    mapped = MappedSerializer(allow_null=True, help_text="null for an unmapped task")
+    started_at = serializers.DateTimeField(allow_null=True, help_text="its first start")
+    ended_at = serializers.DateTimeField(
+        allow_null=True, help_text="its last end, once every instance has finished"
+    )
+
+    def to_representation(self, instance: TaskGroup) -> dict[str, Any]:
+        def when(value: dt.datetime | None) -> str | None:
+            return None if value is None else _WHEN.to_representation(value)
+
+        return {
+            "task_id": instance.task_id,
+            "task_type": instance.task_type,
+            "state": instance.state,
+            "instance_id": instance.instance_id,
+            "mapped": {"count": instance.count, "states": instance.states}
+            if instance.mapped
+            else None,
+            "started_at": when(instance.started_at),
+            "ended_at": when(instance.ended_at),
+        }
 
 
 class ClearSerializer(StrictSerializer):

@@ -3,13 +3,14 @@ from __future__ import annotations
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from runs.api import packages, views
+from runs.api import packages, pools, views
 
 router = SimpleRouter(trailing_slash=True)
 router.register("runs", views.RunViewSet, basename="run")
 router.register("backfills", views.BackfillViewSet, basename="backfill")
 router.register("events", views.EventViewSet, basename="event")
 router.register("packages", packages.PackageViewSet, basename="package")
+router.register("pools", pools.PoolViewSet, basename="pool")
 
 workflow_router = SimpleRouter(trailing_slash=True)
 workflow_router.register("runs", views.WorkflowRunViewSet, basename="workflow-run")

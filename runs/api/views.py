@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -27,6 +32,7 @@ from runs.api.serializers import (
     PublishEventSerializer,
     RunRetriedSerializer,
     RunSerializer,
+    TaskGroupSerializer,
     TaskInstanceSerializer,
     TriggerSerializer,
 )
@@ -38,9 +44,12 @@ from runs.selectors import (
     get_event,
     get_run,
     get_task_instance,
+    parse_map_index,
     read_log,
     run_detail,
     run_list,
+    task_groups,
+    task_instance_list,
     task_summary,
 )
 from workflows.selectors import get_workflow
@@ -123,6 +132,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         "retrieve": "run.view",
         "cancel": "run.operate",
         "retry": "run.operate",
+        "list_task_groups": "run.view",
     }
 
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -167,9 +177,54 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         cleared = services.retry_run(actor=self.actor, run=run)
         return self._detail(run.pk, cleared=cleared)
 
+    @extend_schema(responses=TaskGroupSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="task-groups", pagination_class=None)
+    def list_task_groups(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Each task of the run once: a mapped task as one entry with its instance count
+        per state (`mapped`), in the order the tasks were created."""
+        groups = task_groups(get_run(kwargs["run_id"]))
+        return Response(TaskGroupSerializer(groups, many=True).data)
 
+
+MAP_INDEX = OpenApiParameter(
+    "map_index",
+    int,
+    description="one instance of a mapped task (0 and up); leave it out for an unmapped task",
+)
+WHOLE_OR_ONE = OpenApiParameter(
+    "map_index",
+    int,
+    description="one instance of a mapped task (0 and up); leave it out for the whole task "
+    "(all of a mapped task's instances)",
+)
+
+
+# A mark answers with the instance, or with the group of a mapped task named whole.
+_MARKED = PolymorphicProxySerializer(
+    component_name="MarkedTask",
+    serializers=[TaskInstanceSerializer, TaskGroupSerializer],
+    resource_type_field_name=None,
+)
+
+
+def _map_index(request: Request) -> int | None:
+    return parse_map_index(request.query_params.get("map_index"))
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("task_id", str, description="one task's instances"),
+            OpenApiParameter(
+                "map_index", int, description="instances of this index (-1: unmapped ones)"
+            ),
+            OpenApiParameter("state", str, enum=[s.value for s in TaskInstance.State]),
+        ]
+    )
+)
 class TaskInstanceViewSet(mixins.ListModelMixin, TenantScopedViewSet):
-    """A run's task instances; one by task id comes with its attempts."""
+    """A run's task instances; one by task id (and `map_index` for a mapped task's
+    instance) comes with its attempts."""
 
     model = TaskInstance
     serializer_class = TaskInstanceSerializer
@@ -184,48 +239,70 @@ class TaskInstanceViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     }
 
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        return queryset.filter(run=get_run(self.kwargs["run_id"]))
+        params = self.request.query_params
+        state = params.get("state")
+        if state and state not in TaskInstance.State.values:
+            raise exceptions.ValidationError(
+                {"state": [f"unknown state; accepted: {', '.join(TaskInstance.State.values)}"]}
+            )
+        return task_instance_list(
+            get_run(self.kwargs["run_id"]),
+            task_id=params.get("task_id"),
+            map_index=_map_index(self.request),
+            state=state,
+        ).filter(pk__in=queryset.values("pk"))
 
-    def _instance(self, **kwargs: Any) -> Response:
-        ti = get_task_instance(get_run(kwargs["run_id"]), kwargs["task_id"])
+    def _instance(self, map_index: int | None, **kwargs: Any) -> Response:
+        ti = get_task_instance(get_run(kwargs["run_id"]), kwargs["task_id"], map_index)
         context = {**self.get_serializer_context(), "with_attempts": True}
         return Response(TaskInstanceSerializer(ti, context=context).data)
 
-    @extend_schema(request=ClearSerializer, responses=ClearedSerializer)
+    def _marked(self, state: str, **kwargs: Any) -> Response:
+        """Mark the instance (or a mapped task's every instance) and answer with it (or
+        with the task's group)."""
+        run, task_id = get_run(kwargs["run_id"]), kwargs["task_id"]
+        map_index = _map_index(self.request)
+        if map_index is None:
+            # A mapped task named whole answers with its group (all its instances marked).
+            group = next(iter(task_groups(run, task_id=task_id)), None)
+            if group is not None and group.mapped and group.count:
+                services.mark_task(actor=self.actor, run=run, task_id=task_id, state=state)
+                return Response(TaskGroupSerializer(task_groups(run, task_id=task_id)[0]).data)
+        else:
+            get_task_instance(run, task_id, map_index)  # 404 naming the indexes there are
+        services.mark_task(
+            actor=self.actor, run=run, task_id=task_id, state=state, map_index=map_index
+        )
+        return self._instance(map_index, **kwargs)
+
+    @extend_schema(request=ClearSerializer, responses=ClearedSerializer, parameters=[WHOLE_OR_ONE])
     @action(detail=True, methods=["post"])
     def clear(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Run a finished task again; `downstream: true` clears everything after it too."""
+        """Run a finished task again; `downstream: true` clears everything after it too.
+        With `map_index`, only that instance of a mapped task (and its downstream)."""
         body = ClearSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        run, map_index = get_run(kwargs["run_id"]), _map_index(request)
+        if map_index is not None:
+            get_task_instance(run, kwargs["task_id"], map_index)  # 404 naming the indexes
         cleared = services.clear_task(
             actor=self.actor,
-            run=get_run(kwargs["run_id"]),
+            run=run,
             task_id=kwargs["task_id"],
             downstream=body.validated_data["downstream"],
+            map_index=map_index,
         )
         return Response({"cleared": cleared})
 
-    @extend_schema(request=None, responses=TaskInstanceSerializer)
+    @extend_schema(request=None, responses=_MARKED, parameters=[WHOLE_OR_ONE])
     @action(detail=True, methods=["post"], url_path="mark-success")
     def mark_success(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.mark_task(
-            actor=self.actor,
-            run=get_run(kwargs["run_id"]),
-            task_id=kwargs["task_id"],
-            state="success",
-        )
-        return self._instance(**kwargs)
+        return self._marked("success", **kwargs)
 
-    @extend_schema(request=None, responses=TaskInstanceSerializer)
+    @extend_schema(request=None, responses=_MARKED, parameters=[WHOLE_OR_ONE])
     @action(detail=True, methods=["post"], url_path="mark-failed")
     def mark_failed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.mark_task(
-            actor=self.actor,
-            run=get_run(kwargs["run_id"]),
-            task_id=kwargs["task_id"],
-            state="failed",
-        )
-        return self._instance(**kwargs)
+        return self._marked("failed", **kwargs)
 
     @extend_schema(
         parameters=[
@@ -234,13 +311,15 @@ class TaskInstanceViewSet(mixins.ListModelMixin, TenantScopedViewSet):
             OpenApiParameter(
                 "limit", int, description="bytes to return at most (default and maximum 1 MiB)"
             ),
+            MAP_INDEX,
         ],
         responses=LogSerializer,
     )
     @action(detail=True, methods=["get"])
     def logs(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Follow a task's log: ask again from `next_offset` while `running` is true."""
-        ti = get_task_instance(get_run(kwargs["run_id"]), kwargs["task_id"])
+        run = get_run(kwargs["run_id"])
+        ti = get_task_instance(run, kwargs["task_id"], _map_index(request))
         params = request.query_params
         numbers = {}
         for name, default in (("try", None), ("offset", 0), ("limit", LOG_PAGE_MAX)):
@@ -259,8 +338,9 @@ class TaskInstanceViewSet(mixins.ListModelMixin, TenantScopedViewSet):
         )
         return Response(page)
 
+    @extend_schema(parameters=[MAP_INDEX])
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return self._instance(**kwargs)
+        return self._instance(_map_index(request), **kwargs)
 
 
 class WorkflowBackfillViewSet(mixins.ListModelMixin, TenantScopedViewSet):

@@ -8,12 +8,13 @@ dispatch, a run's end), `claim` and `finish` (a try's start and end on a worker)
 `messaging` (queues, doorbells, continuation) and `repair` (the reconciler). This module
 hands on the use cases that the rest of `runs` calls."""
 
-from runs.engine import lineage
+from runs.engine import fairshare, lineage
 from runs.engine.admission import start_queued_runs, start_waiting_runs
 from runs.engine.claim import claim, claim_many, renew_lease
 from runs.engine.creation import Created, create_and_start_run, create_run
 from runs.engine.finish import finish, finish_inline, retry_delay
 from runs.engine.lineage import on_lineage
+from runs.engine.mapping import results_of
 from runs.engine.messaging import keeping_next, queue_for, release_kept, send, take_kept
 from runs.engine.progress import (
     EndedRun,
@@ -25,16 +26,20 @@ from runs.engine.progress import (
     stop_run,
 )
 from runs.engine.repair import reconcile, register_repair
+from runs.engine.slots import allocate, allocate_waiting
 
 __all__ = [
     "Created",
     "EndedRun",
     "advance",
+    "allocate",
+    "allocate_waiting",
     "claim",
     "claim_many",
     "create_and_start_run",
     "create_run",
     "dispatch",
+    "fairshare",
     "finish",
     "finish_inline",
     "keeping_next",
@@ -48,6 +53,7 @@ __all__ = [
     "register_repair",
     "release_kept",
     "renew_lease",
+    "results_of",
     "retry_delay",
     "send",
     "start_queued_runs",
@@ -55,6 +61,11 @@ __all__ = [
     "stop_run",
     "take_kept",
 ]
+
+# Waiting for a pool or a concurrency key: what an after-commit allocation missed.
+register_repair("allocate_waiting", allocate_waiting)
+# Fair share: caps from what each tenant has in flight and waiting, and the fills they allow.
+register_repair("fair_share", fairshare.plan)
 
 # A run's end frees a slot of its workflow and its tenant: start what waited for one.
 on_run_ended(lambda run: start_waiting_runs(run.workflow_id, run.tenant_id))

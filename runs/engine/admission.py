@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
@@ -18,6 +19,7 @@ from django.utils import timezone
 from orchestrator.fastsql import Columns, execute_in_one_trip, quote, statement
 from orchestrator.models import Tenant
 from orchestrator.tenancy import tenant_quota
+from runs.engine import fairshare
 from runs.engine.messaging import queue_for
 from runs.engine.progress import advance, lock_run
 from runs.graph import graph_for
@@ -26,6 +28,7 @@ from workflows.models import Workflow
 
 __all__ = [
     "WAKE_WORKFLOWS",
+    "Room",
     "free_slots",
     "room_for_new_run",
     "start_queued_runs",
@@ -63,6 +66,7 @@ def _room_sql(vendor: str) -> tuple[list[str], str]:
     locks (none on SQLite), then the read."""
     tenant_table, workflow_table = quote(Tenant._meta.db_table), quote(Workflow._meta.db_table)
     run_table = quote(WorkflowRun._meta.db_table)
+    ti_table = quote(TaskInstance._meta.db_table)
     locks = []
     if connection.features.has_select_for_no_key_update:
         locks = [
@@ -74,18 +78,29 @@ def _room_sql(vendor: str) -> tuple[list[str], str]:
         f"(SELECT COUNT(*) FROM {run_table} WHERE workflow_id = %s AND state = %s "
         f"AND backfill_id IS NULL), (SELECT COUNT(*) FROM {run_table} WHERE tenant_id = %s "
         f"AND state = %s), EXISTS (SELECT 1 FROM {run_table} WHERE workflow_id = %s "
-        f"AND state = %s) FROM {tenant_table} t, {workflow_table} w "
+        f"AND state = %s), (SELECT COALESCE(SUM({fairshare.cost_sql()}), 0) FROM {ti_table} "
+        f"WHERE tenant_id = %s AND state IN (%s, %s)) FROM {tenant_table} t, {workflow_table} w "
         "WHERE t.id = %s AND w.id = %s"
     )
     return locks, room
 
 
+@dataclass(frozen=True)
+class Room:
+    """What admission found for a new run (`room_for_new_run`)."""
+
+    admitted: bool  # a run slot of its workflow and its tenant, and no run waiting ahead
+    queue: str  # the Celery queue of the tenant's tries
+    busy_units: int  # what the tenant has in flight, its new run's first wave included
+
+
 @statement("run_admission")
-def room_for_new_run(run: WorkflowRun) -> tuple[bool, str]:
+def room_for_new_run(run: WorkflowRun) -> Room:
     """Lock the tenant and workflow rows (in that order, as start_queued_runs does). With
     the new `running` run counted, is the workflow within its max_active_runs and the
     tenant within its quota, and no run of the workflow queued ahead of it? And the queue
-    of the run's tries, by the tenant's policy as read under its lock (`queue_for`).
+    of the run's tries, by the tenant's policy as read under its lock (`queue_for`), and
+    what the tenant has in flight in fair share's units (runs.engine.fairshare).
 
     One round trip: on PostgreSQL the two locking statements travel with the reading one
     in a single query string (`execute_in_one_trip`). Each statement takes its own
@@ -106,6 +121,9 @@ def room_for_new_run(run: WorkflowRun) -> tuple[bool, str]:
                 run.workflow_id,
                 RUN.QUEUED,
                 run.tenant_id,
+                TI.QUEUED,
+                TI.RUNNING,
+                run.tenant_id,
                 run.workflow_id,
             ],
         )
@@ -114,7 +132,7 @@ def room_for_new_run(run: WorkflowRun) -> tuple[bool, str]:
         execute_in_one_trip(cursor, statements)
         row = cursor.fetchone()
     tenant = _TENANT.build(row)
-    version_id, active, tenant_running, waiting = row[len(_TENANT) :]
+    version_id, active, tenant_running, waiting, busy = row[len(_TENANT) :]
     limit = _workflow_limit(version_id)
     # The new run is counted in both: is there a slot for it, the others left out?
     slots = free_slots(
@@ -123,7 +141,7 @@ def room_for_new_run(run: WorkflowRun) -> tuple[bool, str]:
         quota=tenant_quota(tenant.quotas, "max_concurrent_runs"),
         tenant_running=tenant_running - 1,
     )
-    return not waiting and slots >= 1, queue_for(tenant.policy)
+    return Room(not waiting and slots >= 1, queue_for(tenant.policy), int(busy))
 
 
 def start_queued_runs(workflow_id: int, tenant_id: int | None = None) -> list[int]:

@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from orchestrator import metrics, tracing
 from orchestrator.fastsql import Insert, statement
-from runs.engine.admission import room_for_new_run, start_queued_runs
+from runs.engine import fairshare
+from runs.engine.admission import Room, room_for_new_run, start_queued_runs
 from runs.engine.messaging import send_queued
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskInstance, WorkflowRun
@@ -112,6 +113,8 @@ def _instances(
                 max_tries=effective.retries + 1,
                 priority=effective.priority,
                 pending_upstreams=len(graph.upstream[task_id]),
+                pool=task.pool or "",
+                pool_slots=task.pool_slots or 1,
             )
         )
     return instances
@@ -143,18 +146,48 @@ def create_and_start_run(
     of the tenant waits for, to the room check, the audit and the commit."""
     assert workflow.current_version_id is not None
     graph = graph_for(workflow.current_version_id)
+    if not graph.starts_plainly:
+        # Its first wave fans out or waits for shared slots: started as a queued run is.
+        with transaction.atomic(savepoint=False):
+            run = _insert_run(workflow, params, source, user_id, RUN.QUEUED, event=event)
+            TaskInstance.objects.dangerously_unscoped().bulk_create(_instances(run, graph))
+            if run.pk in start_queued_runs(workflow.pk, workflow.tenant_id):
+                run.refresh_from_db(fields=["state", "started_at"])
+            return Created(run, None)
     with transaction.atomic(savepoint=False):
         run, instances = _create_started(workflow, graph, params, source, user_id, event)
-        room, queue = room_for_new_run(run)
-        if room:
-            send_queued(
-                [(ti.pk, ti.try_number, ti.task_type, queue) for ti in instances if ti.try_number]
-            )
+        room = room_for_new_run(run)
+        if room.admitted:
+            queued = _within_cap(run, [ti for ti in instances if ti.try_number], room)
+            send_queued([(ti.pk, ti.try_number, ti.task_type, room.queue) for ti in queued])
             return Created(run, dict(Counter(str(ti.state) for ti in instances)))
         _unstart(run)
         if run.pk in start_queued_runs(workflow.pk, workflow.tenant_id):
             run.refresh_from_db(fields=["state", "started_at"])
         return Created(run, None)
+
+
+def _within_cap(run: WorkflowRun, queued: list[TaskInstance], room: Room) -> list[TaskInstance]:
+    """The first wave's tries that fit the tenant's fair-share cap (all, with no cap), in
+    their order; the others back to `scheduled`, saying why (runs.engine.fairshare)."""
+    cap = fairshare.cap_for(run.tenant_id, room.queue)
+    if cap is None or room.busy_units <= cap:
+        return queued
+    units = room.busy_units - sum(fairshare.cost(ti.task_type) for ti in queued)
+    kept: list[TaskInstance] = []
+    for ti in queued:
+        units += fairshare.cost(ti.task_type)
+        if units > cap:
+            break
+        kept.append(ti)
+    held = queued[len(kept) :]
+    TaskInstance.objects.dangerously_unscoped().filter(pk__in=[ti.pk for ti in held]).update(
+        state=TI.SCHEDULED, try_number=0, queued_at=None, wait_reason=fairshare.WAIT_REASON
+    )
+    for ti in held:
+        ti.state, ti.try_number, ti.queued_at = TI.SCHEDULED, 0, None
+    fairshare.note_capped(run.tenant_id)
+    return kept
 
 
 def _create_started(

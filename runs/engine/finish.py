@@ -16,7 +16,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from orchestrator import metrics
-from runs.engine import datasets, events, lineage
+from runs.engine import datasets, events, lineage, mapping
 from runs.engine.progress import (
     advance,
     dispatch,
@@ -80,26 +80,31 @@ def finish_inline(attempt_ids: list[int]) -> int:
             for attempt_id in live:
                 measure_try_end(*measured[attempt_id], TaskAttempt.State.SUCCESS, now)
             tries = {ti_id: try_number for _, ti_id, try_number in items}
-            finished = [
-                task_id
-                for ti_id, task_id, try_number in TaskInstance.objects.dangerously_unscoped()
+            running = (
+                TaskInstance.objects.dangerously_unscoped()
                 .filter(pk__in=list(tries), state=TI.RUNNING)
-                .values_list("id", "task_id", "try_number")
+                .values_list("id", "task_id", "try_number", "map_index")
+            )
+            finished = [
+                (ti_id, task_id, map_index)
+                for ti_id, task_id, try_number, map_index in running
                 if tries[ti_id] == try_number
             ]
             TaskInstance.objects.dangerously_unscoped().filter(
-                run=run, task_id__in=finished, state=TI.RUNNING
+                pk__in=[ti_id for ti_id, _, _ in finished], state=TI.RUNNING
             ).update(state=TI.SUCCESS, ended_at=now, next_attempt_at=None, result=None)
             done += len(finished)
             graph = graph_for(run.version_id)
-            datasets.record_outlets(run, graph, dict.fromkeys(finished), now)
-            candidates = downstream_pending(run, graph, finished)
-            advance(
-                run,
-                graph,
-                [c for c in candidates if not unmoved_by_success(c, graph)],
-                known=dict.fromkeys(finished, TI.SUCCESS),
-            )
+            datasets.record_outlets(run, graph, {t: None for _, t, _ in finished}, now)
+            # A mapped task moves its downstream once its last instance has finished.
+            known = {task_id: str(TI.SUCCESS) for _, task_id, index in finished if index < 0}
+            for task_id in {task_id for _, task_id, index in finished if index >= 0}:
+                if (group := mapping.finished_group(run.pk, task_id)) is not None:
+                    known[task_id] = group
+            candidates = downstream_pending(run, graph, list(known))
+            if all(state == TI.SUCCESS for state in known.values()):
+                candidates = [c for c in candidates if not unmoved_by_success(c, graph)]
+            advance(run, graph, candidates, known=known)
     return done
 
 
@@ -213,8 +218,16 @@ def finish(attempt_id: int, outcome: Outcome, claimed: TaskAttempt | None = None
         if new in (TI.UP_FOR_RETRY, TI.SCHEDULED):
             dispatch(run, graph)  # its slot is free until the retry or the next check is due
             return new
+        moved = new
+        if ti.map_index >= 0:
+            # One instance of a mapped task: its downstream moves when the group has ended.
+            group = mapping.finished_group(run.pk, ti.task_id)
+            if group is None:
+                dispatch(run, graph)  # its slot is free for a sibling
+                return new
+            moved = group
         candidates = downstream_pending(run, graph, [ti.task_id])
-        if new == TI.SUCCESS:
+        if moved == TI.SUCCESS:
             candidates = [c for c in candidates if not unmoved_by_success(c, graph)]
-        advance(run, graph, candidates, known={ti.task_id: new})
+        advance(run, graph, candidates, known={ti.task_id: moved})
         return new

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ from django.db import transaction
 
 from orchestrator.celery import app
 from orchestrator.tenancy import task_queue
+from runs.engine import holding
 
 __all__ = [
     "BATCH_MAX",
@@ -145,14 +146,26 @@ def send_batches(tries: list[tuple[int, int]], queue: str) -> None:
     )
 
 
-def send_queued(rows: list[tuple[Any, ...]]) -> list[tuple[int, int]]:
+def send_queued(
+    rows: list[tuple[Any, ...]], keepable: Collection[int] | None = None
+) -> list[tuple[int, int]]:
     """Messages for tries just queued: rows (id, try number, type, queue), highest priority
-    first, each to its queue. Keeps one back for the caller under `keeping_next`."""
+    first, each to its queue. Keeps one back for the caller under `keeping_next`: the
+    highest in priority of those `keepable` (None: any). Dispatch lets only the tries this
+    transaction's end made ready be kept (a chain's handoff); tries that waited for a slot
+    go through the broker, behind whatever other tenants queued meanwhile (fair share)."""
     queued = [(int(r[0]), int(r[1])) for r in rows]
     to_send = rows
     if rows and getattr(_local, "keep", False) and getattr(_local, "kept", None) is None:
-        _local.kept = (*queued[0], str(rows[0][3]))  # the highest priority
-        to_send = rows[1:]
+        index = next(
+            (i for i, r in enumerate(rows) if keepable is None or int(r[0]) in keepable), None
+        )
+        if index is not None:
+            _local.kept = (*queued[index], str(rows[index][3]))
+            to_send = rows[:index] + rows[index + 1 :]
+            # Queued with no message: if this worker dies before claiming it, only its
+            # holder's registry tells the reconciler (holding.py).
+            holding.hold(queued[index : index + 1])
     for queue in dict.fromkeys(str(r[3]) for r in to_send):
         tries = [r for r in to_send if r[3] == queue]
         send(*[(int(r[0]), int(r[1])) for r in tries if r[2] not in INLINE_TYPES], queue=queue)

@@ -23,11 +23,11 @@ from django.utils import timezone
 
 from orchestrator import metrics
 from orchestrator.fastsql import statement
-from runs.engine import events, lineage
+from runs.engine import events, fairshare, lineage, mapping, slots
 from runs.engine.messaging import queue_for, send_queued
 from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, WorkflowRun
-from runs.trigger_rules import Counts, evaluate
+from runs.trigger_rules import Counts, evaluate, group_states
 
 __all__ = [
     "EndedRun",
@@ -156,6 +156,8 @@ def stop_run(run: WorkflowRun, final: str, reason: str) -> None:
     TaskInstance.objects.dangerously_unscoped().filter(run=run).exclude(
         state__in=TaskInstance.FINISHED
     ).update(state=TI.CANCELLED, ended_at=now, next_attempt_at=None, wait_started_at=None)
+    if graph_for(run.version_id).constrained:
+        slots.wake(run.tenant_id)  # the pool and key slots its tries held are free
     if stopped:
         events.run_ended(run, graph_for(run.version_id), final, now, reason)
         metrics.inc("orc_runs_finished", tenant=run.tenant_id, state=final)
@@ -189,6 +191,7 @@ def advance(
     wave = list(candidates)
     known = dict(known or {})
     ready: list[int] = []  # may run: queued by dispatch, or `scheduled` if no slot is free
+    held: list[int] = []  # may run once slots.allocate finds them a pool or key slot
     while wave:
         # The counters say which upstreams may have finished; read only those states.
         needed = {
@@ -200,10 +203,13 @@ def advance(
         }
         states = dict(known)
         if needed:
+            # A mapped upstream counts as its group (mapping.group_state).
             states.update(
-                TaskInstance.objects.dangerously_unscoped()
-                .filter(run=run, task_id__in=needed)
-                .values_list("task_id", "state")
+                group_states(
+                    TaskInstance.objects.dangerously_unscoped()
+                    .filter(run=run, task_id__in=needed)
+                    .values_list("task_id", "state")
+                )
             )
         verdicts: dict[str, list[TaskInstance]] = {"run": [], "skip": [], "upstream_failed": []}
         for ti in wave:
@@ -212,8 +218,18 @@ def advance(
             decision = evaluate(graph.task(ti.task_id).trigger_rule, counts)
             if decision != "wait":
                 verdicts[decision].append(ti)
-        ready += [t.pk for t in verdicts["run"]]
         settled: list[str] = []
+        for ti in verdicts["run"]:
+            # Those that take shared slots wait for them (slots.hold); a mapped one fans out.
+            to = held if ti.task_id in graph.constrained else ready
+            if ti.task_id in graph.mapped and ti.map_index < 0:
+                expansion = mapping.expand(run, graph, ti)
+                to += expansion.ready
+                if expansion.settled is not None:
+                    settled.append(ti.task_id)
+                    known[ti.task_id] = expansion.settled
+            else:
+                to.append(ti.pk)
         for decision, new in (("skip", TI.SKIPPED), ("upstream_failed", TI.UPSTREAM_FAILED)):
             if verdicts[decision]:
                 TaskInstance.objects.dangerously_unscoped().filter(
@@ -222,8 +238,9 @@ def advance(
                 settled += [t.task_id for t in verdicts[decision]]
                 known.update((t.task_id, new) for t in verdicts[decision])
         # Still `pending` in the table, a ready instance is decided once only.
-        decided = set(ready)
+        decided = set(ready) | set(held)
         wave = [t for t in downstream_pending(run, graph, settled) if t.pk not in decided]
+    slots.hold(run, graph, held)
     if not dispatch(run, graph, ready):  # something queued: the run is not done
         _finish_run_if_done(run, graph)
 
@@ -271,13 +288,15 @@ def downstream_pending(
 _DOWNSTREAM_FIELDS = [
     f.attname
     for f in TaskInstance._meta.concrete_fields
-    if f.attname in {"id", "task_id", "state", "pending_upstreams"}
+    if f.attname in {"id", "task_id", "map_index", "state", "pending_upstreams"}
 ]
 
 
 # Rules that neither run nor settle a task on one more upstream success while other
 # upstreams are unfinished: they wait for all upstreams, and settle early only on a failure
-# or a skip (which would already have settled a still-pending task).
+# or a skip, which is evaluated when it comes. (An all_success task that saw a skip waits
+# for its last upstream: that one is evaluated whatever its state, pending_upstreams
+# being 0 then.)
 _WAIT_FOR_ALL = frozenset(
     {
         "all_success",
@@ -300,61 +319,114 @@ def unmoved_by_success(ti: TaskInstance, graph: VersionGraph) -> bool:
 def dispatch(
     run: WorkflowRun, graph: VersionGraph | None = None, ready: list[int] | None = None
 ) -> list[tuple[int, int]]:
-    """Queue scheduled instances, highest priority first, up to max_active_tasks; their
-    messages go out after commit. The run row must be locked by the caller. `ready`:
-    pending instances that their trigger rules just let run. They compete for the slots
-    with the scheduled ones, and those that get none become `scheduled`."""
+    """Queue scheduled instances, highest priority first, up to max_active_tasks and the
+    tenant's fair-share cap (runs.engine.fairshare); their messages go out after commit.
+    The run row must be locked by the caller. `ready`: pending instances that their trigger
+    rules just let run. They compete for the slots with the scheduled ones, and those that
+    get none become `scheduled` (with the reason when it is the cap)."""
     ready = ready or []
-    rows = (
-        _queue(run, graph or graph_for(run.version_id), ready) if run.state == RUN.RUNNING else []
-    )
-    left = set(ready).difference(int(r[0]) for r in rows)
-    if left:
-        TaskInstance.objects.dangerously_unscoped().filter(pk__in=left, state=TI.PENDING).update(
-            state=TI.SCHEDULED
-        )
-    if not rows:
-        return []
+    graph = graph or graph_for(run.version_id)
     # The tenant came with the run's lock (`lock_run`): its policy as of now.
     queue = queue_for(run.tenant.policy)
-    return send_queued([(r[0], r[1], r[2], queue) for r in rows])
+    cap = fairshare.cap_for(run.tenant_id, queue)
+    rows = _queue(run, graph, ready, cap) if run.state == RUN.RUNNING else []
+    if graph.constrained and run.state == RUN.RUNNING:
+        slots.wake(run.tenant_id)  # a slot this transaction freed may be someone's turn
+    left = sorted(set(ready).difference(int(r[0]) for r in rows))
+    if left and _hold(run, left, cap):
+        fairshare.note_capped(run.tenant_id)
+    elif cap is not None and fairshare.waiting(run.tenant_id):
+        fairshare.fill_after_commit(run.tenant_id)  # room this end freed, for its other runs
+    if not rows:
+        return []
+    # Only a try this end made ready may be kept for the caller to run next.
+    return send_queued([(r[0], r[1], r[2], queue) for r in rows], keepable=set(ready))
+
+
+def _hold(run: WorkflowRun, left: list[int], cap: int | None) -> bool:
+    """Ready instances that got no slot: `scheduled`. With a cap, those it kept out say so;
+    True when there are any."""
+    pending = TaskInstance.objects.dangerously_unscoped().filter(pk__in=left, state=TI.PENDING)
+    if cap is None:
+        pending.update(state=TI.SCHEDULED)
+        return False
+    table = TaskInstance._meta.db_table
+    cost = fairshare.cost_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET state = %s, wait_reason = CASE WHEN %s - (SELECT "  # noqa: S608
+            f"COALESCE(SUM({cost}), 0) FROM {table} WHERE tenant_id = %s AND state IN (%s, %s)) "
+            f"< {cost} THEN %s ELSE '' END WHERE id IN ({', '.join(['%s'] * len(left))}) "
+            "AND state = %s RETURNING wait_reason",
+            [
+                TI.SCHEDULED,
+                cap,
+                run.tenant_id,
+                TI.QUEUED,
+                TI.RUNNING,
+                fairshare.WAIT_REASON,
+                *left,
+                TI.PENDING,
+            ],
+        )
+        return any(reason for (reason,) in cursor.fetchall())
 
 
 @statement("queue_ready")
-def _queue(run: WorkflowRun, graph: VersionGraph, ready: list[int]) -> list[tuple[Any, ...]]:
+def _queue(
+    run: WorkflowRun, graph: VersionGraph, ready: list[int], cap: int | None = None
+) -> list[tuple[Any, ...]]:
     """One statement: the free slots (max_active_tasks less what is queued or running), the
     highest-priority scheduled (or ready) instances that fit, and their move to `queued`.
-    Rows (id, try number, type, priority), highest priority first."""
+    With a fair-share `cap` (units), only as many as the tenant's room under it: the
+    candidates' running sum of units must stay within it. Rows (id, try number, type,
+    priority), highest priority first."""
     table = TaskInstance._meta.db_table
     now = timezone.now()
     in_ready = f"id IN ({', '.join(['%s'] * len(ready))})" if ready else "FALSE"
+    # Instances that take shared slots are queued by slots.allocate, not here.
+    constrained = sorted(graph.constrained)
+    plain = f" AND task_id NOT IN ({', '.join(['%s'] * len(constrained))})" if constrained else ""
     waiting = (
-        f"((state = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s)) "
+        f"((state = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s){plain}) "
         f"OR (state = %s AND {in_ready}))"
     )
+    free = (
+        "(SELECT CASE WHEN n > 0 THEN n ELSE 0 END FROM "  # noqa: S608
+        f"(SELECT %s - COUNT(*) AS n FROM {table} WHERE run_id = %s AND state IN (%s, %s)) free)"
+    )
+    params: list[Any] = [
+        run.pk,
+        TI.SCHEDULED,
+        now,  # a sensor waits in `scheduled` until its next check is due
+        *constrained,
+        TI.PENDING,
+        *ready,
+        graph.spec.max_active_tasks,
+        run.pk,
+        TI.QUEUED,
+        TI.RUNNING,
+    ]
+    if cap is None:
+        chosen = (
+            f"SELECT id FROM {table} WHERE run_id = %s AND {waiting} "  # noqa: S608
+            f"ORDER BY priority DESC, id LIMIT {free}"
+        )
+    else:
+        cost = fairshare.cost_sql()
+        chosen = (
+            f"SELECT id FROM (SELECT id, SUM({cost}) OVER (ORDER BY priority DESC, id "  # noqa: S608
+            f"ROWS UNBOUNDED PRECEDING) AS units FROM {table} WHERE run_id = %s AND {waiting} "
+            f"ORDER BY priority DESC, id LIMIT {free}) ranked WHERE units <= %s - (SELECT "
+            f"COALESCE(SUM({cost}), 0) FROM {table} WHERE tenant_id = %s AND state IN (%s, %s))"
+        )
+        params += [cap, run.tenant_id, TI.QUEUED, TI.RUNNING]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET state = %s, try_number = try_number + 1, queued_at = %s, "  # noqa: S608
-            f"next_attempt_at = NULL WHERE id IN (SELECT id FROM {table} WHERE run_id = %s "
-            f"AND {waiting} "
-            "ORDER BY priority DESC, id LIMIT (SELECT CASE WHEN n > 0 THEN n ELSE 0 END FROM "
-            f"(SELECT %s - COUNT(*) AS n FROM {table} WHERE run_id = %s AND state IN (%s, %s)) "
-            "free)) AND state IN (%s, %s) RETURNING id, try_number, task_type, priority",
-            [
-                TI.QUEUED,
-                now,
-                run.pk,
-                TI.SCHEDULED,
-                now,  # a sensor waits in `scheduled` until its next check is due
-                TI.PENDING,
-                *ready,
-                graph.spec.max_active_tasks,
-                run.pk,
-                TI.QUEUED,
-                TI.RUNNING,
-                TI.SCHEDULED,
-                TI.PENDING,
-            ],
+            f"next_attempt_at = NULL, wait_reason = '' WHERE id IN ({chosen}) "
+            "AND state IN (%s, %s) RETURNING id, try_number, task_type, priority",
+            [TI.QUEUED, now, *params, TI.SCHEDULED, TI.PENDING],
         )
         # Highest priority first: the order the messages go out in.
         return sorted(cursor.fetchall(), key=lambda r: (-int(r[3]), int(r[0])))

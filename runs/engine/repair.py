@@ -5,6 +5,7 @@ Other parts of `runs` add steps of their own with `register_repair` (the backfil
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from orchestrator import metrics
 from orchestrator.celery import app
 from orchestrator.fastsql import statement
 from orchestrator.models import Tenant
+from runs.engine import holding
 from runs.engine.admission import start_queued_runs
 from runs.engine.finish import finish
 from runs.engine.messaging import queue_for, send
@@ -212,6 +214,46 @@ def _resend(
     return len(tries)
 
 
+def resend_held_tries() -> int:
+    """Re-send the tries that a worker had taken but not claimed when it died (a
+    prefetched message, the next try of a chain it kept): within a lease of its last beat,
+    whatever the depth of the queue (holding.py). At the front of the queue, where the
+    worker took them from; with the same try number, so a message that turns up after all
+    claims nothing. What the broker itself lost is left to `resend_lost_messages`."""
+    resent = 0
+    for name, tries in holding.dead_holders():
+        resent += _resend_first(tries)
+        holding.forget(name)
+    if resent:
+        logger.warning("re-sent %d tries held by workers that stopped beating", resent)
+    return resent
+
+
+def _resend_first(tries: list[tuple[int, int]]) -> int:
+    """Re-stamp the tries still queued (so the drained-queue re-send does not follow at
+    once) and send them first in their tenants' queues, after commit."""
+    if not tries:
+        return 0
+    wanted = set(tries)
+    queue_of: dict[tuple[int, int], str] = {}
+    with transaction.atomic():
+        queued = (
+            TaskInstance.objects.dangerously_unscoped()
+            .filter(pk__in={ti_id for ti_id, _ in wanted}, state=TI.QUEUED)
+            .values_list("id", "try_number", "tenant__policy")
+        )
+        for ti_id, try_number, policy in queued:
+            if (ti_id, try_number) in wanted:
+                queue_of[(ti_id, try_number)] = queue_for(policy)
+        TaskInstance.objects.dangerously_unscoped().filter(
+            pk__in=[ti_id for ti_id, _ in queue_of], state=TI.QUEUED
+        ).update(queued_at=timezone.now())
+        for queue in set(queue_of.values()):
+            mine = [t for t, q in queue_of.items() if q == queue]
+            transaction.on_commit(functools.partial(holding.send_first, mine, queue))
+    return len(queue_of)
+
+
 def schedule_due_retries() -> int:
     due = (
         TaskInstance.objects.dangerously_unscoped()
@@ -262,6 +304,7 @@ def reconcile() -> dict[str, int]:
         "expired_leases": expire_leases(),
         "timed_out": enforce_timeouts(),
         "timed_out_runs": time_out_runs(),
+        "resent_held": resend_held_tries(),
         "resent_messages": resend_lost_messages(),
         "due_retries": schedule_due_retries(),
         "due_checks": dispatch_due_checks(),

@@ -23,6 +23,7 @@ from runs import backfills, models, selectors, services
 from runs.engine.events import cloudevent as as_cloudevent
 from runs.eventlog import publish_event
 from runs.graphql.packages import PackageMutation, PackageQuery
+from runs.graphql.pools import PoolMutation, PoolQuery
 from workflows.selectors import get_workflow
 
 __all__ = ["Mutation", "Query"]
@@ -63,6 +64,10 @@ class TaskInstanceType:
     max_tries: strawberry.auto
     lost_tries: strawberry.auto
     priority: strawberry.auto
+    pool: strawberry.auto
+    pool_slots: strawberry.auto
+    concurrency_key: strawberry.auto
+    wait_reason: strawberry.auto
     next_attempt_at: strawberry.auto
     queued_at: strawberry.auto
     started_at: strawberry.auto
@@ -71,6 +76,12 @@ class TaskInstanceType:
     @strawberry_django.field
     def result(self, root: models.TaskInstance) -> JSON | None:
         return root.result  # type: ignore[no-any-return]
+
+    @strawberry_django.field(  # type: ignore[untyped-decorator]
+        description="A mapped instance's element of `map.over` (null when unmapped)."
+    )
+    def map_value(self, root: models.TaskInstance) -> JSON | None:
+        return root.map_value  # type: ignore[no-any-return]
 
     @strawberry_django.field(description="The first `limit` tries, in order.")  # type: ignore[untyped-decorator]
     def attempts(
@@ -116,16 +127,71 @@ class RunType:
     def triggered_by(self, root: models.WorkflowRun) -> str | None:
         return root.triggered_by.username if root.triggered_by else None
 
-    @strawberry_django.field
+    @strawberry_django.field(  # type: ignore[untyped-decorator]
+        description="In creation order; `taskId` and `mapIndex` (-1: unmapped) narrow them."
+    )
     def task_instances(
-        self, root: models.WorkflowRun, state: str | None = None, limit: int = LIST_LIMIT_MAX
+        self,
+        root: models.WorkflowRun,
+        state: str | None = None,
+        limit: int = LIST_LIMIT_MAX,
+        task_id: str | None = None,
+        map_index: int | None = None,
     ) -> list[TaskInstanceType]:
         limit = list_limit(limit)
         with tenant_scope([root.tenant_id]):
-            qs = models.TaskInstance.objects.filter(run=root).order_by("id")
-            if state:
-                qs = qs.filter(state=state)
+            qs = selectors.task_instance_list(
+                root, task_id=task_id, map_index=map_index, state=state
+            ).order_by("id")
             return list(qs[:limit])  # type: ignore[arg-type]
+
+    @strawberry_django.field(  # type: ignore[untyped-decorator]
+        description="Each task once: a mapped task with its instance count per state."
+    )
+    def task_groups(
+        self, root: models.WorkflowRun, limit: int = LIST_LIMIT_MAX
+    ) -> list[TaskGroupType]:
+        limit = list_limit(limit)
+        with tenant_scope([root.tenant_id]):
+            return [TaskGroupType.of(group) for group in selectors.task_groups(root)[:limit]]
+
+
+@strawberry.type
+class MappedType:
+    count: int = strawberry.field(description="instances (0 before the task is expanded)")
+    # A scalar, as in REST ({"success": 298, "failed": 2}): a handful of keys at most.
+    states: JSON = strawberry.field(description="instances per state")
+
+
+@strawberry.type(description="A task of a run seen whole; a mapped task once.")
+class TaskGroupType:
+    task_id: str
+    task_type: str
+    state: str = strawberry.field(
+        description="a mapped task's as its downstream sees it (unfinished while any instance "
+        "is: the most advanced unfinished state shown)"
+    )
+    instance_id: int | None = strawberry.field(
+        description="its single instance's id (null once mapped into several)"
+    )
+    mapped: MappedType | None = strawberry.field(description="null for an unmapped task")
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None = strawberry.field(
+        description="its last end, once every instance has finished"
+    )
+
+    @classmethod
+    def of(cls, group: selectors.TaskGroup) -> TaskGroupType:
+        states: JSON = dict(group.states)  # type: ignore[assignment]
+        return cls(
+            task_id=group.task_id,
+            task_type=group.task_type,
+            state=group.state,
+            instance_id=group.instance_id,
+            mapped=MappedType(count=group.count, states=states) if group.mapped else None,
+            started_at=group.started_at,
+            ended_at=group.ended_at,
+        )
 
 
 @strawberry_django.type(models.Event)
@@ -173,7 +239,7 @@ class EventType:
 
 
 @strawberry.type
-class Query(PackageQuery):  # packages: runs/graphql/packages.py
+class Query(PackageQuery, PoolQuery):  # runs/graphql/packages.py, runs/graphql/pools.py
     @strawberry.field(
         description="Events newest first (types: any of them); page with `beforeId` = the "
         "last id you received."
@@ -223,7 +289,8 @@ class Query(PackageQuery):  # packages: runs/graphql/packages.py
             return list(qs[:limit])  # type: ignore[arg-type]
 
     @strawberry.field(
-        description="A page of a task's log; follow it from nextOffset while running is true."
+        description="A page of a task's log (`mapIndex`: of that instance of a mapped task); "
+        "follow it from nextOffset while running is true."
     )  # type: ignore[untyped-decorator]
     def task_log(
         self,
@@ -234,6 +301,7 @@ class Query(PackageQuery):  # packages: runs/graphql/packages.py
         try_number: int | None = None,
         offset: int = 0,
         limit: int = selectors.LOG_PAGE_MAX,
+        map_index: int | None = None,
     ) -> LogPage:
         with tenant_scope_for(info, tenant, "run.view"):
             if offset < 0 or limit < 1:
@@ -245,7 +313,7 @@ class Query(PackageQuery):  # packages: runs/graphql/packages.py
                         )
                     ]
                 )
-            ti = selectors.get_task_instance(selectors.get_run(run), task_id)
+            ti = selectors.get_task_instance(selectors.get_run(run), task_id, map_index)
             page = selectors.read_log(
                 ti,
                 try_number=try_number,
@@ -290,7 +358,7 @@ class LogPage:
 
 
 @strawberry.type
-class Mutation(PackageMutation):
+class Mutation(PackageMutation, PoolMutation):
     @strawberry.mutation(
         description="Trigger a run of the workflow's current version; a paused workflow's "
         "only with force."
@@ -357,27 +425,53 @@ class Mutation(PackageMutation):
             return services.retry_run(actor=actor_of(info), run=selectors.get_run(id))
 
     @strawberry.mutation(
-        description="Run a finished task again (with downstream: all after "
-        "it too); returns the cleared task ids."
+        description="Run a finished task again (with downstream: all after it too; with "
+        "mapIndex: only that instance of a mapped task); returns the cleared task ids."
     )  # type: ignore[untyped-decorator]
     def clear_task(
-        self, info: Info, tenant: str, run: int, task_id: str, downstream: bool = False
+        self,
+        info: Info,
+        tenant: str,
+        run: int,
+        task_id: str,
+        downstream: bool = False,
+        map_index: int | None = None,
     ) -> list[str]:
         with tenant_scope_for(info, tenant, "run.operate"):
+            found = selectors.get_run(run)
+            if map_index is not None:
+                selectors.get_task_instance(found, task_id, map_index)  # NOT_FOUND names them
             return services.clear_task(
                 actor=actor_of(info),
-                run=selectors.get_run(run),
+                run=found,
                 task_id=task_id,
                 downstream=downstream,
+                map_index=map_index,
             )
 
-    @strawberry.mutation(description="Set a task success or failed by hand.")  # type: ignore[untyped-decorator]
+    @strawberry.mutation(
+        description="Set a task success or failed by hand (with mapIndex: only that instance "
+        "of a mapped task; without: all of them, and the first instance answers)."
+    )  # type: ignore[untyped-decorator]
     def mark_task(
-        self, info: Info, tenant: str, run: int, task_id: str, state: str
+        self,
+        info: Info,
+        tenant: str,
+        run: int,
+        task_id: str,
+        state: str,
+        map_index: int | None = None,
     ) -> TaskInstanceType:
         with tenant_scope_for(info, tenant, "run.operate"):
+            found = selectors.get_run(run)
+            if map_index is not None:
+                selectors.get_task_instance(found, task_id, map_index)  # NOT_FOUND names them
             return services.mark_task(  # type: ignore[return-value]
-                actor=actor_of(info), run=selectors.get_run(run), task_id=task_id, state=state
+                actor=actor_of(info),
+                run=found,
+                task_id=task_id,
+                state=state,
+                map_index=map_index,
             )
 
     @strawberry.mutation(

@@ -1,9 +1,13 @@
 """Trigger rules evaluate a task from the states of its direct upstreams, as Airflow 3's
 scheduler does (trigger_rule_dep.py with flag_upstream_failed): some rules settle a task
 early (`skip`, `upstream_failed`) before every upstream has finished; `one_*` rules run
-as soon as one upstream qualifies; root tasks and `always` run at once."""
+as soon as one upstream qualifies; root tasks and `always` run at once. One departure:
+the verdict never depends on the order the upstreams finished in (`all_success` with a
+skip and a failure is `upstream_failed`, whichever came first)."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 from hypothesis import given
@@ -17,15 +21,19 @@ S, F, K, UF = "success", "failed", "skipped", "upstream_failed"
 P, R = "pending", "running"
 
 TABLE: list[tuple[str, tuple[str, ...], str]] = [
-    # all_success: every upstream succeeded; a failure or a skip settles it at once.
+    # all_success: every upstream succeeded; a failure settles it at once, a skip once
+    # every upstream has finished (a failure still to come would outweigh it).
     ("all_success", (P, P), "wait"),
     ("all_success", (S, R), "wait"),
     ("all_success", (S, S), "run"),
     ("all_success", (S, S, S), "run"),
     ("all_success", (F, R), "upstream_failed"),
     ("all_success", (UF, P), "upstream_failed"),
-    ("all_success", (K, R), "skip"),
+    ("all_success", (K, R), "wait"),  # Airflow: skip; here a failure may still come
+    ("all_success", (K, S, P), "wait"),
     ("all_success", (S, K), "skip"),
+    ("all_success", (K, K), "skip"),
+    ("all_success", (K, F), "upstream_failed"),
     ("all_success", (K, F, S), "upstream_failed"),  # a failure outweighs a skip
     # all_failed: every upstream failed or upstream_failed; a success or skip skips it.
     ("all_failed", (P, P), "wait"),
@@ -160,3 +168,76 @@ def test_it_never_waits_once_every_upstream_has_finished(rule: str, counts: Coun
 def test_it_decides_nothing_before_an_upstream_finishes(rule: str, upstream: int) -> None:
     expected = "run" if rule == "always" else "wait"
     assert evaluate(rule, Counts(upstream)) == expected
+
+
+def verdict_in_order(rule: str, order: tuple[str, ...]) -> str:
+    """The verdict the engine reaches when the upstreams finish one by one in this order:
+    the first that is not `wait` (the task is decided then, never again)."""
+    done: list[str] = []
+    for state in order:
+        done.append(state)
+        decision = evaluate(rule, Counts.of(len(order), done))
+        if decision != "wait":
+            return decision
+    return "wait"
+
+
+# Final upstream states that Airflow decides by the order they finished in: the skip first
+# gives `skip`, the failure first `upstream_failed`. Here always `upstream_failed`.
+ORDER_DEPENDENT_IN_AIRFLOW: list[tuple[str, tuple[str, ...]]] = [
+    ("all_success", (K, F)),
+    ("all_success", (K, UF)),
+    ("all_success", (S, K, F)),
+    ("all_success", (K, K, UF)),
+    ("all_success", (K, F, UF)),
+    ("all_success", (S, S, K, F)),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "final"),
+    ORDER_DEPENDENT_IN_AIRFLOW,
+    ids=[f"{rule}-{'_'.join(states)}" for rule, states in ORDER_DEPENDENT_IN_AIRFLOW],
+)
+def test_it_lets_a_failure_outweigh_a_skip_in_any_order(rule: str, final: tuple[str, ...]) -> None:
+    verdicts = {verdict_in_order(rule, order) for order in itertools.permutations(final)}
+    assert verdicts == {"upstream_failed"}
+
+
+def test_it_settles_on_the_failure_as_soon_as_it_is_known() -> None:
+    assert verdict_in_order("all_success", (F, K, S)) == "upstream_failed"
+    assert evaluate("all_success", Counts.of(3, [K, F])) == "upstream_failed"  # S to come
+
+
+def test_it_skips_all_success_when_the_last_upstream_finishes_whatever_its_state() -> None:
+    """The engine re-evaluates a waiting all_success task only on a failure or when its
+    last upstream finishes (progress.unmoved_by_success): that must be enough."""
+    assert evaluate("all_success", Counts.of(3, [K, S])) == "wait"
+    assert evaluate("all_success", Counts.of(3, [K, S, S])) == "skip"
+    assert evaluate("all_success", Counts.of(3, [K, S, K])) == "skip"
+    assert evaluate("all_success", Counts.of(3, [K, S, F])) == "upstream_failed"
+
+
+@st.composite
+def final_states(draw: st.DrawFn) -> tuple[str, ...]:
+    return tuple(draw(st.lists(st.sampled_from([S, K, F, UF]), min_size=1, max_size=6)))
+
+
+@given(rule=st.sampled_from(TRIGGER_RULES), final=final_states(), data=st.data())
+def test_it_decides_the_same_whatever_order_the_upstreams_finish_in(
+    rule: str, final: tuple[str, ...], data: st.DataObject
+) -> None:
+    one = data.draw(st.permutations(final))
+    other = data.draw(st.permutations(final))
+    assert verdict_in_order(rule, tuple(one)) == verdict_in_order(rule, tuple(other))
+
+
+@given(rule=st.sampled_from(TRIGGER_RULES), final=final_states(), data=st.data())
+def test_it_decides_early_only_what_every_remaining_upstream_would_confirm(
+    rule: str, final: tuple[str, ...], data: st.DataObject
+) -> None:
+    """An early verdict is the verdict on the final states: which is why the order in
+    which the engine sees them, or which of them it skips looking at, cannot matter."""
+    known = data.draw(st.integers(min_value=0, max_value=len(final)))
+    early = evaluate(rule, Counts.of(len(final), final[:known]))
+    assert early in ("wait", evaluate(rule, Counts.of(len(final), final)))

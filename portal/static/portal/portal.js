@@ -51,6 +51,19 @@
     localiseTimes(root);
     keepLogsAtEnd(root);
   }
+  // A mapped task's list of instances stays open across the live part's refreshes.
+  var openInstances = [];
+  document.addEventListener("htmx:beforeSwap", function () {
+    openInstances = Array.from(
+      document.querySelectorAll("details[id^='instances-'][open]")
+    ).map(function (d) { return d.id; });
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    openInstances.forEach(function (id) {
+      var d = document.getElementById(id);
+      if (d) d.open = true;
+    });
+  });
   document.addEventListener("DOMContentLoaded", function () { refresh(document); });
   document.addEventListener("htmx:afterSettle", function (event) { refresh(document); });
 })();

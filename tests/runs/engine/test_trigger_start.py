@@ -41,8 +41,8 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     tries: list[tuple[int, int]] = []
     real = messaging.send_queued
 
-    def spy(rows: list[tuple[Any, ...]]) -> list[tuple[int, int]]:
-        queued = real(rows)
+    def spy(rows: list[tuple[Any, ...]], keepable: Any = None) -> list[tuple[int, int]]:
+        queued = real(rows, keepable)
         transaction.on_commit(lambda: tries.extend(queued))
         return queued
 

@@ -116,8 +116,8 @@ def test_it_applies_every_trigger_rule_to_mixed_upstreams(engine: Engine) -> Non
     tasks: dict[str, dict[str, object]] = {
         "s": {"type": "noop"},
         "f": {"type": "shell", "command": ["false"]},
-        # The skip comes a second after the failure: all_success settles on whichever
-        # comes first (as in Airflow), and this table expects the failure first.
+        # The skip comes a second after the failure; the order does not matter (all_success
+        # is upstream_failed whichever comes first, unlike Airflow: docs/runs.md).
         "k": {"type": "shell", "command": ["sh", "-c", "sleep 1; exit 99"]},
     }
     for rule in RULE_OUTCOMES:

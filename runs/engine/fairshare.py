@@ -1,0 +1,308 @@
+"""Fair share of the workers between tenants (docs/runs.md, "Fair share").
+
+The broker is first come, first served: a tenant that queues 5,000 tries puts every other
+tenant's next try behind them. So the engine never lets a tenant have more in flight
+(queued or running) than its cap, and keeps the rest `scheduled` in the database, where
+priority orders them; freed room goes to whoever is below their share.
+
+Costs are counted in units: a try of a type that takes no time (INLINE_TYPES, several per
+message) costs 1, any other try a worker slot, `SLOT_UNITS`. A queue's budget is twice its
+workers' slots (one running, one waiting in the broker for each slot), in units. The
+planner (`plan`) divides each busy queue's budget between the tenants that want more than
+their share, in proportion to their policy's `share` (default 1), water-filling: a tenant
+that needs less than its share keeps its share as room to grow, and the others divide what
+it leaves. A tenant with no cap planned yet may use the whole budget; the planner runs when
+a dispatch finds its tenant at its cap, and with every reconcile.
+
+Nothing here runs on an idle system's path but one in-process dictionary look-up: the caps
+and the budget are read from the cache at most every CACHE_SECONDS per process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Case, Count, IntegerField, Max, Min, Q, Sum, Value, When
+from django.utils import timezone
+
+from orchestrator import metrics
+from orchestrator.models import Tenant
+from orchestrator.tenancy import fair_share
+from runs.engine.messaging import BATCH_MAX, INLINE_TYPES, queue_for
+from runs.models import TaskInstance, WorkflowRun
+
+__all__ = [
+    "CACHE_SECONDS",
+    "SLOT_UNITS",
+    "WAIT_REASON",
+    "budgets",
+    "cap_for",
+    "cost",
+    "cost_sql",
+    "fill",
+    "fill_after_commit",
+    "look_again",
+    "note_capped",
+    "plan",
+    "tenants_waiting",
+    "waiting",
+    "water_fill",
+]
+
+logger = logging.getLogger(__name__)
+TI = TaskInstance.State
+SLOT_UNITS = BATCH_MAX  # a worker slot, in units: a message of inline tries fills one
+CACHE_SECONDS = 0.25
+CAPS_KEY, WAITING_KEY, PLANNED_KEY = "orc:fair:caps", "orc:fair:waiting", "orc:fair:planned"
+CAPS_TTL = 30  # seconds a plan holds without a new one: then every tenant has the budget
+PLAN_EVERY = 1  # seconds: at most this often on demand (the reconciler plans anyway)
+WAIT_REASON = "waiting for a worker: the tenant has its fair share in flight"
+FILL_RUNS = 20  # runs a fill dispatches at most, highest priority first
+
+
+def cost_sql(column: str = "task_type") -> str:
+    """The units of a try, as SQL over its type column (inline types: 1, others a slot)."""
+    inline = ", ".join(f"'{t}'" for t in sorted(INLINE_TYPES))
+    return f"CASE WHEN {column} IN ({inline}) THEN 1 ELSE {SLOT_UNITS} END"
+
+
+def cost(task_type: str) -> int:
+    """The units of a try of this type."""
+    return 1 if task_type in INLINE_TYPES else SLOT_UNITS
+
+
+def _cost() -> Case:
+    return Case(
+        When(task_type__in=sorted(INLINE_TYPES), then=Value(1)),
+        default=Value(SLOT_UNITS),
+        output_field=IntegerField(),
+    )
+
+
+# --- what dispatch reads ------------------------------------------------------------------
+
+_local: dict[str, Any] = {"at": -1.0, "caps": {}, "budgets": {}, "waiting": frozenset()}
+
+
+def _fresh() -> dict[str, Any]:
+    """The plan as last written (caps, budgets, tenants with fair-waiting tries), read from
+    the cache at most every CACHE_SECONDS."""
+    now = time.monotonic()
+    if now - _local["at"] >= CACHE_SECONDS:
+        found = cache.get_many([CAPS_KEY, WAITING_KEY])
+        plan_ = found.get(CAPS_KEY) or {}
+        _local.update(
+            at=now,
+            caps=plan_.get("caps", {}),
+            budgets=plan_.get("budgets") or budgets(),
+            waiting=frozenset(found.get(WAITING_KEY) or ()),
+        )
+    return _local
+
+
+def look_again() -> None:
+    """Read the plan from the cache at the next look (a test's or a new plan's)."""
+    _local["at"] = -1.0
+
+
+def cap_for(tenant_id: int, queue: str) -> int | None:
+    """Units the tenant may have in flight on `queue` now; None: no limit (no worker has
+    reported its slots for that queue, so there is nothing to share)."""
+    state = _fresh()
+    budget = state["budgets"].get(queue)
+    if not budget:
+        return None
+    cap = state["caps"].get(str(tenant_id))
+    return budget if cap is None else int(cap)
+
+
+def waiting(tenant_id: int) -> bool:
+    """Whether the tenant has tries held back by its cap (as of the last look)."""
+    return tenant_id in _fresh()["waiting"]
+
+
+def budgets() -> dict[str, int]:
+    """Each queue's budget in units: twice the slots of the workers that consume it, as
+    their heartbeats report them."""
+    slots: dict[str, int] = defaultdict(int)
+    for worker_slots, queues in metrics.worker_capacity().values():
+        for queue in queues:
+            slots[queue] += worker_slots
+    return {queue: 2 * n * SLOT_UNITS for queue, n in slots.items() if n > 0}
+
+
+def note_capped(tenant_id: int) -> None:
+    """A dispatch left ready tries of the tenant `scheduled` because of its cap: mark the
+    tenant as waiting (so its ends fill its other runs) and plan soon."""
+    if tenant_id not in _local["waiting"]:
+        current = set(cache.get(WAITING_KEY) or ())
+        current.add(tenant_id)
+        cache.set(WAITING_KEY, sorted(current), CAPS_TTL)
+        _local["waiting"] = frozenset(current)
+    transaction.on_commit(plan_soon, robust=True)
+
+
+def plan_soon() -> None:
+    """`plan`, unless one was made in the last second (by any process)."""
+    if cache.add(PLANNED_KEY, 1, timeout=PLAN_EVERY):
+        plan()
+
+
+# --- the plan ------------------------------------------------------------------------------
+
+
+def water_fill(budget: int, demand: dict[int, int], shares: dict[int, int]) -> dict[int, int]:
+    """Divide `budget` units between tenants wanting `demand` units, in proportion to their
+    `shares`: one that wants less than its share keeps its share (room to grow) and leaves
+    the rest to the others; each gets at least one unit. Pure."""
+    caps: dict[int, int] = {}
+    left, open_ = float(budget), {t for t, d in demand.items() if d > 0}
+    while open_:
+        total = sum(shares[t] for t in open_)
+        fair = {t: left * shares[t] / total for t in open_}
+        satisfied = {t for t in open_ if demand[t] <= fair[t]}
+        if not satisfied:
+            caps.update({t: max(1, int(fair[t])) for t in open_})
+            break
+        for t in satisfied:
+            caps[t] = max(1, int(fair[t]))
+            left -= demand[t]
+        open_ -= satisfied
+    return caps
+
+
+def plan() -> int:
+    """Work out every tenant's cap from what it has in flight and waiting, write the plan,
+    and fill the runs of the tenants whose cap now leaves them room. Returns how many tries
+    the fills queued."""
+    found = budgets()
+    now = timezone.now()
+    rows = (
+        TaskInstance.objects.dangerously_unscoped()
+        .filter(
+            Q(state__in=[TI.QUEUED, TI.RUNNING])
+            | Q(state=TI.SCHEDULED, pool="", concurrency_key="")
+            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        )
+        .values("tenant_id")
+        .annotate(
+            busy=Sum(_cost(), filter=Q(state__in=[TI.QUEUED, TI.RUNNING])),
+            want=Sum(_cost()),
+        )
+        .order_by()
+        .values_list("tenant_id", "busy", "want")
+    )
+    demand = {tenant_id: int(want or 0) for tenant_id, _, want in rows}
+    busy = {tenant_id: int(b or 0) for tenant_id, b, _ in rows}
+    policies = dict(Tenant.objects.filter(pk__in=list(demand)).values_list("pk", "policy"))
+    by_queue: dict[str, list[int]] = defaultdict(list)
+    for tenant_id in demand:
+        by_queue[queue_for(policies.get(tenant_id) or {})].append(tenant_id)
+    caps: dict[int, int] = {}
+    for queue, tenants in by_queue.items():
+        budget = found.get(queue)
+        if budget and sum(demand[t] for t in tenants) > budget and len(tenants) > 1:
+            shares = {t: fair_share(policies.get(t) or {}) for t in tenants}
+            caps.update(water_fill(budget, {t: demand[t] for t in tenants}, shares))
+    previous = {int(k): v for k, v in ((cache.get(CAPS_KEY) or {}).get("caps") or {}).items()}
+    cache.set(
+        CAPS_KEY,
+        {"at": time.time(), "caps": {str(t): c for t, c in caps.items()}, "budgets": found},
+        CAPS_TTL,
+    )
+    look_again()
+    # Whoever may now have more in flight than before: fill its waiting runs.
+    queued = 0
+    for tenant_id in _waiting_tenants():
+        before, after = previous.get(tenant_id), caps.get(tenant_id)
+        if after is None or before is None or after > before or busy.get(tenant_id, 0) == 0:
+            queued += fill(tenant_id)
+    return queued
+
+
+def _waiting_tenants() -> list[int]:
+    return [int(t) for t in cache.get(WAITING_KEY) or ()]
+
+
+_filling = threading.local()
+
+
+def fill_after_commit(tenant_id: int) -> None:
+    """`fill` the tenant once this transaction commits (once per transaction; never from
+    inside a fill, whose own dispatches would ask again)."""
+    if getattr(_filling, "active", False):
+        return
+    hooks: list[tuple[Any, Any, Any]] = getattr(connection, "run_on_commit", [])
+    if any(getattr(hook, "orc_fills", None) == tenant_id for _, hook, _ in hooks):
+        return
+
+    def fill_now() -> None:
+        fill(tenant_id)
+
+    fill_now.orc_fills = tenant_id  # type: ignore[attr-defined]
+    transaction.on_commit(fill_now, robust=True)
+
+
+def fill(tenant_id: int) -> int:
+    """Dispatch the tenant's runs that have tries held back by its cap, highest priority
+    first, until one queues nothing (the cap is reached again). Forget the tenant's
+    waiting mark when none is left."""
+    _filling.active = True
+    try:
+        return _fill(tenant_id)
+    finally:
+        _filling.active = False
+
+
+def _fill(tenant_id: int) -> int:
+    from runs.engine.progress import dispatch, lock_run  # progress dispatches through here
+
+    now = timezone.now()
+    runs = list(
+        TaskInstance.objects.dangerously_unscoped()
+        .filter(tenant_id=tenant_id, state=TI.SCHEDULED, wait_reason=WAIT_REASON)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .values("run_id")
+        .annotate(top=Max("priority"), first=Min("id"), n=Count("id"))
+        .order_by("-top", "first")
+        .values_list("run_id", flat=True)[:FILL_RUNS]
+    )
+    if not runs:
+        _forget(tenant_id)
+        return 0
+    queued = 0
+    for run_id in runs:
+        with transaction.atomic():
+            run = lock_run(run_id)
+            if run.state != WorkflowRun.State.RUNNING:
+                continue
+            sent = dispatch(run)
+        queued += len(sent)
+        if not sent:
+            break
+    return queued
+
+
+def _forget(tenant_id: int) -> None:
+    current = set(cache.get(WAITING_KEY) or ())
+    if tenant_id in current:
+        current.discard(tenant_id)
+        cache.set(WAITING_KEY, sorted(current), CAPS_TTL)
+    _local["waiting"] = frozenset(current)
+
+
+def tenants_waiting() -> Iterable[int]:
+    """The reconciler's look: tenants with tries held back by their cap."""
+    return (
+        TaskInstance.objects.dangerously_unscoped()
+        .filter(state=TI.SCHEDULED, wait_reason=WAIT_REASON)
+        .values_list("tenant_id", flat=True)
+        .distinct()
+        .order_by()
+    )
