@@ -85,6 +85,35 @@ def _cost() -> Case:
     )
 
 
+# --- the shared store ---------------------------------------------------------------------
+# The plan lives in the cache (Redis in production). The engine must go on when it is away:
+# every look that fails is "no plan" (nothing capped), and the next look waits a while.
+
+STORE_RETRY_SECONDS = 5.0
+
+
+def _read(*keys: str) -> dict[str, Any]:
+    try:
+        found: dict[str, Any] = cache.get_many(list(keys))
+    except Exception as exc:  # the cache's Redis is away: no plan, for a while
+        logger.warning("fair share: the plan is unreadable (%s); nothing is capped", exc)
+        _local["at"] = time.monotonic() + STORE_RETRY_SECONDS
+        raise _StoreAway from exc
+    return found
+
+
+def _write(key: str, value: Any) -> None:
+    try:
+        cache.set(key, value, CAPS_TTL)
+    except Exception as exc:
+        logger.warning("fair share: could not write %s (%s)", key, exc)
+        raise _StoreAway from exc
+
+
+class _StoreAway(Exception):
+    """The cache could not be read or written."""
+
+
 # --- what dispatch reads ------------------------------------------------------------------
 
 _local: dict[str, Any] = {"at": -1.0, "caps": {}, "budgets": {}, "waiting": frozenset()}
@@ -95,14 +124,17 @@ def _fresh() -> dict[str, Any]:
     the cache at most every CACHE_SECONDS."""
     now = time.monotonic()
     if now - _local["at"] >= CACHE_SECONDS:
-        found = cache.get_many([CAPS_KEY, WAITING_KEY])
-        plan_ = found.get(CAPS_KEY) or {}
-        _local.update(
-            at=now,
-            caps=plan_.get("caps", {}),
-            budgets=plan_.get("budgets") or budgets(),
-            waiting=frozenset(found.get(WAITING_KEY) or ()),
-        )
+        try:
+            found = _read(CAPS_KEY, WAITING_KEY)
+            plan_ = found.get(CAPS_KEY) or {}
+            _local.update(
+                at=now,
+                caps=plan_.get("caps", {}),
+                budgets=plan_.get("budgets") or budgets(),
+                waiting=frozenset(found.get(WAITING_KEY) or ()),
+            )
+        except _StoreAway:
+            _local.update(caps={}, budgets={}, waiting=frozenset())
     return _local
 
 
@@ -129,9 +161,15 @@ def waiting(tenant_id: int) -> bool:
 
 def budgets() -> dict[str, int]:
     """Each queue's budget in units: twice the slots of the workers that consume it, as
-    their heartbeats report them."""
+    their heartbeats report them. Raises _StoreAway when they cannot be read."""
     slots: dict[str, int] = defaultdict(int)
-    for worker_slots, queues in metrics.worker_capacity().values():
+    try:
+        capacity = metrics.worker_capacity()
+    except Exception as exc:  # the metrics' Redis is away: nothing known, nothing capped
+        logger.warning("fair share: the workers' slots are unreadable (%s)", exc)
+        _local["at"] = time.monotonic() + STORE_RETRY_SECONDS
+        raise _StoreAway from exc
+    for worker_slots, queues in capacity.values():
         for queue in queues:
             slots[queue] += worker_slots
     return {queue: 2 * n * SLOT_UNITS for queue, n in slots.items() if n > 0}
@@ -141,16 +179,24 @@ def note_capped(tenant_id: int) -> None:
     """A dispatch left ready tries of the tenant `scheduled` because of its cap: mark the
     tenant as waiting (so its ends fill its other runs) and plan soon."""
     if tenant_id not in _local["waiting"]:
-        current = set(cache.get(WAITING_KEY) or ())
-        current.add(tenant_id)
-        cache.set(WAITING_KEY, sorted(current), CAPS_TTL)
+        try:
+            current = set(_read(WAITING_KEY).get(WAITING_KEY) or ())
+            current.add(tenant_id)
+            _write(WAITING_KEY, sorted(current))
+        except _StoreAway:
+            return  # the reconciler's plan finds the waiting tries in the database
         _local["waiting"] = frozenset(current)
     transaction.on_commit(plan_soon, robust=True)
 
 
 def plan_soon() -> None:
     """`plan`, unless one was made in the last second (by any process)."""
-    if cache.add(PLANNED_KEY, 1, timeout=PLAN_EVERY):
+    try:
+        due = cache.add(PLANNED_KEY, 1, timeout=PLAN_EVERY)
+    except Exception as exc:
+        logger.warning("fair share: not planning now (%s)", exc)
+        return
+    if due:
         plan()
 
 
@@ -180,7 +226,14 @@ def water_fill(budget: int, demand: dict[int, int], shares: dict[int, int]) -> d
 def plan() -> int:
     """Work out every tenant's cap from what it has in flight and waiting, write the plan,
     and fill the runs of the tenants whose cap now leaves them room. Returns how many tries
-    the fills queued."""
+    the fills queued (none while the cache is away: then nothing is capped either)."""
+    try:
+        return _plan()
+    except _StoreAway:
+        return 0
+
+
+def _plan() -> int:
     found = budgets()
     now = timezone.now()
     rows = (
@@ -210,24 +263,20 @@ def plan() -> int:
         if budget and sum(demand[t] for t in tenants) > budget and len(tenants) > 1:
             shares = {t: fair_share(policies.get(t) or {}) for t in tenants}
             caps.update(water_fill(budget, {t: demand[t] for t in tenants}, shares))
-    previous = {int(k): v for k, v in ((cache.get(CAPS_KEY) or {}).get("caps") or {}).items()}
-    cache.set(
+    stored = _read(CAPS_KEY, WAITING_KEY)
+    previous = {int(k): v for k, v in ((stored.get(CAPS_KEY) or {}).get("caps") or {}).items()}
+    _write(
         CAPS_KEY,
         {"at": time.time(), "caps": {str(t): c for t, c in caps.items()}, "budgets": found},
-        CAPS_TTL,
     )
     look_again()
     # Whoever may now have more in flight than before: fill its waiting runs.
     queued = 0
-    for tenant_id in _waiting_tenants():
+    for tenant_id in [int(t) for t in stored.get(WAITING_KEY) or ()]:
         before, after = previous.get(tenant_id), caps.get(tenant_id)
         if after is None or before is None or after > before or busy.get(tenant_id, 0) == 0:
             queued += fill(tenant_id)
     return queued
-
-
-def _waiting_tenants() -> list[int]:
-    return [int(t) for t in cache.get(WAITING_KEY) or ()]
 
 
 _filling = threading.local()
@@ -290,10 +339,13 @@ def _fill(tenant_id: int) -> int:
 
 
 def _forget(tenant_id: int) -> None:
-    current = set(cache.get(WAITING_KEY) or ())
-    if tenant_id in current:
-        current.discard(tenant_id)
-        cache.set(WAITING_KEY, sorted(current), CAPS_TTL)
+    try:
+        current = set(_read(WAITING_KEY).get(WAITING_KEY) or ())
+        if tenant_id in current:
+            current.discard(tenant_id)
+            _write(WAITING_KEY, sorted(current))
+    except _StoreAway:
+        return
     _local["waiting"] = frozenset(current)
 
 

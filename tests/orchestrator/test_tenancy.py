@@ -123,6 +123,10 @@ def test_it_leaves_no_tenant_in_scope_after_a_request_fails(
         ({"task_mounts": [{"path": "/srv", "mode": "rw"}]}, "policy.task_mounts[0]", "each {"),
         ({"task_queue": "bad queue"}, "policy.task_queue", "letters, digits"),
         ({"task_queue": "housekeeping"}, "policy.task_queue", "the platform's own queue"),
+        ({"max_map_length": 0}, "policy.max_map_length", "an integer from 1 to 100000"),
+        ({"max_map_length": "10"}, "policy.max_map_length", "an integer from 1 to 100000"),
+        ({"share": 1001}, "policy.share", "an integer from 1 to 1000"),
+        ({"share": True}, "policy.share", "an integer from 1 to 1000"),
     ],
 )
 def test_it_refuses_a_bad_task_policy_naming_the_field(
@@ -136,3 +140,11 @@ def test_it_refuses_a_bad_task_policy_naming_the_field(
     [(where, text)] = caught.value.errors
     assert where == path
     assert message in text
+
+
+def test_it_accepts_a_map_length_and_a_share() -> None:
+    from orchestrator.tenancy import fair_share, max_map_length, validate_policy
+
+    policy = validate_policy({"max_map_length": 500, "share": 3})
+    assert (max_map_length(policy), fair_share(policy)) == (500, 3)
+    assert (max_map_length({}), fair_share({})) == (10_000, 1)
