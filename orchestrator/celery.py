@@ -79,9 +79,11 @@ def _start_heartbeat(sender: Any = None, **kwargs: Any) -> None:
 
     hostname = str(getattr(sender, "hostname", None) or f"worker@{os.uname().nodename}")
     # Its task slots and queues, for fair share between tenants (runs.engine.fairshare).
-    slots = int(getattr(sender, "concurrency", 0) or 0)
-    consumer = getattr(sender, "consumer", None)
-    queues = [q.name for q in getattr(getattr(consumer, "task_consumer", None), "queues", [])]
+    # The signal's sender is the worker's Consumer (its `controller` the WorkController).
+    controller = getattr(sender, "controller", None) or sender
+    slots = int(getattr(controller, "concurrency", 0) or 0)
+    task_consumer = getattr(sender, "task_consumer", None)
+    queues = [str(q.name) for q in getattr(task_consumer, "queues", None) or []]
 
     def beat() -> None:
         from django.conf import settings

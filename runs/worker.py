@@ -105,49 +105,61 @@ def build_context(ti: TaskInstance) -> dict[str, Any]:
 # --- the attempt's life ----------------------------------------------------------------
 
 
-class Heartbeat(threading.Thread):
+class Heartbeat:
     """Renews the lease and writes new output to the log while the attempt runs. When the
     lease cannot be renewed (cancelled, or expired and given away), it asks the executor to
-    stop, which kills the child's process group."""
+    stop, which kills the child's process group.
+
+    Not a thread of its own: the worker process's one LEASE_KEEPER beats every running
+    attempt's heartbeat, so a task that ends within a log flush interval (most shell
+    tasks) costs no thread start and no statement until its final flush."""
 
     def __init__(self, attempt_id: int, tenant_id: int, sink: OutputSink) -> None:
-        super().__init__(name=f"heartbeat-{attempt_id}", daemon=True)
         self.attempt_id, self.tenant_id, self.sink = attempt_id, tenant_id, sink
         self.lost = threading.Event()
-        self.done = threading.Event()
         self.offset = 0
+        self.renewed = time.monotonic()
+        self._lock = threading.Lock()  # one flush at a time: the keeper's or the final one
+        self._stopped = False
+        self._started = False
 
-    def run(self) -> None:
-        # Renewing also notices a cancelled attempt, so do it at least every second.
+    def start(self) -> None:
+        self.renewed = time.monotonic()
+        self._started = True
+        LEASE_KEEPER.add(self)
+
+    def beat(self) -> None:
+        """The keeper's visit: flush the output; renew the lease when it is due. Renewing
+        also notices a cancelled attempt, so it happens at least every second."""
         interval = max(0.2, min(1.0, settings.TASK_LEASE_SECONDS / 3))
-        renewed = time.monotonic()
-        waited = 0.0
-        try:
-            while not self.done.wait(settings.TASK_LOG_FLUSH_SECONDS):
-                waited += settings.TASK_LOG_FLUSH_SECONDS
-                try:
-                    self.flush()
-                    if waited >= interval:
-                        waited = 0.0
-                        if not engine.renew_lease(self.attempt_id):
-                            self.lost.set()
-                        renewed = time.monotonic()
-                except Exception as exc:
-                    # The database is away (or anything else went wrong): keep the output
-                    # and try again; the thread must not die, or the lease would lapse under
-                    # a live task. Past the lease, the reconciler may give the try away, so
-                    # stop the task ourselves: two copies of a try must not run side by side.
-                    if isinstance(exc, DB_ERRORS):
-                        logger.warning("heartbeat of attempt %s: %s", self.attempt_id, exc)
-                    else:
-                        logger.exception("heartbeat of attempt %s failed", self.attempt_id)
-                    connection.close()
-                    if time.monotonic() - renewed >= settings.TASK_LEASE_SECONDS:
+        with self._lock:
+            if self._stopped:
+                return
+            try:
+                self._flush()
+                # Due up to one keeper tick early, so that it is never more than `interval`.
+                if time.monotonic() - self.renewed >= interval - settings.TASK_LOG_FLUSH_SECONDS:
+                    if not engine.renew_lease(self.attempt_id):
                         self.lost.set()
-        finally:
-            connection.close()
+                    self.renewed = time.monotonic()
+            except Exception as exc:
+                # The database is away (or anything else went wrong): keep the output and
+                # try again at the next beat. Past the lease, the reconciler may give the
+                # try away, so stop the task ourselves: two copies of a try must not run
+                # side by side.
+                if isinstance(exc, DB_ERRORS):
+                    logger.warning("heartbeat of attempt %s: %s", self.attempt_id, exc)
+                else:
+                    logger.exception("heartbeat of attempt %s failed", self.attempt_id)
+                connection.close()
+                if time.monotonic() - self.renewed >= settings.TASK_LEASE_SECONDS:
+                    self.lost.set()
 
     def flush(self, final: bool = False) -> None:
+        with self._lock:
+            self._flush(final)
+
+    def _flush(self, final: bool = False) -> None:
         sink = self.sink
         data = sink.drain(final) if isinstance(sink, TaskOutput) else sink.drain()
         if not data:
@@ -169,10 +181,54 @@ class Heartbeat(threading.Thread):
         self.offset += len(data)
 
     def stop(self) -> None:
-        self.done.set()
-        if self.is_alive():
-            self.join()
+        if self._started:
+            LEASE_KEEPER.discard(self)
+            with self._lock:  # waits for a beat under way
+                self._stopped = True
         with_db_retry(self.flush, True)
+
+
+class LeaseKeeper:
+    """The worker process's one heartbeat thread: every TASK_LOG_FLUSH_SECONDS it beats
+    the heartbeats of the attempts running in this process. Started at the first attempt
+    that needs it, in the process that runs it (a prefork child, never its parent);
+    between attempts it holds no database connection."""
+
+    def __init__(self) -> None:
+        self._beating: set[Heartbeat] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._pid = 0
+
+    def add(self, heartbeat: Heartbeat) -> None:
+        with self._lock:
+            self._beating.add(heartbeat)
+            if self._pid != os.getpid():  # first use here (a forked child starts its own)
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="lease-keeper", daemon=True).start()
+            self._wake.notify()
+
+    def discard(self, heartbeat: Heartbeat) -> None:
+        with self._lock:
+            self._beating.discard(heartbeat)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._beating:
+                    self._wake.wait()
+            time.sleep(settings.TASK_LOG_FLUSH_SECONDS)
+            with self._lock:
+                beating = list(self._beating)
+            for heartbeat in beating:
+                heartbeat.beat()
+            with self._lock:
+                idle = not self._beating
+            if idle:
+                connection.close()  # this thread's own; reopened by the next long attempt
+
+
+LEASE_KEEPER = LeaseKeeper()
 
 
 def execute(ti_id: int, try_number: int, queue: str | None = None) -> str | None:

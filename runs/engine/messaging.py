@@ -20,6 +20,7 @@ from runs.engine import holding
 
 __all__ = [
     "BATCH_MAX",
+    "BATCH_MIN",
     "INLINE_TYPES",
     "keeping_next",
     "queue_for",
@@ -131,15 +132,18 @@ INLINE_TYPES = frozenset({"noop"})
 
 
 BATCH_MAX = 50
+BATCH_MIN = 25
 
 
 def send_batches(tries: list[tuple[int, int]], queue: str) -> None:
     """Like `send`, for tries of INLINE_TYPES: several per message, in enough messages to
-    keep a few workers busy (1000 tries: 20 messages of 50)."""
+    keep a few workers busy (1000 tries: 20 messages of 50), but never fewer than
+    BATCH_MIN a message: the few tries a finished batch frees (a fan-out refilled under its
+    tenant's fair-share cap) travel together, not one message each."""
     if len(tries) <= 1:
         send(*tries, queue=queue)
         return
-    size = max(1, min(BATCH_MAX, -(-len(tries) // 8)))
+    size = max(min(len(tries), BATCH_MIN), min(BATCH_MAX, -(-len(tries) // 8)))
     chunks = [tries[i : i + size] for i in range(0, len(tries), size)]
     _publish_after_commit(
         "runs.execute_batch", [([list(t) for t in chunk],) for chunk in chunks], queue

@@ -335,7 +335,7 @@ def dispatch(
     left = sorted(set(ready).difference(int(r[0]) for r in rows))
     if left and _hold(run, left, cap):
         fairshare.note_capped(run.tenant_id)
-    elif cap is not None and fairshare.waiting(run.tenant_id):
+    elif not rows and cap is not None and fairshare.waiting(run.tenant_id):
         fairshare.fill_after_commit(run.tenant_id)  # room this end freed, for its other runs
     if not rows:
         return []

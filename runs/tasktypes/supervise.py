@@ -1,5 +1,6 @@
 """A task's child process, supervised:
-`python -I -S supervise.py <worker pid> <rlimits> -- argv...`, rlimits as
+`python -I -S supervise.py <worker pid> <rlimits> -- argv...` (`+<worker pid>` when started
+under `setpriv --pdeathsig HUP`), rlimits as
 `name=value,...` (e.g. `memory_mb=256,processes=20`; no JSON: importing json would cost
 each task's start some milliseconds).
 
@@ -38,8 +39,14 @@ import sys
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(expected_parent: int) -> None:
+def _die_with_parent(expected_parent: int, already_asked: bool) -> None:
+    """`already_asked`: started through `setpriv --pdeathsig HUP`, which made the request
+    before exec and spares this process importing ctypes (about 5 ms of each start)."""
     if not sys.platform.startswith("linux"):
+        return
+    if already_asked:
+        if os.getppid() != expected_parent:  # the worker died before setpriv's request
+            os.killpg(0, signal.SIGKILL)
         return
     import ctypes
 
@@ -135,7 +142,8 @@ def main(argv: list[str]) -> int:
     if parent == "--init":
         status_fd, _, limits = limits.partition(":")
         return init(int(status_fd), parse_limits(limits), command)
-    _die_with_parent(int(parent))
+    # "+<pid>": the parent death signal is already asked for (see _die_with_parent).
+    _die_with_parent(int(parent.lstrip("+")), already_asked=parent.startswith("+"))
     pid = os.fork()
     if pid == 0:
         try:

@@ -76,6 +76,7 @@ def test_it_validates_every_example() -> None:
         f"{EXAMPLES / 'fan-in-report.yaml'}: OK (fan-in-report, 7 tasks)",
         f"{EXAMPLES / 'hourly-cleanup.yaml'}: OK (hourly-cleanup, 2 tasks)",
         f"{EXAMPLES / 'parametrised-export.yaml'}: OK (parametrised-export, 2 tasks)",
+        f"{EXAMPLES / 'per-file-load.yaml'}: OK (per-file-load, 3 tasks)",
         f"{EXAMPLES / 'sales-forecast.yaml'}: OK (sales-forecast, 1 tasks)",
     ]
 

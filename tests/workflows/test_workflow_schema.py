@@ -63,6 +63,7 @@ def test_it_has_the_examples() -> None:
         "fan-in-report",
         "hourly-cleanup",
         "parametrised-export",
+        "per-file-load",
         "sales-forecast",
     ]
 

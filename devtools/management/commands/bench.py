@@ -30,6 +30,7 @@ from devtools.bench.portal import PAGES, page_times
 from devtools.bench.python_tasks import PythonTasks, reset_environments, worker_env
 from devtools.bench.retention import figures_of as retention_figures
 from devtools.bench.retention import retention_while_chaining
+from devtools.bench.scale import SCALE_SCENARIOS, Scale, scale_figures
 from devtools.bench.scenarios import Engine
 from devtools.bench.stats import Client, Figure
 from devtools.bench.task_start import task_start
@@ -41,6 +42,7 @@ from orchestrator.models import Role, Tenant
 
 SCENARIOS = [
     "chain-100",
+    "chain-100-shell",
     "fanout-1000",
     "chain-100-python",
     "fanout-1000-python",
@@ -53,6 +55,7 @@ SCENARIOS = [
     "alerting",
     "portal",
     "retention",
+    *SCALE_SCENARIOS,  # opt-in: minutes each (docs/performance.md)
 ]
 BENCH_TENANT = "bench"
 PYTHON_SCENARIOS = {"chain-100-python", "fanout-1000-python", "python-cold-start"}
@@ -96,7 +99,7 @@ class Command(BaseCommand):
             )
         if settings.EMBEDDED_BROKER:
             raise CommandError("bench measures the distributed mode: set CELERY_BROKER_URL")
-        only = options["only"] or SCENARIOS
+        only = options["only"] or [s for s in SCENARIOS if s not in SCALE_SCENARIOS]
         repeat = options["repeat"]
         if ensure_database():
             self.say(f"created database {settings.DATABASES['default']['NAME']}")
@@ -259,6 +262,7 @@ class Command(BaseCommand):
         if "portal" in only:
             engine.chain(100)  # a run the workers executed, for the run and task pages
         python = PythonTasks(engine)
+        scale = Scale(engine)
         if PYTHON_SCENARIOS & set(only):
             self.say("uploading the python benchmarks' package; warming every worker's zygote")
             python.prepare(processes)
@@ -269,6 +273,8 @@ class Command(BaseCommand):
             if "chain-100" in only:
                 record("raw-chain-100", lambda: {"wall_s": baseline.chain_seconds(100)})
                 record("chain-100", lambda: engine.chain(100))
+            if "chain-100-shell" in only:
+                record("chain-100-shell", lambda: scale.chain_shell(100))
             if "fanout-1000" in only:
                 record("raw-chord-1000", lambda: {"wall_s": baseline.chord_seconds(1000)})
                 record("fanout-1000", lambda: engine.fanout(1000))
@@ -298,6 +304,12 @@ class Command(BaseCommand):
                 record("portal", lambda: page_times(engine.api, engine.tenant, user))
             if "retention" in only:
                 record("retention", lambda: retention_while_chaining(engine, rows))
+            if "fanout-10000" in only:
+                record("fanout-10000", scale.fanout)
+            if "concurrent-100x100" in only:
+                record("concurrent-100x100", scale.concurrent)
+            if "fair-share" in only:
+                record("fair-share", scale.fair_share)
         return self._figures(values)
 
     @staticmethod
@@ -359,6 +371,7 @@ class Command(BaseCommand):
             else "",
         )
         add("fanout-1000.wall_s", "fanout-1000 wall", "s", "lower")
+        figures.extend(scale_figures(values))
         figures.extend(Command._python_figures(values))
         figures.extend(retention_figures(values))
         add(
