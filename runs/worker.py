@@ -23,7 +23,7 @@ from jinja2 import TemplateError
 from orchestrator import tracing
 from orchestrator.logs import log_context
 from runs import engine
-from runs.graph import graph_for
+from runs.graph import VersionGraph, graph_for
 from runs.models import TaskAttempt, TaskInstance, TaskLog
 from runs.tasktypes.contract import Attempt, Outcome, TaskFailed
 from runs.tasktypes.credentials import Credentials
@@ -315,6 +315,10 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
     if attempt is None:
         logger.info("task instance %s try %s is not queued any more; skipping", ti_id, try_number)
         return None
+    claimed_ti = attempt.task_instance
+    labels = _run_labels.get(claimed_ti.run_id)
+    if claimed_ti.task_type == "noop" and labels is not None:
+        return _record_noop(attempt, labels)
     with contextlib.ExitStack() as about:  # the try's log context, once known
         masker = Masker()
         sink = TaskOutput(settings.TASK_LOG_MAX_BYTES, masker)
@@ -406,6 +410,72 @@ def _finish_keeping_next(
         return engine.finish(attempt_id, outcome, claimed)
 
 
+@dataclasses.dataclass(frozen=True)
+class RunLabels:
+    """What a try's log lines and span say of its run, kept from the run's last try in this
+    process (`_run_labels`): a noop kept back by the try before it needs nothing else."""
+
+    tenant: str
+    workflow: str
+    traceparent: str
+    version_id: int
+
+
+_run_labels: dict[int, RunLabels] = {}  # run id -> labels, the last RUN_LABELS runs
+RUN_LABELS = 256
+
+
+def _remember(ti: TaskInstance) -> None:
+    run = ti.run
+    if len(_run_labels) >= RUN_LABELS:
+        _run_labels.pop(next(iter(_run_labels)))
+    _run_labels[run.pk] = RunLabels(
+        run.workflow.tenant.slug, run.workflow.name, run.trace_context, run.version_id
+    )
+
+
+def _record_noop(attempt: TaskAttempt, labels: RunLabels) -> str | None:
+    """A noop of a run this process has just worked on: recorded as `_execute_one` would,
+    without reading its instance, run and workflow again (the claim handed the instance
+    back; the rest is the run's labels)."""
+    ti = attempt.task_instance
+    with (
+        log_context(
+            tenant=labels.tenant,
+            workflow=labels.workflow,
+            run=ti.run_id,
+            task=ti.task_id,
+            try_=attempt.try_number,
+        ),
+        tracing.span(
+            f"task {ti.task_id}",
+            labels.traceparent,
+            {
+                "orc.tenant": labels.tenant,
+                "orc.workflow": labels.workflow,
+                "orc.run": ti.run_id,
+                "orc.task": ti.task_id,
+                "orc.task_type": ti.task_type,
+                "orc.try": attempt.try_number,
+            },
+        ) as span,
+    ):
+        rendered = _task_data(graph_for(labels.version_id), ti)
+        outcome = Outcome("success", rendered=rendered)
+        state = with_db_retry(_finish_keeping_next, attempt.pk, attempt, outcome)
+        tracing.end_state(span, outcome.state, outcome.error)
+        logger.info("attempt %s ended %s", attempt.pk, outcome.state)
+        return state
+
+
+def _task_data(graph: VersionGraph, ti: TaskInstance) -> dict[str, Any]:
+    """The instance's task as plain data, with its effective timeout."""
+    # Python mode: durations as seconds (JSON mode would format them as "1m30s").
+    task = graph.task(ti.task_id).model_dump(by_alias=True, exclude_none=True)
+    task["timeout"] = graph.effective(ti.task_id).timeout
+    return task
+
+
 def _prepare(ti_id: int) -> tuple[TaskInstance, dict[str, Any], dict[str, Any]]:
     """The instance, its task as plain data (with the effective timeout), its context."""
     ti = (
@@ -413,10 +483,9 @@ def _prepare(ti_id: int) -> tuple[TaskInstance, dict[str, Any], dict[str, Any]]:
         .select_related("run", "run__workflow", "run__workflow__tenant")
         .get(pk=ti_id)
     )
+    _remember(ti)
     graph = graph_for(ti.run.version_id)
-    # Python mode: durations as seconds (JSON mode would format them as "1m30s").
-    task = graph.task(ti.task_id).model_dump(by_alias=True, exclude_none=True)
-    task["timeout"] = graph.effective(ti.task_id).timeout
+    task = _task_data(graph, ti)
     if ti.task_type == "python":
         # The package pinned at apply ({package, version, digest}), not the spec's request.
         task.pop("code", None)

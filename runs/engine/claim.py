@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from orchestrator import metrics
-from orchestrator.fastsql import Columns, statement
+from orchestrator.fastsql import Columns, quote, statement
 from runs.engine import lineage
 from runs.engine.messaging import INLINE_TYPES
 from runs.models import TaskAttempt, TaskInstance
@@ -34,7 +34,25 @@ def claim(
     return claimed[0] if claimed else None
 
 
-_QUEUED_AT = Columns(TaskInstance, only=("queued_at",))  # id and queued_at
+# What the claim's RETURNING hands back of each instance, in the model's field order (as
+# Columns.build wants): enough for `finish` to record a try without reading it again.
+_CLAIMED = Columns(
+    TaskInstance,
+    only=(
+        "tenant_id",
+        "run_id",
+        "task_id",
+        "map_index",
+        "task_type",
+        "state",
+        "try_number",
+        "max_tries",
+        "lost_tries",
+        "queued_at",
+        "started_at",
+    ),
+)
+_RETURNING = ", ".join(quote(str(f.column)) for f in _CLAIMED.fields)
 
 
 @statement("claim_tries")
@@ -57,7 +75,7 @@ def claim_many(
         cursor.execute(
             f"UPDATE {TaskInstance._meta.db_table} SET state = %s, started_at = %s "  # noqa: S608
             f"WHERE (id, try_number) IN ({pairs}) AND state = %s{only_inline} "
-            "RETURNING id, tenant_id, try_number, task_type, queued_at",
+            f"RETURNING {_RETURNING}",
             [
                 TI.RUNNING,
                 now,
@@ -66,8 +84,8 @@ def claim_many(
                 *([] if any_type else types),
             ],
         )
-        rows = cursor.fetchall()
-        if not rows:
+        instances = [_CLAIMED.build(row) for row in cursor.fetchall()]
+        if not instances:
             if not token:
                 return []
             return list(
@@ -81,27 +99,26 @@ def claim_many(
         attempts = TaskAttempt.objects.dangerously_unscoped().bulk_create(
             [
                 TaskAttempt(
-                    tenant_id=tenant_id,
-                    task_instance_id=ti_id,
-                    try_number=try_number,
+                    tenant_id=ti.tenant_id,
+                    task_instance=ti,  # as claimed: `finish` needs no fresh read of it
+                    try_number=ti.try_number,
                     worker=worker,
                     pid=pid,
                     claim_token=token,
                     started_at=now,
                     lease_expires_at=lease,
                 )
-                for ti_id, tenant_id, try_number, *_ in rows
+                for ti in instances
             ]
         )
-        lineage.started(attempts, [task_type for *_, task_type, _ in rows])
-        for ti_id, tenant_id, _, task_type, raw_queued_at in rows:
-            # The backend's converter, as the ORM applies it (SQLite returns naive text).
-            queued_at = _QUEUED_AT.build((ti_id, raw_queued_at)).queued_at
+        lineage.started(attempts, [ti.task_type for ti in instances])
+        for ti in instances:
+            tenant_id, task_type = ti.tenant_id, ti.task_type
             metrics.inc("orc_task_attempts_started", tenant=tenant_id, task_type=task_type)
-            if queued_at is not None:
+            if ti.queued_at is not None:
                 metrics.observe(
                     "orc_task_queued_seconds",
-                    max(0.0, (now - queued_at).total_seconds()),
+                    max(0.0, (now - ti.queued_at).total_seconds()),
                     tenant=tenant_id,
                     task_type=task_type,
                 )

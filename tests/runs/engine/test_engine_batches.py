@@ -114,9 +114,22 @@ def test_dispatch_sends_noops_in_batches_and_others_alone(
     # Alone: the root (a batch of one), the shell task, and the noop that the root's
     # worker kept to run next but sent, its continuation time (0 here) being up.
     assert len(singles) == 3
-    assert sum(len(b) for b in batches) == 39  # the other noops: 8 messages of up to 5
-    assert len(batches) == 8
-    assert max(len(b) for b in batches) == 5
+    # The other noops: in messages of at least BATCH_MIN (25), so 2, not 8 of 5.
+    assert sum(len(b) for b in batches) == 39
+    assert sorted(len(b) for b in batches) == [14, 25]
+
+
+def test_a_large_dispatch_spreads_its_noops_over_several_messages(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[str, Any]] = []
+    from orchestrator.celery import app
+
+    monkeypatch.setattr(app, "send_task", lambda name, args, **o: sent.append((name, args)))
+    _fan(engine, 100)  # max_active_tasks 100: the root's end queues 100 noops
+    batches = [args[0] for name, args in sent if name == "runs.execute_batch"]
+    # One was kept by the root's worker (then sent alone); the others in 4 messages.
+    assert [len(b) for b in batches] == [25, 25, 25, 24]
 
 
 def test_the_app_publishes_again_after_a_test_pointed_it_at_other_workers() -> None:
