@@ -94,14 +94,14 @@ def test_it_sends_each_tenants_tries_to_its_own_queue(shared: Engine, acme: Tena
         "name": "fan",
         "max_active_tasks": 20,
         "tasks": {
-            **{f"n{i}": {"type": "noop"} for i in range(16)},  # runs.execute_batch, 2 each
+            **{f"n{i}": {"type": "noop"} for i in range(16)},  # one runs.execute_batch
             "s": {"type": "shell", "command": ["true"]},  # alone: runs.execute
         },
     }
     trigger(shared, apply(shared, shared.tenant, fan))
-    assert waiting(SHARED, QUEUE) == [9, 0]  # 8 batches of noops, one shell try
+    assert waiting(SHARED, QUEUE) == [2, 0]  # a batch of the 16 noops, one shell try
     trigger(shared, apply(shared, acme, fan))
-    assert waiting(SHARED, QUEUE) == [9, 9]
+    assert waiting(SHARED, QUEUE) == [2, 2]
 
 
 def test_a_run_started_later_sends_to_the_queue_of_its_tenant(shared: Engine, acme: Tenant) -> None:

@@ -58,7 +58,8 @@ def test_after_a_loss_every_queued_try_is_resent_despite_a_backlog(
     settings.QUEUED_RESEND_AFTER_SECONDS = 0
     settings.QUEUED_RESEND_MAX_SECONDS = 3600
     engine = Engine(workers=None)
-    workflow = engine.apply({"name": "w", "tasks": {f"t{i}": {"type": "noop"} for i in range(5)}})
+    shell = {"type": "shell", "command": ["true"]}  # one message each (noops share one)
+    workflow = engine.apply({"name": "w", "tasks": {f"t{i}": dict(shell) for i in range(5)}})
     with engine.scope():
         trigger_run(actor=engine.actor, workflow=workflow)
         assert TaskInstance.objects.filter(state="queued").count() == 5
