@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from orchestrator import metrics, tracing
 from orchestrator.fastsql import Insert, statement
-from runs.engine import fairshare
+from runs.engine import fairshare, holding
 from runs.engine.admission import Room, room_for_new_run, start_queued_runs
 from runs.engine.messaging import send_queued
 from runs.graph import VersionGraph, graph_for
@@ -159,12 +159,33 @@ def create_and_start_run(
         room = room_for_new_run(run)
         if room.admitted:
             queued = _within_cap(run, [ti for ti in instances if ti.try_number], room)
-            send_queued([(ti.pk, ti.try_number, ti.task_type, room.queue) for ti in queued])
+            if _ahead_of_the_backlog(run, queued, room):
+                tries = [(ti.pk, ti.try_number) for ti in queued]
+                transaction.on_commit(lambda: holding.send_first(tries, room.queue))
+            else:
+                send_queued([(ti.pk, ti.try_number, ti.task_type, room.queue) for ti in queued])
             return Created(run, dict(Counter(str(ti.state) for ti in instances)))
         _unstart(run)
         if run.pk in start_queued_runs(workflow.pk, workflow.tenant_id):
             run.refresh_from_db(fields=["state", "started_at"])
         return Created(run, None)
+
+
+# A tenant with nothing in flight sends a first wave of at most this many tries to the
+# front of its queue (fair share: it is below its share, whoever floods the queue).
+FRONT_OF_QUEUE_MAX = 8
+
+
+def _ahead_of_the_backlog(run: WorkflowRun, queued: list[TaskInstance], room: Room) -> bool:
+    """Whether the new run's first wave goes to the front of the queue: fair share is on
+    (the workers reported their slots), and it is all its tenant has in flight, and small.
+    Another tenant's backlog, however long, then delays it by one message per worker at
+    most, not by the whole backlog; its next tries follow on the same worker (continuation)."""
+    if not queued or len(queued) > FRONT_OF_QUEUE_MAX:
+        return False
+    if fairshare.cap_for(run.tenant_id, room.queue) is None:
+        return False
+    return room.busy_units == sum(fairshare.cost(ti.task_type) for ti in queued)
 
 
 def _within_cap(run: WorkflowRun, queued: list[TaskInstance], room: Room) -> list[TaskInstance]:

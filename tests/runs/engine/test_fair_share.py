@@ -151,3 +151,19 @@ def test_ends_make_room_that_the_tenants_other_runs_fill(capacity: None) -> None
         assert set(TaskInstance.objects.filter(run=second).values_list("state", flat=True)) == {
             "queued"
         }
+
+
+def test_an_idle_tenants_first_tries_go_to_the_front_of_the_queue(
+    capacity: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runs.engine import holding
+
+    front: list[list[tuple[int, int]]] = []
+    monkeypatch.setattr(holding, "send_first", lambda tries, queue: front.append(tries))
+    a, b = Tenant("a"), Tenant("b")
+    a.trigger(fan("flood", 30))  # 30 tries: too many to jump the queue
+    assert front == []
+    b.trigger(chain("chain", 3))  # B has nothing in flight: its first try jumps
+    assert [len(tries) for tries in front] == [1]
+    b.trigger(chain("again", 3))  # B has a try in flight now: in line like anyone
+    assert [len(tries) for tries in front] == [1]
