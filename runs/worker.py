@@ -77,29 +77,14 @@ def build_context(ti: TaskInstance) -> dict[str, Any]:
     if graph.reads_results(ti.task_id):  # a query spared for the tasks whose templates don't
         # A mapped upstream's result is the list of its instances' results, in index order.
         results = engine.results_of(run, graph, upstream)
-    logical = run.logical_date
-    mapped: dict[str, Any] = {}
+    # What the engine's own templates read, and what only a worker's may.
+    context = engine.engine_context(run, graph, {tid: results.get(tid) for tid in upstream})
+    context["run"]["workflow"] = run.workflow.name
     if (spec := graph.task(ti.task_id).map) is not None:
-        mapped = {"map_index": ti.map_index, spec.as_: ti.map_value}
-    return {
-        **mapped,
-        "run": {
-            "id": run.pk,
-            "logical_date": logical,
-            "trigger_source": run.trigger_source,
-            "workflow": run.workflow.name,
-            "version": graph.number,
-        },
-        "params": run.params,
-        "ds": logical.date().isoformat(),
-        "logical_date": logical,
-        "data_interval_start": run.data_interval_start or logical,
-        "data_interval_end": run.data_interval_end or logical,
-        "tasks": {tid: {"result": results.get(tid)} for tid in upstream},
-        "try_number": ti.try_number,
-        "task": {"id": ti.task_id, "type": ti.task_type},
-        "event": run.event,
-    }
+        context.update({"map_index": ti.map_index, spec.as_: ti.map_value})
+    context["try_number"] = ti.try_number
+    context["task"] = {"id": ti.task_id, "type": ti.task_type}
+    return context
 
 
 # --- the attempt's life ----------------------------------------------------------------

@@ -39,15 +39,8 @@ CONTEXT_NAMES = (
 )
 # What the engine itself renders (a mapped task's `map.over`, a `concurrency.key`), before
 # any worker: no secrets, connections, variables or try.
-ENGINE_CONTEXT_NAMES = (
-    "run",
-    "params",
-    "ds",
-    "logical_date",
-    "data_interval_start",
-    "data_interval_end",
-    "tasks",
-    "event",
+ENGINE_CONTEXT_NAMES = tuple(
+    n for n in CONTEXT_NAMES if n not in ("vars", "secrets", "conn", "try_number", "task")
 )
 
 _environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)

@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib.auth.models import User
 
 from devtools.bench.scenarios import Engine
-from devtools.bench.stats import Figure, percentile
+from devtools.bench.stats import Figure, Figures, percentile
 from orchestrator import services
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
@@ -212,14 +212,8 @@ class Scale:
 
 def scale_figures(values: dict[str, list[float]]) -> list[Figure]:
     """The figures of these scenarios, for the bench's table."""
-    figures: list[Figure] = []
-
-    def median(key: str) -> float | None:
-        return statistics.median(values[key]) if key in values else None
-
-    def add(key: str, name: str, unit: str, better: str, **kw: Any) -> None:
-        if key in values:
-            figures.append(Figure(name, unit, values[key], better, **kw))
+    figures = Figures(values)
+    median, add = figures.median, figures.add
 
     noop_wall = median("chain-100.wall_s")
     shell_wall = median("chain-100-shell.wall_s")

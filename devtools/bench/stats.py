@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["Client", "Figure", "percentile"]
+__all__ = ["Client", "Figure", "Figures", "percentile"]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -56,6 +56,22 @@ class Figure:
         if self.target is None:
             return None
         return self.median <= self.target if self.better == "lower" else self.median >= self.target
+
+
+class Figures(list[Figure]):
+    """The figures made of the repetitions' `values` (key -> one value per repetition):
+    `add` one when its key was measured, `median` of a key (None when it was not)."""
+
+    def __init__(self, values: dict[str, list[float]]) -> None:
+        super().__init__()
+        self.values = values
+
+    def median(self, key: str) -> float | None:
+        return statistics.median(self.values[key]) if key in self.values else None
+
+    def add(self, key: str, name: str, unit: str, better: str, **kw: Any) -> None:
+        if key in self.values:
+            self.append(Figure(name, unit, self.values[key], better, **kw))
 
 
 class Client:

@@ -14,7 +14,7 @@ from runs.engine.claim import claim, claim_many, renew_lease
 from runs.engine.creation import Created, create_and_start_run, create_run
 from runs.engine.finish import finish, finish_inline, retry_delay
 from runs.engine.lineage import on_lineage
-from runs.engine.mapping import results_of
+from runs.engine.mapping import engine_context, results_of
 from runs.engine.messaging import keeping_next, queue_for, release_kept, send, take_kept
 from runs.engine.progress import (
     EndedRun,
@@ -39,6 +39,7 @@ __all__ = [
     "create_and_start_run",
     "create_run",
     "dispatch",
+    "engine_context",
     "fairshare",
     "finish",
     "finish_inline",

@@ -32,7 +32,7 @@ from devtools.bench.retention import figures_of as retention_figures
 from devtools.bench.retention import retention_while_chaining
 from devtools.bench.scale import SCALE_SCENARIOS, Scale, scale_figures
 from devtools.bench.scenarios import Engine
-from devtools.bench.stats import Client, Figure
+from devtools.bench.stats import Client, Figure, Figures
 from devtools.bench.task_start import task_start
 from devtools.processes import WEB_LAYOUT, Distributed, ensure_database
 from orchestrator import services
@@ -445,15 +445,8 @@ class Command(BaseCommand):
     @staticmethod
     def _python_figures(values: dict[str, list[float]]) -> list[Figure]:
         """The python scenarios, each against raw Celery calling the same function."""
-        figures: list[Figure] = []
-
-        def median(key: str) -> float | None:
-            return statistics.median(values[key]) if key in values else None
-
-        def add(key: str, name: str, unit: str, better: str, **kw: Any) -> None:
-            if key in values:
-                figures.append(Figure(name, unit, values[key], better, **kw))
-
+        figures = Figures(values)
+        median, add = figures.median, figures.add
         raw_chain = median("raw-chain-100-python.wall_s")
         add(
             "raw-chain-100-python.wall_s",
