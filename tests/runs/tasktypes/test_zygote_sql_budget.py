@@ -1,8 +1,9 @@
 """A python task of a team package, once its zygote is warm, costs the worker the SQL of
 any other task's chain step: the package pinned in the version, its environment and its
 zygote are found without a query. tests/runs/engine/test_engine_sql_budget.py pins a chain
-step (CHAIN_STEP, measured on noop tasks); a step whose templates name its upstream's
-result reads it besides, one statement more, for shell and python tasks alike."""
+step (CHAIN_STEP, measured on noop tasks; a task that runs code also reads its instance and
+run: TASK_STEP); a step whose templates name its upstream's result reads it besides, one
+statement more, for shell and python tasks alike."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ from tests.teamcode_support import use_package_index, wheel_bytes
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root in CI")
 
 SOURCE = {"budget_pkg/__init__.py": "def step(n=0):\n    return n + 1\n"}
-RENDERED_STEP = CHAIN_STEP + 1  # and the upstream's result read for the template
+# A task that runs code reads its instance and run (a chain's noop is spared that read).
+TASK_STEP = CHAIN_STEP + 1
+RENDERED_STEP = TASK_STEP + 1  # and the upstream's result read for the template
 
 
 @pytest.fixture
@@ -104,7 +107,7 @@ def test_a_python_step_of_a_package_costs_what_a_shell_step_costs(engine: Engine
     def shown(*lists: list[str]) -> str:
         return "\n\n".join("\n".join(statements) for statements in lists)
 
-    assert len(python_plain) == len(shell_plain) == CHAIN_STEP, shown(python_plain, shell_plain)
+    assert len(python_plain) == len(shell_plain) == TASK_STEP, shown(python_plain, shell_plain)
     assert len(python_templated) == len(shell_templated) == RENDERED_STEP, shown(
         python_templated, shell_templated
     )
