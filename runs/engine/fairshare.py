@@ -23,7 +23,6 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from typing import Any
 
 from django.core.cache import cache
@@ -50,7 +49,6 @@ __all__ = [
     "look_again",
     "note_capped",
     "plan",
-    "tenants_waiting",
     "waiting",
     "water_fill",
 ]
@@ -347,14 +345,3 @@ def _forget(tenant_id: int) -> None:
     except _StoreAway:
         return
     _local["waiting"] = frozenset(current)
-
-
-def tenants_waiting() -> Iterable[int]:
-    """The reconciler's look: tenants with tries held back by their cap."""
-    return (
-        TaskInstance.objects.dangerously_unscoped()
-        .filter(state=TI.SCHEDULED, wait_reason=WAIT_REASON)
-        .values_list("tenant_id", flat=True)
-        .distinct()
-        .order_by()
-    )
