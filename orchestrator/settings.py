@@ -539,6 +539,10 @@ TASK_SANDBOX_UIDS = env_str("TASK_SANDBOX_UIDS", "200000-299999")
 TASK_SANDBOX_ROOT = env_str("TASK_SANDBOX_ROOT")
 # Host paths every task may read besides the system's (/usr, a few files of /etc).
 TASK_SANDBOX_READONLY_PATHS = env_list("TASK_SANDBOX_READONLY_PATHS")
+# A worker process makes the sandbox of the next shell task ahead (bwrap and its PID 1
+# waiting for the task), one per tenant and sandbox settings it ran a task of lately, and
+# discards one unused this long. 0: sandboxes are made when their task comes (13 ms later).
+TASK_SANDBOX_WARM_SECONDS = env_float("TASK_SANDBOX_WARM_SECONDS", 60.0)
 # Resource limits of shell and python tasks: a tenant's policy `task_limits` sets its own
 # (up to the maximum here), a task's `rlimits` may only lower them. 0: no limit.
 TASK_LIMIT_KEYS = ("memory_mb", "cpu_seconds", "processes", "open_files", "file_size_mb")

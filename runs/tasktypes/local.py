@@ -24,7 +24,6 @@ from runs.tasktypes.sandbox import (
     Limits,
     Sandbox,
     SandboxUnavailable,
-    Workspace,
     limit_hint,
     uid_for,
 )
@@ -32,6 +31,7 @@ from runs.tasktypes.sandbox import (
 __all__ = [
     "TaskOutput",
     "base_env",
+    "check_cwd",
     "process_outcome",
     "sandbox_or_fail",
     "scratch",
@@ -39,7 +39,6 @@ __all__ = [
     "task_sandbox",
     "tenant_policy",
     "tenant_sandbox",
-    "workspace",
 ]
 
 
@@ -126,25 +125,14 @@ def tenant_sandbox(
         runner_modules=_runner_modules(tuple(settings.PYTHON_TASK_MODULES)) if python else (),
         hidden_packages=_project_packages() if python else (),
         environment=environment,
+        warm_seconds=settings.TASK_SANDBOX_WARM_SECONDS,
     )
 
 
-def workspace(sandbox: Sandbox | None, cwd: str | None) -> Workspace | None:
-    """The sandbox's private directories, with a relative `cwd` made inside them."""
-    if sandbox is None:
-        return None
+def check_cwd(cwd: str | None) -> None:
+    """A relative working directory stays inside the task's own (it is made there)."""
     if cwd and not cwd.startswith("/") and ".." in Path(cwd).parts:
         raise TaskFailed(f"cwd {cwd!r}: a relative working directory may not contain '..'")
-    space = sandbox.workspace()
-    if cwd and not cwd.startswith("/"):
-        path = space.work / cwd
-        path.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            for part in [path, *path.parents]:
-                if part == space.work:
-                    break
-                os.chown(part, sandbox.uid, sandbox.gid)
-    return space
 
 
 def process_outcome(

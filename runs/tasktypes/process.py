@@ -4,10 +4,13 @@ timeout or cancel. No Django here."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import dataclasses
 import functools
 import json
 import os
+import queue
 import select
 import shutil
 import signal
@@ -20,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runs.tasktypes.sandbox import Sandbox, Workspace, parse_status
-from runs.tasktypes.supervise import format_limits
+from runs.tasktypes.sandbox import Limits, Sandbox, Workspace, parse_status
+from runs.tasktypes.supervise import encode_request, format_limits
 
 __all__ = ["OutputSink", "ProcessResult", "last_line_result", "run_process"]
 
@@ -105,12 +108,10 @@ def run_process(
     """Run argv and wait for it, its timeout, or `should_stop()`.
 
     Without a sandbox: in a new process group under `supervise.py` (which kills the group
-    should this process die). With one (and the `workspace` it made): as PID 1's child in
-    bwrap, where `cwd` is relative to the task's private working directory; `rlimits` are
-    the sandbox's."""
+    should this process die). With one: as PID 1's child in bwrap, where `cwd` is relative
+    to the task's private working directory (made, a relative one '..'-free, and removed
+    here unless the caller gives its own `workspace`); `rlimits` are the sandbox's."""
     if sandbox is not None:
-        if workspace is None:
-            raise ValueError("a sandboxed process needs its workspace")
         return _run_sandboxed(
             argv, sandbox, workspace, env, cwd, timeout, sink, should_stop, on_start, stdin
         )
@@ -153,7 +154,7 @@ def run_process(
 def _run_sandboxed(
     argv: Sequence[str],
     sandbox: Sandbox,
-    workspace: Workspace,
+    workspace: Workspace | None,
     env: Mapping[str, str],
     cwd: str | None,
     timeout: float | None,
@@ -162,47 +163,54 @@ def _run_sandboxed(
     on_start: Callable[[int], None],
     stdin: bytes | None,
 ) -> ProcessResult:
-    """bwrap, started as the sandbox's uid when this process is root. A timeout or a cancel
-    sends SIGTERM to the sandbox's PID 1, which passes it on to every process inside; after
-    the grace period, SIGKILL to bwrap's group ends the namespace and all in it."""
-    status_read, status_write = os.pipe()
-    info_read, info_write = os.pipe()
-    command = sandbox.command(
-        argv, space=workspace, cwd=cwd, status_fd=status_write, info_fd=info_write
-    )
-    drop: dict[str, Any] = {}
-    if os.geteuid() == 0:
-        command, drop = _drop_to(sandbox.uid, sandbox.gid, command)
+    """bwrap, started as the sandbox's uid when this process is root, with the supervisor as
+    its PID 1, which is then handed the task (a sandbox made ahead of it, when one is
+    waiting). A timeout or a cancel sends SIGTERM to PID 1, which passes it on to every
+    process inside; after the grace period, SIGKILL to bwrap's group ends the namespace and
+    all in it."""
+    ahead = workspace is None and stdin is None  # the caller's own workspace: made for it
+    started = PRESTARTED.take(sandbox) if ahead else None
     try:
-        proc = subprocess.Popen(
-            command,
-            env=dict(env),
-            cwd="/",
-            start_new_session=True,
-            pass_fds=(status_write, info_write),
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            **drop,
-        )
+        started = started or SandboxProcess.start(sandbox, workspace, stdin=stdin is not None)
     except OSError as exc:
-        for fd in (status_read, status_write, info_read, info_write):
-            os.close(fd)
         return ProcessResult(
             exit_code=None,
             error=f"the task sandbox is unavailable: could not start {sandbox.bwrap!r}: {exc}",
         )
-    os.close(status_write)
-    os.close(info_write)
+    try:
+        if not started.send(argv, env, cwd, sandbox):
+            # It died while it waited (killed from outside): a fresh one, once.
+            started.close(remove=ahead)
+            started = SandboxProcess.start(sandbox, workspace, stdin=stdin is not None)
+            if not started.send(argv, env, cwd, sandbox):
+                return ProcessResult(exit_code=None, error="the task sandbox ended before its task")
+    except ValueError as exc:  # a NUL byte in an argument
+        started.close(remove=ahead)
+        return ProcessResult(exit_code=None, error=f"could not start {argv[0]!r}: {exc}")
+    if ahead:
+        PRESTARTED.refill(sandbox)
+    proc = started.proc
     on_start(proc.pid)
     try:
         timed_out, cancelled = _wait(
-            proc, sink, stdin, timeout, should_stop, lambda: _sandbox_init(info_read)
+            proc,
+            sink,
+            stdin,
+            timeout,
+            should_stop,
+            lambda: _sandbox_init(started.info_read),
+            finished=started.status_read,
         )
-        status = parse_status(_read_all(status_read))
+        # Written in one piece, before PID 1 ends: there already if bwrap has not ended.
+        if proc.returncode is None:
+            status = parse_status(os.read(started.status_read, 4096))
+        else:
+            status = parse_status(_read_all(started.status_read))
     finally:
-        os.close(status_read)
-        os.close(info_read)
+        if ahead:  # bwrap may still be tearing its namespaces down: not on the task's path
+            PRESTARTED.dispose(started)
+        else:
+            started.close(remove=False)
     if "error" in status:
         return ProcessResult(exit_code=None, error=str(status["error"]))
     if "signal" in status:
@@ -220,6 +228,200 @@ def _run_sandboxed(
             ),
         )
     return ProcessResult(exit_code=code, timed_out=timed_out, cancelled=cancelled)
+
+
+@dataclass
+class SandboxProcess:
+    """A sandbox whose PID 1 waits for its task on `control` (supervise.py `--serve`)."""
+
+    proc: subprocess.Popen[bytes]
+    workspace: Workspace
+    status_read: int
+    info_read: int
+    control: int  # the writing end; -1 once the task was sent
+    made: float  # time.monotonic() when started
+
+    @classmethod
+    def start(cls, sandbox: Sandbox, workspace: Workspace | None, *, stdin: bool) -> SandboxProcess:
+        space = workspace or sandbox.workspace()
+        status_read, status_write = os.pipe()
+        info_read, info_write = os.pipe()
+        control_read, control_write = os.pipe()
+        command = sandbox.serve_command(
+            space=space, status_fd=status_write, info_fd=info_write, control_fd=control_read
+        )
+        drop: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            command, drop = _drop_to(sandbox.uid, sandbox.gid, command)
+        try:
+            proc = subprocess.Popen(
+                command,
+                env={"PATH": os.environ.get("PATH", os.defpath)},
+                cwd="/",
+                start_new_session=True,
+                pass_fds=(status_write, info_write, control_read),
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                **drop,
+            )
+        except OSError:
+            for fd in (status_read, info_read, control_write):
+                os.close(fd)
+            if workspace is None:
+                space.remove()
+            raise
+        finally:
+            for fd in (status_write, info_write, control_read):
+                os.close(fd)
+        return cls(proc, space, status_read, info_read, control_write, time.monotonic())
+
+    def send(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, sandbox: Sandbox
+    ) -> bool:
+        """Hand PID 1 its task; False if the sandbox is gone (nothing could be sent)."""
+        request = encode_request(
+            list(argv), dict(env), sandbox.enter(self.workspace, cwd), sandbox.limits.as_dict()
+        )
+        try:
+            with open(self.control, "wb", closefd=True) as control:
+                self.control = -1
+                control.write(request)
+        except BrokenPipeError:
+            return False
+        return True
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self, *, remove: bool) -> None:
+        """Its descriptors closed, whatever is left of it killed, its workspace removed (when
+        `remove`: it made the workspace itself)."""
+        if self.control >= 0:
+            os.close(self.control)  # an unused sandbox: its PID 1 reads nothing and ends
+            self.control = -1
+        _kill_group(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        for stream in (self.proc.stdout, self.proc.stdin):
+            if stream is not None:
+                stream.close()
+        for fd in (self.status_read, self.info_read):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if remove:
+            with contextlib.suppress(OSError):
+                self.workspace.remove()
+
+
+class Prestarted:
+    """Sandboxes made ahead of the next task with the same settings (the tenant's uid,
+    network and mounts; limits are sent with the task), one per settings, so that bwrap's
+    namespaces and the supervisor's interpreter (about 13 ms) are off a task's path.
+
+    Made and discarded by one daemon thread of this process, after the task that took the
+    last one started; one unused for `Sandbox.warm_seconds` is discarded, as is the least
+    recently used beyond MAX_KINDS."""
+
+    MAX_KINDS = 4
+
+    def __init__(self) -> None:
+        self._ready: dict[Sandbox, SandboxProcess] = {}
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[Sandbox | SandboxProcess] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def kind(sandbox: Sandbox) -> Sandbox:
+        return dataclasses.replace(sandbox, limits=Limits())
+
+    def take(self, sandbox: Sandbox) -> SandboxProcess | None:
+        if not sandbox.warm_seconds:
+            return None
+        with self._lock:
+            ready = self._ready.pop(self.kind(sandbox), None)
+        fresh = ready is not None and time.monotonic() - ready.made < sandbox.warm_seconds
+        if ready is not None and fresh and ready.alive():
+            return ready
+        if ready is not None:
+            ready.close(remove=True)
+        return None
+
+    def waiting(self, sandbox: Sandbox) -> SandboxProcess | None:
+        """The one made ahead for these settings, left in place."""
+        with self._lock:
+            return self._ready.get(self.kind(sandbox))
+
+    def __len__(self) -> int:
+        return len(self._ready)
+
+    def refill(self, sandbox: Sandbox) -> None:
+        """Make one for the next task like this one (on the thread: not on this task's path)."""
+        if sandbox.warm_seconds:
+            self._submit(sandbox)
+
+    def dispose(self, used: SandboxProcess) -> None:
+        """End what is left of a used sandbox and remove its workspace, on the thread."""
+        self._submit(used)
+
+    def _submit(self, job: Sandbox | SandboxProcess) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="sandbox-prestart")
+                self._thread.daemon = True
+                self._thread.start()
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        """Discard every waiting sandbox (at the process's exit)."""
+        with self._lock:
+            ready, self._ready = list(self._ready.values()), {}
+        for item in ready:
+            item.close(remove=True)
+
+    def _run(self) -> None:
+        wait: float | None = None
+        while True:
+            try:
+                job = self._jobs.get(timeout=wait)
+            except queue.Empty:
+                job = None
+            if isinstance(job, SandboxProcess):
+                job.close(remove=True)
+            elif job is not None:
+                self._make(job)
+            wait = self._discard_stale()
+
+    def _make(self, sandbox: Sandbox) -> None:
+        kind = self.kind(sandbox)
+        with self._lock:
+            if kind in self._ready:
+                return
+        try:
+            made = SandboxProcess.start(kind, None, stdin=False)
+        except OSError:
+            return  # the next task starts its own, and says why if it cannot
+        with self._lock:
+            self._ready[kind] = made
+            extra = list(self._ready)[: max(0, len(self._ready) - self.MAX_KINDS)]
+            evicted = [self._ready.pop(k) for k in extra]
+        for item in evicted:
+            item.close(remove=True)
+
+    def _discard_stale(self) -> float | None:
+        """Discard those unused too long; how long until the next one would be."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [k for k, v in self._ready.items() if now - v.made >= k.warm_seconds]
+            dropped = [self._ready.pop(k) for k in stale]
+            left = [k.warm_seconds - (now - v.made) for k, v in self._ready.items()]
+        for item in dropped:
+            item.close(remove=True)
+        return max(0.1, min(left)) if left else None
+
+
+PRESTARTED = Prestarted()  # this process's sandboxes made ahead (one owner: run_process)
+atexit.register(PRESTARTED.close)
 
 
 @functools.cache
@@ -269,13 +471,18 @@ def _wait(
     timeout: float | None,
     should_stop: Callable[[], bool],
     term_target: Callable[[], int | None],
+    finished: int | None = None,
 ) -> tuple[bool, bool]:
     """Pump the output, feed stdin, wait for the end, the timeout or a stop; then make
     sure nothing of the process group is left. (timed out, cancelled)
 
     One loop in this thread, woken by the output or the process's end (a pidfd), so a
     short task's end is seen at once and costs no thread start; it wakes at least every
-    STOP_CHECK_SECONDS to ask `should_stop` (a cancel is noticed within a second)."""
+    STOP_CHECK_SECONDS to ask `should_stop` (a cancel is noticed within a second).
+
+    `finished`: a descriptor that becomes readable when the task has ended (a sandbox's
+    status), before `proc` does (bwrap waits for its namespaces' teardown). Then the
+    output already written is read, and ending what is left is the caller's."""
     if stdin is not None and proc.stdin is not None:
         # Rare (package builds): a thread, so a child that writes before it reads all of
         # its input cannot block us both.
@@ -286,12 +493,14 @@ def _wait(
     poller = select.poll()
     poller.register(out, select.POLLIN)
     poller.register(ended, select.POLLIN)
+    if finished is not None:
+        poller.register(finished, select.POLLIN)
     deadline = time.monotonic() + timeout if timeout else None
-    timed_out = cancelled = False
+    timed_out = cancelled = over = False
     reading = True
     kill_at: float | None = None
     try:
-        while proc.returncode is None:
+        while proc.returncode is None and not over:
             now = time.monotonic()
             if kill_at is None:
                 if deadline is not None and now >= deadline:
@@ -315,6 +524,11 @@ def _wait(
                     reading = False
                 elif fd == ended:
                     proc.poll()
+                elif fd == finished:
+                    over = True
+        if over and proc.returncode is None:
+            _drain_ready(out, sink, reading)
+            return timed_out, cancelled
         # Grandchildren may outlive the leader and keep the pipe open: end the whole group.
         _kill_group(proc.pid, signal.SIGKILL)
         _drain(out, sink, reading, until=time.monotonic() + 5)
@@ -353,6 +567,15 @@ def _drain(fd: int, sink: OutputSink, reading: bool, until: float) -> None:
     while reading:
         wait = until - time.monotonic()
         if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+            return
+        reading = _pump_once(fd, sink)
+
+
+def _drain_ready(fd: int, sink: OutputSink, reading: bool) -> None:
+    """The output already in the pipe (a task that ended wrote all of its own), without
+    waiting for the pipe's end; bounded, against a leftover process that writes on."""
+    for _ in range(64):
+        if not reading or not select.select([fd], [], [], 0)[0]:
             return
         reading = _pump_once(fd, sink)
 

@@ -188,6 +188,9 @@ class Sandbox:
     # A team code package's virtual environment (host path, python only): mounted read-only
     # at the same place instead of the interpreter's site-packages.
     environment: str | None = None
+    # How long a sandbox made ahead for the next task of these settings is kept unused
+    # (runs/tasktypes/process.py, `Prestarted`); 0: none is made ahead.
+    warm_seconds: float = 0.0
 
     @property
     def gid(self) -> int:
@@ -228,7 +231,22 @@ class Sandbox:
         info_fd: int,
     ) -> list[str]:
         """bwrap's argv running `argv` under the supervisor as the sandbox's PID 1."""
-        options = [
+        config = f"{status_fd}:{format_limits(self.limits.as_dict())}"
+        supervisor = [interpreter(), "-I", "-S", SUPERVISOR_INSIDE, "--init", config, "--"]
+        return [*self._options(space, cwd, info_fd), "--", *supervisor, *argv]
+
+    def serve_command(
+        self, *, space: Workspace, status_fd: int, info_fd: int, control_fd: int
+    ) -> list[str]:
+        """bwrap's argv for a sandbox made before its task is known: the supervisor, its
+        PID 1, waits for the task on `control_fd` (supervise.py `--serve`). The task's
+        limits and working directory come with it, not from here."""
+        config = f"{status_fd}:{control_fd}"
+        supervisor = [interpreter(), "-I", "-S", SUPERVISOR_INSIDE, "--serve", config]
+        return [*self._options(space, None, info_fd), "--", *supervisor]
+
+    def _options(self, space: Workspace, cwd: str | None, info_fd: int) -> list[str]:
+        return [
             self.bwrap,
             "--unshare-user",
             "--unshare-pid",
@@ -250,9 +268,19 @@ class Sandbox:
             "--chdir",
             _inside_cwd(cwd),
         ]
-        config = f"{status_fd}:{format_limits(self.limits.as_dict())}"
-        supervisor = [interpreter(), "-I", "-S", SUPERVISOR_INSIDE, "--init", config, "--"]
-        return [*options, "--", *supervisor, *argv]
+
+    def enter(self, space: Workspace, cwd: str | None) -> str:
+        """The task's working directory inside the sandbox; a relative `cwd` (checked free of
+        '..' by the caller) is made in its private directory first, owned by its uid."""
+        if cwd and not cwd.startswith("/"):
+            path = space.work / cwd
+            path.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                for part in [path, *path.parents]:
+                    if part == space.work:
+                        break
+                    os.chown(part, self.uid, self.gid)
+        return _inside_cwd(cwd)
 
     def _mounts(self, space: Workspace) -> list[str]:
         args = list(_system_mounts())

@@ -7,12 +7,12 @@ from runs.tasktypes.contract import Attempt, Outcome
 from runs.tasktypes.local import (
     TaskOutput,
     base_env,
+    check_cwd,
     process_outcome,
     sandbox_or_fail,
     scratch,
     task_limits,
     tenant_policy,
-    workspace,
 )
 from runs.tasktypes.process import last_line_result, run_process
 from runs.tasktypes.skip import SKIP_EXIT_CODE
@@ -31,23 +31,19 @@ def run_shell(a: Attempt) -> Outcome:
     timeout = task.get("timeout")
     sandbox = sandbox_or_fail(a, python=False)
     limits = sandbox.limits if sandbox else task_limits(tenant_policy(a), task.get("rlimits"))
-    space = workspace(sandbox, task.get("cwd"))
-    try:
-        with scratch(sandbox) as scratch_dir:
-            result = run_process(
-                argv,
-                env={**base_env(a, sandbox is not None), **task.get("env", {})},
-                cwd=task.get("cwd") if sandbox else task.get("cwd") or scratch_dir,
-                timeout=timeout,
-                sink=a.sink,
-                should_stop=a.should_stop,
-                rlimits=limits.as_dict(),
-                sandbox=sandbox,
-                workspace=space,
-            )
-    finally:
-        if space is not None:
-            space.remove()
+    if sandbox is not None:
+        check_cwd(task.get("cwd"))
+    with scratch(sandbox) as scratch_dir:
+        result = run_process(
+            argv,
+            env={**base_env(a, sandbox is not None), **task.get("env", {})},
+            cwd=task.get("cwd") if sandbox else task.get("cwd") or scratch_dir,
+            timeout=timeout,
+            sink=a.sink,
+            should_stop=a.should_stop,
+            rlimits=limits.as_dict(),
+            sandbox=sandbox,
+        )
     tail = a.sink.tail if isinstance(a.sink, TaskOutput) else b""
     return process_outcome(
         result,

@@ -18,13 +18,19 @@ status of the task is passed on unchanged (an exit code, or death by the same si
 It also applies the task's resource limits (`rlimits`) to the task before exec: preexec_fn
 is not safe in a threaded worker.
 
-`supervise.py --init <status fd> <rlimits> -- argv...` is the other use: PID 1 of a task's
+`supervise.py --init <status fd>:<rlimits> -- argv...` is the other use: PID 1 of a task's
 sandbox (runs/tasktypes/sandbox.py). There it applies the limits, starts the task, reaps
 every orphan, passes SIGTERM (a timeout, a cancel) on to every process of the sandbox, and
 when the task ends, writes how it ended to the status descriptor and exits: the kernel then
 kills whatever the task left behind in its PID namespace. PID 1 cannot die by a signal it
 sends itself, so the status, not its exit code, says whether the task was killed by a
 signal.
+
+`supervise.py --serve <status fd>:<control fd>` is PID 1 of a sandbox made before its
+task is known (runs/tasktypes/process.py, `Prestarted`): it waits for the task's argv,
+environment, working directory and limits on the control descriptor (`encode_request`),
+then runs it as `--init` does. The control descriptor closed with nothing written: the
+sandbox was not needed, and it exits quietly.
 
 Run with `-I -S` and no imports beyond the standard library, so it starts in milliseconds.
 """
@@ -90,29 +96,30 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 RESTORED = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
-def init(status_fd: int, limits: dict[str, int], command: list[str]) -> int:
+# Below this memory limit the task is forked, its limits set in the child: PID 1 (this
+# interpreter) could not live under them itself (see `_spawn`).
+SPAWN_MIN_MEMORY_MB = 256
+
+
+def init(
+    status_fd: int,
+    limits: dict[str, int],
+    command: list[str],
+    env: dict[str, str] | None = None,
+) -> int:
     """PID 1 of a sandbox: see the module's docstring. The status written is one of
-    `exit <code>`, `signal <number>`, `error <message>`."""
+    `exit <code>`, `signal <number>`, `error <message>`. `env`: the task's environment
+    (None: this process's own)."""
     os.set_inheritable(status_fd, False)
     for sig in FORWARDED:
         signal.signal(sig, lambda signum, frame: os.kill(-1, signum))
-    errors, error_out = os.pipe()  # both close-on-exec: empty once exec succeeded
-    pid = os.fork()
-    if pid == 0:
-        try:
-            for sig in (*FORWARDED, *RESTORED):
-                signal.signal(sig, signal.SIG_DFL)
-            set_rlimits(limits, extra_processes=1)  # PID 1 counts too
-            os.closerange(3, error_out)
-            os.closerange(error_out + 1, 1 << 20)
-            os.execvp(command[0], command)  # noqa: S606 (the task's own argv)
-        except OSError as exc:
-            os.write(error_out, f"could not start {command[0]!r}: {exc.strerror}".encode())
-        os._exit(127)
-    os.close(error_out)
-    failed = os.read(errors, 4096).decode("utf-8", "replace")
+    memory = limits.get("memory_mb") or 0
+    if memory and memory < SPAWN_MIN_MEMORY_MB:
+        pid, failed = _fork(limits, command, env)
+    else:
+        pid, failed = _spawn(limits, command, env)
     status = 0
-    while True:  # reap every orphan; the task's own end ends the sandbox
+    while pid:  # reap every orphan; the task's own end ends the sandbox
         try:
             reaped, status = os.waitpid(-1, 0)
         except ChildProcessError:
@@ -130,12 +137,123 @@ def init(status_fd: int, limits: dict[str, int], command: list[str]) -> int:
     return code
 
 
+def _spawn(
+    limits: dict[str, int], command: list[str], env: dict[str, str] | None
+) -> tuple[int, str]:
+    """The task started with posix_spawn, about a millisecond sooner than a fork of this
+    interpreter and an exec. It cannot set the child's limits, so they are set on PID 1
+    itself, which the child inherits (PID 1 counts towards `processes`; it uses no more
+    CPU, memory, files or descriptors). (its pid, or 0 and why it could not start)"""
+    set_rlimits(limits, extra_processes=1)
+    for name in os.listdir("/proc/self/fd"):  # only 0, 1 and 2 pass to the task
+        if int(name) > 2:
+            try:  # noqa: SIM105 (importing contextlib would slow every start)
+                os.set_inheritable(int(name), False)
+            except OSError:
+                pass  # the directory's own descriptor, closed by now
+    environment = dict(os.environ) if env is None else env
+    path = _find(command[0], environment.get("PATH", os.defpath))
+    try:
+        pid = os.posix_spawn(path, command, environment, setsigdef=(*FORWARDED, *RESTORED))
+    except OSError as exc:
+        return 0, f"could not start {command[0]!r}: {exc.strerror}"
+    return pid, ""
+
+
+def _find(name: str, path: str) -> str:
+    """What exec would run for `name`, searched in the task's own PATH (as execvpe does;
+    posix_spawnp would search this process's)."""
+    if "/" in name:
+        return name
+    for directory in path.split(":"):
+        candidate = f"{directory or '.'}/{name}"
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return name  # not found: posix_spawn says so
+
+
+def _fork(
+    limits: dict[str, int], command: list[str], env: dict[str, str] | None
+) -> tuple[int, str]:
+    """The task forked, its limits set in the child. (its pid, or 0 and why it could not
+    start)"""
+    errors, error_out = os.pipe()  # both close-on-exec: empty once exec succeeded
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for sig in (*FORWARDED, *RESTORED):
+                signal.signal(sig, signal.SIG_DFL)
+            set_rlimits(limits, extra_processes=1)  # PID 1 counts too
+            os.closerange(3, error_out)
+            os.closerange(error_out + 1, 1 << 20)
+            if env is None:
+                os.execvp(command[0], command)  # noqa: S606 (the task's own argv)
+            os.execvpe(command[0], command, env)  # noqa: S606 (the task's own argv)
+        except OSError as exc:
+            os.write(error_out, f"could not start {command[0]!r}: {exc.strerror}".encode())
+        os._exit(127)
+    os.close(error_out)
+    failed = os.read(errors, 4096).decode("utf-8", "replace")
+    os.close(errors)
+    if failed:
+        os.waitpid(pid, 0)
+        return 0, failed
+    return pid, ""
+
+
+def encode_request(argv: list[str], env: dict[str, str], cwd: str, limits: dict[str, int]) -> bytes:
+    """What a `--serve` supervisor reads: NUL-separated fields, counts first (an argument
+    may be empty; none may hold a NUL, which exec could not pass anyway)."""
+    fields = [str(len(argv)), *argv, str(len(env))]
+    fields += [f"{name}={value}" for name, value in env.items()]
+    fields += [cwd, format_limits(limits)]
+    if any("\0" in field for field in fields):
+        raise ValueError("an argument or environment value holds a NUL byte")
+    return "\0".join(fields).encode("utf-8", "surrogateescape")
+
+
+def decode_request(data: bytes) -> tuple[list[str], dict[str, str], str, dict[str, int]]:
+    fields = data.decode("utf-8", "surrogateescape").split("\0")
+    count = int(fields[0])
+    argv, at = fields[1 : 1 + count], 1 + count
+    count = int(fields[at])
+    pairs = (item.partition("=") for item in fields[at + 1 : at + 1 + count])
+    env = {name: value for name, _, value in pairs}
+    at += 1 + count
+    return argv, env, fields[at], parse_limits(fields[at + 1])
+
+
+def serve(status_fd: int, control_fd: int) -> int:
+    """PID 1 of a sandbox made ahead of its task: see the module's docstring."""
+    import resource  # noqa: F401 (now, while nothing waits: set_rlimits needs it)
+
+    os.set_inheritable(control_fd, False)
+    chunks = []
+    while chunk := os.read(control_fd, 65536):
+        chunks.append(chunk)
+    os.close(control_fd)
+    if not chunks:
+        return 0
+    argv, env, cwd, limits = decode_request(b"".join(chunks))
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        report = f"error cannot enter the working directory {cwd!r}: {exc.strerror}"
+        os.write(status_fd, report.encode())
+        return 127
+    return init(status_fd, limits, argv, env)
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--serve"] and len(argv) == 2:
+        status_fd, _, control_fd = argv[1].partition(":")
+        return serve(int(status_fd), int(control_fd))
     parent, limits, separator, *command = argv
     if separator != "--" or not command:
         print(
             "usage: supervise.py <parent pid> <rlimits> -- command [args...]\n"
-            "       supervise.py --init <status fd>:<rlimits> -- command [args...]",
+            "       supervise.py --init <status fd>:<rlimits> -- command [args...]\n"
+            "       supervise.py --serve <status fd>:<control fd>",
             file=sys.stderr,
         )
         return 2

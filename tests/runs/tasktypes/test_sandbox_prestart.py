@@ -1,0 +1,206 @@
+"""Sandboxes made ahead of their task (runs/tasktypes/process.py, `Prestarted`;
+supervise.py `--serve`): the next shell task of the same tenant and settings takes the
+one waiting, gets its own limits, environment, working directory and a fresh workspace,
+and one that waited too long, died or was made for other settings is never used."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from runs.tasktypes.process import PRESTARTED, OutputSink, ProcessResult, run_process
+from runs.tasktypes.sandbox import HOME, Limits, Sandbox, probe
+from tests.workers import wait_for
+
+UID = 200_000 + 4545
+ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": HOME, "LANG": "C.UTF-8"}
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root in CI")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _bwrap_works() -> None:
+    problem = probe(uid=UID)
+    assert problem is None, f"the sandbox must work where the suite runs: {problem}"
+
+
+@pytest.fixture(autouse=True)
+def _nothing_waiting() -> Iterator[None]:
+    PRESTARTED.close()
+    yield
+    PRESTARTED.close()
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Callable[..., Sandbox]:
+    for path in (tmp_path, *tmp_path.parents):  # the tasks' uids must get through
+        if not os.stat(path).st_mode & 0o001:
+            os.chmod(path, os.stat(path).st_mode | 0o001)
+
+    def make(**options: object) -> Sandbox:
+        options.setdefault("warm_seconds", 60.0)
+        return Sandbox(uid=UID, root=tmp_path / "sandboxes", **options)  # type: ignore[arg-type]
+
+    return make
+
+
+def run(
+    sandbox: Sandbox, script: str, *, cwd: str | None = None, timeout: float | None = 30
+) -> tuple[ProcessResult, str, int]:
+    """(result, output, bwrap's pid)"""
+    sink = OutputSink(10_000_000)
+    pids: list[int] = []
+    result = run_process(
+        ["/bin/sh", "-c", script],
+        env=ENV,
+        cwd=cwd,
+        timeout=timeout,
+        sink=sink,
+        sandbox=sandbox,
+        on_start=pids.append,
+    )
+    return result, sink.drain().decode("utf-8", "replace"), pids[0]
+
+
+def waiting(sandbox: Sandbox) -> int:
+    """The pid of the sandbox made ahead for these settings, once it is there."""
+    ready = wait_for(lambda: PRESTARTED.waiting(sandbox), 10, "a sandbox made ahead")
+    return int(ready.proc.pid)
+
+
+def test_it_hands_the_next_task_the_sandbox_made_ahead(make: Callable[..., Sandbox]) -> None:
+    sandbox = make()
+    first, out, first_pid = run(sandbox, "echo one")
+    assert (first.exit_code, out) == (0, "one\n")
+    ahead = waiting(sandbox)
+    assert ahead != first_pid
+    second, out, second_pid = run(sandbox, "echo two; exit 3")
+    assert (second.exit_code, out, second_pid) == (3, "two\n", ahead)
+
+
+def test_a_task_gets_its_own_limits_environment_and_directory(
+    make: Callable[..., Sandbox],
+) -> None:
+    sandbox = make()
+    run(sandbox, "true")
+    ahead = waiting(sandbox)
+    limited = make(limits=Limits(open_files=64, file_size_mb=3))
+    result, out, pid = run(
+        limited,
+        'ulimit -n; ulimit -f; pwd; echo "$HOME $LANG"; echo $$',
+        cwd="data/in",
+    )
+    assert pid == ahead  # made with other limits: limits travel with the task
+    assert result.exit_code == 0, out
+    assert out.splitlines() == [
+        "64",
+        str(3 * 1024 * 1024 // 512),
+        f"{HOME}/data/in",
+        f"{HOME} C.UTF-8",
+        "2",
+    ]
+
+
+def test_each_task_has_a_fresh_workspace(make: Callable[..., Sandbox]) -> None:
+    sandbox = make()
+    result, out, _ = run(sandbox, "echo left > $HOME/note; echo t > /tmp/t; ls $HOME /tmp")
+    assert result.exit_code == 0, out
+    waiting(sandbox)
+    result, out, _ = run(sandbox, "ls -A $HOME /tmp")
+    assert result.exit_code == 0
+    assert "note" not in out
+    assert "t\n" not in out
+    # The used workspaces are removed (on the thread); only the one waiting is left.
+    wait_for(lambda: len(list((sandbox.root).iterdir())) == 1, 10, "used workspaces removed")
+
+
+def test_the_task_output_is_complete_when_it_ends(make: Callable[..., Sandbox]) -> None:
+    sandbox = make()
+    run(sandbox, "true")
+    waiting(sandbox)
+    result, out, _ = run(sandbox, "head -c 300000 /dev/zero | tr '\\0' x; echo; echo end")
+    assert result.exit_code == 0
+    assert out == "x" * 300_000 + "\nend\n"
+
+
+def test_a_timeout_still_ends_the_task(make: Callable[..., Sandbox]) -> None:
+    sandbox = make()
+    run(sandbox, "true")
+    waiting(sandbox)
+    started = time.monotonic()
+    result, _, _ = run(sandbox, "sleep 60", timeout=1)
+    assert result.timed_out
+    assert time.monotonic() - started < 10
+
+
+def test_one_unused_too_long_is_discarded(make: Callable[..., Sandbox]) -> None:
+    sandbox = make(warm_seconds=0.5)
+    run(sandbox, "true")
+    pid = waiting(sandbox)
+    wait_for(lambda: len(PRESTARTED) == 0, 10, "the unused sandbox discarded")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # reaped: it is gone, not a zombie
+    assert list(sandbox.root.iterdir()) == []
+    result, out, second = run(sandbox, "echo fresh")
+    assert (result.exit_code, out) == (0, "fresh\n")
+    assert second != pid
+
+
+def test_one_that_died_while_waiting_is_replaced(make: Callable[..., Sandbox]) -> None:
+    sandbox = make()
+    run(sandbox, "true")
+    pid = waiting(sandbox)
+    ready = PRESTARTED.waiting(sandbox)
+    assert ready is not None
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: ready.proc.poll() is not None, 5, "the waiting sandbox killed")
+    result, out, second = run(sandbox, "echo alive")
+    assert (result.exit_code, out) == (0, "alive\n")
+    assert second != pid
+
+
+def test_other_settings_never_take_it(make: Callable[..., Sandbox]) -> None:
+    sandbox = make()
+    run(sandbox, "true")
+    ahead = waiting(sandbox)
+    offline = make(network="none")
+    result, out, pid = run(offline, "cat /proc/net/dev | grep -c :")
+    assert result.exit_code == 0
+    assert pid != ahead
+    assert out.strip() == "1"  # loopback only: a sandbox of its own settings
+
+
+def test_a_missing_directory_or_command_is_named(make: Callable[..., Sandbox]) -> None:
+    sandbox = make()
+    result, _, _ = run(sandbox, "true", cwd="/no/such/dir")
+    assert result.error == (
+        "cannot enter the working directory '/no/such/dir': No such file or directory"
+    )
+    waiting(sandbox)
+    sink = OutputSink(1000)
+    result = run_process(
+        ["no-such-command"], env=ENV, cwd=None, timeout=30, sink=sink, sandbox=sandbox
+    )
+    assert result.error == "could not start 'no-such-command': No such file or directory"
+
+
+def test_a_small_memory_limit_is_set_in_the_task_alone(make: Callable[..., Sandbox]) -> None:
+    sandbox = make(limits=Limits(memory_mb=64))
+    result, out, _ = run(sandbox, "ulimit -v")
+    assert (result.exit_code, out) == (0, f"{64 * 1024}\n")
+
+
+def test_a_nul_byte_is_refused(make: Callable[..., Sandbox]) -> None:
+    sandbox = make()
+    sink = OutputSink(1000)
+    result = run_process(
+        ["/bin/echo", "a\0b"], env=ENV, cwd=None, timeout=30, sink=sink, sandbox=sandbox
+    )
+    assert result.error == (
+        "could not start '/bin/echo': an argument or environment value holds a NUL byte"
+    )
