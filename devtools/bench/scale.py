@@ -229,6 +229,16 @@ def scale_figures(values: dict[str, list[float]]) -> list[Figure]:
     )
     add("chain-100-shell.handoff_ms", "chain-100-shell handoff (end -> next start)", "ms", "lower")
     add("chain-100-shell.task_ms", "chain-100-shell task (start -> end)", "ms", "lower")
+    for kind in ("noop", "shell"):
+        what = f"embedded mode, chain-30 over REST: {kind} per task"
+        add(f"embedded-chain-30.{kind}_ms", what, "ms", "lower")
+    add(
+        "embedded-chain-30.ratio",
+        "embedded mode: shell per task / noop per task",
+        "x",
+        "lower",
+        target=2.0,
+    )
     for name, what in (("fanout-10000", "fanout-10000"), ("concurrent-100x100", "100x100-DAG")):
         add(f"{name}.tasks_per_s", f"{what} rate (recorded)", "tasks/s", "higher")
         add(f"{name}.wall_s", f"{what} wall", "s", "lower")

@@ -315,18 +315,21 @@ class SandboxProcess:
 
 
 class Prestarted:
-    """Sandboxes made ahead of the next task with the same settings (the tenant's uid,
-    network and mounts; limits are sent with the task), one per settings, so that bwrap's
-    namespaces and the supervisor's interpreter (about 13 ms) are off a task's path.
+    """Sandboxes made ahead of the next tasks with the same settings (the tenant's uid,
+    network and mounts; limits are sent with the task), so that bwrap's namespaces and the
+    supervisor's interpreter (about 13 ms idle, several times that on a busy machine) are
+    off a task's path.
 
-    Made and discarded by one daemon thread of this process, after the task that took the
-    last one started; one unused for `Sandbox.warm_seconds` is discarded, as is the least
-    recently used beyond MAX_KINDS."""
+    DEPTH per settings: a task takes the oldest, which had the time of DEPTH tasks to get
+    ready. Made and discarded by one daemon thread of this process; one unused for
+    `Sandbox.warm_seconds` is discarded, as are the settings least recently used beyond
+    MAX_KINDS."""
 
+    DEPTH = 2
     MAX_KINDS = 4
 
     def __init__(self) -> None:
-        self._ready: dict[Sandbox, SandboxProcess] = {}
+        self._ready: dict[Sandbox, list[SandboxProcess]] = {}  # oldest first
         self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue[Sandbox | SandboxProcess] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -338,25 +341,28 @@ class Prestarted:
     def take(self, sandbox: Sandbox) -> SandboxProcess | None:
         if not sandbox.warm_seconds:
             return None
-        with self._lock:
-            ready = self._ready.pop(self.kind(sandbox), None)
-        fresh = ready is not None and time.monotonic() - ready.made < sandbox.warm_seconds
-        if ready is not None and fresh and ready.alive():
-            return ready
-        if ready is not None:
-            ready.close(remove=True)
-        return None
+        while True:
+            with self._lock:
+                ready = self._ready.get(self.kind(sandbox)) or []
+                taken = ready.pop(0) if ready else None
+            if taken is None:
+                return None
+            if time.monotonic() - taken.made < sandbox.warm_seconds and taken.alive():
+                return taken
+            taken.close(remove=True)  # waited too long, or killed from outside
 
-    def waiting(self, sandbox: Sandbox) -> SandboxProcess | None:
-        """The one made ahead for these settings, left in place."""
+    def waiting(self, sandbox: Sandbox) -> list[SandboxProcess]:
+        """Those made ahead for these settings, oldest first, left in place."""
         with self._lock:
-            return self._ready.get(self.kind(sandbox))
+            return list(self._ready.get(self.kind(sandbox), []))
 
     def __len__(self) -> int:
-        return len(self._ready)
+        with self._lock:
+            return sum(len(ready) for ready in self._ready.values())
 
     def refill(self, sandbox: Sandbox) -> None:
-        """Make one for the next task like this one (on the thread: not on this task's path)."""
+        """Make up to DEPTH for the next tasks like this one (on the thread: not on this
+        task's path)."""
         if sandbox.warm_seconds:
             self._submit(sandbox)
 
@@ -375,9 +381,10 @@ class Prestarted:
     def close(self) -> None:
         """Discard every waiting sandbox (at the process's exit)."""
         with self._lock:
-            ready, self._ready = list(self._ready.values()), {}
-        for item in ready:
-            item.close(remove=True)
+            ready, self._ready = self._ready, {}
+        for items in ready.values():
+            for item in items:
+                item.close(remove=True)
 
     def _run(self) -> None:
         wait: float | None = None
@@ -394,27 +401,35 @@ class Prestarted:
 
     def _make(self, sandbox: Sandbox) -> None:
         kind = self.kind(sandbox)
-        with self._lock:
-            if kind in self._ready:
-                return
-        try:
-            made = SandboxProcess.start(kind, None, stdin=False)
-        except OSError:
-            return  # the next task starts its own, and says why if it cannot
-        with self._lock:
-            self._ready[kind] = made
-            extra = list(self._ready)[: max(0, len(self._ready) - self.MAX_KINDS)]
-            evicted = [self._ready.pop(k) for k in extra]
-        for item in evicted:
-            item.close(remove=True)
+        while True:
+            with self._lock:
+                if len(self._ready.get(kind, [])) >= self.DEPTH:
+                    return
+            try:
+                made = SandboxProcess.start(kind, None, stdin=False)
+            except OSError:
+                return  # the next task starts its own, and says why if it cannot
+            with self._lock:
+                ready = self._ready.pop(kind, [])  # re-inserted: the most recently used
+                self._ready[kind] = [*ready, made]
+                extra = list(self._ready)[: max(0, len(self._ready) - self.MAX_KINDS)]
+                evicted = [item for k in extra for item in self._ready.pop(k)]
+            for item in evicted:
+                item.close(remove=True)
 
     def _discard_stale(self) -> float | None:
         """Discard those unused too long; how long until the next one would be."""
         now = time.monotonic()
+        dropped, left = [], []
         with self._lock:
-            stale = [k for k, v in self._ready.items() if now - v.made >= k.warm_seconds]
-            dropped = [self._ready.pop(k) for k in stale]
-            left = [k.warm_seconds - (now - v.made) for k, v in self._ready.items()]
+            for kind, ready in list(self._ready.items()):
+                keep = [item for item in ready if now - item.made < kind.warm_seconds]
+                dropped += [item for item in ready if item not in keep]
+                left += [kind.warm_seconds - (now - item.made) for item in keep]
+                if keep:
+                    self._ready[kind] = keep
+                else:
+                    del self._ready[kind]
         for item in dropped:
             item.close(remove=True)
         return max(0.1, min(left)) if left else None

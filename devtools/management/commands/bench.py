@@ -26,6 +26,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from devtools.bench import baseline
+from devtools.bench.embedded import Embedded
 from devtools.bench.portal import PAGES, page_times
 from devtools.bench.python_tasks import PythonTasks, reset_environments, worker_env
 from devtools.bench.retention import figures_of as retention_figures
@@ -43,6 +44,7 @@ from orchestrator.models import Role, Tenant
 SCENARIOS = [
     "chain-100",
     "chain-100-shell",
+    "embedded-chain-30",
     "fanout-1000",
     "chain-100-python",
     "fanout-1000-python",
@@ -249,12 +251,6 @@ class Command(BaseCommand):
         self, engine: Engine, only: list[str], repeat: int, rows: int, user: Any, processes: int
     ) -> list[Figure]:
         values: dict[str, list[float]] = {}
-
-        def record(name: str, measure: Callable[[], dict[str, float]]) -> None:
-            self.say(f"  {name} ...")
-            for key, value in measure().items():
-                values.setdefault(f"{name}.{key}", []).append(value)
-
         if "list-1m" in only or "portal" in only:
             self.say(f"seeding {rows:,} task instance rows (once; kept in the bench database)")
             have = engine.seed(rows)
@@ -263,6 +259,36 @@ class Command(BaseCommand):
             engine.chain(100)  # a run the workers executed, for the run and task pages
         python = PythonTasks(engine)
         scale = Scale(engine)
+        embedded = Embedded()
+        if "embedded-chain-30" in only:
+            self.say("starting `manage.py standalone` on a SQLite file of its own (embedded mode)")
+            embedded.start()
+        try:
+            self._repeat(
+                engine, only, repeat, rows, user, processes, values, python, scale, embedded
+            )
+        finally:
+            embedded.stop()
+        return self._figures(values)
+
+    def _repeat(
+        self,
+        engine: Engine,
+        only: list[str],
+        repeat: int,
+        rows: int,
+        user: Any,
+        processes: int,
+        values: dict[str, list[float]],
+        python: PythonTasks,
+        scale: Scale,
+        embedded: Embedded,
+    ) -> None:
+        def record(name: str, measure: Callable[[], dict[str, float]]) -> None:
+            self.say(f"  {name} ...")
+            for key, value in measure().items():
+                values.setdefault(f"{name}.{key}", []).append(value)
+
         if PYTHON_SCENARIOS & set(only):
             self.say("uploading the python benchmarks' package; warming every worker's zygote")
             python.prepare(processes)
@@ -275,6 +301,8 @@ class Command(BaseCommand):
                 record("chain-100", lambda: engine.chain(100))
             if "chain-100-shell" in only:
                 record("chain-100-shell", lambda: scale.chain_shell(100))
+            if "embedded-chain-30" in only:
+                record("embedded-chain-30", embedded.chains)
             if "fanout-1000" in only:
                 record("raw-chord-1000", lambda: {"wall_s": baseline.chord_seconds(1000)})
                 record("fanout-1000", lambda: engine.fanout(1000))
@@ -310,7 +338,6 @@ class Command(BaseCommand):
                 record("concurrent-100x100", scale.concurrent)
             if "fair-share" in only:
                 record("fair-share", scale.fair_share)
-        return self._figures(values)
 
     @staticmethod
     def _figures(values: dict[str, list[float]]) -> list[Figure]:

@@ -68,9 +68,15 @@ def run(
 
 
 def waiting(sandbox: Sandbox) -> int:
-    """The pid of the sandbox made ahead for these settings, once it is there."""
-    ready = wait_for(lambda: PRESTARTED.waiting(sandbox), 10, "a sandbox made ahead")
-    return int(ready.proc.pid)
+    """The pid of the sandbox the next task takes, once all made ahead are there."""
+    ready = wait_for(
+        lambda: (
+            len(PRESTARTED.waiting(sandbox)) == PRESTARTED.DEPTH and PRESTARTED.waiting(sandbox)
+        ),
+        10,
+        "the sandboxes made ahead",
+    )
+    return int(ready[0].proc.pid)
 
 
 def test_it_hands_the_next_task_the_sandbox_made_ahead(make: Callable[..., Sandbox]) -> None:
@@ -115,8 +121,12 @@ def test_each_task_has_a_fresh_workspace(make: Callable[..., Sandbox]) -> None:
     assert result.exit_code == 0
     assert "note" not in out
     assert "t\n" not in out
-    # The used workspaces are removed (on the thread); only the one waiting is left.
-    wait_for(lambda: len(list((sandbox.root).iterdir())) == 1, 10, "used workspaces removed")
+    # The used workspaces are removed (on the thread); only those waiting are left.
+    wait_for(
+        lambda: len(list(sandbox.root.iterdir())) == PRESTARTED.DEPTH,
+        10,
+        "used workspaces removed",
+    )
 
 
 def test_the_task_output_is_complete_when_it_ends(make: Callable[..., Sandbox]) -> None:
@@ -155,8 +165,7 @@ def test_one_that_died_while_waiting_is_replaced(make: Callable[..., Sandbox]) -
     sandbox = make()
     run(sandbox, "true")
     pid = waiting(sandbox)
-    ready = PRESTARTED.waiting(sandbox)
-    assert ready is not None
+    ready = PRESTARTED.waiting(sandbox)[0]
     os.killpg(pid, signal.SIGKILL)
     wait_for(lambda: ready.proc.poll() is not None, 5, "the waiting sandbox killed")
     result, out, second = run(sandbox, "echo alive")
