@@ -245,12 +245,16 @@ def _plan() -> int:
         .annotate(
             busy=Sum(_cost(), filter=Q(state__in=[TI.QUEUED, TI.RUNNING])),
             want=Sum(_cost()),
+            held=Count("pk", filter=Q(state=TI.SCHEDULED, wait_reason=WAIT_REASON)),
         )
         .order_by()
-        .values_list("tenant_id", "busy", "want")
+        .values_list("tenant_id", "busy", "want", "held")
     )
-    demand = {tenant_id: int(want or 0) for tenant_id, _, want in rows}
-    busy = {tenant_id: int(b or 0) for tenant_id, b, _ in rows}
+    demand = {tenant_id: int(want or 0) for tenant_id, _, want, _ in rows}
+    busy = {tenant_id: int(b or 0) for tenant_id, b, _, _ in rows}
+    # The database's word on who has tries held back by its cap, beside the cache's marks:
+    # a mark lost (two processes racing, the cache flushed) leaves no tenant waiting.
+    held = {tenant_id for tenant_id, _, _, count in rows if count}
     policies = dict(Tenant.objects.filter(pk__in=list(demand)).values_list("pk", "policy"))
     by_queue: dict[str, list[int]] = defaultdict(list)
     for tenant_id in demand:
@@ -270,7 +274,7 @@ def _plan() -> int:
     look_again()
     # Whoever may now have more in flight than before: fill its waiting runs.
     queued = 0
-    for tenant_id in [int(t) for t in stored.get(WAITING_KEY) or ()]:
+    for tenant_id in sorted({int(t) for t in stored.get(WAITING_KEY) or ()} | held):
         before, after = previous.get(tenant_id), caps.get(tenant_id)
         if after is None or before is None or after > before or busy.get(tenant_id, 0) == 0:
             queued += fill(tenant_id)

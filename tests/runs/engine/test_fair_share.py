@@ -153,6 +153,21 @@ def test_ends_make_room_that_the_tenants_other_runs_fill(capacity: None) -> None
         }
 
 
+def test_the_plan_finds_held_tries_whose_waiting_mark_was_lost(capacity: None) -> None:
+    a = Tenant("a")
+    first = a.trigger(fan("one", 4))
+    second = a.trigger(fan("two", 4))
+    cache.delete(fairshare.WAITING_KEY)  # the mark is gone (flushed, or raced away)
+    fairshare.look_again()
+    with tenant_scope([a.tenant]):
+        TaskInstance.objects.filter(run=first).update(state="success")  # ended, unnoticed
+    assert fairshare.plan() == 4  # found in the database, not in the cache
+    with tenant_scope([a.tenant]):
+        assert set(TaskInstance.objects.filter(run=second).values_list("state", flat=True)) == {
+            "queued"
+        }
+
+
 def test_an_idle_tenants_first_tries_go_to_the_front_of_the_queue(
     capacity: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
