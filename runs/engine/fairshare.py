@@ -27,7 +27,8 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Case, Count, IntegerField, Max, Min, Q, Sum, Value, When
+from django.db.models import Count, IntegerField, Max, Min, Q, Sum
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from orchestrator import metrics
@@ -75,12 +76,9 @@ def cost(task_type: str) -> int:
     return 1 if task_type in INLINE_TYPES else SLOT_UNITS
 
 
-def _cost() -> Case:
-    return Case(
-        When(task_type__in=sorted(INLINE_TYPES), then=Value(1)),
-        default=Value(SLOT_UNITS),
-        output_field=IntegerField(),
-    )
+def _cost() -> RawSQL:
+    """`cost_sql` for the ORM (a query over task instances alone: the column is theirs)."""
+    return RawSQL(cost_sql(), [], output_field=IntegerField())  # noqa: S611 (constants only)
 
 
 # --- the shared store ---------------------------------------------------------------------
