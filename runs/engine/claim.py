@@ -5,13 +5,15 @@ lease, and renews the lease while the task runs."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from orchestrator import metrics
-from orchestrator.fastsql import Columns, quote, statement
+from orchestrator.fastsql import Columns, Insert, quote, statement
 from runs.engine import lineage
 from runs.engine.messaging import INLINE_TYPES
 from runs.models import TaskAttempt, TaskInstance
@@ -64,65 +66,122 @@ def claim_many(
     token: str,
     any_type: bool = False,
 ) -> list[TaskAttempt]:
-    """Claim tries in one statement and one insert; tries no longer queued (or, unless
-    `any_type`, not of INLINE_TYPES) are left out. A retry after a lost answer returns the
-    attempts the first call created under `token`."""
+    """Claim tries and record their attempts (one statement on PostgreSQL, else an update
+    and an insert in a transaction); tries no longer queued (or, unless `any_type`, not of
+    INLINE_TYPES) are left out. A retry after a lost answer returns the attempts the first
+    call created under `token`."""
     now = timezone.now()
     pairs = ", ".join(["(%s, %s)"] * len(tries))
     types = sorted(INLINE_TYPES)
     only_inline = "" if any_type else f" AND task_type IN ({', '.join(['%s'] * len(types))})"
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {TaskInstance._meta.db_table} SET state = %s, started_at = %s "  # noqa: S608
-            f"WHERE (id, try_number) IN ({pairs}) AND state = %s{only_inline} "
-            f"RETURNING {_RETURNING}",
-            [
-                TI.RUNNING,
-                now,
-                *[v for t in tries for v in t],
-                TI.QUEUED,
-                *([] if any_type else types),
-            ],
+    update = (
+        f"UPDATE {TaskInstance._meta.db_table} SET state = %s, started_at = %s "  # noqa: S608
+        f"WHERE (id, try_number) IN ({pairs}) AND state = %s{only_inline} "
+        f"RETURNING {_RETURNING}"
+    )
+    params: list[Any] = [
+        TI.RUNNING,
+        now,
+        *[v for t in tries for v in t],
+        TI.QUEUED,
+        *([] if any_type else types),
+    ]
+    lease = now + dt.timedelta(seconds=settings.TASK_LEASE_SECONDS)
+
+    def attempt(ti: TaskInstance) -> TaskAttempt:
+        return TaskAttempt(
+            tenant_id=ti.tenant_id,
+            task_instance=ti,  # as claimed: `finish` needs no fresh read of it
+            try_number=ti.try_number,
+            worker=worker,
+            pid=pid,
+            claim_token=token,
+            started_at=now,
+            lease_expires_at=lease,
         )
-        instances = [_CLAIMED.build(row) for row in cursor.fetchall()]
-        if not instances:
-            if not token:
-                return []
-            return list(
-                TaskAttempt.objects.dangerously_unscoped().filter(
-                    claim_token=token,
-                    state=TaskAttempt.State.RUNNING,
-                    task_instance_id__in=[ti_id for ti_id, _ in tries],
-                )
+
+    if _in_one_statement():
+        with connection.cursor() as cursor:
+            attempts = _claim_and_record(cursor, update, params, attempt)
+    else:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(update, params)
+            claimed = [_CLAIMED.build(row) for row in cursor.fetchall()]
+            attempts = TaskAttempt.objects.dangerously_unscoped().bulk_create(
+                [attempt(ti) for ti in claimed]
             )
-        lease = now + dt.timedelta(seconds=settings.TASK_LEASE_SECONDS)
-        attempts = TaskAttempt.objects.dangerously_unscoped().bulk_create(
-            [
-                TaskAttempt(
-                    tenant_id=ti.tenant_id,
-                    task_instance=ti,  # as claimed: `finish` needs no fresh read of it
-                    try_number=ti.try_number,
-                    worker=worker,
-                    pid=pid,
-                    claim_token=token,
-                    started_at=now,
-                    lease_expires_at=lease,
-                )
-                for ti in instances
-            ]
+            lineage.started(attempts, [ti.task_type for ti in claimed])
+    if not attempts:
+        if not token:
+            return []
+        return list(
+            TaskAttempt.objects.dangerously_unscoped().filter(
+                claim_token=token,
+                state=TaskAttempt.State.RUNNING,
+                task_instance_id__in=[ti_id for ti_id, _ in tries],
+            )
         )
-        lineage.started(attempts, [ti.task_type for ti in instances])
-        for ti in instances:
-            tenant_id, task_type = ti.tenant_id, ti.task_type
-            metrics.inc("orc_task_attempts_started", tenant=tenant_id, task_type=task_type)
-            if ti.queued_at is not None:
-                metrics.observe(
-                    "orc_task_queued_seconds",
-                    max(0.0, (now - ti.queued_at).total_seconds()),
-                    tenant=tenant_id,
-                    task_type=task_type,
-                )
-        return attempts
+    for ti in (a.task_instance for a in attempts):
+        tenant_id, task_type = ti.tenant_id, ti.task_type
+        metrics.inc("orc_task_attempts_started", tenant=tenant_id, task_type=task_type)
+        if ti.queued_at is not None:
+            metrics.observe(
+                "orc_task_queued_seconds",
+                max(0.0, (now - ti.queued_at).total_seconds()),
+                tenant=tenant_id,
+                task_type=task_type,
+            )
+    return attempts
+
+
+# The attempt's columns the claimed instance gives (the others are the same for every try).
+_FROM_CLAIMED = {"tenant_id": "tenant_id", "task_instance_id": "id", "try_number": "try_number"}
+_ATTEMPT = Insert(TaskAttempt)
+
+
+def _in_one_statement() -> bool:
+    """PostgreSQL claims and records in one statement. In two, in a transaction: on other
+    databases, inside a caller's transaction (which one statement would not commit), and
+    when the claim also writes OpenLineage's START events."""
+    return (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and not settings.OPENLINEAGE_ENABLED
+    )
+
+
+def _claim_and_record(
+    cursor: Any,
+    update: str,
+    params: list[Any],
+    attempt: Callable[[TaskInstance], TaskAttempt],
+) -> list[TaskAttempt]:
+    """The claim's UPDATE and the attempts' INSERT in one statement (one round trip and
+    no transaction of its own: PostgreSQL runs a statement and its CTEs atomically), the
+    attempts built as `bulk_create` would have left them."""
+    template = attempt(TaskInstance(tenant_id=0, try_number=0))
+    columns, values, constants = [], [], []
+    for field in _ATTEMPT.fields:
+        columns.append(quote(str(field.column)))
+        if field.attname in _FROM_CLAIMED:
+            values.append(f"claimed.{quote(_FROM_CLAIMED[field.attname])}")
+        else:
+            values.append("%s")
+            constants.append(field.get_db_prep_save(field.pre_save(template, add=True), connection))
+    made = quote(TaskAttempt._meta.db_table)
+    cursor.execute(
+        f"WITH claimed AS ({update}), made AS (INSERT INTO {made} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT {', '.join(values)} FROM claimed RETURNING id, task_instance_id) "
+        f"SELECT made.id, {', '.join(f'claimed.{c}' for c in _RETURNING.split(', '))} "
+        "FROM claimed JOIN made ON made.task_instance_id = claimed.id",
+        [*params, *constants],
+    )
+    attempts = []
+    for row in cursor.fetchall():
+        made_attempt = attempt(_CLAIMED.build(row, 1))
+        Insert.saved(made_attempt, row[0])
+        attempts.append(made_attempt)
+    return attempts
 
 
 def renew_lease(attempt_id: int) -> bool:
