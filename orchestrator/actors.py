@@ -21,6 +21,9 @@ class Actor:
     source: str  # one of AuditEvent.Source
     token: ApiToken | None = None
     request_id: str | None = None
+    # Which part of the platform a system actor is, as the audit log names it
+    # ("gitsync:etl-repo"); None: just "system".
+    name: str | None = None
     # Membership roles already looked up, by tenant id: a request (one actor) asks the
     # database once however many checks it makes. Not part of the actor's identity.
     memberships: dict[int, str | None] = field(
@@ -34,9 +37,10 @@ class Actor:
             self.memberships[self.token.tenant_id] = self.token.member_role
 
     @classmethod
-    def system(cls) -> Actor:
-        """The platform itself: reconciler, SLA checks, automatic actions."""
-        return cls(user=None, source="system", request_id=current_request_id())
+    def system(cls, name: str | None = None) -> Actor:
+        """The platform itself: reconciler, SLA checks, automatic actions; `name` says
+        which (its audit events' actor label)."""
+        return cls(user=None, source="system", request_id=current_request_id(), name=name)
 
     @classmethod
     def cli(cls, user: AbstractBaseUser | None = None) -> Actor:
@@ -60,4 +64,4 @@ class Actor:
     def label(self) -> str:
         if self.user is not None and self.user.is_authenticated:
             return str(self.user.get_username())
-        return self.source
+        return self.name or self.source

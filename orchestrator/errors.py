@@ -41,9 +41,17 @@ class Invalid(DomainError):
     """Bad input: one or more (path, message) pairs, all reported at once."""
 
     code = "validation_error"
+    # What a REST problem's `detail` says, when a subclass knows better than a count of
+    # the invalid fields ("1 of 3 files are invalid; nothing was applied").
+    headline: str | None = None
 
     def __init__(self, errors: Iterable[FieldError] | str, path: str = "") -> None:
         self.errors: list[FieldError] = (
             [(path, errors)] if isinstance(errors, str) else list(errors)
         )
         super().__init__("; ".join(f"{p}: {m}" if p else m for p, m in self.errors))
+
+    def details(self) -> list[dict[str, str]]:
+        """The errors as REST problems and GraphQL `extensions.errors` list them; a
+        subclass may add keys (workflows.specfiles.InvalidFiles adds each one's file)."""
+        return [{"path": p, "message": m} for p, m in self.errors]

@@ -125,6 +125,7 @@ INSTALLED_APPS = [
     "notifications",
     "events",
     "connections",
+    "gitsync",
     "portal",
     "devtools",
 ]
@@ -326,6 +327,12 @@ SPECTACULAR_SETTINGS = {
         "TaskInstanceStateEnum": "runs.models.TaskInstance.State",
         "AttemptStateEnum": "runs.models.TaskAttempt.State",
         "BackfillStateEnum": "runs.models.Backfill.State",
+        "PlannedChangeActionEnum": "workflows.api.serializers.PLAN_ACTIONS",
+        # A backfill's planned interval: named before the plan above shared `action`.
+        "ActionEnum": ["create", "rerun", "skip"],
+        "SyncStatusEnum": "gitsync.api.serializers.SYNC_STATUSES",
+        # A notification delivery's: named before a git sync's shared `status`.
+        "StatusEnum": ["pending", "sent", "failed", "suppressed"],
     },
     # Who may read /api/schema/ and /api/docs/: API_DOCS_PUBLIC below.
     "SERVE_PERMISSIONS": ["orchestrator.api.schema.DocsVisibility"],
@@ -420,6 +427,7 @@ CELERY_TASK_ROUTES = {
     "runs.reconcile": {"queue": "housekeeping"},
     "runs.retention": {"queue": "housekeeping"},
     "workflows.schedule_tick": {"queue": "housekeeping"},
+    "gitsync.*": {"queue": "housekeeping"},
 }
 
 # --- Cache: the rate-limit counters --------------------------------------------------
@@ -623,6 +631,18 @@ WEBHOOK_TOLERANCE_SECONDS = env_int("WEBHOOK_TOLERANCE_SECONDS", 300)
 WEBHOOK_RATE_LIMIT = env_int("WEBHOOK_RATE_LIMIT", 120)
 # A published event's data at most this many bytes (as JSON).
 EVENT_MAX_BYTES = env_int("EVENT_MAX_BYTES", 262144)
+
+# --- GitOps pull mode (docs/gitops.md) -------------------------------------------------
+# Git sources clone https://, ssh:// and user@host:path remotes; file:// and local paths
+# only with GITSYNC_ALLOW_LOCAL=1 (tests, a single machine; keep it off in production: a
+# tenant could read any repository the worker's user can). Hosts go through the network
+# guard: a private git server needs its name, address or network in GITSYNC_ALLOWED_HOSTS
+# (or the tenant policy `git_allowed_hosts`). GITSYNC_SSH_KNOWN_HOSTS: a known_hosts file
+# ssh checks hosts against (empty: a host's key is accepted on each sync's first sight).
+GITSYNC_ALLOW_LOCAL = env_bool("GITSYNC_ALLOW_LOCAL", False)
+GITSYNC_ALLOWED_HOSTS = env_list("GITSYNC_ALLOWED_HOSTS")
+GITSYNC_SSH_KNOWN_HOSTS = env_str("GITSYNC_SSH_KNOWN_HOSTS")
+GITSYNC_TIMEOUT_SECONDS = env_int("GITSYNC_TIMEOUT_SECONDS", 120)
 
 # --- OpenLineage (docs/lineage.md, "OpenLineage") -------------------------------------
 # Run events of every task attempt to an OpenLineage backend: OPENLINEAGE_TRANSPORT http

@@ -34,6 +34,7 @@ POLICY_KEYS = {
     "allowed_task_types": "list of task types, or null for all",
     "http_allowed_hosts": "list of host names or networks the http task may reach",
     "sql_allowed_hosts": "list of host names or networks the sql task may reach",
+    "git_allowed_hosts": "list of host names or networks git sources may clone from",
     "task_limits": "object of shell and python tasks' resource limits (memory_mb, "
     "cpu_seconds, processes, open_files, file_size_mb), each a positive integer",
     "task_network": "network of shell and python tasks: egress (default) or none",
@@ -113,7 +114,7 @@ def validate_policy(value: Any, *, path: str = "policy") -> dict[str, Any]:
                             f"unknown task type {name!r}; accepted: {', '.join(TASK_TYPES)}",
                         )
                     )
-    for key in ("http_allowed_hosts", "sql_allowed_hosts"):
+    for key in ("http_allowed_hosts", "sql_allowed_hosts", "git_allowed_hosts"):
         hosts = value.get(key, [])
         if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
             errors.append((f"{path}.{key}", POLICY_KEYS[key]))

@@ -7,6 +7,7 @@ from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from events.views import webhook
+from gitsync.views import push_webhook
 from orchestrator import health
 from orchestrator.graphql.view import graphql_view
 from workflows.api.views import SpecSchemaView
@@ -21,6 +22,7 @@ urlpatterns = [
     path("api/v1/tenants/<str:tenant>/", include("connections.api.urls")),
     path("api/v1/tenants/<str:tenant>/", include("notifications.api.urls")),
     path("api/v1/tenants/<str:tenant>/", include("events.api.urls")),
+    path("api/v1/tenants/<str:tenant>/", include("gitsync.api.urls")),
     path("api/v1/workflow-spec.schema.json", SpecSchemaView.as_view(), name="workflow-spec-schema"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file (?script): no inline script for the CSP.
@@ -33,6 +35,7 @@ urlpatterns = [
     ),
     path("graphql", graphql_view, name="graphql"),
     path("hooks/<str:uid>", webhook, name="webhook"),
+    path("hooks/git/<str:uid>", push_webhook, name="git-webhook"),
     path("admin/", admin.site.urls),
     path("", include("portal.urls")),
 ]

@@ -15,6 +15,7 @@ from portal.views import (
     datasets,
     editing,
     events,
+    git_sources,
     history,
     operate,
     packages,
@@ -50,4 +51,5 @@ urlpatterns = [
     path("t/<str:tenant>/", include(webhooks.urlpatterns)),
     path("t/<str:tenant>/", include(events.urlpatterns)),
     path("t/<str:tenant>/", include(sharing.urlpatterns)),
+    path("t/<str:tenant>/", include(git_sources.urlpatterns)),
 ]

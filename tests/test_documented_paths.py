@@ -306,6 +306,10 @@ def make_documented_objects() -> DocumentedObjects:
     grant = _created(
         client, f"{base}/grants/", {"grantee": "demo-partner", "kind": "events", "name": "*"}
     )
+    # Never synced in these tests: its address is a documentation one (192.0.2.0/24) that
+    # the network guard refuses before anything is resolved or connected to.
+    source = {"name": "lake-flows", "url": "https://192.0.2.10/acme/flows.git"}
+    _created(client, f"{base}/git-sources/", source)
     backfill = _created(
         client,
         f"{base}/workflows/daily-sales/backfills/",
@@ -331,6 +335,7 @@ def make_documented_objects() -> DocumentedObjects:
         "deliveries": str(delivery.pk),
         "sla-misses": str(miss.pk),
         "packages": str(package.pk),
+        "git-sources": "lake-flows",
     }
     return DocumentedObjects(team, by_collection)
 

@@ -70,11 +70,29 @@ class WorkflowVersion(TenantOwnedModel):
         related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Where the spec came from when a sync applied it (gitsync): the git commit and the
+    # sync ("git:<source name>"). NULL, not "", for a version applied any other way.
+    source_commit = models.CharField(  # noqa: DJ001
+        max_length=40,
+        null=True,
+        blank=True,
+        help_text="the git commit the spec came from, when a sync applied it (40 hex digits)",
+    )
+    source = models.CharField(  # noqa: DJ001
+        max_length=200,
+        null=True,
+        blank=True,
+        help_text='what applied it from git, e.g. "git:<source name>" (docs/gitops.md)',
+    )
 
     class Meta:
         constraints: ClassVar = [
             models.UniqueConstraint(fields=["workflow", "number"], name="workflow_version_number"),
             models.CheckConstraint(condition=Q(number__gte=1), name="workflow_version_positive"),
+            models.CheckConstraint(
+                condition=Q(source_commit__isnull=True) | Q(source_commit__regex=r"^[0-9a-f]{40}$"),
+                name="workflow_version_source_commit_sha",
+            ),
         ]
         ordering: ClassVar = ["workflow", "-number"]
 

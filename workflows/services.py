@@ -1,12 +1,15 @@
-"""Every change to workflows: apply (create or new version), delete, pause, unpause.
-Transactional, authorised by the policy, audited in the same transaction."""
+"""Every change to workflows: apply (create or new version), apply a set of spec files at
+once (GitOps), delete, pause, unpause. Transactional, authorised by the policy, audited in
+the same transaction."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import hashlib
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +21,7 @@ from django.utils import timezone
 
 from orchestrator import audit
 from orchestrator.actors import Actor
+from orchestrator.context import tenant_scope
 from orchestrator.errors import Conflict, Invalid
 from orchestrator.models import Tenant
 from orchestrator.policy import authorize
@@ -25,7 +29,9 @@ from orchestrator.tenancy import task_limits, tenant_quota
 from workflows import references, scheduling
 from workflows.code import resolve_code
 from workflows.models import Workflow, WorkflowVersion
+from workflows.selectors import live_workflows
 from workflows.spec import WorkflowSpec
+from workflows.specfiles import FileError, InvalidFiles, load_documents
 from workflows.validation import (
     Limits,
     ValidSpec,
@@ -37,8 +43,11 @@ from workflows.validation import (
 __all__ = [
     "APPLY_CHECKS",
     "DELETE_GUARDS",
+    "ApplyPlan",
     "ApplyResult",
+    "PlannedChange",
     "apply_workflow",
+    "apply_workflows",
     "check_workflow",
     "delete_workflow",
     "limits_for",
@@ -64,6 +73,33 @@ class ApplyResult:
     version: WorkflowVersion
     created: bool  # a new workflow
     changed: bool  # a new version (False: identical to the current one, nothing stored)
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    """What an apply of spec files did (or, in a dry run, would do) to one workflow."""
+
+    workflow: str
+    path: str | None  # the file that defines it; None for a pruned workflow
+    action: str  # created | updated | unchanged | pruned
+    version: int | None  # its current version afterwards; None when pruned
+    # Unified diff of the canonical YAML from the live version to the new one; for a new
+    # workflow the whole spec as added lines; empty when unchanged or pruned.
+    diff: str
+
+
+@dataclass(frozen=True)
+class ApplyPlan:
+    dry_run: bool
+    changes: list[PlannedChange]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form REST and GraphQL answer with (and workflows.specfiles.format_plan
+        reads)."""
+        return {"dry_run": self.dry_run, "changes": [dataclasses.asdict(c) for c in self.changes]}
+
+
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 def limits_for(tenant: Tenant) -> Limits:
@@ -114,12 +150,17 @@ def apply_workflow(
     data: Any,
     name: str | None = None,
     now: dt.datetime | None = None,
+    source_commit: str | None = None,
+    source: str | None = None,
 ) -> ApplyResult:
     """Create the workflow or give it a new version; nothing when the spec is unchanged.
     Its schedule follows the new spec at once (a changed cron restarts it from `now`).
 
-    `name`, when given (PUT to a workflow's URL), must match the spec's name."""
+    `name`, when given (PUT to a workflow's URL), must match the spec's name.
+    `source_commit` (a git commit, 40 hex digits) and `source` (e.g. "git:<name>") record
+    where a new version's spec came from; an unchanged spec keeps its version's."""
     authorize(actor, "workflow.edit", tenant)
+    _check_commit(source_commit)
     valid: ValidSpec = validate_spec(data, limits_for(tenant))
     resolution = resolve_code(tenant, valid.spec)
     checks = [error for check in APPLY_CHECKS for error in check(tenant, valid.spec)]
@@ -163,6 +204,8 @@ def apply_workflow(
         content_hash=content_hash,
         code=resolution.code,
         author_id=actor.user_id,
+        source_commit=source_commit,
+        source=source,
     )
     workflow.current_version = version
     workflow.description = valid.spec.description or ""
@@ -177,9 +220,101 @@ def apply_workflow(
         obj=workflow,
         before=before,
         after=_snapshot(workflow),
-        extra={"content_hash": version.content_hash, "code": version.code},
+        extra={
+            "content_hash": version.content_hash,
+            "code": version.code,
+            **({"source_commit": source_commit} if source_commit else {}),
+            **({"source": source} if source else {}),
+        },
     )
     return ApplyResult(workflow, version, created=created, changed=True)
+
+
+def _check_commit(sha: str | None) -> None:
+    if sha is not None and not COMMIT_SHA.fullmatch(sha):
+        raise Invalid([("source_commit", f"{sha!r} is not a git commit: expected 40 hex digits")])
+
+
+def apply_workflows(
+    *,
+    actor: Actor,
+    tenant: Tenant,
+    files: Sequence[tuple[str, bytes | str]],
+    dry_run: bool,
+    prune: bool,
+    source_commit: str | None = None,
+    source: str | None = None,
+) -> ApplyPlan:
+    """Sync the tenant to a set of spec files (GitOps), all or nothing: every file is
+    parsed and validated first, then each applied (apply_workflow: create, new version or
+    unchanged) and, with `prune`, the live workflows no file defines deleted, in one
+    transaction. Any invalid file (also what only applying finds, e.g. an unknown notify
+    channel) raises InvalidFiles with every error and its file; nothing is kept. A dry run
+    rolls everything back (no version, no audit event) and returns the same plan."""
+    authorize(actor, "workflow.edit", tenant)
+    _check_commit(source_commit)
+    limit = tenant_quota(tenant.quotas, "max_workflows")
+    if not files:
+        raise Invalid([("files", "no spec files (*.yaml, *.yml, *.json)")])
+    if len(files) > limit:
+        raise Invalid(
+            [("files", f"{len(files)} files; tenant {tenant.slug!r} may have {limit} workflows")]
+        )
+    loaded = load_documents(files, limits_for(tenant))
+    invalid = [item for item in loaded if item.valid is None]
+    errors: list[FileError] = [(i.path, p, m) for i in invalid for p, m in i.errors]
+    if errors:
+        raise InvalidFiles(errors, invalid=len(invalid), total=len(loaded))
+    names = {item.valid.spec.name: item.path for item in loaded if item.valid is not None}
+    with tenant_scope([tenant]), transaction.atomic():
+        live = {w.name: w.current_version for w in live_workflows().filter(name__in=names)}
+        changes: list[PlannedChange] = []
+        for item in loaded:
+            assert item.valid is not None
+            try:
+                result = apply_workflow(
+                    actor=actor,
+                    tenant=tenant,
+                    data=item.valid.canonical,
+                    source_commit=source_commit,
+                    source=source,
+                )
+            except Invalid as exc:  # found only when applying: keep going to report all
+                errors.extend((item.path, p, m) for p, m in exc.errors)
+                continue
+            except Conflict as exc:
+                raise Conflict(f"{item.path}: {exc.message}") from exc
+            changes.append(_planned(item.path, result, live.get(result.workflow.name)))
+        if errors:
+            raise InvalidFiles(errors, invalid=len({e[0] for e in errors}), total=len(loaded))
+        if prune:
+            for workflow in live_workflows().exclude(name__in=names).order_by("name"):
+                delete_workflow(actor=actor, workflow=workflow)
+                changes.append(PlannedChange(workflow.name, None, "pruned", None, ""))
+        if dry_run:
+            transaction.set_rollback(True)
+    return ApplyPlan(dry_run=dry_run, changes=changes)
+
+
+def _planned(path: str, result: ApplyResult, before: WorkflowVersion | None) -> PlannedChange:
+    version = result.version
+    if not result.changed:
+        return PlannedChange(result.workflow.name, path, "unchanged", version.number, "")
+    # As stored: the database orders a spec's keys its own way, and `before` was read back.
+    version.refresh_from_db(fields=["spec"])
+    if before is None:
+        diff = "".join(
+            difflib.unified_diff(
+                [],
+                spec_yaml(version.spec).splitlines(keepends=True),
+                fromfile="/dev/null",
+                tofile=f"{result.workflow.name}@v{version.number}",
+            )
+        )
+    else:
+        diff = spec_diff(before, version)
+    action = "created" if result.created else "updated"
+    return PlannedChange(result.workflow.name, path, action, version.number, diff)
 
 
 @transaction.atomic

@@ -96,7 +96,10 @@ def _summary(errors: list[FieldError]) -> str:
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, Invalid):
-        return problem(400, _summary(exc.errors), code=exc.code, errors=exc.errors)
+        detail = exc.headline or _summary(exc.errors)
+        invalid = problem(400, detail, code=exc.code, errors=exc.errors)
+        invalid.data["errors"] = exc.details()
+        return invalid
     if isinstance(exc, exceptions.ValidationError):
         errors = list(flatten_errors(exc.detail))
         response = exception_handler(exc, context)  # keeps DRF's headers handling

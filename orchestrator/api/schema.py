@@ -66,6 +66,7 @@ RESOURCES: dict[str, Resource] = {
     "dataset": Resource("datasets", "dataset", "datasets"),
     "dataset-update": Resource("datasets", "dataset_update", "dataset_updates"),
     "lineage": Resource("lineage", "lineage", "lineage"),
+    "git-source": Resource("git-sources", "git_source", "git_sources"),
 }
 
 # Where the usual `<verb>_<noun>` would not say what the operation does.
@@ -104,7 +105,7 @@ CONFLICTS: dict[str, frozenset[str]] = {
     "member": frozenset({"create", "partial_update", "destroy"}),
     "service-account": frozenset({"create"}),
     "token": frozenset({"create", "destroy"}),
-    "workflow": frozenset({"create", "update", "destroy"}),
+    "workflow": frozenset({"create", "update", "destroy", "apply_files"}),
     "workflow-run": frozenset({"create"}),
     "run": frozenset({"cancel", "retry"}),
     "task-instance": frozenset({"clear", "mark_success", "mark_failed"}),
@@ -118,6 +119,7 @@ CONFLICTS: dict[str, frozenset[str]] = {
     "delivery": frozenset({"retry"}),
     "package": frozenset({"create"}),
     "pool": frozenset({"create", "destroy"}),
+    "git-source": frozenset({"create"}),
 }
 
 # One name and type per path parameter across the API.
@@ -145,6 +147,7 @@ PATH_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "webhook": ({"type": "string"}, "the webhook's name in the workflow's triggers"),
     "secret_id": ({"type": "integer"}, "the webhook signing secret's id"),
     "grant_id": ({"type": "integer"}, "the grant's id"),
+    "git_source": ({"type": "string"}, "the git source's name"),
 }
 
 ERROR_DESCRIPTIONS = {

@@ -165,6 +165,12 @@ class FieldErrorSerializer(serializers.Serializer[Any]):
         "empty for the request as a whole"
     )
     message = serializers.CharField(help_text="what is wrong, and what would be accepted")
+    file = serializers.CharField(
+        required=False,
+        help_text="the spec file the error is in, as the request named it (bulk apply only)",
+    )
+
+    optional_output_fields = ("file",)
 
 
 class ProblemSerializer(serializers.Serializer[Any]):

@@ -95,9 +95,10 @@ class DomainErrorExtension(SchemaExtension):
         try:
             return _next(root, info, *args, **kwargs)
         except DomainError as exc:
-            extensions: dict[str, Any] = {"code": CODES.get(type(exc), "INTERNAL_SERVER_ERROR")}
+            code = next((c for kind, c in CODES.items() if isinstance(exc, kind)), None)
+            extensions: dict[str, Any] = {"code": code or "INTERNAL_SERVER_ERROR"}
             if isinstance(exc, Invalid):
-                extensions["errors"] = [{"path": p, "message": m} for p, m in exc.errors]
+                extensions["errors"] = exc.details()
             raise GraphQLError(exc.message, extensions=extensions) from exc
         except OperationalError as exc:
             if not is_statement_timeout(exc):

@@ -233,6 +233,8 @@ from connections.graphql.schema import Mutation as ConnectionMutation  # noqa: E
 from connections.graphql.schema import Query as ConnectionQuery  # noqa: E402
 from events.graphql.schema import Mutation as EventMutation  # noqa: E402
 from events.graphql.schema import Query as EventQuery  # noqa: E402
+from gitsync.graphql.schema import Mutation as GitSyncMutation  # noqa: E402
+from gitsync.graphql.schema import Query as GitSyncQuery  # noqa: E402
 from notifications.graphql.schema import Mutation as NotificationMutation  # noqa: E402
 from notifications.graphql.schema import Query as NotificationQuery  # noqa: E402
 from runs.graphql.schema import Mutation as RunMutation  # noqa: E402
@@ -242,7 +244,16 @@ from workflows.graphql.schema import Query as WorkflowQuery  # noqa: E402
 
 schema = Schema(
     query=merge_types(
-        "Query", (Query, WorkflowQuery, RunQuery, ConnectionQuery, NotificationQuery, EventQuery)
+        "Query",
+        (
+            Query,
+            WorkflowQuery,
+            RunQuery,
+            ConnectionQuery,
+            NotificationQuery,
+            EventQuery,
+            GitSyncQuery,
+        ),
     ),
     mutation=merge_types(
         "Mutation",
@@ -253,6 +264,7 @@ schema = Schema(
             ConnectionMutation,
             NotificationMutation,
             EventMutation,
+            GitSyncMutation,
         ),
     ),
     extensions=[  # factories: a fresh extension per request, no state shared

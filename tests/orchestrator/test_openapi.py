@@ -50,6 +50,7 @@ PATH_PARAMETERS = {
     "grant_id",
     "webhook",
     "secret_id",
+    "git_source",
 }
 
 

@@ -4,13 +4,19 @@ import datetime as dt
 import zoneinfo
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from orchestrator.api.base import StrictSerializer
 from workflows import scheduling
 from workflows.models import Schedule, Workflow, WorkflowVersion
 
 __all__ = [
+    "PLAN_ACTIONS",
+    "ApplyFilesSerializer",
+    "ApplyPlanSerializer",
+    "PlannedChangeSerializer",
     "ScheduleSerializer",
     "VersionDiffSerializer",
     "VersionSerializer",
@@ -27,7 +33,7 @@ class VersionSummarySerializer(serializers.ModelSerializer[WorkflowVersion]):
 
     class Meta:
         model = WorkflowVersion
-        fields = ["id", "number", "content_hash", "author", "created_at"]
+        fields = ["id", "number", "content_hash", "author", "created_at", "source_commit", "source"]
         read_only_fields = fields
 
 
@@ -145,3 +151,92 @@ class ScheduleSerializer(serializers.ModelSerializer[Schedule]):
     @extend_schema_field(serializers.ListField(child=serializers.DateTimeField()))
     def get_next_fire_times(self, schedule: Schedule) -> list[str]:
         return [fire.isoformat() for fire in scheduling.upcoming(schedule, count=10)]
+
+
+# --- applying a set of spec files (GitOps) --------------------------------------------
+
+
+# What applying a set of spec files did to a workflow (its enum in the OpenAPI document:
+# settings.SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).
+PLAN_ACTIONS = ("created", "updated", "unchanged", "pruned")
+
+
+class SpecFileSerializer(StrictSerializer):
+    """One spec file: its name and its text."""
+
+    path = serializers.CharField(
+        max_length=500,
+        help_text="the file's name, e.g. etl/daily.yaml: errors and the plan name it",
+    )
+    content = serializers.CharField(
+        max_length=settings.PLATFORM_QUOTA_LIMITS["max_spec_bytes"],
+        trim_whitespace=False,
+        help_text="the spec, YAML or JSON text, within the tenant's max_spec_bytes",
+    )
+
+    def validate_path(self, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise serializers.ValidationError("must not contain control characters")
+        return value
+
+
+class ApplyFilesSerializer(StrictSerializer):
+    """A set of spec files to sync the tenant to, as `manage.py apply` does."""
+
+    files = SpecFileSerializer(  # type: ignore[call-arg]  # DRF takes max_length; stubs lag
+        many=True,
+        allow_empty=False,
+        max_length=settings.PLATFORM_QUOTA_LIMITS["max_workflows"],
+        help_text="one workflow a file; the same workflow name in two files is an error",
+    )
+    dry_run = serializers.BooleanField(
+        default=False, help_text="report what would change and keep nothing"
+    )
+    prune = serializers.BooleanField(
+        default=False, help_text="delete the tenant's live workflows that no file defines"
+    )
+    source_commit = serializers.RegexField(
+        r"^[0-9a-f]{40}$",
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="the git commit the files come from (40 hex digits), recorded on each new "
+        "version",
+    )
+
+    def validate_files(self, value: list[dict[str, str]]) -> list[dict[str, str]]:
+        seen: set[str] = set()
+        errors: list[dict[str, list[str]]] = []  # one a file, empty where it is fine
+        for item in value:
+            repeated = item["path"] in seen
+            errors.append({"path": [f"{item['path']!r} is sent twice"]} if repeated else {})
+            seen.add(item["path"])
+        if any(errors):
+            raise serializers.ValidationError(errors)
+        return value
+
+
+class PlannedChangeSerializer(serializers.Serializer[Any]):
+    workflow = serializers.CharField(help_text="the workflow's name")
+    path = serializers.CharField(
+        allow_null=True, help_text="the file that defines it; null when pruned"
+    )
+    action = serializers.ChoiceField(
+        choices=PLAN_ACTIONS,
+        help_text="what the apply did to it (in a dry run: would do)",
+    )
+    version = serializers.IntegerField(
+        allow_null=True, help_text="its current version afterwards; null when pruned"
+    )
+    diff = serializers.CharField(
+        allow_blank=True,
+        help_text="unified diff of the canonical YAML from the live version to the new one "
+        "(a new workflow: the whole spec as added lines); empty when unchanged or pruned",
+    )
+
+
+class ApplyPlanSerializer(serializers.Serializer[Any]):
+    dry_run = serializers.BooleanField(help_text="true: nothing was kept")
+    changes = PlannedChangeSerializer(
+        many=True, help_text="one entry a workflow: the files' in order, then the pruned"
+    )

@@ -16,11 +16,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orchestrator.api.base import HTTP_METHOD_NAMES, TenantScopedViewSet
+from orchestrator.api.parsers import BoundedJSONParser
 from orchestrator.api.schema import add_json_schema_components
 from orchestrator.integers import ascii_int
 from workflows import scheduling, services
 from workflows.api.formats import RawSpecParser, YAMLRenderer
 from workflows.api.serializers import (
+    ApplyFilesSerializer,
+    ApplyPlanSerializer,
     ScheduleSerializer,
     VersionDiffSerializer,
     VersionSerializer,
@@ -91,6 +94,11 @@ class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         "pause": "workflow.pause",
         "unpause": "workflow.pause",
         "schedule": "workflow.view",
+        "apply_files": "workflow.edit",
+        # The workflow named "apply" shares its URL with the action: see apply_files.
+        "retrieve_apply": "workflow.view",
+        "update_apply": "workflow.edit",
+        "destroy_apply": "workflow.edit",
     }
 
     def safely_get_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -145,6 +153,54 @@ class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
             actor=self.actor, workflow=get_workflow(kwargs["workflow"]), paused=False
         )
         return Response(self.get_serializer(workflow).data)
+
+    @extend_schema(
+        operation_id="apply_workflows",
+        request=ApplyFilesSerializer,
+        responses=ApplyPlanSerializer,
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="apply",
+        url_name="apply",
+        parser_classes=[BoundedJSONParser],
+    )
+    def apply_files(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Sync the tenant to a set of spec files, as `manage.py apply` does: all files are
+        validated first (an invalid one: 400, every error with its `file`, nothing applied),
+        then applied in one transaction; `prune` deletes the live workflows no file defines;
+        `dry_run` keeps nothing and answers the same plan."""
+        body = ApplyFilesSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        plan = services.apply_workflows(
+            actor=self.actor,
+            tenant=self.tenant,
+            files=[(f["path"], f["content"]) for f in data["files"]],
+            dry_run=data["dry_run"],
+            prune=data["prune"],
+            source_commit=data["source_commit"],
+        )
+        return Response(ApplyPlanSerializer(plan.as_dict()).data)
+
+    # `.../workflows/apply/` is the action's URL and the URL of a workflow named "apply":
+    # POST is the action (a workflow's URL takes no POST), the other methods the workflow.
+    @extend_schema(exclude=True)
+    @apply_files.mapping.get
+    def retrieve_apply(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        self.kwargs["workflow"] = "apply"
+        return self.retrieve(request, *args, workflow="apply", **kwargs)
+
+    @extend_schema(exclude=True)
+    @apply_files.mapping.put
+    def update_apply(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self._apply(request, "apply")
+
+    @extend_schema(exclude=True)
+    @apply_files.mapping.delete
+    def destroy_apply(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.destroy(request, *args, workflow="apply", **kwargs)
 
     @extend_schema(responses=ScheduleSerializer)
     @action(detail=True, methods=["get"])

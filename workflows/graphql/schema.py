@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import zoneinfo
 
@@ -11,6 +12,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from orchestrator.context import tenant_scope
+from orchestrator.graphql.errors import validate
 from orchestrator.graphql.types import (
     LIST_LIMIT_DEFAULT,
     LIST_LIMIT_MAX,
@@ -19,9 +21,10 @@ from orchestrator.graphql.types import (
     tenant_scope_for,
 )
 from workflows import models, scheduling, services
+from workflows.api.serializers import ApplyFilesSerializer
 from workflows.selectors import get_workflow, live_workflows
 
-__all__ = ["Mutation", "Query"]
+__all__ = ["Mutation", "PlannedChangeType", "Query"]
 
 
 @strawberry_django.type(models.WorkflowVersion)
@@ -30,6 +33,12 @@ class WorkflowVersionType:
     number: strawberry.auto
     content_hash: strawberry.auto
     created_at: strawberry.auto
+    source_commit: str | None = strawberry_django.field(
+        description="The git commit the spec came from, when a sync applied it."
+    )
+    source: str | None = strawberry_django.field(
+        description='What applied it from git, e.g. "git:<source name>".'
+    )
 
     @strawberry_django.field
     def spec(self, root: models.WorkflowVersion) -> JSON:
@@ -120,6 +129,36 @@ class ApplyWorkflowResult:
     changed: bool
 
 
+@strawberry.input(description="One spec file: its name (errors and the plan name it) and text.")
+class SpecFileInput:
+    path: str
+    content: str = strawberry.field(description="the spec, YAML or JSON")
+
+
+@strawberry.type(description="What applying spec files did (dry run: would do) to a workflow.")
+class PlannedChangeType:
+    workflow: str
+    path: str | None = strawberry.field(description="The file that defines it; null if pruned.")
+    action: str = strawberry.field(description="created, updated, unchanged or pruned")
+    version: int | None = strawberry.field(description="Its current version afterwards.")
+    diff: str = strawberry.field(
+        description="Unified diff of the canonical YAML (a new workflow: all added lines)."
+    )
+
+
+@strawberry.type
+class ApplyPlanType:
+    dry_run: bool
+    changes: list[PlannedChangeType]
+
+    @classmethod
+    def of(cls, plan: services.ApplyPlan) -> ApplyPlanType:
+        return cls(
+            dry_run=plan.dry_run,
+            changes=[PlannedChangeType(**dataclasses.asdict(change)) for change in plan.changes],
+        )
+
+
 @strawberry.type
 class Query:
     @strawberry.field
@@ -160,6 +199,39 @@ class Mutation:
             created=result.created,
             changed=result.changed,
         )
+
+    @strawberry.mutation(
+        description="Sync the tenant to a set of spec files, as `manage.py apply` and REST's "
+        "POST .../workflows/apply/ do: all validated first (BAD_USER_INPUT with every error "
+        "and its file, nothing applied), then all applied at once; prune deletes the live "
+        "workflows no file defines; dryRun keeps nothing."
+    )  # type: ignore[untyped-decorator]
+    def apply_workflows(
+        self,
+        info: Info,
+        tenant: str,
+        files: list[SpecFileInput],
+        dry_run: bool = False,
+        prune: bool = False,
+        source_commit: str | None = None,
+    ) -> ApplyPlanType:
+        with tenant_scope_for(info, tenant, "workflow.edit") as t:
+            body = {
+                "files": [{"path": f.path, "content": f.content} for f in files],
+                "dry_run": dry_run,
+                "prune": prune,
+                "source_commit": source_commit,
+            }
+            data = validate(ApplyFilesSerializer, body)
+            plan = services.apply_workflows(
+                actor=actor_of(info),
+                tenant=t,
+                files=[(f["path"], f["content"]) for f in data["files"]],
+                dry_run=data["dry_run"],
+                prune=data["prune"],
+                source_commit=data.get("source_commit"),
+            )
+        return ApplyPlanType.of(plan)
 
     @strawberry.mutation
     def delete_workflow(self, info: Info, tenant: str, name: str, force: bool = False) -> bool:
