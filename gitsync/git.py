@@ -103,6 +103,14 @@ def check_remote(
     return Remote(kind, host, port)
 
 
+# What git hands ssh or curl as the host part of `scheme://<authority>/path`: checked whole,
+# as git and ssh read it (ssh takes the host after the last '@', so "ssh://a#@b/x", which
+# urlsplit reads as host a, would connect to b).
+_AUTHORITY = re.compile(
+    r"^(?:[A-Za-z0-9._~-]+@)?(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$"
+)
+
+
 def _host_of(url: str) -> tuple[str, str, int]:
     if "://" in url:
         try:
@@ -123,6 +131,12 @@ def _host_of(url: str) -> tuple[str, str, int]:
             raise GitError(
                 f"{url!r} holds credentials, which would be stored and shown with the source: "
                 "use an ssh URL and a deploy key (a secret) instead"
+            )
+        authority = url.split("://", 1)[1].split("/", 1)[0]
+        if not _AUTHORITY.match(authority):
+            raise GitError(
+                f"{url!r}: the host part {authority!r} is not [user@]host[:port]; "
+                f"expected {ALLOWED_REMOTES}"
             )
         return scheme, parts.hostname.rstrip("."), port or (443 if scheme == "https" else 22)
     match = _SCP.match(url)
@@ -145,7 +159,7 @@ def check_path(path: str) -> str:
     """A folder inside the repository, relative ("" for its root), never leaving it."""
     cleaned = path.strip().strip("/")
     parts = PurePosixPath(cleaned).parts if cleaned else ()
-    if any(p in ("..", ".") or p.startswith(".git") for p in parts) or "\\" in cleaned:
+    if any(p in ("..", ".", ".git") for p in parts) or "\\" in cleaned:
         raise GitError(f"{path!r} is not a folder of the repository: e.g. workflows/prod")
     if any(ord(c) < 32 or ord(c) == 127 for c in cleaned) or len(cleaned) > 500:
         raise GitError(f"{path!r} is not a folder of the repository: e.g. workflows/prod")

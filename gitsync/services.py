@@ -442,6 +442,9 @@ def queue_sync(source: GitSource, *, now: dt.datetime | None = None) -> None:
     transaction.on_commit(lambda: sync.delay(source.pk))
 
 
+TICK_SLACK = dt.timedelta(seconds=15)
+
+
 def queue_due_sources(now: dt.datetime | None = None) -> int:
     """Queue the sync of every scheduled source whose interval has elapsed since its last
     sync, unless one was queued within its interval (a tick's compare-and-set: two beats
@@ -454,7 +457,9 @@ def queue_due_sources(now: dt.datetime | None = None) -> int:
     )
     queued = 0
     for source in scheduled.only("pk", "interval_seconds", "last_synced_at", "sync_queued_at"):
-        every = dt.timedelta(seconds=source.interval_seconds)
+        # Less a little: a sync ends seconds after the tick that queued it, and the tick an
+        # interval later must still find it due (else every 60 s would be every 120 s).
+        every = dt.timedelta(seconds=source.interval_seconds) - TICK_SLACK
         if source.last_synced_at is not None and source.last_synced_at > now - every:
             continue
         if source.sync_queued_at is not None and source.sync_queued_at > now - every:

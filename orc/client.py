@@ -481,6 +481,8 @@ class Client:
 
     def _list(self, path: str, limit: int | None, **params: Any) -> list[Any]:
         """Up to `limit` items (None: all), asking for no more per page than needed."""
+        if limit is not None and limit <= 0:
+            return []
         page_size = min(limit, 500) if limit else 100
         found = []
         for item in self.pages(path, {**params, "limit": page_size}):

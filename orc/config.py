@@ -180,8 +180,10 @@ def resolve(
         if name:
             chosen = config.context(name)
     if chosen is not None:
+        # A context's token goes to its own server only, never to one named elsewhere.
+        if token is None and (server is None or _same_server(server, chosen.server)):
+            token = chosen.token
         server, tenant = server or chosen.server, tenant or chosen.tenant
-        token = token or chosen.token
     if not server:
         raise ConfigError(
             "no server: run `orc login --server URL --tenant SLUG`, or set ORC_SERVER "
@@ -190,5 +192,15 @@ def resolve(
     if not token:
         raise ConfigError(
             f"no token for {server}: run `orc login --server {server}`, or set ORC_TOKEN"
+            + (
+                f" (context {name!r} holds a token for {chosen.server}, which is not sent "
+                "to another server)"
+                if chosen is not None and not _same_server(server, chosen.server)
+                else ""
+            )
         )
     return Settings(server=server, tenant=tenant, token=token, context=name)
+
+
+def _same_server(one: str, other: str) -> bool:
+    return one.rstrip("/") == other.rstrip("/")

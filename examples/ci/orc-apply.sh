@@ -10,7 +10,8 @@
 #   ORC_DRY_RUN=1     check and show the plan only (merge requests)
 #   ORC_PRUNE=1       also delete the tenant's workflows that no file defines
 #   ORC_SOURCE_COMMIT the commit the specs come from (default: `git rev-parse HEAD` when
-#                     SPEC_DIR is in a git checkout), recorded on each new version
+#                     SPEC_DIR is in a git checkout without uncommitted changes there),
+#                     recorded on each new version
 #   ORC               the orc command (default: orc)
 #
 # Exits non-zero when a spec is invalid (each error with its file and field path), when
@@ -29,6 +30,11 @@ if [ "${ORC_PRUNE:-0}" = 1 ]; then prune=--prune; fi
 commit=${ORC_SOURCE_COMMIT:-}
 if [ -z "$commit" ] && command -v git >/dev/null 2>&1; then
     commit=$(git -C "$dir" rev-parse HEAD 2>/dev/null || true)
+    # Specs with uncommitted changes are not that commit's: record none.
+    if [ -n "$commit" ] && [ -n "$(git -C "$dir" status --porcelain -- . 2>/dev/null)" ]; then
+        echo "orc-apply: $dir has uncommitted changes; no commit recorded" >&2
+        commit=
+    fi
 fi
 
 echo "--- validating $dir"

@@ -9,7 +9,7 @@ from typing import NoReturn
 import typer
 
 from orc.cli.common import ExitCode, State
-from orc.client import Run
+from orc.client import ClientError, Run
 from orc.output import Format, Progress, duration, emit, info, state_counts
 
 __all__ = ["wait_and_exit"]
@@ -47,7 +47,11 @@ def wait_and_exit(current: State, run_id: int, output: Format, said: str = "") -
     if run["state"] == "success":
         raise typer.Exit(ExitCode.OK)
     if output is Format.TABLE:
-        for instance in client.list_task_instances(run_id):
+        try:
+            instances = client.list_task_instances(run_id)
+        except ClientError:  # the run's outcome is known: its exit code, not this one's, counts
+            instances = []
+        for instance in instances:
             if instance["state"] in FAILED_TASK_STATES:
                 name = instance["task_id"]
                 index = instance["map_index"]

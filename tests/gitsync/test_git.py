@@ -40,6 +40,10 @@ def test_it_accepts_https_ssh_and_scp_like_remotes(url: str, remote: Remote) -> 
         ("ssh://-oProxyCommand=x/flows", "has no host"),
         ("https://me:hunter2@git.example.com/flows.git", "holds credentials"),
         ("https://ghp_token@git.example.com/flows.git", "holds credentials"),
+        # What ssh would read as another host than urlsplit does (after the last '@').
+        ("ssh://93.184.216.34#@127.0.0.1:18999/x", "is not [user@]host[:port]"),
+        ("ssh://93.184.216.34?@127.0.0.1/x", "is not [user@]host[:port]"),
+        ("ssh://a@b@127.0.0.1/x", "is not [user@]host[:port]"),
         ("file:///srv/git/flows.git", "GITSYNC_ALLOW_LOCAL=1"),
         ("/srv/git/flows.git", "GITSYNC_ALLOW_LOCAL=1"),
         ("", "is not a git URL"),
@@ -99,7 +103,14 @@ def test_it_refuses_what_is_no_branch_name(branch: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "cleaned"), [("", ""), ("prod", "prod"), ("/prod/", "prod"), ("a/b", "a/b")]
+    ("path", "cleaned"),
+    [
+        ("", ""),
+        ("prod", "prod"),
+        ("/prod/", "prod"),
+        ("a/b", "a/b"),
+        (".github/orc", ".github/orc"),
+    ],
 )
 def test_it_accepts_folders_of_the_repository(path: str, cleaned: str) -> None:
     assert check_path(path) == cleaned

@@ -113,3 +113,22 @@ def test_without_any_configuration_it_says_how_to_get_one(home: Path) -> None:
         "error: no server: run `orc login --server URL --tenant SLUG`, or set ORC_SERVER "
         "(with ORC_TENANT and ORC_TOKEN)\n"
     )
+
+
+def test_a_contexts_token_is_never_sent_to_another_server(
+    server: OrcServer, home: Path, loopback_listener: int
+) -> None:
+    assert login(server, home, server.tokens["dev:owner"])[0] == 0
+    elsewhere = f"http://127.0.0.1:{loopback_listener}"
+    for how in (["--server", elsewhere], []):
+        env = shell(home) | ({} if how else {"ORC_SERVER": elsewhere})
+        done = orc(*how, "workflows", "list", env=env, timeout=30)
+        assert done.code == 2, str(done)
+        assert done.err == (
+            f"error: no token for {elsewhere}: run `orc login --server {elsewhere}`, or set "
+            f"ORC_TOKEN (context 'dev' holds a token for {server.base}, which is not sent "
+            "to another server)\n"
+        )
+    # The context's own server, named again, still gets it.
+    done = orc("--server", server.base + "/", "workflows", "list", env=shell(home))
+    assert done.code == 0, str(done)

@@ -330,6 +330,16 @@ CASES = [
         "", "invalid YAML at line 2, column 1: duplicate key 'name'",
     ),
     case("invalid-yaml", "name: [wf\ntasks: {}\n", "", "invalid YAML at line"),
+    case(
+        "yaml-date-that-does-not-exist",
+        "name: wf\nschedule:\n  cron: '@daily'\n  start: 2026-02-30\ntasks: {a: {type: noop}}\n",
+        "", "invalid YAML at line 4, column 10: '2026-02-30' is not a date: day is out of range",
+    ),
+    case(
+        "yaml-month-that-does-not-exist",
+        "name: wf\ndescription: 2026-13-01\ntasks: {a: {type: noop}}\n",
+        "", "'2026-13-01' is not a date: month must be in 1..12",
+    ),
     case("invalid-json", '{"name": "wf", "tasks": {},}', "", "invalid JSON"),
     case(
         "duplicate-json-key", '{"name": "wf", "name": "other", "tasks": {"a": {"type": "noop"}}}',
