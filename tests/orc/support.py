@@ -262,7 +262,12 @@ name: flaky
 tasks:
   flap:
     type: shell
-    command: ["sh", "-c", "echo try {{ try_number }}; test {{ try_number }} -ge 2"]
+    # The first try lasts a while: `orc logs --follow` starts while it runs, however slow
+    # the machine, and must go on to the second.
+    command:
+      - sh
+      - -c
+      - echo try {{ try_number }}; test {{ try_number }} -ge 2 || { sleep 3; exit 1; }
     retries: 1
     retry_delay: 0s
 """,

@@ -194,7 +194,11 @@ def test_shell_completion_installs_and_completes(home: Path) -> None:
     env["SHELL"] = "/bin/bash"
     for line in section_block("Shell completion", "sh").splitlines():
         command = line.split("#", 1)[0].strip()
-        done = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True)
+        # Run from a bash that stays orc's parent, as a user's shell does (`bash -c` alone
+        # would exec orc, whose parent is then whatever started the tests: sh under make).
+        done = subprocess.run(
+            ["bash", "-c", f"{command}\nexit $?"], env=env, capture_output=True, text=True
+        )
         assert done.returncode == 0, (command, done.stderr)
         if "--show-completion" in command:
             assert "_ORC_COMPLETE=complete_bash" in done.stdout
