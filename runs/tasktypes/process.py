@@ -178,15 +178,20 @@ def _run_sandboxed(
             error=f"the task sandbox is unavailable: could not start {sandbox.bwrap!r}: {exc}",
         )
     try:
-        if not started.send(argv, env, cwd, sandbox):
-            # It died while it waited (killed from outside): a fresh one, once.
+        sent = started.send(argv, env, cwd, sandbox)
+        if not sent:  # it died while it waited (killed from outside): a fresh one, once
             started.close(remove=ahead)
             started = SandboxProcess.start(sandbox, workspace, stdin=stdin is not None)
-            if not started.send(argv, env, cwd, sandbox):
-                return ProcessResult(exit_code=None, error="the task sandbox ended before its task")
+            sent = started.send(argv, env, cwd, sandbox)
     except ValueError as exc:  # a NUL byte in an argument
         started.close(remove=ahead)
         return ProcessResult(exit_code=None, error=f"could not start {argv[0]!r}: {exc}")
+    except OSError as exc:  # no fresh one could be started, or its directory made
+        started.close(remove=ahead)
+        return ProcessResult(exit_code=None, error=f"the task sandbox is unavailable: {exc}")
+    if not sent:
+        started.close(remove=ahead)
+        return ProcessResult(exit_code=None, error="the task sandbox ended before its task")
     if ahead:
         PRESTARTED.refill(sandbox)
     proc = started.proc
@@ -296,7 +301,7 @@ class SandboxProcess:
 
     def close(self, *, remove: bool) -> None:
         """Its descriptors closed, whatever is left of it killed, its workspace removed (when
-        `remove`: it made the workspace itself)."""
+        `remove`: it made the workspace itself). A second call does nothing more."""
         if self.control >= 0:
             os.close(self.control)  # an unused sandbox: its PID 1 reads nothing and ends
             self.control = -1
@@ -307,8 +312,10 @@ class SandboxProcess:
             if stream is not None:
                 stream.close()
         for fd in (self.status_read, self.info_read):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.status_read = self.info_read = -1  # closed once: the numbers may be reused
         if remove:
             with contextlib.suppress(OSError):
                 self.workspace.remove()
