@@ -551,6 +551,14 @@ TASK_SANDBOX_READONLY_PATHS = env_list("TASK_SANDBOX_READONLY_PATHS")
 # waiting for the task), one per tenant and sandbox settings it ran a task of lately, and
 # discards one unused this long. 0: sandboxes are made when their task comes (13 ms later).
 TASK_SANDBOX_WARM_SECONDS = env_float("TASK_SANDBOX_WARM_SECONDS", 60.0)
+# The sandbox's PID 1: "auto" (the compiled orc-sandbox-init that `make install` and the
+# image build into the environment's bin directory, else supervise.py), "python"
+# (supervise.py: about 16 ms more CPU per task), or the path of a compiled one.
+TASK_SANDBOX_INIT = env_str("TASK_SANDBOX_INIT", "auto")
+if TASK_SANDBOX_INIT not in {"auto", "python"} and not TASK_SANDBOX_INIT.startswith("/"):
+    raise ImproperlyConfigured(
+        f"TASK_SANDBOX_INIT={TASK_SANDBOX_INIT!r}: expected auto, python or an absolute path"
+    )
 # Resource limits of shell and python tasks: a tenant's policy `task_limits` sets its own
 # (up to the maximum here), a task's `rlimits` may only lower them. 0: no limit.
 TASK_LIMIT_KEYS = ("memory_mb", "cpu_seconds", "processes", "open_files", "file_size_mb")

@@ -3,6 +3,7 @@ and `outsider` (tenant B: an owner and a token), so every test can check isolati
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 
@@ -11,6 +12,19 @@ import pytest
 from tests.harness import Team, allow_flush_of_append_only_tables, make_team
 
 __all__ = ["allow_flush_of_append_only_tables", "loopback_listener", "outsider", "team"]
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """Each run of the suite its own test database (`test_<name>_run<pid>`), so two runs on
+    one server (a checkout and a CI clone) never drop each other's."""
+    from django.conf import settings
+
+    for db in settings.DATABASES.values():
+        if db["ENGINE"] == "django.db.backends.sqlite3":
+            continue
+        test = db.setdefault("TEST", {})
+        test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}_run{os.getpid()}"
 
 
 @pytest.fixture

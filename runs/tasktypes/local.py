@@ -24,6 +24,7 @@ from runs.tasktypes.sandbox import (
     Limits,
     Sandbox,
     SandboxUnavailable,
+    init_program,
     limit_hint,
     uid_for,
 )
@@ -126,6 +127,7 @@ def tenant_sandbox(
         hidden_packages=_project_packages() if python else (),
         environment=environment,
         warm_seconds=settings.TASK_SANDBOX_WARM_SECONDS,
+        init=init_program(settings.TASK_SANDBOX_INIT),
     )
 
 

@@ -1,4 +1,5 @@
-"""The sandbox of shell and python tasks: bubblewrap (`bwrap`) around `supervise.py --init`.
+"""The sandbox of shell and python tasks: bubblewrap (`bwrap`) around its PID 1, the compiled
+`orc-sandbox-init` (runs/tasktypes/sandbox_init.c) or, where it is not built, `supervise.py`.
 
 What a task gets (docs/task-types.md, "What a task can reach"):
 - its tenant's own uid and gid (`Sandbox.uid`), never the worker's and never root. A root
@@ -28,11 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import shutil
 import signal
 import sys
 import sysconfig
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +53,7 @@ __all__ = [
     "SandboxUnavailable",
     "Workspace",
     "check_traversable",
+    "init_program",
     "interpreter",
     "limit_hint",
     "parse_status",
@@ -61,10 +66,13 @@ HOME = "/home/task"  # the task's private working directory, inside the sandbox
 TMP = "/tmp"  # noqa: S108 (the sandbox's own /tmp: a private directory of the task's)
 RUNNER_DIR = "/orc/python"  # the python runner's modules, inside the sandbox
 SUPERVISOR_INSIDE = "/orc/supervise.py"  # where the sandbox sees it
+INIT_NAME = "orc-sandbox-init"  # the compiled PID 1, in the environment's bin directory
+INIT_INSIDE = "/orc/init"  # where the sandbox sees it
 
 # /etc files a process commonly needs (name resolution, TLS roots, time zones, the dynamic
 # linker, Debian's alternatives); the rest of /etc (service configurations, shadow) is not
-# there. passwd and group are written per task with the task's own user only.
+# there. passwd and group hold the task's own user only (`_identity`). A sandbox sees them
+# as one read-only copy (`prepared_etc`).
 ETC_PATHS = (
     "alternatives",
     "ca-certificates",
@@ -87,6 +95,10 @@ ETC_PATHS = (
     "ssl",
     "timezone",
 )
+ETC_SOURCE = "/etc"  # the host's, copied for the tasks (`prepared_etc`)
+# How often the copy of the ETC_PATHS entries is compared with the host's (a changed
+# resolv.conf, new certificates): a sandbox made later sees the change.
+ETC_RECHECK_SECONDS = 10.0
 # Top-level directories that are, on merged-/usr systems, links into /usr.
 USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 LIMIT_SIGNALS = {
@@ -120,8 +132,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class Workspace:
-    """A task's host directories: `work` (its HOME and working directory), `tmp`, and `etc`
-    (its passwd and group). Made by `Sandbox.workspace`, removed by `remove`."""
+    """A task's host directories: `work` (its HOME and working directory) and `tmp`. Made
+    by `Sandbox.workspace`, removed by `remove`."""
 
     base: Path
 
@@ -133,11 +145,16 @@ class Workspace:
     def tmp(self) -> Path:
         return self.base / "tmp"
 
-    @property
-    def etc(self) -> Path:
-        return self.base / "etc"
-
     def remove(self) -> None:
+        try:  # what most tasks leave: two empty directories (three calls, not a tree walk)
+            for emptied in (self.work, self.tmp, self.base):
+                os.rmdir(emptied)
+            return
+        except FileNotFoundError:
+            if not self.base.exists():
+                return
+        except OSError:
+            pass
         if os.geteuid() != 0:
             # The task's files are the worker's own here, but a task may have left
             # directories it closed to itself (chmod 000): open them before removing.
@@ -191,6 +208,9 @@ class Sandbox:
     # How long a sandbox made ahead for the next task of these settings is kept unused
     # (runs/tasktypes/process.py, `Prestarted`); 0: none is made ahead.
     warm_seconds: float = 0.0
+    # The compiled PID 1 (host path, `init_program`); "": supervise.py under the worker's
+    # interpreter, which does the same at about 16 ms more CPU per task.
+    init: str = ""
 
     @property
     def gid(self) -> int:
@@ -210,13 +230,6 @@ class Sandbox:
             path.mkdir(mode=0o700)
             if os.geteuid() == 0:
                 os.chown(path, self.uid, self.gid)
-        space.etc.mkdir(mode=0o755)
-        (space.etc / "passwd").write_text(
-            f"root:x:0:0::/nonexistent:/usr/sbin/nologin\n"
-            f"task:x:{self.uid}:{self.gid}:task:{HOME}:/bin/sh\n"
-            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-        )
-        (space.etc / "group").write_text(f"root:x:0:\ntask:x:{self.gid}:\nnogroup:x:65534:\n")
         return space
 
     # --- the command line -----------------------------------------------------------------
@@ -232,8 +245,8 @@ class Sandbox:
     ) -> list[str]:
         """bwrap's argv running `argv` under the supervisor as the sandbox's PID 1."""
         config = f"{status_fd}:{format_limits(self.limits.as_dict())}"
-        supervisor = [interpreter(), "-I", "-S", SUPERVISOR_INSIDE, "--init", config, "--"]
-        return [*self._options(space, cwd, info_fd), "--", *supervisor, *argv]
+        pid1 = [*self._pid1(), "--init", config, "--"]
+        return [*self._options(space, cwd, info_fd), "--", *pid1, *argv]
 
     def serve_command(
         self, *, space: Workspace, status_fd: int, info_fd: int, control_fd: int
@@ -242,8 +255,12 @@ class Sandbox:
         PID 1, waits for the task on `control_fd` (supervise.py `--serve`). The task's
         limits and working directory come with it, not from here."""
         config = f"{status_fd}:{control_fd}"
-        supervisor = [interpreter(), "-I", "-S", SUPERVISOR_INSIDE, "--serve", config]
-        return [*self._options(space, None, info_fd), "--", *supervisor]
+        return [*self._options(space, None, info_fd), "--", *self._pid1(), "--serve", config]
+
+    def _pid1(self) -> list[str]:
+        if self.init:
+            return [INIT_INSIDE]
+        return [interpreter(), "-I", "-S", SUPERVISOR_INSIDE]
 
     def _options(self, space: Workspace, cwd: str | None, info_fd: int) -> list[str]:
         return [
@@ -283,13 +300,19 @@ class Sandbox:
         return _inside_cwd(cwd)
 
     def _mounts(self, space: Workspace) -> list[str]:
-        args = list(_system_mounts())
+        args = list(_usr_mounts())
+        own = [path for path, _ in self.mounts] + list(self.readonly)
+        if any(path == "/etc" or path.startswith("/etc/") for path in own):
+            args += _etc_binds()  # a mount of its own inside /etc: on a writable /etc
+        else:
+            args += ["--ro-bind", str(prepared_etc(self.root)), "/etc"]
+        identity = _identity(self.root, self.uid, self.gid)
         args += [
             "--ro-bind",
-            str(space.etc / "passwd"),
+            str(identity / "passwd"),
             "/etc/passwd",
             "--ro-bind",
-            str(space.etc / "group"),
+            str(identity / "group"),
             "/etc/group",
             "--proc",
             "/proc",
@@ -302,8 +325,7 @@ class Sandbox:
             str(space.tmp),
             TMP,
             "--ro-bind",
-            str(SUPERVISOR),
-            SUPERVISOR_INSIDE,
+            *((self.init, INIT_INSIDE) if self.init else (str(SUPERVISOR), SUPERVISOR_INSIDE)),
         ]
         args += _python_mounts(self) if self.python else _interpreter_mounts()
         for extra in self.readonly:
@@ -318,6 +340,35 @@ class Sandbox:
         if self.environment is not None:
             return RUNNER_DIR
         return os.pathsep.join([RUNNER_DIR, *_site_packages()])
+
+
+@functools.cache
+def init_program(choice: str = "auto") -> str:
+    """The sandbox's PID 1 for the setting TASK_SANDBOX_INIT: the host path of the compiled
+    one, or "" for supervise.py. "auto": `orc-sandbox-init` in this environment's bin
+    directory (built by `make install` and in the image) when it is there and the tasks'
+    uids can reach it, else supervise.py; "python": supervise.py; a path: that program,
+    which must be there."""
+    if choice == "python":
+        return ""
+    if choice == "auto":
+        path = Path(sys.prefix) / "bin" / INIT_NAME
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            return ""
+        try:
+            check_traversable(path.parent, "TASK_SANDBOX_INIT")
+        except SandboxUnavailable:
+            return ""
+        return str(path)
+    path = Path(choice)
+    if not (path.is_absolute() and path.is_file() and os.access(path, os.X_OK)):
+        raise SandboxUnavailable(
+            f"TASK_SANDBOX_INIT={choice!r} is not an executable file: build it with "
+            f"`make install` (cc -O2 -o {INIT_NAME} runs/tasktypes/sandbox_init.c), or set "
+            "TASK_SANDBOX_INIT=auto or python"
+        )
+    check_traversable(path.parent, "TASK_SANDBOX_INIT")
+    return str(path)
 
 
 def interpreter() -> str:
@@ -462,10 +513,14 @@ def probe(bwrap: str = "bwrap", uid: int | None = None) -> str | None:
     return None
 
 
-@functools.cache
 def _system_mounts() -> tuple[str, ...]:
-    """/usr, the top-level links into it (or the directories, where /usr is not merged) and
-    the /etc files of ETC_PATHS, read-only: the host's layout, read once per process."""
+    return (*_usr_mounts(), *_etc_binds())
+
+
+@functools.cache
+def _usr_mounts() -> tuple[str, ...]:
+    """/usr and the top-level links into it (or the directories, where /usr is not merged),
+    read-only: the host's layout, read once per process."""
     args = ["--ro-bind", "/usr", "/usr"]
     for name in USR_LINKS:
         path = Path("/") / name
@@ -473,10 +528,124 @@ def _system_mounts() -> tuple[str, ...]:
             args += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
+    return tuple(args)
+
+
+def _etc_binds() -> tuple[str, ...]:
+    """The ETC_PATHS entries bound one by one (about 20 mounts, each costing a sandbox's
+    start and teardown CPU): where the task has a mount of its own inside /etc."""
+    args: list[str] = []
     for name in ETC_PATHS:
         if os.path.exists(f"/etc/{name}"):
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     return tuple(args)
+
+
+_ETC_LOCK = threading.Lock()
+_ETC_COPIES: dict[Path, tuple[float, Path]] = {}  # root -> (when compared, the copy)
+_IDENTITIES: set[tuple[Path, int]] = set()
+
+
+def prepared_etc(root: Path) -> Path:
+    """A copy of the host's ETC_PATHS entries under `root`, bound read-only at /etc as one
+    mount rather than about 20 (each one costs the sandbox's start and teardown CPU: about
+    4 ms of a shell task's on the 2-core machine, docs/performance.md).
+
+    Named by a digest of what it copies (names, types, sizes, times, inodes), so the worker
+    processes of a host share one, and a change on the host (a new resolv.conf, renewed
+    certificates) makes a new one, which sandboxes made after the next comparison (at most
+    ETC_RECHECK_SECONDS later) see. A top-level link is followed, as a bind would; links
+    inside directories stay links (into /usr, which the sandbox has). What the worker
+    cannot read is left out; modes are kept, so what only root may read stays so. `passwd`
+    and `group` are empty: the task's own are bound over them (`_identity`). Copies the
+    host's /etc no longer matches are left in place: a sandbox may still have one bound."""
+    now = time.monotonic()
+    with _ETC_LOCK:
+        known = _ETC_COPIES.get(root)
+        if known is not None and now - known[0] < ETC_RECHECK_SECONDS and known[1].is_dir():
+            return known[1]
+        digest = hashlib.sha256(repr(_etc_state()).encode()).hexdigest()[:20]
+        copy = root / "etc" / digest
+        if not copy.is_dir():
+            _copy_etc(copy)
+        _ETC_COPIES[root] = (now, copy)
+        return copy
+
+
+def _etc_state() -> list[tuple[str, int, int, int, int]]:
+    state = []
+    for name in ETC_PATHS:
+        top = os.path.join(ETC_SOURCE, name)
+        try:
+            info = os.stat(top)
+        except OSError:
+            continue
+        state.append(_signature(name, info))
+        if not os.path.isdir(top):
+            continue
+        for parent, dirs, files in os.walk(top):
+            for entry in sorted(dirs + files):
+                path = os.path.join(parent, entry)
+                with contextlib.suppress(OSError):
+                    state.append(_signature(os.path.relpath(path, ETC_SOURCE), os.lstat(path)))
+    return state
+
+
+def _signature(name: str, info: os.stat_result) -> tuple[str, int, int, int, int]:
+    return (name, info.st_mode, info.st_size, info.st_mtime_ns, info.st_ino)
+
+
+def _copy_etc(copy: Path) -> None:
+    """Made aside and renamed into place: a copy there is complete."""
+    copy.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+    import tempfile
+
+    made = Path(tempfile.mkdtemp(prefix=".new-", dir=copy.parent))
+    try:
+        for name in ETC_PATHS:
+            source, target = Path(ETC_SOURCE) / name, made / name
+            with contextlib.suppress(OSError, shutil.Error):
+                if source.is_dir():
+                    shutil.copytree(source, target, symlinks=True, ignore_dangling_symlinks=True)
+                elif source.exists():
+                    shutil.copy2(source, target)
+        for name in ("passwd", "group"):
+            (made / name).touch(mode=0o644)
+        os.chmod(made, 0o755)  # noqa: S103 (the tasks' uids read it, as they read /etc)
+        try:
+            os.rename(made, copy)
+        except OSError:  # another worker process made it first
+            if not copy.is_dir():
+                raise
+            shutil.rmtree(made, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(made, ignore_errors=True)
+        raise
+
+
+def _identity(root: Path, uid: int, gid: int) -> Path:
+    """The task's /etc/passwd and /etc/group, its own user and group only (written once per
+    process and uid, in place atomically)."""
+    folder = root / "users" / str(uid)
+    if (root, uid) in _IDENTITIES and (folder / "group").is_file():
+        return folder
+    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.chmod(folder.parent, 0o711)  # noqa: S103 (traversable, not listable)
+    contents = {
+        "passwd": (
+            "root:x:0:0::/nonexistent:/usr/sbin/nologin\n"
+            f"task:x:{uid}:{gid}:task:{HOME}:/bin/sh\n"
+            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        ),
+        "group": f"root:x:0:\ntask:x:{gid}:\nnogroup:x:65534:\n",
+    }
+    for name, text in contents.items():
+        staged = folder / f".{name}.{os.getpid()}.{threading.get_ident()}"
+        staged.write_text(text)
+        os.chmod(staged, 0o644)
+        os.replace(staged, folder / name)
+    _IDENTITIES.add((root, uid))
+    return folder
 
 
 def parse_status(raw: bytes) -> Mapping[str, Any]:

@@ -1,7 +1,8 @@
-"""The task sandbox itself (runs/tasktypes/sandbox.py, runs/tasktypes/supervise.py --init),
-driven the way the executor drives it, as root (how workers often run in containers) and
-from an unprivileged worker: what a task can see and reach, that everything it started
-dies with it, and that its limits hold and are named when hit."""
+"""The task sandbox itself (runs/tasktypes/sandbox.py, its PID 1 compiled or
+runs/tasktypes/supervise.py --init, every test over both), driven the way the executor
+drives it, as root (how workers often run in containers) and from an unprivileged worker:
+what a task can see and reach, that everything it started dies with it, and that its limits
+hold and are named when hit."""
 
 from __future__ import annotations
 
@@ -18,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from runs.tasktypes.process import OutputSink, ProcessResult, run_process
-from runs.tasktypes.sandbox import HOME, Limits, Sandbox, limit_hint, probe, uid_for
+from runs.tasktypes.sandbox import (
+    HOME,
+    Limits,
+    Sandbox,
+    init_program,
+    limit_hint,
+    probe,
+    uid_for,
+)
 from tests.subprocesses import ROOT
 from tests.workers import sandboxed_pids, wait_for
 
@@ -42,13 +51,26 @@ def _open_up(tmp_path: Path) -> None:
             os.chmod(path, os.stat(path).st_mode | 0o001)
 
 
+def compiled_init() -> str:
+    path = init_program("auto")
+    assert path, "make install builds the sandbox's compiled PID 1 (.venv/bin/orc-sandbox-init)"
+    return path
+
+
+@pytest.fixture(params=["compiled", "python"])
+def pid1(request: pytest.FixtureRequest) -> str:
+    """The sandbox's PID 1: the compiled one (the default where it is built), or
+    supervise.py (the fallback)."""
+    return compiled_init() if request.param == "compiled" else ""
+
+
 @pytest.fixture
-def make(tmp_path: Path) -> Callable[..., Sandbox]:
+def make(tmp_path: Path, pid1: str) -> Callable[..., Sandbox]:
     root = tmp_path / "sandboxes"
     _open_up(tmp_path)
 
     def make(uid: int = UID, **options: object) -> Sandbox:
-        return Sandbox(uid=uid, root=root, **options)  # type: ignore[arg-type]
+        return Sandbox(uid=uid, root=root, init=pid1, **options)  # type: ignore[arg-type]
 
     return make
 
@@ -387,8 +409,8 @@ import os, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
 from runs.tasktypes.process import OutputSink, run_process
-from runs.tasktypes.sandbox import Sandbox
-sandbox = Sandbox(uid={uid}, root=Path({sandboxes!r}))
+from runs.tasktypes.sandbox import Sandbox, init_program
+sandbox = Sandbox(uid={uid}, root=Path({sandboxes!r}), init=init_program("auto"))
 space = sandbox.workspace()
 sink = OutputSink(100_000)
 result = run_process(["/bin/sh", "-c", {script!r}], env={env!r}, cwd=None, timeout=60,
@@ -451,3 +473,39 @@ def test_an_unprivileged_worker_sandboxes_its_tasks_too(tmp_path: Path) -> None:
     assert marker not in out
     assert f"ls: cannot access '{ROOT}': No such file or directory" in out
     assert lines[-2:] == ["ok", "result 0 "]
+
+
+def test_the_setting_chooses_the_pid_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto: the compiled one that make install builds, else supervise.py; python:
+    supervise.py; a path: that program, refused with what to do when it is not one."""
+    built = compiled_init()
+    assert Path(built) == Path(sys.prefix) / "bin" / "orc-sandbox-init"
+    assert init_program("python") == ""
+    assert init_program(built) == built
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))  # an environment without it
+    assert init_program.__wrapped__("auto") == ""
+    missing = tmp_path / "no-init"
+    with pytest.raises(Exception, match="is not an executable file: build it with `make install`"):
+        init_program(str(missing))
+
+
+def test_the_compiled_pid_1_reports_as_supervise_py_does(make: Callable[..., Sandbox]) -> None:
+    """Exit codes, deaths by a signal and a task that cannot start read the same whichever
+    PID 1 ran them (runs/tasktypes/sandbox_init.c against supervise.py)."""
+    sandbox = make()
+    outcomes = [sandboxed(sandbox, script)[0] for script in ("exit 7", "kill -TERM $$")]
+    assert [o.exit_code for o in outcomes] == [7, -15]
+    space = sandbox.workspace()
+    try:
+        result = run_process(
+            ["./not-executable"],
+            env=ENV,
+            cwd=None,
+            timeout=30,
+            sink=OutputSink(1000),
+            sandbox=sandbox,
+            workspace=space,
+        )
+    finally:
+        space.remove()
+    assert result.error == "could not start './not-executable': No such file or directory"

@@ -1,7 +1,8 @@
-"""Sandboxes made ahead of their task (runs/tasktypes/process.py, `Prestarted`;
-supervise.py `--serve`): the next shell task of the same tenant and settings takes the
-one waiting, gets its own limits, environment, working directory and a fresh workspace,
-and one that waited too long, died or was made for other settings is never used."""
+"""Sandboxes made ahead of their task (runs/tasktypes/process.py, `Prestarted`; `--serve`
+of the compiled PID 1 and of supervise.py, every test over both): the next shell task of
+the same tenant and settings takes the one waiting, gets its own limits, environment,
+working directory and a fresh workspace, and one that waited too long, died or was made
+for other settings is never used."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from runs.tasktypes.process import PRESTARTED, OutputSink, ProcessResult, run_process
 from runs.tasktypes.sandbox import HOME, Limits, Sandbox, probe
+from tests.runs.tasktypes.test_sandbox import compiled_init
 from tests.workers import wait_for
 
 UID = 200_000 + 4545
@@ -36,14 +38,21 @@ def _nothing_waiting() -> Iterator[None]:
     PRESTARTED.close()
 
 
+@pytest.fixture(params=["compiled", "python"])
+def pid1(request: pytest.FixtureRequest) -> str:
+    """The sandbox's PID 1: the compiled one, or supervise.py (the fallback)."""
+    return compiled_init() if request.param == "compiled" else ""
+
+
 @pytest.fixture
-def make(tmp_path: Path) -> Callable[..., Sandbox]:
+def make(tmp_path: Path, pid1: str) -> Callable[..., Sandbox]:
     for path in (tmp_path, *tmp_path.parents):  # the tasks' uids must get through
         if not os.stat(path).st_mode & 0o001:
             os.chmod(path, os.stat(path).st_mode | 0o001)
 
     def make(**options: object) -> Sandbox:
         options.setdefault("warm_seconds", 60.0)
+        options.setdefault("init", pid1)
         return Sandbox(uid=UID, root=tmp_path / "sandboxes", **options)  # type: ignore[arg-type]
 
     return make
@@ -65,6 +74,11 @@ def run(
         on_start=pids.append,
     )
     return result, sink.drain().decode("utf-8", "replace"), pids[0]
+
+
+def workspaces(sandbox: Sandbox) -> list[Path]:
+    """The task workspaces under the root (beside them: the tasks' /etc and users)."""
+    return [path for path in sandbox.root.iterdir() if path.name.startswith("task-")]
 
 
 def waiting(sandbox: Sandbox) -> int:
@@ -123,7 +137,7 @@ def test_each_task_has_a_fresh_workspace(make: Callable[..., Sandbox]) -> None:
     assert "t\n" not in out
     # The used workspaces are removed (on the thread); only those waiting are left.
     wait_for(
-        lambda: len(list(sandbox.root.iterdir())) == PRESTARTED.DEPTH,
+        lambda: len(workspaces(sandbox)) == PRESTARTED.DEPTH,
         10,
         "used workspaces removed",
     )
@@ -155,7 +169,7 @@ def test_one_unused_too_long_is_discarded(make: Callable[..., Sandbox]) -> None:
     wait_for(lambda: len(PRESTARTED) == 0, 10, "the unused sandbox discarded")
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # reaped: it is gone, not a zombie
-    assert list(sandbox.root.iterdir()) == []
+    assert workspaces(sandbox) == []
     result, out, second = run(sandbox, "echo fresh")
     assert (result.exit_code, out) == (0, "fresh\n")
     assert second != pid

@@ -244,12 +244,12 @@ for pid in [p for p in os.listdir('/proc') if p.isdigit() and p != me]:
     except OSError:
         continue
     try:
-        command = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')[3].decode()
+        args = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')
         status = dict(line.split(':', 1) for line in open(f'/proc/{pid}/status'))
         nspid = status['NSpid'].split()
     except (OSError, IndexError, KeyError):
         continue  # ended meanwhile
-    if command == '/orc/supervise.py':
+    if args[0] == b'/orc/init' or args[3:4] == [b'/orc/supervise.py']:
         opened.append('supervisor')
     elif len(nspid) > 1 and nspid[-1] != '1':
         opened.append('a task')  # another task's process (a leftover of an earlier test)

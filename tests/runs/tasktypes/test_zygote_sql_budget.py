@@ -1,8 +1,9 @@
 """A python task of a team package, once its zygote is warm, costs the worker the SQL of
 any other task's chain step: the package pinned in the version, its environment and its
 zygote are found without a query. tests/runs/engine/test_engine_sql_budget.py pins a chain
-step (CHAIN_STEP, measured on noop tasks; a task that runs code also reads its instance and
-run: TASK_STEP); a step whose templates name its upstream's result reads it besides, one
+step (CHAIN_STEP, measured on noop tasks). A task that runs code reads its run, workflow
+and tenant, unless a try of the same run read them in the last RUN_REUSE_SECONDS (a chain's
+steps): TASK_STEP; a step whose templates name its upstream's result reads it besides, one
 statement more, for shell and python tasks alike."""
 
 from __future__ import annotations
@@ -29,15 +30,20 @@ from tests.teamcode_support import use_package_index, wheel_bytes
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root in CI")
 
 SOURCE = {"budget_pkg/__init__.py": "def step(n=0):\n    return n + 1\n"}
-# A task that runs code reads its instance and run (a chain's noop is spared that read).
-TASK_STEP = CHAIN_STEP + 1
+# A task that runs code, its run read lately: what a chain's noop costs.
+TASK_STEP = CHAIN_STEP
 RENDERED_STEP = TASK_STEP + 1  # and the upstream's result read for the template
 
 
 @pytest.fixture
-def engine(transactional_db: None, settings: Any, tmp_path: Path) -> Iterator[Engine]:
+def engine(
+    transactional_db: None, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Engine]:
     use_package_index(settings, tmp_path)
     settings.TASK_CONTINUE_SECONDS = 0  # one task per execute, not the chain after it
+    # The first step's read of the run serves the next ones however long the python chain's
+    # first step (the environment, the zygote) took.
+    monkeypatch.setattr(worker, "RUN_REUSE_SECONDS", 3600.0)
     yield Engine(workers=None)
     ZYGOTES.stop()
 
@@ -116,3 +122,36 @@ def test_a_python_step_of_a_package_costs_what_a_shell_step_costs(engine: Engine
         results = dict(TaskInstance.objects.filter(run=python).values_list("task_id", "result"))
         d_state = TaskInstance.objects.get(run=python, task_id="d").state
     assert (results["a"], results["b"], results["c"], d_state) == (2, 3, 11, "queued")
+
+
+def test_a_policy_change_reaches_the_tries_that_start_after_the_reuse_window(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's row read for one try serves the next tries of the run for
+    RUN_REUSE_SECONDS (runs/worker.py): within it a try runs on the tenant's policy as that
+    read saw it, one statement fewer; past it, the run is read again with the new policy."""
+    files = {"type": "shell", "command": "ulimit -n", "shell": True}
+    run = _chain(
+        engine,
+        {
+            "name": "limits",
+            "tasks": {
+                "a": files,
+                "b": {**files, "depends_on": ["a"]},
+                "c": {**files, "depends_on": ["b"]},
+            },
+        },
+    )
+    worker.execute(_queued(engine, run).pk, 1)  # a: reads the run
+    with engine.scope():
+        engine.tenant.policy = {"task_limits": {"open_files": 100}}
+        engine.tenant.save(update_fields=["policy"])
+    within = _statements(_queued(engine, run))  # b: within the window
+    monkeypatch.setattr(worker, "RUN_REUSE_SECONDS", 0.0)
+    past = _statements(_queued(engine, run))  # c: past it
+    with engine.scope():
+        results = dict(TaskInstance.objects.filter(run=run).values_list("task_id", "result"))
+    assert results["a"] != 100
+    assert (results["b"], results["c"]) == (results["a"], 100)
+    read = 'FROM "runs_taskinstance" INNER JOIN "runs_workflowrun"'
+    assert [any(read in s for s in step) for step in (within, past)] == [False, True]
