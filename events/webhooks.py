@@ -21,7 +21,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -31,10 +31,11 @@ from django.utils import timezone
 from jinja2 import TemplateError
 
 from events.models import Webhook, WebhookDelivery, WebhookSecret
-from orchestrator import audit, crypto
+from orchestrator import audit, crypto, hooks
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.hooks import Received, problem, rate_limited
 from orchestrator.integers import ascii_int
 from orchestrator.policy import authorize
 from orchestrator.ratelimit import RateLimited, charge_webhook
@@ -55,7 +56,6 @@ __all__ = [
     "declared_webhooks",
     "delete_secret",
     "get_secret",
-    "not_allowed",
     "receive",
     "sign",
     "too_large",
@@ -249,27 +249,6 @@ def delete_secret(*, actor: Actor, secret: WebhookSecret) -> None:
 # --- deliveries ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Received:
-    """What the endpoint answers: a status, a JSON body, and headers."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _problem(status: int, title: str, detail: str, errors: Any = None) -> Received:
-    body: dict[str, Any] = {
-        "type": f"urn:orchestrator:problem:{title.lower().replace(' ', '-')}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    if errors:
-        body["errors"] = [{"path": p, "message": m} for p, m in errors]
-    return Received(status, body)
-
-
 UNAUTHORIZED = (
     401,
     "Unauthorized",
@@ -326,14 +305,7 @@ def _verified(webhook_keys: list[bytes], header: str, body: bytes) -> bool:
 
 
 def too_large() -> Received:
-    return _problem(
-        413, "Payload Too Large", f"a webhook body is at most {settings.WEBHOOK_MAX_BYTES} bytes"
-    )
-
-
-def not_allowed(method: str) -> Received:
-    refused = _problem(405, "Method Not Allowed", f"a webhook URL takes POST only, not {method}")
-    return Received(405, refused.body, {"Allow": "POST"})
+    return hooks.too_large(f"a webhook body is at most {settings.WEBHOOK_MAX_BYTES} bytes")
 
 
 def receive(*, uid: str, headers: Mapping[str, str], body: bytes) -> Received:
@@ -343,19 +315,18 @@ def receive(*, uid: str, headers: Mapping[str, str], body: bytes) -> Received:
     try:
         charge_webhook(uid, settings.WEBHOOK_RATE_LIMIT)
     except RateLimited as exc:
-        limited = _problem(429, "Too Many Requests", exc.message)
-        return Received(429, limited.body, {"Retry-After": str(exc.retry_after)})
+        return rate_limited(exc)
     header = headers.get(SIGNATURE_HEADER, "")
     webhook, keys = _live_webhook(uid)
     if webhook is None or not _verified(keys, header, body):
-        return _problem(*UNAUTHORIZED)
+        return problem(*UNAUTHORIZED)
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return _problem(400, "Bad Request", f"the body is not JSON: {exc}", [("", str(exc))])
+        return problem(400, "Bad Request", f"the body is not JSON: {exc}", [("", str(exc))])
     if not isinstance(data, dict):
         wrong = f"the body must be a JSON object, not {type(data).__name__}"
-        return _problem(400, "Bad Request", wrong, [("", "expected a JSON object")])
+        return problem(400, "Bad Request", wrong, [("", "expected a JSON object")])
     with tenant_scope([webhook.tenant_id]):
         return _start(webhook, headers, header, data)
 
@@ -379,7 +350,7 @@ def _start(webhook: Webhook, headers: Mapping[str, str], signature: str, data: A
         return _duplicate(found)
     workflow = webhook.workflow
     if workflow.paused:
-        return _problem(409, "Conflict", f"workflow {workflow.name!r} is paused: nothing started")
+        return problem(409, "Conflict", f"workflow {workflow.name!r} is paused: nothing started")
     envelope = {
         "specversion": "1.0",
         "id": key.partition(":")[2] if not key.startswith("signature:") else str(uuid.uuid4()),
@@ -394,7 +365,7 @@ def _start(webhook: Webhook, headers: Mapping[str, str], signature: str, data: A
     try:
         params = render_value(spec.params, {"event": envelope}, native=True)
     except TemplateError as exc:
-        return _problem(
+        return problem(
             400, "Bad Request", f"the webhook's params could not be rendered from the body: {exc}"
         )
     try:
@@ -417,9 +388,9 @@ def _start(webhook: Webhook, headers: Mapping[str, str], signature: str, data: A
             raise
         return _duplicate(found)
     except Invalid as exc:
-        return _problem(400, "Bad Request", "the run's params are invalid", exc.errors)
+        return problem(400, "Bad Request", "the run's params are invalid", exc.errors)
     except Conflict as exc:
-        return _problem(409, "Conflict", exc.message)
+        return problem(409, "Conflict", exc.message)
     return Received(202, {"run_id": run.pk, "state": run.state, "duplicate": False})
 
 

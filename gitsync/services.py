@@ -34,6 +34,7 @@ from orchestrator import audit, crypto
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
 from orchestrator.errors import Conflict, DomainError, FieldError, Invalid, NotFound
+from orchestrator.hooks import Received, problem, rate_limited
 from orchestrator.models import Tenant
 from orchestrator.policy import authorize
 from orchestrator.ratelimit import RateLimited, charge_webhook
@@ -45,7 +46,6 @@ from workflows.specfiles import InvalidFiles, error_line
 __all__ = [
     "INTERVAL_MAX",
     "UNSET",
-    "Received",
     "SyncResult",
     "create_source",
     "delete_source",
@@ -485,26 +485,11 @@ def _unchanged(queued_at: dt.datetime | None) -> Q:
 # --- the push webhook ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Received:
-    """What /hooks/git/<uid> answers: a status and a JSON body."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 UNAUTHORIZED = (
     "a git push webhook needs X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body> "
     "(GitHub, Gitea) or X-Gitlab-Token: <secret> (GitLab), made with the source's webhook "
     "secret (docs/gitops.md)"
 )
-
-
-def _problem(status: int, title: str, detail: str) -> Received:
-    slug = title.lower().replace(" ", "-")
-    body = {"type": f"urn:orchestrator:problem:{slug}", "title": title, "status": status}
-    return Received(status, {**body, "detail": detail})
 
 
 def _signed(key: bytes, headers: Mapping[str, str], body: bytes) -> bool:
@@ -540,8 +525,7 @@ def receive_push(*, uid: str, headers: Mapping[str, str], body: bytes) -> Receiv
     try:
         charge_webhook(f"git:{uid}", settings.WEBHOOK_RATE_LIMIT)
     except RateLimited as exc:
-        limited = _problem(429, "Too Many Requests", exc.message)
-        return Received(429, limited.body, {"Retry-After": str(exc.retry_after)})
+        return rate_limited(exc)
     source = (
         GitSource.objects.dangerously_unscoped()
         .select_related("tenant")
@@ -559,7 +543,7 @@ def receive_push(*, uid: str, headers: Mapping[str, str], body: bytes) -> Receiv
         except crypto.DecryptionError:  # its key was removed: rotate the secret
             source = None
     if not _signed(key, headers, body) or source is None:
-        return _problem(401, "Unauthorized", UNAUTHORIZED)
+        return problem(401, "Unauthorized", UNAUTHORIZED)
     if headers.get("X-GitHub-Event", "") == "ping" or headers.get("X-Gitea-Event", "") == "ping":
         return Received(200, {"queued": False, "detail": "pong: the signature is valid"})
     ref = _pushed_ref(body)
