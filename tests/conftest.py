@@ -4,14 +4,25 @@ and `outsider` (tenant B: an owner and a token), so every test can check isolati
 from __future__ import annotations
 
 import os
+import shutil
 import socket
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.harness import Team, allow_flush_of_append_only_tables, make_team
+from tests.subprocesses import ROOT, fresh_shell_env
 
-__all__ = ["allow_flush_of_append_only_tables", "loopback_listener", "outsider", "team"]
+__all__ = [
+    "allow_flush_of_append_only_tables",
+    "loopback_listener",
+    "migrated_var",
+    "outsider",
+    "team",
+]
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +36,31 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
             continue
         test = db.setdefault("TEST", {})
         test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}_run{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def _migrated_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    var = tmp_path_factory.mktemp("migrated-var")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=ROOT,
+        env=fresh_shell_env(VAR_DIR=str(var)),
+        check=True,
+        timeout=300,
+    )
+    return var
+
+
+@pytest.fixture
+def migrated_var(_migrated_once: Path) -> Callable[[Path], Path]:
+    """Makes a directory a VAR_DIR whose SQLite database is migrated, as an installation's
+    is after `manage.py migrate` (run once per test run, about 12 s, and copied)."""
+
+    def migrated(var: Path) -> Path:
+        shutil.copytree(_migrated_once, var, dirs_exist_ok=True)
+        return var
+
+    return migrated
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -220,13 +220,10 @@ def test_the_demo_runs_unsandboxed_where_it_cannot_sandbox_and_says_so(
     ids=["worker", "beat", "wsgi"],
 )
 def test_it_refuses_to_start_without_a_broker_outside_standalone(
-    argv: list[str], tmp_path: Path
+    argv: list[str], tmp_path: Path, migrated_var: Callable[[Path], Path]
 ) -> None:
-    env = fresh_shell_env(VAR_DIR=str(tmp_path))
     # A migrated database, as a user who forgot CELERY_BROKER_URL would have.
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120
-    )
+    env = fresh_shell_env(VAR_DIR=str(migrated_var(tmp_path)))
     result = subprocess.run(
         [sys.executable, *argv],
         cwd=ROOT,

@@ -8,6 +8,7 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,12 +52,10 @@ def _run(argv: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedPro
     ids=["worker", "beat", "wsgi"],
 )
 def test_it_refuses_to_serve_or_work_on_the_built_in_key_with_debug_off(
-    argv: list[str], tmp_path: Path
+    argv: list[str], tmp_path: Path, migrated_var: Callable[[Path], Path]
 ) -> None:
     # A migrated database, as a real installation has (beat reads its schedule first).
-    migrated = _run(["manage.py", "migrate", "-v0"], tmp_path)
-    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-    result = _run(argv, tmp_path)
+    result = _run(argv, migrated_var(tmp_path))
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert REFUSAL in output
