@@ -34,36 +34,28 @@ $(BIN)/orc-sandbox-init: runs/tasktypes/sandbox_init.c $(STAMP)
 		echo "note: no C compiler ($(CC)): sandboxes use supervise.py as PID 1, about 16 ms more CPU per task (apt-get install gcc libc6-dev)"; \
 	fi
 
+# What the suite needs from the system, installed with apt-get as root: $(call
+# APT_INSTALL,packages,message,what then) prints the message and does `what then` (exit 1,
+# or true where the suite goes on without it) elsewhere.
+APT_INSTALL = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y --no-install-recommends $(1) >/dev/null \
+		|| { apt-get update >/dev/null && apt-get install -y --no-install-recommends $(1) >/dev/null; }; \
+	else \
+		echo "$(2)"; $(3); \
+	fi
+
 # The suite runs every sandbox test over the compiled PID 1 too: it needs a C compiler
-# (installed here as root; `make install` alone only notes its absence).
+# (`make install` alone only notes its absence).
 compiler:
-	@command -v $(CC) >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get install -y --no-install-recommends gcc libc6-dev >/dev/null \
-			|| { apt-get update >/dev/null && apt-get install -y --no-install-recommends gcc libc6-dev >/dev/null; }; \
-		else \
-			echo "a C compiler is needed for the suite: sudo apt-get install -y gcc libc6-dev"; exit 1; \
-		fi; }
+	@command -v $(CC) >/dev/null 2>&1 || { $(call APT_INSTALL,gcc libc6-dev,a C compiler is needed for the suite: sudo apt-get install -y gcc libc6-dev,exit 1); }
 
 sandbox-tool:
-	@command -v bwrap >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get install -y --no-install-recommends bubblewrap >/dev/null \
-			|| { apt-get update >/dev/null && apt-get install -y --no-install-recommends bubblewrap >/dev/null; }; \
-		else \
-			echo "bubblewrap (bwrap) is needed: sudo apt-get install -y bubblewrap"; exit 1; \
-		fi; }
+	@command -v bwrap >/dev/null 2>&1 || { $(call APT_INSTALL,bubblewrap,bubblewrap (bwrap) is needed: sudo apt-get install -y bubblewrap,exit 1); }
 
 # The portal's browser tests drive Debian's Chromium (Playwright downloads no browser):
 # installed here as root; elsewhere the browser tests are skipped without it (not in CI).
 browser:
-	@test -x /usr/bin/chromium || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get install -y --no-install-recommends chromium fonts-liberation fonts-dejavu-core >/dev/null \
-			|| { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium fonts-liberation fonts-dejavu-core >/dev/null; }; \
-		else \
-			echo "note: the browser tests need Chromium (sudo apt-get install -y chromium); skipping them"; \
-		fi; }
+	@test -x /usr/bin/chromium || { $(call APT_INSTALL,chromium fonts-liberation fonts-dejavu-core,note: the browser tests need Chromium (sudo apt-get install -y chromium); skipping them,true); }
 
 # The embedded worker and beat log every periodic job at INFO: the demo shows warnings only.
 demo: install

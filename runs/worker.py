@@ -301,9 +301,9 @@ def _execute_one(ti_id: int, try_number: int) -> str | None:
         logger.info("task instance %s try %s is not queued any more; skipping", ti_id, try_number)
         return None
     claimed_ti = attempt.task_instance
-    labels = _run_labels.get(claimed_ti.run_id)
-    if claimed_ti.task_type == "noop" and labels is not None:
-        return _record_noop(attempt, labels)
+    recent = _recent_runs.get(claimed_ti.run_id)
+    if claimed_ti.task_type == "noop" and recent is not None:
+        return _record_noop(attempt, recent[1])
     with contextlib.ExitStack() as about:  # the try's log context, once known
         masker = Masker()
         sink = TaskOutput(settings.TASK_LOG_MAX_BYTES, masker)
@@ -395,49 +395,27 @@ def _finish_keeping_next(
         return engine.finish(attempt_id, outcome, claimed)
 
 
-@dataclasses.dataclass(frozen=True)
-class RunLabels:
-    """What a try's log lines and span say of its run, kept from the run's last try in this
-    process (`_run_labels`): a noop kept back by the try before it needs nothing else."""
-
-    tenant: str
-    workflow: str
-    traceparent: str
-    version_id: int
-
-
-_run_labels: dict[int, RunLabels] = {}  # run id -> labels, the last RUN_LABELS runs
-RUN_LABELS = 256
-
-
-def _remember(ti: TaskInstance) -> None:
-    run = ti.run
-    if len(_run_labels) >= RUN_LABELS:
-        _run_labels.pop(next(iter(_run_labels)))
-    _run_labels[run.pk] = RunLabels(
-        run.workflow.tenant.slug, run.workflow.name, run.trace_context, run.version_id
-    )
-
-
-def _record_noop(attempt: TaskAttempt, labels: RunLabels) -> str | None:
-    """A noop of a run this process has just worked on: recorded as `_execute_one` would,
+def _record_noop(attempt: TaskAttempt, run: WorkflowRun) -> str | None:
+    """A noop of a run this process has worked on (`_recent_runs`, however long ago: it
+    reads only what never changes in a run's life): recorded as `_execute_one` would,
     without reading its instance, run and workflow again (the claim handed the instance
-    back; the rest is the run's labels)."""
+    back; the rest is the run as read then)."""
     ti = attempt.task_instance
+    tenant, workflow = run.workflow.tenant.slug, run.workflow.name
     with (
         log_context(
-            tenant=labels.tenant,
-            workflow=labels.workflow,
+            tenant=tenant,
+            workflow=workflow,
             run=ti.run_id,
             task=ti.task_id,
             try_=attempt.try_number,
         ),
         tracing.span(
             f"task {ti.task_id}",
-            labels.traceparent,
+            run.trace_context,
             {
-                "orc.tenant": labels.tenant,
-                "orc.workflow": labels.workflow,
+                "orc.tenant": tenant,
+                "orc.workflow": workflow,
                 "orc.run": ti.run_id,
                 "orc.task": ti.task_id,
                 "orc.task_type": ti.task_type,
@@ -445,7 +423,7 @@ def _record_noop(attempt: TaskAttempt, labels: RunLabels) -> str | None:
             },
         ) as span,
     ):
-        rendered = _task_data(graph_for(labels.version_id), ti)
+        rendered = _task_data(graph_for(run.version_id), ti)
         outcome = Outcome("success", rendered=rendered)
         state = with_db_retry(_finish_keeping_next, attempt.pk, attempt, outcome)
         tracing.end_state(span, outcome.state, outcome.error)
@@ -468,7 +446,9 @@ def _task_data(graph: VersionGraph, ti: TaskInstance) -> dict[str, Any]:
 # dates, event, trace context; the workflow's name), but the tenant's policy may: a change
 # reaches the tries that start at most RUN_REUSE_SECONDS later.
 RUN_REUSE_SECONDS = 2.0
-_recent_runs: dict[int, tuple[float, WorkflowRun]] = {}  # run id -> (read at, run)
+# run id -> (read at, the run with its workflow and tenant), the last RECENT_RUNS runs read
+_recent_runs: dict[int, tuple[float, WorkflowRun]] = {}
+RECENT_RUNS = 256
 
 
 def _prepare(
@@ -492,11 +472,10 @@ def _prepare(
             .select_related("run", "run__workflow", "run__workflow__tenant")
             .get(pk=ti_id)
         )
-        if len(_recent_runs) >= RUN_LABELS:
+        if len(_recent_runs) >= RECENT_RUNS:
             with contextlib.suppress(KeyError, RuntimeError, StopIteration):
                 _recent_runs.pop(next(iter(_recent_runs)))
         _recent_runs[ti.run_id] = (time.monotonic(), ti.run)
-    _remember(ti)
     graph = graph_for(ti.run.version_id)
     task = _task_data(graph, ti)
     if ti.task_type == "python":

@@ -16,7 +16,7 @@ import pytest
 
 from runs.tasktypes.process import PRESTARTED, OutputSink, ProcessResult, run_process
 from runs.tasktypes.sandbox import HOME, Limits, Sandbox, probe
-from tests.runs.tasktypes.test_sandbox import compiled_init
+from tests.runs.tasktypes.test_sandbox import pid1  # noqa: F401 (the fixture: both PID 1s)
 from tests.workers import wait_for
 
 UID = 200_000 + 4545
@@ -38,14 +38,8 @@ def _nothing_waiting() -> Iterator[None]:
     PRESTARTED.close()
 
 
-@pytest.fixture(params=["compiled", "python"])
-def pid1(request: pytest.FixtureRequest) -> str:
-    """The sandbox's PID 1: the compiled one, or supervise.py (the fallback)."""
-    return compiled_init() if request.param == "compiled" else ""
-
-
 @pytest.fixture
-def make(tmp_path: Path, pid1: str) -> Callable[..., Sandbox]:
+def make(tmp_path: Path, pid1: str) -> Callable[..., Sandbox]:  # noqa: F811
     for path in (tmp_path, *tmp_path.parents):  # the tasks' uids must get through
         if not os.stat(path).st_mode & 0o001:
             os.chmod(path, os.stat(path).st_mode | 0o001)
