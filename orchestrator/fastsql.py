@@ -27,15 +27,23 @@ test; a new one is added here and there, with the bench figure that pays for it)
 - queue_ready: the free task slots of a run filled, highest priority first.
 - claim_tries: queued tries taken by a worker.
 - resend_queued: queued tries whose message was lost, stamped for re-sending.
+- lock_run: a run locked for its state change, with its tenant (every task step).
+- finish_try: an attempt's end and its instance's new state (every task step).
+
+The engine's statements on a task's path go through `run`, which on PostgreSQL makes each
+distinct text a server-side prepared statement of the connection: parsed and planned once,
+not on every step (about 1 ms of a chain step's 7 on the 2-core machine).
 """
 
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from django.db import connection, models
+from django.conf import settings
+from django.db import DatabaseError, connection, models
 
 __all__ = [
     "STATEMENTS",
@@ -45,6 +53,8 @@ __all__ = [
     "execute_in_one_trip",
     "in_tenants",
     "quote",
+    "readable",
+    "run",
     "statement",
 ]
 
@@ -175,11 +185,87 @@ def execute_in_one_trip(cursor: Any, statements: list[tuple[str, list[Any]]]) ->
     psycopg2 they travel as one query string (one round trip; PostgreSQL still gives each
     statement its own snapshot under READ COMMITTED). psycopg 3 would leave the cursor
     on the first result, and SQLite runs one statement per call: there, one call each."""
-    driver = getattr(connection, "Database", None)
-    if connection.vendor == "postgresql" and getattr(driver, "__name__", "") == "psycopg2":
+    if _psycopg2():
         cursor.execute(
             "; ".join(sql for sql, _ in statements), [p for _, ps in statements for p in ps]
         )
         return
     for sql, params in statements:
         cursor.execute(sql, params)
+
+
+# --- prepared statements (PostgreSQL) -------------------------------------------------------
+
+# At most this many per connection: a statement whose text varies with its input (an IN list
+# as long as a batch) is prepared for the first lengths met, and runs unprepared beyond.
+PREPARED_PER_CONNECTION = 200
+_UNDEFINED_PREPARED_STATEMENT = "26000"
+# The driver's connection -> {statement text: its prepared name}. Weak: a closed
+# connection's statements die with its server session.
+_prepared: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def run(cursor: Any, sql: str, params: Sequence[Any]) -> None:
+    """Execute a hand-written statement (placeholders `%s`, no other `%`). On PostgreSQL
+    with psycopg2 (and DATABASE_PREPARED_STATEMENTS on), its text is prepared once per
+    connection (`PREPARE`, parameter types inferred from where they appear) and then run
+    with `EXECUTE`: the parse and the plan (0.1-0.4 ms each for the engine's statements)
+    are not paid on every task step. Elsewhere, and beyond PREPARED_PER_CONNECTION texts,
+    it runs as is."""
+    name = _prepared_name(cursor, sql)
+    if name is None:
+        cursor.execute(sql, params)
+        return
+    try:
+        cursor.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "pgcode", None) != _UNDEFINED_PREPARED_STATEMENT:
+            raise
+        # The session lost it (DISCARD ALL, a pooler between): forget them all. Outside a
+        # transaction, prepare it again at once; inside one, the error aborted it.
+        _prepared.pop(connection.connection, None)
+        if connection.in_atomic_block:
+            raise
+        run(cursor, sql, params)
+
+
+def readable(sql: str) -> str:
+    """A captured statement as its text: `EXECUTE orc_N (...)` of this connection becomes
+    the statement prepared under that name; `PREPARE ...` (once per connection and text)
+    becomes ""; anything else is itself. For tests and debugging that read statements."""
+    if sql.startswith("PREPARE "):
+        return ""
+    if not sql.startswith("EXECUTE "):
+        return sql
+    name = sql.split()[1]
+    for text, known in _prepared.get(connection.connection, {}).items():
+        if known == name:
+            return text
+    return sql
+
+
+def _prepared_name(cursor: Any, sql: str) -> str | None:
+    if not settings.DATABASE_PREPARED_STATEMENTS or not _psycopg2():
+        return None
+    raw = connection.connection  # connected: the cursor was made from it
+    known = _prepared.get(raw)
+    if known is None:
+        known = _prepared[raw] = {}
+    name = known.get(sql)
+    if name is not None:
+        return name
+    if len(known) >= PREPARED_PER_CONNECTION:
+        return None
+    parts = sql.split("%s")
+    if any("%" in part for part in parts):
+        raise ValueError("a prepared statement's text holds no % but its placeholders")
+    name = f"orc_{len(known)}"
+    text = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+    cursor.execute(f"PREPARE {name} AS {text}")
+    known[sql] = name
+    return name
+
+
+def _psycopg2() -> bool:
+    driver = getattr(connection, "Database", None)
+    return connection.vendor == "postgresql" and getattr(driver, "__name__", "") == "psycopg2"

@@ -189,6 +189,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The engine's hot statements (orchestrator/fastsql.py, `run`) as server-side prepared
+# statements on PostgreSQL: parsed and planned once per connection instead of on every
+# task step. Off behind a pooler that hands one session's statements to several server
+# connections (PgBouncer in transaction mode), where a prepared statement is not there.
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

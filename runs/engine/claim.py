@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from orchestrator import metrics
+from orchestrator import fastsql, metrics
 from orchestrator.fastsql import Columns, Insert, quote, statement
 from runs.engine import lineage
 from runs.engine.messaging import INLINE_TYPES
@@ -169,7 +169,8 @@ def _claim_and_record(
             values.append("%s")
             constants.append(field.get_db_prep_save(field.pre_save(template, add=True), connection))
     made = quote(TaskAttempt._meta.db_table)
-    cursor.execute(
+    fastsql.run(
+        cursor,
         f"WITH claimed AS ({update}), made AS (INSERT INTO {made} ({', '.join(columns)}) "  # noqa: S608
         f"SELECT {', '.join(values)} FROM claimed RETURNING id, task_instance_id) "
         f"SELECT made.id, {', '.join(f'claimed.{c}' for c in _RETURNING.split(', '))} "

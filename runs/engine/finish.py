@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
-from orchestrator import metrics
+from orchestrator import fastsql, metrics
+from orchestrator.fastsql import quote, statement
 from runs.engine import datasets, events, lineage, mapping
 from runs.engine.progress import (
     advance,
@@ -135,30 +136,6 @@ def finish(attempt_id: int, outcome: Outcome, claimed: TaskAttempt | None = None
                 .get(pk=attempt_id)
             )
         run = lock_run(attempt.task_instance.run_id)
-        if (
-            TaskAttempt.objects.dangerously_unscoped()
-            .filter(pk=attempt_id, state=TaskAttempt.State.RUNNING)
-            .update(
-                state=outcome.state,
-                ended_at=now,
-                exit_code=outcome.exit_code,
-                error=outcome.error[:10000],
-                rendered=outcome.rendered,
-                uses=outcome.uses,
-            )
-            != 1
-        ):
-            return None
-        lineage.ended(outcome.state, [attempt], now)
-        measure_try_end(
-            attempt.tenant_id,
-            attempt.task_instance.task_type,
-            attempt.started_at,
-            outcome.state,
-            now,
-        )
-        if outcome.lost:
-            metrics.inc("orc_task_lost_tries", tenant=attempt.tenant_id)
         # Read before the run lock (or before the task ran), and still right: a running
         # instance's try number, max_tries and lost_tries change only under that lock, in a
         # transaction that would have settled this attempt first (the compare-and-sets
@@ -189,19 +166,35 @@ def finish(attempt_id: int, outcome: Outcome, claimed: TaskAttempt | None = None
             )
         changes.update(state=new, next_attempt_at=next_at)
         if outcome.state == TaskAttempt.State.RESCHEDULED:
-            changes["wait_started_at"] = Coalesce(F("wait_started_at"), attempt.started_at)
+            changes["wait_started_at"] = Unless(attempt.started_at)
         elif not outcome.lost:  # a lost try goes on waiting where it was
             changes["wait_started_at"] = None
         if new not in (TI.UP_FOR_RETRY, TI.SCHEDULED):
             changes["ended_at"] = now
         if outcome.state == TI.SUCCESS:
             changes["result"] = outcome.result
-        if (
-            TaskInstance.objects.dangerously_unscoped()
-            .filter(pk=ti.pk, state=TI.RUNNING, try_number=attempt.try_number)
-            .update(**changes)
-            != 1
-        ):
+        ended = {
+            "state": outcome.state,
+            "ended_at": now,
+            "exit_code": outcome.exit_code,
+            "error": outcome.error[:10000],
+            "rendered": outcome.rendered,
+            "uses": outcome.uses,
+        }
+        settled, moved_on = record_end(attempt_id, ended, ti.pk, attempt.try_number, changes)
+        if not settled:
+            return None
+        lineage.ended(outcome.state, [attempt], now)
+        measure_try_end(
+            attempt.tenant_id,
+            attempt.task_instance.task_type,
+            attempt.started_at,
+            outcome.state,
+            now,
+        )
+        if outcome.lost:
+            metrics.inc("orc_task_lost_tries", tenant=attempt.tenant_id)
+        if not moved_on:
             return None
         if new == TI.SUCCESS:
             datasets.record_outlets(run, graph, {ti.task_id: outcome.result}, now)
@@ -231,3 +224,69 @@ def finish(attempt_id: int, outcome: Outcome, claimed: TaskAttempt | None = None
             candidates = [c for c in candidates if not unmoved_by_success(c, graph)]
         advance(run, graph, candidates, known={ti.task_id: moved})
         return new
+
+
+@dataclass(frozen=True)
+class Unless:
+    """A column's new value unless it has one already (`COALESCE(column, value)`)."""
+
+    value: Any
+
+
+@statement("finish_try")
+def record_end(
+    attempt_id: int,
+    ended: dict[str, Any],
+    ti_id: int,
+    try_number: int,
+    changes: dict[str, Any],
+) -> tuple[bool, bool]:
+    """The attempt's end (`ended`, if it is still running) and its instance's new state
+    (`changes`, if it still runs that try and the attempt was settled here): two
+    compare-and-sets. Returns (attempt settled, instance moved). On PostgreSQL in one
+    statement (the second a CTE that sees the first's RETURNING), a prepared one; values
+    as the fields would save them."""
+    attempt_set, attempt_params = _assignments(TaskAttempt, ended)
+    ti_set, ti_params = _assignments(TaskInstance, changes)
+    attempts, instances = quote(TaskAttempt._meta.db_table), quote(TaskInstance._meta.db_table)
+    settle = (
+        f"UPDATE {attempts} SET {attempt_set} WHERE {quote('id')} = %s "  # noqa: S608
+        f"AND {quote('state')} = %s"
+    )
+    settle_params = [*attempt_params, attempt_id, TaskAttempt.State.RUNNING]
+    move = (
+        f"UPDATE {instances} SET {ti_set} WHERE {quote('id')} = %s "  # noqa: S608
+        f"AND {quote('state')} = %s AND {quote('try_number')} = %s"
+    )
+    move_params = [*ti_params, ti_id, TI.RUNNING, try_number]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            fastsql.run(
+                cursor,
+                f"WITH settled AS ({settle} RETURNING 1), moved AS ({move} "  # noqa: S608
+                "AND EXISTS (SELECT 1 FROM settled) RETURNING 1) "
+                "SELECT (SELECT COUNT(*) FROM settled), (SELECT COUNT(*) FROM moved)",
+                [*settle_params, *move_params],
+            )
+            settled, moved = cursor.fetchone()
+            return settled == 1, moved == 1
+        cursor.execute(settle, settle_params)
+        if cursor.rowcount != 1:
+            return False, False
+        cursor.execute(move, move_params)
+        return True, cursor.rowcount == 1
+
+
+def _assignments(model: type[Model], values: dict[str, Any]) -> tuple[str, list[Any]]:
+    """`col = %s, ...` and the parameters, each value as its field prepares it for saving."""
+    sql, params = [], []
+    for name, value in values.items():
+        field = model._meta.get_field(name)
+        column = quote(str(field.column))  # type: ignore[union-attr]
+        if isinstance(value, Unless):
+            sql.append(f"{column} = COALESCE({column}, %s)")
+            value = value.value
+        else:
+            sql.append(f"{column} = %s")
+        params.append(field.get_db_prep_save(value, connection))  # type: ignore[union-attr]
+    return ", ".join(sql), params

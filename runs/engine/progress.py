@@ -19,10 +19,12 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from orchestrator import metrics
-from orchestrator.fastsql import statement
+from orchestrator import fastsql, metrics
+from orchestrator.fastsql import Columns, attach, quote, statement
+from orchestrator.models import Tenant
 from runs.engine import events, fairshare, lineage, mapping, slots
 from runs.engine.messaging import queue_for, send_queued
 from runs.graph import VersionGraph, graph_for
@@ -99,15 +101,36 @@ def _ended(run: WorkflowRun) -> None:
         transaction.on_commit(functools.partial(hook, ended), robust=True)
 
 
+_RUN = Columns(WorkflowRun)
+_TENANT = Columns(Tenant)
+
+
+@statement("lock_run")
 def lock_run(run_id: int) -> WorkflowRun:
     """The run, locked, with its tenant (not locked) read in the same statement: `dispatch`
-    sends to the queue the tenant's policy names at this moment."""
-    return (
-        WorkflowRun.objects.dangerously_unscoped()
-        .select_for_update(of=("self",), no_key=True)
-        .select_related("tenant")
-        .get(pk=run_id)
-    )
+    sends to the queue the tenant's policy names at this moment. What
+    `select_for_update(of=("self",), no_key=True).select_related("tenant")` would read,
+    written once (every task step takes this lock). Inside a transaction only."""
+    if connection.vendor == "postgresql":
+        if not connection.in_atomic_block:
+            raise TransactionManagementError("lock_run is used inside a transaction only")
+        lock = f" FOR NO KEY UPDATE OF {quote('r')}"
+    else:
+        lock = ""  # SQLite: one writer at a time already (BEGIN IMMEDIATE)
+    with connection.cursor() as cursor:
+        fastsql.run(
+            cursor,
+            f"SELECT {_RUN.select('r')}, {_TENANT.select('t')} FROM {_RUN.table} {quote('r')} "  # noqa: S608
+            f"JOIN {_TENANT.table} {quote('t')} ON {quote('t')}.{quote('id')} = "
+            f"{quote('r')}.{quote('tenant_id')} WHERE {quote('r')}.{quote('id')} = %s{lock}",
+            [run_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise WorkflowRun.DoesNotExist(f"no run {run_id}")
+    run = _RUN.build(row)
+    attach(run, "tenant", _TENANT.build(row, len(_RUN)))
+    return run
 
 
 def _finish_run_if_done(run: WorkflowRun, graph: VersionGraph) -> bool:
@@ -268,7 +291,8 @@ def downstream_pending(
     rows = []
     with connection.cursor() as cursor:
         for amount, downs in by_amount.items():
-            cursor.execute(
+            fastsql.run(
+                cursor,
                 f"UPDATE {table} SET pending_upstreams = {floor}(pending_upstreams - %s, 0) "  # noqa: S608
                 f"WHERE run_id = %s AND task_id IN ({', '.join(['%s'] * len(downs))}) "
                 f"RETURNING {', '.join(fields)}",
@@ -422,7 +446,8 @@ def _queue(
         )
         params += [cap, run.tenant_id, TI.QUEUED, TI.RUNNING]
     with connection.cursor() as cursor:
-        cursor.execute(
+        fastsql.run(
+            cursor,
             f"UPDATE {table} SET state = %s, try_number = try_number + 1, queued_at = %s, "  # noqa: S608
             f"next_attempt_at = NULL, wait_reason = '' WHERE id IN ({chosen}) "
             "AND state IN (%s, %s) RETURNING id, try_number, task_type, priority",

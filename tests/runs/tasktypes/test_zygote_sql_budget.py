@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from orchestrator.context import tenant_scope
 from runs import worker
@@ -24,7 +22,7 @@ from runs.packages import upload_package
 from runs.services import trigger_run
 from runs.tasktypes.zygotes import ZYGOTES
 from tests.runs.engine.helpers import Engine
-from tests.runs.engine.test_engine_sql_budget import CHAIN_STEP
+from tests.runs.engine.test_engine_sql_budget import CHAIN_STEP, step_statements
 from tests.teamcode_support import use_package_index, wheel_bytes
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root in CI")
@@ -59,19 +57,12 @@ def _queued(engine: Engine, run: Any) -> TaskInstance:
         return TaskInstance.objects.get(run=run, state="queued")
 
 
-def _statements(ti: TaskInstance) -> list[str]:
-    """One task's life: claim, run, finish, dispatch the next."""
-    with CaptureQueriesContext(connection) as captured:
-        assert worker._execute_one(ti.pk, ti.try_number) == "success"
-    return [q["sql"] for q in captured.captured_queries if q["sql"] not in {"BEGIN", "COMMIT"}]
-
-
 def _steps(engine: Engine, run: Any) -> tuple[list[str], list[str]]:
     """The statements of the chain's second task (templated) and third (not): the first
     one warms the graph cache (and, for python, builds the environment and the zygote)."""
     worker.execute(_queued(engine, run).pk, 1)
-    templated = _statements(_queued(engine, run))
-    plain = _statements(_queued(engine, run))
+    templated = step_statements(_queued(engine, run))
+    plain = step_statements(_queued(engine, run))
     return templated, plain
 
 
@@ -146,9 +137,9 @@ def test_a_policy_change_reaches_the_tries_that_start_after_the_reuse_window(
     with engine.scope():
         engine.tenant.policy = {"task_limits": {"open_files": 100}}
         engine.tenant.save(update_fields=["policy"])
-    within = _statements(_queued(engine, run))  # b: within the window
+    within = step_statements(_queued(engine, run))  # b: within the window
     monkeypatch.setattr(worker, "RUN_REUSE_SECONDS", 0.0)
-    past = _statements(_queued(engine, run))  # c: past it
+    past = step_statements(_queued(engine, run))  # c: past it
     with engine.scope():
         results = dict(TaskInstance.objects.filter(run=run).values_list("task_id", "result"))
     assert results["a"] != 100
