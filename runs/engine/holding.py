@@ -23,7 +23,9 @@ empty queue, which the drained-queue re-send covers after a restart."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -47,6 +49,7 @@ __all__ = [
     "hold",
     "holder",
     "send_first",
+    "settle",
     "start_beating",
     "stop_holding",
     "sweep",
@@ -101,6 +104,7 @@ def become_holder(nodename: str) -> str:
     """Make this process (a worker's main process, before its pool starts) a holder, with
     a first beat; "" when the broker is not Redis."""
     global _holder
+    _SENDER.close()  # opened again, at the first hold, on the broker as configured now
     with _redis() as client:
         if client is None:
             return ""
@@ -113,22 +117,95 @@ def stop_holding() -> None:
     """Hold nothing more in this process (its registry stays for the reconciler)."""
     global _holder
     _holder = ""
+    _SENDER.close()
 
 
 def hold(tries: Iterable[tuple[int, int]]) -> None:
     """Record that this worker has taken (instance id, try number) pairs without claiming
-    them yet. Never raises: a Redis error leaves the try to the drained-queue re-send."""
+    them yet. Never raises: a Redis error leaves the try to the drained-queue re-send.
+
+    Sent, not waited for (`_Sender`): a chain's every step holds the try it keeps, and the
+    round trip to Redis was a tenth of the step. Once the command is in the socket, Redis
+    gets it even if this process dies the next moment; its answer is read before the next
+    command (or by `settle`), and an error there is logged as before."""
     if not _holder:
         return
     members = {f"{ti_id}:{try_number}": time.time() for ti_id, try_number in tries}
-    if not members:
-        return
-    try:
+    if members:
+        _SENDER.zadd(HELD + _holder, members)
+
+
+def settle() -> None:
+    """Wait until Redis has taken what `hold` sent from this process (read its answers)."""
+    _SENDER.settle()
+
+
+class _Sender:
+    """This process's own connection to the broker's Redis for `hold`: each ZADD is written
+    to the socket and its answer read only before the next command, when it has long
+    arrived. One connection per process (a forked child opens its own), taken from the
+    broker client's pool settings with its key prefix applied here, as kombu would."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._connection: Any = None
+        self._prefix = ""
+        self._unread = 0
+
+    def zadd(self, key: str, members: dict[str, float]) -> None:
+        with self._lock:
+            try:
+                if self._pid != os.getpid():
+                    self._open()
+                if self._connection is None:
+                    return
+                self._read_answers()
+                pairs = [part for member, score in members.items() for part in (score, member)]
+                self._connection.send_command("ZADD", self._prefix + key, *pairs)
+                self._unread += 1
+            except Exception:
+                logger.warning("could not record held tries %s", list(members), exc_info=True)
+                self._reset()
+
+    def settle(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid() or self._connection is None:
+                return
+            try:
+                self._read_answers()
+            except Exception:
+                logger.warning("holding: an earlier record of held tries failed", exc_info=True)
+                self._reset()
+
+    def close(self) -> None:
+        """Read what is unread, then drop the connection."""
+        self.settle()
+        with self._lock:
+            self._reset()
+
+    def _open(self) -> None:
+        self._pid, self._connection, self._unread = os.getpid(), None, 0
         with _redis() as client:
-            if client is not None:
-                client.zadd(HELD + _holder, members)
-    except Exception:
-        logger.warning("could not record held tries %s", list(members), exc_info=True)
+            if client is None:
+                return  # not a Redis broker: `hold` has no holder there anyway
+            self._prefix = str(getattr(client, "global_keyprefix", "") or "")
+            self._connection = client.connection_pool.make_connection()
+        self._connection.socket_timeout = 2.0  # never wait longer on an answer
+
+    def _read_answers(self) -> None:
+        while self._unread:
+            self._unread -= 1
+            self._connection.read_response()  # raises the error of a failed ZADD
+
+    def _reset(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.disconnect()
+        self._pid, self._connection, self._unread = 0, None, 0
+
+
+_SENDER = _Sender()
 
 
 def _parse(members: Iterable[bytes | str]) -> dict[tuple[int, int], str]:
@@ -157,6 +234,7 @@ def sweep() -> int:
     if not _holder:
         return 0
     key = HELD + _holder
+    settle()
     with _redis() as client:
         if client is None:
             return 0
@@ -195,6 +273,7 @@ def start_beating() -> None:
 def dead_holders() -> list[tuple[str, list[tuple[int, int]]]]:
     """Holders silent for a lease (TASK_LEASE_SECONDS), each with its tries still queued
     with the same try number. `forget` each once its tries are re-sent."""
+    settle()
     with _redis() as client:
         if client is None:
             return []

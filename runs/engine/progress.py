@@ -105,26 +105,27 @@ _RUN = Columns(WorkflowRun)
 _TENANT = Columns(Tenant)
 
 
+@functools.cache
+def _lock_run_sql(vendor: str) -> str:
+    # SQLite has no row locks: one writer at a time already (BEGIN IMMEDIATE).
+    lock = f" FOR NO KEY UPDATE OF {quote('r')}" if vendor == "postgresql" else ""
+    return (
+        f"SELECT {_RUN.select('r')}, {_TENANT.select('t')} FROM {_RUN.table} {quote('r')} "  # noqa: S608
+        f"JOIN {_TENANT.table} {quote('t')} ON {quote('t')}.{quote('id')} = "
+        f"{quote('r')}.{quote('tenant_id')} WHERE {quote('r')}.{quote('id')} = %s{lock}"
+    )
+
+
 @statement("lock_run")
 def lock_run(run_id: int) -> WorkflowRun:
     """The run, locked, with its tenant (not locked) read in the same statement: `dispatch`
     sends to the queue the tenant's policy names at this moment. What
     `select_for_update(of=("self",), no_key=True).select_related("tenant")` would read,
     written once (every task step takes this lock). Inside a transaction only."""
-    if connection.vendor == "postgresql":
-        if not connection.in_atomic_block:
-            raise TransactionManagementError("lock_run is used inside a transaction only")
-        lock = f" FOR NO KEY UPDATE OF {quote('r')}"
-    else:
-        lock = ""  # SQLite: one writer at a time already (BEGIN IMMEDIATE)
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        raise TransactionManagementError("lock_run is used inside a transaction only")
     with connection.cursor() as cursor:
-        fastsql.run(
-            cursor,
-            f"SELECT {_RUN.select('r')}, {_TENANT.select('t')} FROM {_RUN.table} {quote('r')} "  # noqa: S608
-            f"JOIN {_TENANT.table} {quote('t')} ON {quote('t')}.{quote('id')} = "
-            f"{quote('r')}.{quote('tenant_id')} WHERE {quote('r')}.{quote('id')} = %s{lock}",
-            [run_id],
-        )
+        fastsql.run(cursor, _lock_run_sql(connection.vendor), [run_id])
         row = cursor.fetchone()
     if row is None:
         raise WorkflowRun.DoesNotExist(f"no run {run_id}")

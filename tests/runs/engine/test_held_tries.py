@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -67,6 +68,7 @@ def instance(run: WorkflowRun, task_id: str) -> TaskInstance:
 
 
 def held(client: redis.Redis, broker: Workers, name: str) -> set[str]:
+    holding.settle()  # what this process sent, taken by Redis (hold does not wait)
     return {m.decode() for m in client.zrange(f"{broker.prefix}{holding.HELD}{name}", 0, -1)}
 
 
@@ -196,3 +198,20 @@ def test_a_holder_that_beats_again_is_kept_and_the_step_is_counted(
     silence(client, broker, name, seconds=0)
     assert holders(client, broker) == {name}
     assert repair.reconcile()["resent_held"] == 0
+
+
+def test_a_hold_that_redis_refuses_is_logged_and_the_next_one_is_recorded(
+    eng: Engine, broker: Workers, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`hold` does not wait for Redis' answer: a refusal surfaces at the next command (or
+    `settle`) as a warning, never as an error on the engine's path."""
+    name = holding.become_holder("w1@test")
+    key = f"{broker.prefix}{holding.HELD}{name}"
+    client.set(key, "not a sorted set")
+    holding.hold([(1, 1)])  # WRONGTYPE, unread yet
+    with caplog.at_level(logging.WARNING, logger="runs.engine.holding"):
+        holding.settle()
+    assert "earlier record of held tries failed" in caplog.text
+    client.delete(key)
+    holding.hold([(2, 1)])
+    assert held(client, broker, name) == {"2:1"}
