@@ -274,7 +274,29 @@ def _message(error: ErrorDetails, model: type[BaseModel] | None, key: str) -> st
         return "a workflow needs at least one task"
     if kind == "literal_error":
         return f"{error['input']!r} is not accepted; expected {ctx.get('expected')}"
+    if kind in ("model_type", "model_attributes_type"):
+        # Pydantic says "a valid dictionary or instance of <class>": name the fields instead.
+        fields = ", ".join(_model_fields(model)) if model is not None else ""
+        shape = f"a mapping with the fields {fields}" if fields else "a mapping"
+        return f"expected {shape}, not {_described(error.get('input'))}"
+    if kind == "dict_type":
+        return f"expected a mapping, not {_described(error.get('input'))}"
     return str(error["msg"])
+
+
+def _described(value: Any) -> str:
+    """What a value is, in the spec's (YAML/JSON) words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, int | float):
+        return f"{value!r} (a number)"
+    if isinstance(value, str):
+        return f"{value[:40]!r} (a string)"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
 
 
 def _pydantic_errors(exc: ValidationError, data: Any) -> list[FieldError]:

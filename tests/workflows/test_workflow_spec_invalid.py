@@ -103,6 +103,27 @@ CASES = [
         "depends-on-not-a-list", with_tasks(a=NOOP, b={"type": "noop", "depends_on": "a"}),
         "tasks.b.depends_on", "valid list",
     ),
+    # --- a list or a scalar where a mapping goes: its fields named, not pydantic's class
+    case(
+        "notify-not-a-mapping", with_top(notify=["ops"]),
+        "notify", "expected a mapping with the fields on, channels, not a list",
+    ),
+    case(
+        "sla-a-number", with_top(sla=5),
+        "sla", "expected a mapping with the fields run_duration, deadline, not 5 (a number)",
+    ),
+    case(
+        "map-a-string", with_task(map="{{ upstream.a.result }}"),
+        "tasks.a.map", "expected a mapping with the fields over, as, max, not '{{ upstream",
+    ),
+    case(
+        "concurrency-a-boolean", with_task(concurrency=True),
+        "tasks.a.concurrency", "with the fields key, limit, not true (a boolean)",
+    ),
+    case(
+        "env-a-list", with_task(**shell("env"), env=["A=1"]),
+        "tasks.a.env", "expected a mapping, not a list",
+    ),
     # --- task types and their fields ---------------------------------------------------
     case(
         "unknown-task-type", with_task(type="bash"),
