@@ -26,7 +26,7 @@ from typing import Any
 from runs.tasktypes.sandbox import Limits, Sandbox, Workspace, parse_status
 from runs.tasktypes.supervise import encode_request, format_limits
 
-__all__ = ["OutputSink", "ProcessResult", "last_line_result", "run_process"]
+__all__ = ["OutputSink", "ProcessResult", "last_line_result", "run_as", "run_process"]
 
 KILL_GRACE_SECONDS = 5.0
 STOP_CHECK_SECONDS = 0.05  # how often a running task's wait asks should_stop()
@@ -257,7 +257,7 @@ class SandboxProcess:
         )
         drop: dict[str, Any] = {}
         if os.geteuid() == 0:
-            command, drop = _drop_to(sandbox.uid, sandbox.gid, command, sandbox.init)
+            command, drop = run_as(sandbox.uid, sandbox.gid, command, sandbox.init)
         try:
             proc = subprocess.Popen(
                 command,
@@ -451,7 +451,7 @@ def _setpriv() -> str | None:
     return shutil.which("setpriv")
 
 
-def _drop_to(
+def run_as(
     uid: int, gid: int, command: list[str], init: str = ""
 ) -> tuple[list[str], dict[str, Any]]:
     """`command` run as uid:gid with no supplementary groups, from a root worker: through

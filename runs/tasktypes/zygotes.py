@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runs.tasktypes.process import KILL_GRACE_SECONDS, SUPERVISOR, OutputSink
+from runs.tasktypes.process import KILL_GRACE_SECONDS, SUPERVISOR, OutputSink, run_as
 from runs.tasktypes.sandbox import TMP, Sandbox, Workspace
 
 __all__ = ["ZYGOTES", "TaskRun", "ZygoteFailed", "ZygoteSpec", "Zygotes"]
@@ -128,12 +128,13 @@ class Zygote:
             info_r, info_w = os.pipe()
             self._pipes = [status_r, info_r]
             drop: dict[str, Any] = {}
-            if os.geteuid() == 0:
-                drop = {"user": spec.sandbox.uid, "group": spec.sandbox.gid, "extra_groups": []}
             try:
                 command = spec.sandbox.command(
                     argv, space=self.workspace, cwd=None, status_fd=status_w, info_fd=info_w
                 )
+                if os.geteuid() == 0:  # as a shell task's sandbox: vforked, not forked
+                    sandbox = spec.sandbox
+                    command, drop = run_as(sandbox.uid, sandbox.gid, command, sandbox.init)
                 self.process = _popen(
                     command,
                     env=env,
