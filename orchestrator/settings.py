@@ -552,9 +552,10 @@ TASK_SANDBOX_UIDS = env_str("TASK_SANDBOX_UIDS", "200000-299999")
 TASK_SANDBOX_ROOT = env_str("TASK_SANDBOX_ROOT")
 # Host paths every task may read besides the system's (/usr, a few files of /etc).
 TASK_SANDBOX_READONLY_PATHS = env_list("TASK_SANDBOX_READONLY_PATHS")
-# A worker process makes the sandbox of the next shell task ahead (bwrap and its PID 1
-# waiting for the task), one per tenant and sandbox settings it ran a task of lately, and
-# discards one unused this long. 0: sandboxes are made when their task comes (13 ms later).
+# A worker process makes the sandboxes of its next shell tasks ahead (bwrap and its PID 1
+# waiting for a task), two per tenant and sandbox settings it ran a task of lately; each
+# serves that tenant's shell tasks one after another, emptied between them, and is ended
+# this long after it was made. 0: a sandbox is made for each task when it comes.
 TASK_SANDBOX_WARM_SECONDS = env_float("TASK_SANDBOX_WARM_SECONDS", 60.0)
 # The sandbox's PID 1: "auto" (the compiled orc-sandbox-init that `make install` and the
 # image build into the environment's bin directory, else supervise.py), "python"

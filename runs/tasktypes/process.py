@@ -26,7 +26,15 @@ from typing import Any
 from runs.tasktypes.sandbox import Limits, Sandbox, Workspace, parse_status
 from runs.tasktypes.supervise import encode_request, format_limits
 
-__all__ = ["OutputSink", "ProcessResult", "last_line_result", "run_as", "run_process"]
+__all__ = [
+    "PRESTARTED",
+    "OutputSink",
+    "ProcessResult",
+    "SandboxProcess",
+    "last_line_result",
+    "run_as",
+    "run_process",
+]
 
 KILL_GRACE_SECONDS = 5.0
 STOP_CHECK_SECONDS = 0.05  # how often a running task's wait asks should_stop()
@@ -170,6 +178,8 @@ def _run_sandboxed(
     all in it."""
     ahead = workspace is None and stdin is None  # the caller's own workspace: made for it
     started = PRESTARTED.take(sandbox) if ahead else None
+    if ahead and started is None:
+        PRESTARTED.refill(sandbox)  # for the next tasks: this one starts its own
     try:
         started = started or SandboxProcess.start(sandbox, workspace, stdin=stdin is not None)
     except OSError as exc:
@@ -192,10 +202,10 @@ def _run_sandboxed(
     if not sent:
         started.close(remove=ahead)
         return ProcessResult(exit_code=None, error="the task sandbox ended before its task")
-    if ahead:
-        PRESTARTED.refill(sandbox)
     proc = started.proc
     on_start(proc.pid)
+    status: Mapping[str, Any] = {}
+    timed_out = cancelled = False
     try:
         timed_out, cancelled = _wait(
             proc,
@@ -206,16 +216,13 @@ def _run_sandboxed(
             lambda: _sandbox_init(started.info_read),
             finished=started.status_read,
         )
-        # Written in one piece, before PID 1 ends: there already if bwrap has not ended.
-        if proc.returncode is None:
-            status = parse_status(os.read(started.status_read, 4096))
-        else:
-            status = parse_status(_read_all(started.status_read))
+        status = parse_status(started.read_status())
     finally:
-        if ahead:  # bwrap may still be tearing its namespaces down: not on the task's path
-            PRESTARTED.dispose(started)
+        if ahead:  # ended or made ready for the next task on the thread: not on this path
+            again = bool(status) and not (timed_out or cancelled) and sandbox.reusable
+            PRESTARTED.give_back(started, sandbox, reuse=again)
         else:
-            started.close(remove=False)
+            started.close(remove=workspace is None)
     if "error" in status:
         return ProcessResult(exit_code=None, error=str(status["error"]))
     if "signal" in status:
@@ -237,14 +244,18 @@ def _run_sandboxed(
 
 @dataclass
 class SandboxProcess:
-    """A sandbox whose PID 1 waits for its task on `control` (supervise.py `--serve`)."""
+    """A sandbox whose PID 1 waits for its tasks on `control` (supervise.py `--serve`), one
+    after another: each task's status is a line on `status_read`, followed by `ready` once
+    PID 1 has emptied what the task could write."""
 
     proc: subprocess.Popen[bytes]
     workspace: Workspace
     status_read: int
     info_read: int
-    control: int  # the writing end; -1 once the task was sent
+    control: int  # the writing end; -1 once closed
     made: float  # time.monotonic() when started
+    served: bool  # serves task after task (made for them, not on its caller's workspace)
+    unread: bytes = b""  # read from status_read beyond the last line handed out
 
     @classmethod
     def start(cls, sandbox: Sandbox, workspace: Workspace | None, *, stdin: bool) -> SandboxProcess:
@@ -279,22 +290,52 @@ class SandboxProcess:
         finally:
             for fd in (status_write, info_write, control_read):
                 os.close(fd)
-        return cls(proc, space, status_read, info_read, control_write, time.monotonic())
+        made = time.monotonic()
+        served = workspace is None and not stdin  # a task of its own: made for the next too
+        return cls(proc, space, status_read, info_read, control_write, made, served)
 
     def send(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, sandbox: Sandbox
     ) -> bool:
-        """Hand PID 1 its task; False if the sandbox is gone (nothing could be sent)."""
-        request = encode_request(
-            list(argv), dict(env), sandbox.enter(self.workspace, cwd), sandbox.limits.as_dict()
-        )
+        """Hand PID 1 a task; False if the sandbox is gone (nothing could be sent)."""
+        cwd = sandbox.enter(self.workspace, cwd)
+        limits = sandbox.limits.as_dict()
+        # Not served: the caller reads what the task leaves in its workspace.
+        last = not (self.served and sandbox.reusable)
+        request = memoryview(encode_request(list(argv), dict(env), cwd, limits, last=last))
         try:
-            with open(self.control, "wb", closefd=True) as control:
-                self.control = -1
-                control.write(request)
+            while request:
+                request = request[os.write(self.control, request) :]
         except BrokenPipeError:
             return False
         return True
+
+    def read_line(self, wait: float | None = None) -> bytes:
+        """The next line PID 1 wrote on the status descriptor (without its newline); b"" at
+        its end, or when nothing came within `wait` seconds."""
+        deadline = None if wait is None else time.monotonic() + wait
+        while b"\n" not in self.unread:
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                if not select.select([self.status_read], [], [], left)[0]:
+                    return b""
+            chunk = os.read(self.status_read, 4096)
+            if not chunk:
+                line, self.unread = self.unread, b""
+                return line
+            self.unread += chunk
+        line, _, self.unread = self.unread.partition(b"\n")
+        return line
+
+    def read_status(self) -> bytes:
+        """The task's status line: there once the status descriptor was readable; b"" if
+        bwrap ended without one (it could not make the sandbox, or it was killed)."""
+        return self.read_line(wait=None if self.proc.returncode is None else 0.0)
+
+    def ready(self, wait: float) -> bool:
+        """Whether PID 1 emptied what the last task could write and waits for the next
+        (within `wait` seconds)."""
+        return self.read_line(wait) == b"ready" and self.alive()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -321,24 +362,36 @@ class SandboxProcess:
                 self.workspace.remove()
 
 
+@dataclass(frozen=True)
+class _Returned:
+    """A used sandbox handed back to the thread: made ready for the next task or ended."""
+
+    process: SandboxProcess
+    kind: Sandbox
+    reuse: bool
+
+
 class Prestarted:
     """Sandboxes made ahead of the next tasks with the same settings (the tenant's uid,
-    network and mounts; limits are sent with the task), so that bwrap's namespaces and the
-    supervisor's interpreter (about 13 ms idle, several times that on a busy machine) are
-    off a task's path.
+    network and mounts; limits are sent with the task), each serving one task after another,
+    so that bwrap's namespaces, their teardown and PID 1's start (about 6 ms of CPU per
+    sandbox on the 2-core machine) are paid once per sandbox, not once per task.
 
-    DEPTH per settings: a task takes the oldest, which had the time of DEPTH tasks to get
-    ready. Made and discarded by one daemon thread of this process; one unused for
-    `Sandbox.warm_seconds` is discarded, as are the settings least recently used beyond
-    MAX_KINDS."""
+    DEPTH per settings: a task takes the oldest waiting. Made, made ready again and
+    discarded by one daemon thread of this process: a task's sandbox goes back once its PID
+    1 has emptied what the task could write (after a timeout or a cancel it is ended
+    instead, and a fresh one made); one older than `Sandbox.warm_seconds` is discarded,
+    used or not (so a change of /etc or of the sandbox's program reaches new ones), as are
+    the settings least recently used beyond MAX_KINDS."""
 
     DEPTH = 2
     MAX_KINDS = 4
+    READY_SECONDS = 5.0  # how long a used sandbox's PID 1 may take to empty it
 
     def __init__(self) -> None:
         self._ready: dict[Sandbox, list[SandboxProcess]] = {}  # oldest first
         self._lock = threading.Lock()
-        self._jobs: queue.SimpleQueue[Sandbox | SandboxProcess] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Sandbox | _Returned | threading.Event] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     @staticmethod
@@ -356,7 +409,7 @@ class Prestarted:
                 return None
             if time.monotonic() - taken.made < sandbox.warm_seconds and taken.alive():
                 return taken
-            taken.close(remove=True)  # waited too long, or killed from outside
+            taken.close(remove=True)  # too old, or killed from outside
 
     def waiting(self, sandbox: Sandbox) -> list[SandboxProcess]:
         """Those made ahead for these settings, oldest first, left in place."""
@@ -371,13 +424,15 @@ class Prestarted:
         """Make up to DEPTH for the next tasks like this one (on the thread: not on this
         task's path)."""
         if sandbox.warm_seconds:
-            self._submit(sandbox)
+            self._submit(self.kind(sandbox))
 
-    def dispose(self, used: SandboxProcess) -> None:
-        """End what is left of a used sandbox and remove its workspace, on the thread."""
-        self._submit(used)
+    def give_back(self, used: SandboxProcess, sandbox: Sandbox, *, reuse: bool) -> None:
+        """A task's sandbox after its end: waiting for the next task once its PID 1 says it
+        is ready (`reuse`), else ended, its workspace removed, and another made; on the
+        thread."""
+        self._submit(_Returned(used, self.kind(sandbox), reuse))
 
-    def _submit(self, job: Sandbox | SandboxProcess) -> None:
+    def _submit(self, job: Sandbox | _Returned) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="sandbox-prestart")
@@ -385,8 +440,19 @@ class Prestarted:
                 self._thread.start()
         self._jobs.put(job)
 
+    def settle(self, wait: float = 5.0) -> None:
+        """Return once the thread has done what it was asked before (within `wait`)."""
+        with self._lock:
+            running = self._thread is not None and self._thread.is_alive()
+        if running:
+            done = threading.Event()
+            self._jobs.put(done)
+            done.wait(wait)
+
     def close(self) -> None:
-        """Discard every waiting sandbox (at the process's exit)."""
+        """Discard every waiting sandbox (at the process's exit), once the thread has done
+        what it was asked before: a sandbox handed back is not left running."""
+        self.settle()
         with self._lock:
             ready, self._ready = self._ready, {}
         for items in ready.values():
@@ -400,14 +466,24 @@ class Prestarted:
                 job = self._jobs.get(timeout=wait)
             except queue.Empty:
                 job = None
-            if isinstance(job, SandboxProcess):
-                job.close(remove=True)
+            if isinstance(job, _Returned):
+                self._recycle(job)
+            elif isinstance(job, threading.Event):
+                job.set()
             elif job is not None:
                 self._make(job)
             wait = self._discard_stale()
 
-    def _make(self, sandbox: Sandbox) -> None:
-        kind = self.kind(sandbox)
+    def _recycle(self, job: _Returned) -> None:
+        used, kind = job.process, job.kind
+        young = time.monotonic() - used.made < kind.warm_seconds
+        if job.reuse and young and used.ready(self.READY_SECONDS) and self._add(kind, used):
+            return
+        used.close(remove=True)
+        if kind.warm_seconds:  # a task of these settings just ran: another is likely
+            self._make(kind)
+
+    def _make(self, kind: Sandbox) -> None:
         while True:
             with self._lock:
                 if len(self._ready.get(kind, [])) >= self.DEPTH:
@@ -416,16 +492,26 @@ class Prestarted:
                 made = SandboxProcess.start(kind, None, stdin=False)
             except OSError:
                 return  # the next task starts its own, and says why if it cannot
-            with self._lock:
-                ready = self._ready.pop(kind, [])  # re-inserted: the most recently used
-                self._ready[kind] = [*ready, made]
-                extra = list(self._ready)[: max(0, len(self._ready) - self.MAX_KINDS)]
-                evicted = [item for k in extra for item in self._ready.pop(k)]
-            for item in evicted:
-                item.close(remove=True)
+            if not self._add(kind, made):
+                made.close(remove=True)
+                return
+
+    def _add(self, kind: Sandbox, item: SandboxProcess) -> bool:
+        """`item` waiting for the next task of `kind`; False if DEPTH already are."""
+        with self._lock:
+            ready = self._ready.pop(kind, [])  # re-inserted: the most recently used
+            self._ready[kind] = ready
+            if len(ready) >= self.DEPTH:
+                return False
+            ready.append(item)
+            extra = list(self._ready)[: max(0, len(self._ready) - self.MAX_KINDS)]
+            evicted = [waiting for k in extra for waiting in self._ready.pop(k)]
+        for waiting in evicted:
+            waiting.close(remove=True)
+        return True
 
     def _discard_stale(self) -> float | None:
-        """Discard those unused too long; how long until the next one would be."""
+        """Discard those made too long ago; how long until the next one would be."""
         now = time.monotonic()
         dropped, left = [], []
         with self._lock:
@@ -510,8 +596,9 @@ def _wait(
     STOP_CHECK_SECONDS to ask `should_stop` (a cancel is noticed within a second).
 
     `finished`: a descriptor that becomes readable when the task has ended (a sandbox's
-    status), before `proc` does (bwrap waits for its namespaces' teardown). Then the
-    output already written is read, and ending what is left is the caller's."""
+    status), before `proc` does (a sandbox serves on). Then the output already written is
+    read (every process of the task has ended: it is all there), and `proc`'s output pipe
+    is left open, for its next task; ending it is the caller's."""
     if stdin is not None and proc.stdin is not None:
         # Rare (package builds): a thread, so a child that writes before it reads all of
         # its input cannot block us both.
@@ -557,13 +644,16 @@ def _wait(
                     over = True
         if over and proc.returncode is None:
             _drain_ready(out, sink, reading)
-            return timed_out, cancelled
+            return timed_out, cancelled  # the output pipe stays open: the sandbox serves on
         # Grandchildren may outlive the leader and keep the pipe open: end the whole group.
         _kill_group(proc.pid, signal.SIGKILL)
         _drain(out, sink, reading, until=time.monotonic() + 5)
+        proc.stdout.close()
+    except BaseException:
+        proc.stdout.close()
+        raise
     finally:
         os.close(ended)
-        proc.stdout.close()
     return timed_out, cancelled
 
 

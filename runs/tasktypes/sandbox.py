@@ -6,10 +6,12 @@ What a task gets (docs/task-types.md, "What a task can reach"):
   worker starts bwrap as that uid (so the kernel counts the task's processes against it);
   an unprivileged worker cannot, and bwrap maps the same uid onto the worker's own;
 - its own user, PID, IPC and UTS namespaces: it sees only its own processes, and when its
-  main process ends, the namespace's init (the supervisor) ends and the kernel kills
-  everything left in it, `setsid` and double forks included;
+  main process ends, the namespace's init (the supervisor) kills and reaps everything
+  left in it, `setsid` and double forks included (or ends, and the kernel does). A shell
+  task's sandbox then serves the tenant's next shell task of the same settings, emptied
+  of everything the last one could write (`serve_command`);
 - its own mount view: the system's directories read-only (/usr and a few files of /etc), a
-  private working directory (HOME, /home/task) and /tmp, both deleted afterwards. The
+  private working directory (HOME, /home/task) and /tmp, emptied or deleted afterwards. The
   project's code, its virtual environment, settings and var/ are not there; a python task
   also sees the interpreter, the site-packages (without the project's own packages) and
   the runner's few modules, read-only;
@@ -99,6 +101,20 @@ ETC_SOURCE = "/etc"  # the host's, copied for the tasks (`prepared_etc`)
 # How often the copy of the ETC_PATHS entries is compared with the host's (a changed
 # resolv.conf, new certificates): a sandbox made later sees the change.
 ETC_RECHECK_SECONDS = 10.0
+# A sandbox that serves one task after another (`Sandbox.serve_command`): its root and /dev
+# read-only, so that what a task can write is its HOME and /tmp, /dev/shm and /dev/mqueue
+# (POSIX message queues), which PID 1 empties with the System V IPC objects before the next
+# task (supervise.py `serve`, sandbox_init.c `tidy`).
+SERVED = (
+    "--tmpfs",
+    "/dev/shm",  # noqa: S108 (the sandbox's own)
+    "--mqueue",
+    "/dev/mqueue",
+    "--remount-ro",
+    "/dev",
+    "--remount-ro",
+    "/",
+)
 # Top-level directories that are, on merged-/usr systems, links into /usr.
 USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 LIMIT_SIGNALS = {
@@ -251,11 +267,13 @@ class Sandbox:
     def serve_command(
         self, *, space: Workspace, status_fd: int, info_fd: int, control_fd: int
     ) -> list[str]:
-        """bwrap's argv for a sandbox made before its task is known: the supervisor, its
-        PID 1, waits for the task on `control_fd` (supervise.py `--serve`). The task's
-        limits and working directory come with it, not from here."""
+        """bwrap's argv for a sandbox made before its tasks are known: the supervisor, its
+        PID 1, waits for them on `control_fd` (supervise.py `--serve`), one after another.
+        A task's limits and working directory come with it, not from here. What a task can
+        write there is what PID 1 empties for the next (SERVED)."""
         config = f"{status_fd}:{control_fd}"
-        return [*self._options(space, None, info_fd), "--", *self._pid1(), "--serve", config]
+        options = [*self._options(space, None, info_fd), *SERVED]
+        return [*options, "--", *self._pid1(), "--serve", config]
 
     def _pid1(self) -> list[str]:
         if self.init:
@@ -333,6 +351,15 @@ class Sandbox:
         for mount, writable in self.mounts:
             args += ["--bind" if writable else "--ro-bind", mount, mount]
         return args
+
+    @property
+    def reusable(self) -> bool:
+        """Whether a sandbox of these settings may serve task after task: not when a mount of
+        the tenant's (or a read-only path) lies inside what a task's end empties (its HOME,
+        /tmp, /dev), where emptying would reach into the tenant's own files."""
+        own = [path for path, _ in self.mounts] + list(self.readonly)
+        emptied = (HOME, TMP, "/dev")
+        return not any(path.startswith(f"{inside}/") for path in own for inside in emptied)
 
     def python_path(self) -> str:
         """PYTHONPATH of a python task: the runner's modules, then site-packages (a package's
@@ -650,8 +677,10 @@ def _identity(root: Path, uid: int, gid: int) -> Path:
 
 def parse_status(raw: bytes) -> Mapping[str, Any]:
     """The supervisor's report as {"exit": n} | {"signal": n} | {"error": "..."}; empty if
-    it never ran (the sandbox could not be made)."""
-    kind, _, value = raw.decode("utf-8", "replace").partition(" ")
+    it never ran (the sandbox could not be made). The report is its first line (a sandbox
+    that serves another task says so on the next: `ready` or `spent`)."""
+    line = raw.split(b"\n", 1)[0]
+    kind, _, value = line.decode("utf-8", "replace").partition(" ")
     if kind == "error":
         return {"error": value}
     if kind in ("exit", "signal") and value.lstrip("-").isdigit():

@@ -9,17 +9,25 @@
  *
  * Same protocol, same reports, same behaviour as the Python supervisor, which stays the
  * fallback where this is not built (runs/tasktypes/sandbox.py, `init_program`):
- * - `--serve` reads the task's request on the control descriptor until its end
- *   (`supervise.encode_request`: NUL-separated, counts first: argc, argv..., envc,
- *   NAME=value..., the working directory, the rlimits); nothing read: the sandbox was not
- *   needed, exit 0 quietly;
+ * - `--serve` reads task after task on the control descriptor, each request framed as
+ *   `<length>\0<request>` (`supervise.encode_request`: NUL-separated, counts first: argc,
+ *   argv..., envc, NAME=value..., the working directory, the rlimits, then `last` or
+ *   `more`); the descriptor's end before a request: no more tasks, exit 0 quietly;
+ * - after each task it kills and reaps every process left in the sandbox, then reports the
+ *   status (one line); after the `last` one it exits, after the others it empties what a task can write (its HOME and /tmp, /dev/shm,
+ *   /dev/mqueue, the System V IPC objects of its namespace) and writes `ready` on its own
+ *   line; one it cannot empty, or one with a mount inside what it would empty (a tenant's
+ *   directory bound under /tmp), is reported as `spent` instead, and PID 1 exits: the
+ *   sandbox is not used again. PID 1 is not dumpable there, so no task can trace it or open its
+ *   descriptors;
  * - SIGTERM, SIGINT and SIGHUP (a timeout, a cancel) are passed on to every process of the
  *   sandbox (kill(-1, ...): PID 1 itself is spared);
  * - the task is forked and exec'd with its limits set in the child (PID 1 counts towards
  *   `processes`), its PATH searched as execvpe would, no descriptor but 0, 1 and 2;
  * - every orphan is reaped; when the task itself ends, one of `exit <code>`,
  *   `signal <number>`, `error <message>` is written to the status descriptor in one
- *   write, and PID 1 exits: the kernel then kills whatever is left in the namespace.
+ *   write, ending with a newline (`--init`: PID 1 then exits, and the kernel kills whatever
+ *   is left in the namespace).
  *
  * `--as` is its third use, outside the sandbox: a root worker starts bwrap as the tenant's uid
  * and gid with no supplementary groups through it (what util-linux's setpriv does, at a
@@ -29,6 +37,7 @@
  * tests/runs/tasktypes run every sandbox test over both.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -37,7 +46,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -73,8 +88,12 @@ static int report(int status_fd, int code, const char *format, ...) {
     va_end(args);
     if (n < 0)
         n = 0;
-    if ((size_t)n >= sizeof text)
-        n = sizeof text - 1;
+    if ((size_t)n >= sizeof text - 1)
+        n = sizeof text - 2;
+    for (int i = 0; i < n; i++) /* one line: a path or a message may hold a newline */
+        if (text[i] == '\n')
+            text[i] = ' ';
+    text[n++] = '\n';
     write_all(status_fd, text, (size_t)n);
     return code;
 }
@@ -213,7 +232,18 @@ static pid_t start(char **argv, char **env, const char *limits, char *failed, si
     return pid;
 }
 
-static int init(int status_fd, const char *limits, char **argv, char **env) {
+/* Every process of the sandbox but PID 1 killed and reaped: the namespace is empty when
+ * no child is left, since every orphan of the namespace becomes PID 1's child. Killed
+ * again after each one reaped, so that a process forked meanwhile cannot slip through. */
+static void end_all(void) {
+    for (;;) {
+        kill(-1, SIGKILL);
+        if (waitpid(-1, NULL, 0) < 0 && errno == ECHILD)
+            return;
+    }
+}
+
+static void forward_signals(void) {
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = on_signal;
@@ -221,14 +251,18 @@ static int init(int status_fd, const char *limits, char **argv, char **env) {
     sigemptyset(&action.sa_mask);
     for (size_t i = 0; i < sizeof FORWARDED / sizeof FORWARDED[0]; i++)
         sigaction(FORWARDED[i], &action, NULL);
-    fcntl(status_fd, F_SETFD, FD_CLOEXEC);
+}
 
+/* The task run and reaped, orphans reaped meanwhile; its status reported, once every
+ * process it left is gone too when `serving` (no output of one can follow the status).
+ * Returns the exit code PID 1 passes on. */
+static int run_task(int status_fd, const char *limits, char **argv, char **env, int serving) {
     char failed[4096];
     pid_t pid = start(argv, env, limits, failed, sizeof failed);
     if (!pid)
         return report(status_fd, 127, "error %s", failed);
     int status = 0;
-    for (;;) { /* reap every orphan; the task's own end ends the sandbox */
+    for (;;) { /* reap every orphan until the task's own end */
         pid_t reaped = waitpid(-1, &status, 0);
         if (reaped < 0) {
             if (errno == EINTR)
@@ -238,38 +272,175 @@ static int init(int status_fd, const char *limits, char **argv, char **env) {
         if (reaped == pid)
             break;
     }
+    if (serving)
+        end_all();
     if (WIFSIGNALED(status))
         return report(status_fd, 128 + WTERMSIG(status), "signal %d", WTERMSIG(status));
     return report(status_fd, WEXITSTATUS(status), "exit %d", WEXITSTATUS(status));
 }
 
-/* --- --serve: the request --------------------------------------------------------- */
+static int init(int status_fd, const char *limits, char **argv, char **env) {
+    forward_signals();
+    fcntl(status_fd, F_SETFD, FD_CLOEXEC);
+    return run_task(status_fd, limits, argv, env, 0);
+}
 
-static char *read_all(int fd, size_t *length) {
-    size_t size = 65536, used = 0;
-    char *data = malloc(size + 1);
-    if (!data)
-        return NULL;
-    for (;;) {
-        if (used == size) {
-            char *grown = realloc(data, size * 2 + 1);
-            if (!grown) {
-                free(data);
-                return NULL;
-            }
-            data = grown;
-            size *= 2;
+/* --- --serve: task after task ------------------------------------------------------ */
+
+/* Everything inside the directory `fd` removed (the directory itself stays); a directory
+ * the task closed to itself is opened first. 0, or -1 if something is left. */
+static int empty_dir(int fd) {
+    DIR *dir = fdopendir(fd);
+    if (!dir) {
+        close(fd);
+        return -1;
+    }
+    int failed = 0, at = dirfd(dir);
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        const char *name = entry->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        if (unlinkat(at, name, 0) == 0)
+            continue;
+        if (errno != EISDIR) { /* a directory is the only thing unlinkat leaves */
+            failed = -1;
+            continue;
         }
-        ssize_t n = read(fd, data + used, size - used);
+        fchmodat(at, name, 0700, 0); /* a directory (never a link), which may be closed */
+        int child = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (child < 0 || empty_dir(child) != 0 || unlinkat(at, name, AT_REMOVEDIR) != 0)
+            failed = -1;
+    }
+    closedir(dir);
+    return failed;
+}
+
+struct writable {
+    const char *path;
+    mode_t mode; /* as the sandbox was made: a task may have changed it */
+    int present;
+};
+
+static struct writable WRITABLE[] = {
+    {"/home/task", 0, 0}, {"/tmp", 0, 0}, {"/dev/shm", 0, 0}, {"/dev/mqueue", 0, 0},
+};
+
+static void note_writable(void) {
+    for (size_t i = 0; i < sizeof WRITABLE / sizeof WRITABLE[0]; i++) {
+        struct stat info;
+        if (lstat(WRITABLE[i].path, &info) == 0 && S_ISDIR(info.st_mode)) {
+            WRITABLE[i].mode = info.st_mode & 07777;
+            WRITABLE[i].present = 1;
+        }
+    }
+}
+
+/* Whether a mount lies inside a directory a task's end empties (a tenant's directory bound
+ * under /tmp, say): the sandbox then serves one task only, since emptying would reach into
+ * the tenant's own files. The mount table is the sandbox's, fixed when it was made. */
+static int mounts_inside(void) {
+    FILE *table = fopen("/proc/self/mountinfo", "re");
+    if (!table)
+        return 1;
+    char line[8192], point[4096];
+    int inside = 0;
+    while (!inside && fgets(line, sizeof line, table)) {
+        if (sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1)
+            continue;
+        for (size_t i = 0; i < sizeof WRITABLE / sizeof WRITABLE[0]; i++) {
+            size_t n = strlen(WRITABLE[i].path);
+            if (strncmp(point, WRITABLE[i].path, n) == 0 && point[n] == '/')
+                inside = 1;
+        }
+    }
+    fclose(table);
+    return inside;
+}
+
+/* The System V IPC objects of the sandbox's namespace, listed in `file` (/proc/sysvipc/...,
+ * the id in the second column), removed. 0, or -1 if one could not be. */
+static int remove_ipc(const char *file, int kind) {
+    FILE *listing = fopen(file, "re");
+    if (!listing)
+        return errno == ENOENT ? 0 : -1;
+    char line[1024];
+    int failed = 0;
+    if (fgets(line, sizeof line, listing)) { /* the header */
+        while (fgets(line, sizeof line, listing)) {
+            long key;
+            int id, done;
+            if (sscanf(line, "%ld %d", &key, &id) != 2)
+                continue;
+            if (kind == 0)
+                done = shmctl(id, IPC_RMID, NULL);
+            else if (kind == 1)
+                done = semctl(id, 0, IPC_RMID);
+            else
+                done = msgctl(id, IPC_RMID, NULL);
+            if (done != 0 && errno != EINVAL && errno != EIDRM)
+                failed = -1;
+        }
+    }
+    fclose(listing);
+    return failed;
+}
+
+/* What the last task could have written, emptied for the next one. 0, or -1. */
+static int tidy(void) {
+    int failed = 0;
+    for (size_t i = 0; i < sizeof WRITABLE / sizeof WRITABLE[0]; i++) {
+        if (!WRITABLE[i].present)
+            continue;
+        if (chmod(WRITABLE[i].path, WRITABLE[i].mode) != 0) {
+            failed = -1;
+            continue;
+        }
+        int fd = open(WRITABLE[i].path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || empty_dir(fd) != 0)
+            failed = -1;
+    }
+    failed |= remove_ipc("/proc/sysvipc/shm", 0);
+    failed |= remove_ipc("/proc/sysvipc/sem", 1);
+    failed |= remove_ipc("/proc/sysvipc/msg", 2);
+    return failed;
+}
+
+/* Exactly `length` bytes; 0, or -1 at the descriptor's end or an error. */
+static int read_exactly(int fd, char *data, size_t length) {
+    while (length > 0) {
+        ssize_t n = read(fd, data, length);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            break;
-        used += (size_t)n;
+            return -1;
+        data += n;
+        length -= (size_t)n;
     }
-    data[used] = '\0';
-    *length = used;
-    return data;
+    return 0;
+}
+
+/* The next request's length (its `<length>\0` prefix); 0 at the descriptor's end
+ * before one, -1 if malformed. */
+static long read_length(int fd) {
+    char text[24];
+    size_t used = 0;
+    for (;;) {
+        char c;
+        ssize_t n = read(fd, &c, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return used == 0 ? 0 : -1;
+        if (c == '\0')
+            break;
+        if (c < '0' || c > '9' || used == sizeof text - 1)
+            return -1;
+        text[used++] = c;
+    }
+    text[used] = '\0';
+    long length = strtol(text, NULL, 10);
+    return length > 0 && length < (1L << 30) ? length : -1;
 }
 
 /* The request's fields split in place at their NULs; NULL if it is malformed. */
@@ -289,42 +460,83 @@ static char **split(char *data, size_t length, size_t *count) {
     return out;
 }
 
-static int serve(int status_fd, int control_fd) {
-    fcntl(status_fd, F_SETFD, FD_CLOEXEC);
-    size_t length = 0;
-    char *data = read_all(control_fd, &length);
-    close(control_fd);
-    if (!data)
-        return report(status_fd, 127, "error the sandbox could not read its task: %s",
-                      strerror(errno));
-    if (length == 0)
-        return 0; /* not needed */
+/* One request: its task run, or why not reported; `last` set when the request says it is
+ * the sandbox's last task (what it leaves is its caller's to read: nothing is emptied). */
+static int serve_one(int status_fd, char *data, size_t length, int *last) {
     size_t count = 0, at = 0;
     char **fields = split(data, length, &count);
     if (!fields)
         return report(status_fd, 127, "error the sandbox could not read its task: %s",
                       strerror(errno));
+    int code;
     long argc = strtol(fields[at++], NULL, 10);
-    if (argc < 1 || (size_t)argc + 2 > count)
-        return report(status_fd, 127, "error the sandbox's task request is malformed");
+    if (argc < 1 || (size_t)argc + 2 > count) {
+        code = report(status_fd, 127, "error the sandbox's task request is malformed");
+        free(fields);
+        return code;
+    }
     char **argv = fields + at;
     at += (size_t)argc;
     long envc = strtol(fields[at], NULL, 10);
     fields[at++] = NULL; /* ends argv */
-    if (envc < 0 || at + (size_t)envc + 2 > count)
-        return report(status_fd, 127, "error the sandbox's task request is malformed");
+    if (envc < 0 || at + (size_t)envc + 2 > count) {
+        code = report(status_fd, 127, "error the sandbox's task request is malformed");
+        free(fields);
+        return code;
+    }
     char **env = calloc((size_t)envc + 1, sizeof *env);
-    if (!env)
-        return report(status_fd, 127, "error the sandbox could not read its task: %s",
+    if (!env) {
+        code = report(status_fd, 127, "error the sandbox could not read its task: %s",
                       strerror(errno));
+        free(fields);
+        return code;
+    }
     for (long i = 0; i < envc; i++)
         env[i] = fields[at++];
     const char *cwd = fields[at++];
-    const char *limits = fields[at];
+    const char *limits = fields[at++];
+    *last = at < count && strcmp(fields[at], "last") == 0;
     if (chdir(cwd) != 0)
-        return report(status_fd, 127, "error cannot enter the working directory '%s': %s", cwd,
+        code = report(status_fd, 127, "error cannot enter the working directory '%s': %s", cwd,
                       strerror(errno));
-    return init(status_fd, limits, argv, env);
+    else
+        code = run_task(status_fd, limits, argv, env, 1);
+    free(env);
+    free(fields);
+    return code;
+}
+
+static int serve(int status_fd, int control_fd) {
+    fcntl(status_fd, F_SETFD, FD_CLOEXEC);
+    fcntl(control_fd, F_SETFD, FD_CLOEXEC);
+    /* No task may trace PID 1 or open its descriptors through /proc: it outlives them. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    forward_signals();
+    note_writable();
+    int once = mounts_inside();
+    int code = 0;
+    for (;;) {
+        long length = read_length(control_fd);
+        if (length == 0)
+            return code; /* no more tasks (or none: the sandbox was not needed) */
+        char *data = length > 0 ? malloc((size_t)length + 1) : NULL;
+        if (!data || read_exactly(control_fd, data, (size_t)length) != 0) {
+            free(data);
+            return report(status_fd, 127, "error the sandbox could not read its task");
+        }
+        data[length] = '\0';
+        int last = 1;
+        code = serve_one(status_fd, data, (size_t)length, &last);
+        free(data);
+        end_all(); /* nothing is left by now, unless the task could not start */
+        if (last)
+            return code;
+        if (once || chdir("/") != 0 || tidy() != 0) {
+            write_all(status_fd, "spent\n", 6);
+            return code;
+        }
+        write_all(status_fd, "ready\n", 6);
+    }
 }
 
 /* --as: the command run as uid:gid, no supplementary groups. */

@@ -27,10 +27,17 @@ sends itself, so the status, not its exit code, says whether the task was killed
 signal.
 
 `supervise.py --serve <status fd>:<control fd>` is PID 1 of a sandbox made before its
-task is known (runs/tasktypes/process.py, `Prestarted`): it waits for the task's argv,
-environment, working directory and limits on the control descriptor (`encode_request`),
-then runs it as `--init` does. The control descriptor closed with nothing written: the
-sandbox was not needed, and it exits quietly.
+tasks are known (runs/tasktypes/process.py, `Prestarted`), which serves one task after
+another: it waits for a task's argv, environment, working directory and limits on the
+control descriptor (`encode_request`) and runs it as `--init` does (its limits set in the
+forked task alone: the next task has its own). When the task ends it kills and reaps
+whatever the task left and reports the status; after a request marked `last` it exits,
+after the others it empties what a task can write (its HOME
+and /tmp, /dev/shm, /dev/mqueue, the System V IPC objects of its namespace) and writes
+`ready`, or `spent` if something could not be removed, or a mount lies inside them (a
+tenant's directory bound under /tmp: emptying would reach into it), and exits then. The control
+descriptor's end before a request: no more tasks, and it exits quietly. The compiled PID 1
+(sandbox_init.c) does the same.
 
 Run with `-I -S` and no imports beyond the standard library, so it starts in milliseconds.
 """
@@ -43,6 +50,7 @@ import os
 import sys
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 
 
 def _die_with_parent(expected_parent: int, already_asked: bool) -> None:
@@ -126,6 +134,11 @@ def init(
             break
         if reaped == pid:
             break
+    return _report(status_fd, status, failed)
+
+
+def _report(status_fd: int, status: int, failed: str) -> int:
+    """The status line written (one write), the exit code returned."""
     if failed:
         report, code = f"error {failed}", 127
     elif os.WIFSIGNALED(status):
@@ -133,7 +146,7 @@ def init(
     else:
         code = os.waitstatus_to_exitcode(status)
         report = f"exit {code}"
-    os.write(status_fd, report.encode())
+    os.write(status_fd, report.replace("\n", " ").encode()[:4095] + b"\n")
     return code
 
 
@@ -201,18 +214,25 @@ def _fork(
     return pid, ""
 
 
-def encode_request(argv: list[str], env: dict[str, str], cwd: str, limits: dict[str, int]) -> bytes:
-    """What a `--serve` supervisor reads: NUL-separated fields, counts first (an argument
-    may be empty; none may hold a NUL, which exec could not pass anyway)."""
+def encode_request(
+    argv: list[str], env: dict[str, str], cwd: str, limits: dict[str, int], *, last: bool
+) -> bytes:
+    """What a `--serve` supervisor reads: `<length>\\0` and the request, NUL-separated fields,
+    counts first (an argument may be empty; none may hold a NUL, which exec could not pass
+    anyway). `last`: the sandbox ends after this task, nothing of it emptied (what the task
+    leaves is its caller's to read); otherwise it is made ready for the next."""
     fields = [str(len(argv)), *argv, str(len(env))]
     fields += [f"{name}={value}" for name, value in env.items()]
-    fields += [cwd, format_limits(limits)]
+    fields += [cwd, format_limits(limits), "last" if last else "more"]
     if any("\0" in field for field in fields):
         raise ValueError("an argument or environment value holds a NUL byte")
-    return "\0".join(fields).encode("utf-8", "surrogateescape")
+    request = "\0".join(fields).encode("utf-8", "surrogateescape")
+    return b"%d\0" % len(request) + request
 
 
-def decode_request(data: bytes) -> tuple[list[str], dict[str, str], str, dict[str, int]]:
+def decode_request(
+    data: bytes,
+) -> tuple[list[str], dict[str, str], str, dict[str, int], bool]:
     fields = data.decode("utf-8", "surrogateescape").split("\0")
     count = int(fields[0])
     argv, at = fields[1 : 1 + count], 1 + count
@@ -220,28 +240,162 @@ def decode_request(data: bytes) -> tuple[list[str], dict[str, str], str, dict[st
     pairs = (item.partition("=") for item in fields[at + 1 : at + 1 + count])
     env = {name: value for name, _, value in pairs}
     at += 1 + count
-    return argv, env, fields[at], parse_limits(fields[at + 1])
+    last = fields[at + 2 : at + 3] == ["last"]
+    return argv, env, fields[at], parse_limits(fields[at + 1]), last
+
+
+# What a task can write in its sandbox (its own HOME and /tmp, /dev/shm, /dev/mqueue).
+WRITABLE = ("/home/task", "/tmp", "/dev/shm", "/dev/mqueue")  # noqa: S108
 
 
 def serve(status_fd: int, control_fd: int) -> int:
-    """PID 1 of a sandbox made ahead of its task: see the module's docstring."""
+    """PID 1 of a sandbox made ahead of its tasks: see the module's docstring."""
+    import ctypes
     import resource  # noqa: F401 (now, while nothing waits: set_rlimits needs it)
 
-    os.set_inheritable(control_fd, False)
-    chunks = []
-    while chunk := os.read(control_fd, 65536):
-        chunks.append(chunk)
-    os.close(control_fd)
-    if not chunks:
-        return 0
-    argv, env, cwd, limits = decode_request(b"".join(chunks))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no task may trace PID 1 or open its fds
+    for fd in (status_fd, control_fd):
+        os.set_inheritable(fd, False)
+    for sig in FORWARDED:
+        signal.signal(sig, lambda signum, frame: os.kill(-1, signum))
+    modes = {}
+    for path in WRITABLE:
+        try:  # noqa: SIM105 (no contextlib: see the imports)
+            modes[path] = os.lstat(path).st_mode & 0o7777
+        except OSError:
+            pass
+    once = _mounts_inside(tuple(modes))
+    code = 0
+    while True:
+        request = _read_request(control_fd)
+        if request is None:
+            return code
+        if not request:
+            os.write(status_fd, b"error the sandbox could not read its task\n")
+            return 127
+        argv, env, cwd, limits, last = decode_request(request)
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            failed = f"cannot enter the working directory {cwd!r}: {exc.strerror}"
+            code = _report(status_fd, 0, failed)
+        else:
+            pid, failed = _fork(limits, argv, env)
+            status = 0
+            while pid:  # reap every orphan until the task's own end
+                try:
+                    reaped, status = os.waitpid(-1, 0)
+                except ChildProcessError:
+                    break
+                if reaped == pid:
+                    break
+            _end_all()  # before the status: no output of a leftover can follow it
+            code = _report(status_fd, status, failed)
+        if last:
+            return code
+        os.chdir("/")
+        if once or not _tidy(modes, libc):
+            os.write(status_fd, b"spent\n")
+            return code
+        os.write(status_fd, b"ready\n")
+
+
+def _mounts_inside(paths: tuple[str, ...]) -> bool:
+    """Whether a mount lies inside one of `paths` (a tenant's directory bound under /tmp):
+    the sandbox then serves one task only, since emptying them would reach into it."""
     try:
-        os.chdir(cwd)
-    except OSError as exc:
-        report = f"error cannot enter the working directory {cwd!r}: {exc.strerror}"
-        os.write(status_fd, report.encode())
-        return 127
-    return init(status_fd, limits, argv, env)
+        with open("/proc/self/mountinfo") as table:
+            points = [line.split()[4] for line in table if len(line.split()) > 4]
+    except OSError:
+        return True
+    return any(point.startswith(f"{path}/") for point in points for path in paths)
+
+
+def _read_request(fd: int) -> bytes | None:
+    """The next request; None at the descriptor's end before one, b"" if malformed."""
+    length = b""
+    while (byte := os.read(fd, 1)) != b"\0":
+        if not byte:
+            return None if not length else b""
+        if not byte.isdigit() or len(length) > 20:
+            return b""
+        length += byte
+    wanted, chunks = int(length), []
+    while wanted > 0:
+        chunk = os.read(fd, min(wanted, 1 << 20))
+        if not chunk:
+            return b""
+        chunks.append(chunk)
+        wanted -= len(chunk)
+    return b"".join(chunks)
+
+
+def _end_all() -> None:
+    """Every process of the sandbox but PID 1 killed and reaped (killed again after each one
+    reaped, so that one forked meanwhile cannot slip through)."""
+    while True:
+        try:  # noqa: SIM105 (importing contextlib would slow every start)
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def _tidy(modes: dict[str, int], libc: object) -> bool:
+    """What the last task could write emptied for the next one; False if something is
+    left."""
+    import ctypes  # loaded already (serve)
+
+    clean = True
+    for path, mode in modes.items():
+        try:
+            os.chmod(path, mode)
+            clean = _empty(path) and clean
+        except OSError:
+            clean = False
+    kinds = (("shm", "shmctl"), ("sem", "semctl"), ("msg", "msgctl"))
+    for name, call in kinds:
+        try:
+            with open(f"/proc/sysvipc/{name}") as listing:
+                ids = [int(line.split()[1]) for line in listing.readlines()[1:] if line.split()]
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, IndexError):
+            return False
+        for ipc_id in ids:  # IPC_RMID is 0; semctl takes a semaphore number before it
+            args = (ipc_id, 0, 0) if name == "sem" else (ipc_id, 0, None)
+            if getattr(libc, call)(*args) != 0 and ctypes.get_errno() not in (22, 43):
+                clean = False  # neither EINVAL nor EIDRM: it is still there
+    return clean
+
+
+def _empty(path: str) -> bool:
+    """Everything inside `path` removed (a directory the task closed to itself is opened
+    first); False if something is left."""
+    clean = True
+    with os.scandir(path) as entries:
+        names = [entry.name for entry in entries]
+    for name in names:
+        full = os.path.join(path, name)
+        try:
+            os.unlink(full)
+            continue
+        except IsADirectoryError:
+            pass
+        except OSError:
+            clean = False
+            continue
+        try:
+            os.chmod(full, 0o700, follow_symlinks=False)
+            clean = _empty(full) and clean
+            os.rmdir(full)
+        except OSError:
+            clean = False
+    return clean
 
 
 def main(argv: list[str]) -> int:

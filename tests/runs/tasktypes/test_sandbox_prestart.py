@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from runs.tasktypes.process import PRESTARTED, OutputSink, ProcessResult, run_process
+from runs.tasktypes.process import (
+    PRESTARTED,
+    OutputSink,
+    ProcessResult,
+    SandboxProcess,
+    run_process,
+)
 from runs.tasktypes.sandbox import HOME, Limits, Sandbox, probe
 from tests.runs.tasktypes.test_sandbox import pid1  # noqa: F401 (the fixture: both PID 1s)
 from tests.workers import wait_for
@@ -76,7 +82,9 @@ def workspaces(sandbox: Sandbox) -> list[Path]:
 
 
 def waiting(sandbox: Sandbox) -> int:
-    """The pid of the sandbox the next task takes, once all made ahead are there."""
+    """The pid of the sandbox the next task takes, once all made ahead are there and the
+    sandboxes of the tasks before were handed back."""
+    PRESTARTED.settle()
     ready = wait_for(
         lambda: (
             len(PRESTARTED.waiting(sandbox)) == PRESTARTED.DEPTH and PRESTARTED.waiting(sandbox)
@@ -221,3 +229,161 @@ def test_a_nul_byte_is_refused(make: Callable[..., Sandbox]) -> None:
     assert result.error == (
         "could not start '/bin/echo': an argument or environment value holds a NUL byte"
     )
+
+
+# --- one sandbox, task after task ------------------------------------------------------------
+
+
+@pytest.fixture
+def one_deep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One sandbox waiting per settings: the next task takes the one the last task used."""
+    monkeypatch.setattr(PRESTARTED, "DEPTH", 1)
+
+
+def back_in_wait(sandbox: Sandbox, pid: int) -> None:
+    PRESTARTED.settle()
+    wait_for(
+        lambda: [item.proc.pid for item in PRESTARTED.waiting(sandbox)] == [pid],
+        10,
+        "the used sandbox waiting again",
+    )
+
+
+LEAVE_EVERYTHING = """
+echo home > $HOME/note; mkdir -p $HOME/deep/er; chmod 000 $HOME/deep
+echo tmp > /tmp/t; mkdir -p /tmp/closed/inside; touch /tmp/closed/inside/f; chmod 000 /tmp/closed
+echo shm > /dev/shm/segment; touch /dev/mqueue/queue
+ipcmk -M 4096 >/dev/null; ipcmk -S 2 >/dev/null; ipcmk -Q >/dev/null
+setsid sleep 300 & (sleep 1; echo LATE) &
+chmod 000 $HOME
+export LEFT=yes
+echo done
+"""
+
+LOOK_AROUND = """
+echo "env: ${LEFT:-unset}"
+ls -A /home/task /tmp /dev/shm /dev/mqueue
+echo "mode: $(stat -c %a /home/task) $(stat -c %a /tmp)"
+ipcs | grep -c '^0x' || true
+for p in /proc/[0-9]*; do cat $p/comm; done | grep -c sleep || true
+sleep 1.5; echo two
+"""
+
+
+@pytest.mark.usefixtures("one_deep")
+def test_the_next_task_finds_nothing_of_the_last(make: Callable[..., Sandbox]) -> None:
+    sandbox = make()
+    run(sandbox, "true")
+    pid = waiting(sandbox)
+    first, out, first_pid = run(sandbox, LEAVE_EVERYTHING)
+    assert (first.exit_code, out, first_pid) == (0, "done\n", pid), out
+    back_in_wait(sandbox, pid)
+    second, out, second_pid = run(sandbox, LOOK_AROUND)
+    assert second_pid == pid  # the same sandbox: bwrap and PID 1 made once
+    assert second.exit_code == 0, out
+    assert out.splitlines() == [
+        "env: unset",
+        "/dev/mqueue:",
+        "",
+        "/dev/shm:",  # noqa: S108 (the sandbox's own)
+        "",
+        "/home/task:",
+        "",
+        "/tmp:",  # noqa: S108 (the sandbox's own)
+        "mode: 700 700",
+        "0",  # no System V IPC object is left
+        "0",  # no process of the last task (nor its late output above)
+        "two",
+    ]
+
+
+@pytest.mark.usefixtures("one_deep")
+def test_limits_are_the_tasks_own_in_a_sandbox_used_again(
+    make: Callable[..., Sandbox],
+) -> None:
+    run(make(), "true")
+    pid = waiting(make())
+    result, out, used = run(make(limits=Limits(open_files=64, processes=3)), "ulimit -n; ulimit -p")
+    assert (result.exit_code, used) == (0, pid), out
+    assert out.split() == ["64", "4"]  # PID 1 counts towards the processes
+    back_in_wait(make(), pid)
+    result, out, used = run(make(), "ulimit -n; for i in 1 2 3 4 5; do true & done; wait")
+    assert (result.exit_code, used) == (0, pid), out
+    assert out.strip() != "64"
+
+
+@pytest.mark.usefixtures("one_deep")
+def test_only_home_tmp_and_the_ipc_directories_are_writable(
+    make: Callable[..., Sandbox],
+) -> None:
+    sandbox = make()
+    script = (
+        "for p in /x /dev/x /orc/x /home/x /etc/x /home/task/x /tmp/x /dev/shm/x; do"
+        ' touch $p 2>/dev/null && echo "$p"; done; true'
+    )
+    result, out, _ = run(sandbox, script)
+    assert result.exit_code == 0
+    assert out.split() == ["/home/task/x", "/tmp/x", "/dev/shm/x"]  # noqa: S108 (inside)
+
+
+@pytest.mark.usefixtures("one_deep")
+def test_a_timed_out_or_old_sandbox_is_not_used_again(make: Callable[..., Sandbox]) -> None:
+    sandbox = make()
+    run(sandbox, "true")
+    pid = waiting(sandbox)
+    result, _, used = run(sandbox, "sleep 60", timeout=1)
+    assert result.timed_out
+    assert used == pid
+    fresh = wait_for(
+        lambda: [item.proc.pid for item in PRESTARTED.waiting(sandbox) if item.proc.pid != pid],
+        10,
+        "another sandbox made instead",
+    )
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the one that timed out is gone
+    aging = make(warm_seconds=1.5)
+    run(aging, "true")
+    pid = waiting(aging)
+    result, _, used = run(aging, "sleep 1.6")  # older than warm_seconds when it ends
+    assert (result.exit_code, used) == (0, pid)
+    result, _, used = run(aging, "true")
+    assert result.exit_code == 0
+    assert used not in (pid, *fresh)
+
+
+@pytest.mark.usefixtures("one_deep")
+@pytest.mark.parametrize("asked", ["by the worker", "by PID 1 alone"])
+def test_a_sandbox_with_a_mount_inside_tmp_serves_one_task(
+    make: Callable[..., Sandbox], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, asked: str
+) -> None:
+    """Emptying /tmp would reach into the tenant's directory bound under it: such a sandbox
+    is never used again, and the tenant's files stay. PID 1 checks it too, whatever the
+    worker asks."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chown(shared, UID, UID)
+    sandbox = make(mounts=((str(shared), True),))
+    assert not sandbox.reusable
+    if asked == "by PID 1 alone":
+        monkeypatch.setattr(Sandbox, "reusable", property(lambda self: True))
+    result, out, first = run(sandbox, f"echo kept > {shared}/file; mkdir {shared}/dir")
+    assert result.exit_code == 0, out
+    PRESTARTED.settle()
+    result, out, second = run(sandbox, f"cat {shared}/file; ls {shared}")
+    assert (result.exit_code, out) == (0, "kept\ndir\nfile\n")
+    assert second != first
+    assert (shared / "file").read_text() == "kept\n"
+
+
+def test_the_status_of_a_last_task_is_read_after_its_sandbox_ended(
+    make: Callable[..., Sandbox],
+) -> None:
+    """A sandbox that serves one task ends right after its status: read all the same."""
+    sandbox = make()
+    started = SandboxProcess.start(sandbox, sandbox.workspace(), stdin=False)
+    try:
+        assert started.send(["/bin/sh", "-c", "exit 7"], ENV, None, sandbox)
+        assert started.proc.wait(timeout=10) == 7
+        assert started.read_status() == b"exit 7"
+    finally:
+        started.close(remove=True)
