@@ -126,15 +126,20 @@ def init(
         pid, failed = _fork(limits, command, env)
     else:
         pid, failed = _spawn(limits, command, env)
+    return _report(status_fd, _reap_until(pid), failed)
+
+
+def _reap_until(pid: int) -> int:
+    """Every orphan reaped until the task `pid` ends (0: none started); its wait status."""
     status = 0
-    while pid:  # reap every orphan; the task's own end ends the sandbox
+    while pid:
         try:
             reaped, status = os.waitpid(-1, 0)
         except ChildProcessError:
             break
         if reaped == pid:
             break
-    return _report(status_fd, status, failed)
+    return status
 
 
 def _report(status_fd: int, status: int, failed: str) -> int:
@@ -282,14 +287,7 @@ def serve(status_fd: int, control_fd: int) -> int:
             code = _report(status_fd, 0, failed)
         else:
             pid, failed = _fork(limits, argv, env)
-            status = 0
-            while pid:  # reap every orphan until the task's own end
-                try:
-                    reaped, status = os.waitpid(-1, 0)
-                except ChildProcessError:
-                    break
-                if reaped == pid:
-                    break
+            status = _reap_until(pid)
             _end_all()  # before the status: no output of a leftover can follow it
             code = _report(status_fd, status, failed)
         if last:
