@@ -193,7 +193,7 @@ def _run_sandboxed(
             started.close(remove=ahead)
             started = SandboxProcess.start(sandbox, workspace, stdin=stdin is not None)
             sent = started.send(argv, env, cwd, sandbox)
-    except ValueError as exc:  # a NUL byte in an argument
+    except ValueError as exc:  # a NUL byte in an argument, a working directory not made
         started.close(remove=ahead)
         return ProcessResult(exit_code=None, error=f"could not start {argv[0]!r}: {exc}")
     except OSError as exc:  # no fresh one could be started, or its directory made
@@ -297,12 +297,17 @@ class SandboxProcess:
     def send(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, sandbox: Sandbox
     ) -> bool:
-        """Hand PID 1 a task; False if the sandbox is gone (nothing could be sent)."""
-        cwd = sandbox.enter(self.workspace, cwd)
+        """Hand PID 1 a task; False if the sandbox is gone (nothing could be sent).
+        ValueError: the task cannot be sent (a NUL byte, a working directory that cannot
+        be made)."""
+        try:
+            inside = sandbox.enter(self.workspace, cwd)
+        except OSError as exc:
+            raise ValueError(f"cannot make the working directory {cwd!r}: {exc.strerror}") from exc
         limits = sandbox.limits.as_dict()
         # Not served: the caller reads what the task leaves in its workspace.
         last = not (self.served and sandbox.reusable)
-        request = memoryview(encode_request(list(argv), dict(env), cwd, limits, last=last))
+        request = memoryview(encode_request(list(argv), dict(env), inside, limits, last=last))
         try:
             while request:
                 request = request[os.write(self.control, request) :]
@@ -440,6 +445,14 @@ class Prestarted:
                 self._thread.start()
         self._jobs.put(job)
 
+    def forget(self) -> None:
+        """In a forked child: none waiting, no thread (the parent's sandboxes and their pipes
+        are the parent's to use)."""
+        self._ready = {}
+        self._lock = threading.Lock()
+        self._jobs = queue.SimpleQueue()
+        self._thread = None
+
     def settle(self, wait: float = 5.0) -> None:
         """Return once the thread has done what it was asked before (within `wait`)."""
         with self._lock:
@@ -530,6 +543,8 @@ class Prestarted:
 
 PRESTARTED = Prestarted()  # this process's sandboxes made ahead (one owner: run_process)
 atexit.register(PRESTARTED.close)
+# A forked child starts with none: the sandboxes, their pipes and the thread are the parent's.
+os.register_at_fork(after_in_child=PRESTARTED.forget)
 
 
 @functools.cache

@@ -306,15 +306,25 @@ class Sandbox:
 
     def enter(self, space: Workspace, cwd: str | None) -> str:
         """The task's working directory inside the sandbox; a relative `cwd` (checked free of
-        '..' by the caller) is made in its private directory first, owned by its uid."""
+        '..' by the caller) is made in its private directory first, owned by its uid.
+
+        Made one component at a time through directory descriptors that never follow a
+        link: a directory a sandbox serves task after task may hold what the tenant put
+        there (a link to /etc, say), and this process may be root."""
         if cwd and not cwd.startswith("/"):
-            path = space.work / cwd
-            path.mkdir(parents=True, exist_ok=True)
-            if os.geteuid() == 0:
-                for part in [path, *path.parents]:
-                    if part == space.work:
-                        break
-                    os.chown(part, self.uid, self.gid)
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            at = os.open(space.work, flags)
+            try:
+                for part in Path(cwd).parts:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o755, dir_fd=at)
+                    inner = os.open(part, flags, dir_fd=at)  # a link: refused (ELOOP)
+                    os.close(at)
+                    at = inner
+                    if os.geteuid() == 0:
+                        os.fchown(at, self.uid, self.gid)
+            finally:
+                os.close(at)
         return _inside_cwd(cwd)
 
     def _mounts(self, space: Workspace) -> list[str]:

@@ -16,7 +16,9 @@
  * - after each task it kills and reaps every process left in the sandbox, then reports the
  *   status (one line); after the `last` one it exits, after the others it empties what a task can write (its HOME and /tmp, /dev/shm,
  *   /dev/mqueue, the System V IPC objects of its namespace) and writes `ready` on its own
- *   line; one it cannot empty, or one with a mount inside what it would empty (a tenant's
+ *   line (it also clears the keys the task added to its user's keyrings, and the flags
+ *   it set on descriptors 0-2, which every task shares; each task gets a session keyring
+ *   of its own); one it cannot empty, or one with a mount inside what it would empty (a tenant's
  *   directory bound under /tmp), is reported as `spent` instead, and PID 1 exits: the
  *   sandbox is not used again. PID 1 is not dumpable there, so no task can trace it or open its
  *   descriptors;
@@ -49,6 +51,7 @@
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/prctl.h>
+#include <sys/xattr.h>
 #include <sys/resource.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
@@ -172,6 +175,15 @@ static void close_from(int first, int keep) {
 }
 
 /* The task forked and exec'd. Returns its pid, or 0 with the reason in `failed`. */
+/* Linux's keyctl operations and special keyrings (linux/keyctl.h), called directly: the C
+ * library has no wrapper. */
+#define KEYCTL_JOIN_SESSION_KEYRING 1
+#define KEYCTL_CLEAR 7
+#define KEY_SPEC_USER_KEYRING -4
+#define KEY_SPEC_USER_SESSION_KEYRING -5
+
+static int serving; /* --serve: tasks follow one another in this sandbox */
+
 static pid_t start(char **argv, char **env, const char *limits, char *failed, size_t size) {
     int errors[2];
     if (pipe2(errors, O_CLOEXEC) != 0) {
@@ -196,6 +208,10 @@ static pid_t start(char **argv, char **env, const char *limits, char *failed, si
         sigprocmask(SIG_SETMASK, &none, NULL);
         close(errors[0]);
         close_from(3, errors[1]);
+        /* A session keyring of the task's own, gone with it (not PID 1's, which the next
+         * task would share); where keyctl is refused (a seccomp profile), so is the task. */
+        if (serving)
+            syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL);
         if (set_limits(limits) != 0) {
             int n = snprintf(message, sizeof message, "could not set the task's limits: %s",
                              strerror(errno));
@@ -287,9 +303,15 @@ static int init(int status_fd, const char *limits, char **argv, char **env) {
 
 /* --- --serve: task after task ------------------------------------------------------ */
 
+#define MAX_DEPTH 256
+
 /* Everything inside the directory `fd` removed (the directory itself stays); a directory
  * the task closed to itself is opened first. 0, or -1 if something is left. */
-static int empty_dir(int fd) {
+static int empty_dir(int fd, int depth) {
+    if (depth > MAX_DEPTH) { /* deeper than a task has any need for: not emptied */
+        close(fd);
+        return -1;
+    }
     DIR *dir = fdopendir(fd);
     if (!dir) {
         close(fd);
@@ -309,7 +331,7 @@ static int empty_dir(int fd) {
         }
         fchmodat(at, name, 0700, 0); /* a directory (never a link), which may be closed */
         int child = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (child < 0 || empty_dir(child) != 0 || unlinkat(at, name, AT_REMOVEDIR) != 0)
+        if (child < 0 || empty_dir(child, depth + 1) != 0 || unlinkat(at, name, AT_REMOVEDIR) != 0)
             failed = -1;
     }
     closedir(dir);
@@ -386,6 +408,33 @@ static int remove_ipc(const char *file, int kind) {
     return failed;
 }
 
+/* The extended attributes a task may set on a directory it keeps (user.*, and POSIX ACLs,
+ * whose defaults would shape the next task's files) removed. 0, or -1. */
+static int remove_xattrs(const char *path) {
+    char names[65536];
+    ssize_t length = llistxattr(path, names, sizeof names);
+    if (length < 0)
+        return errno == ENOTSUP ? 0 : -1;
+    int failed = 0;
+    for (char *name = names; name < names + length; name += strlen(name) + 1) {
+        if (strncmp(name, "user.", 5) != 0 && strncmp(name, "system.posix_acl_", 17) != 0)
+            continue; /* security.* and trusted.*: not the task's to set */
+        if (lremovexattr(path, name) != 0 && errno != ENODATA)
+            failed = -1;
+    }
+    return failed;
+}
+
+/* Descriptors 0, 1 and 2 are the same open files for every task: flags one task set on
+ * them (O_NONBLOCK, O_ASYNC and its owner and signal) are cleared before the next. */
+static void reset_stdio(void) {
+    for (int fd = 0; fd <= 2; fd++) {
+        fcntl(fd, F_SETFL, 0);
+        fcntl(fd, F_SETOWN, 0);
+        fcntl(fd, F_SETSIG, 0);
+    }
+}
+
 /* What the last task could have written, emptied for the next one. 0, or -1. */
 static int tidy(void) {
     int failed = 0;
@@ -396,10 +445,19 @@ static int tidy(void) {
             failed = -1;
             continue;
         }
+        if (remove_xattrs(WRITABLE[i].path) != 0)
+            failed = -1;
         int fd = open(WRITABLE[i].path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 || empty_dir(fd) != 0)
+        if (fd < 0 || empty_dir(fd, 0) != 0)
             failed = -1;
     }
+    /* Keys the task added to its user's keyrings, which belong to the sandbox's user
+     * namespace and so outlive the task. */
+    long keyrings[] = {KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING};
+    for (size_t i = 0; i < sizeof keyrings / sizeof keyrings[0]; i++)
+        if (syscall(SYS_keyctl, KEYCTL_CLEAR, keyrings[i]) != 0 && errno != ENOSYS &&
+            errno != EPERM)
+            failed = -1;
     failed |= remove_ipc("/proc/sysvipc/shm", 0);
     failed |= remove_ipc("/proc/sysvipc/sem", 1);
     failed |= remove_ipc("/proc/sysvipc/msg", 2);
@@ -511,6 +569,7 @@ static int serve(int status_fd, int control_fd) {
     fcntl(control_fd, F_SETFD, FD_CLOEXEC);
     /* No task may trace PID 1 or open its descriptors through /proc: it outlives them. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    serving = 1;
     forward_signals();
     note_writable();
     int once = mounts_inside();
@@ -526,6 +585,7 @@ static int serve(int status_fd, int control_fd) {
         }
         data[length] = '\0';
         int last = 1;
+        reset_stdio();
         code = serve_one(status_fd, data, (size_t)length, &last);
         free(data);
         end_all(); /* nothing is left by now, unless the task could not start */

@@ -51,6 +51,14 @@ import sys
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+# keyctl(2) (linux/keyctl.h), through syscall(2): the C library has no wrapper.
+KEYCTL_JOIN_SESSION_KEYRING = 1
+KEYCTL_CLEAR = 7
+KEY_SPEC_USER_KEYRING = -4
+KEY_SPEC_USER_SESSION_KEYRING = -5
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "ppc64le": 280, "s390x": 280}
+F_SETSIG = 10  # Linux's fcntl command, which the fcntl module does not name
+_SERVING: list = []  # type: ignore[type-arg]  # --serve: [libc] (ctypes), once PID 1 serves tasks
 
 
 def _die_with_parent(expected_parent: int, already_asked: bool) -> None:
@@ -198,17 +206,27 @@ def _fork(
     errors, error_out = os.pipe()  # both close-on-exec: empty once exec succeeded
     pid = os.fork()
     if pid == 0:
+        failed = ""
         try:
             for sig in (*FORWARDED, *RESTORED):
                 signal.signal(sig, signal.SIG_DFL)
-            set_rlimits(limits, extra_processes=1)  # PID 1 counts too
+            if _SERVING:  # a session keyring of the task's own (not PID 1's, which stays)
+                _keyctl(KEYCTL_JOIN_SESSION_KEYRING, 0)
+            try:
+                set_rlimits(limits, extra_processes=1)  # PID 1 counts too
+            except (OSError, ValueError) as exc:
+                failed = f"could not set the task's limits: {exc}"
+                raise
             os.closerange(3, error_out)
             os.closerange(error_out + 1, 1 << 20)
             if env is None:
                 os.execvp(command[0], command)  # noqa: S606 (the task's own argv)
             os.execvpe(command[0], command, env)  # noqa: S606 (the task's own argv)
         except OSError as exc:
-            os.write(error_out, f"could not start {command[0]!r}: {exc.strerror}".encode())
+            failed = failed or f"could not start {command[0]!r}: {exc.strerror}"
+        except BaseException as exc:  # nothing may unwind into PID 1's loop
+            failed = failed or f"could not start {command[0]!r}: {exc}"
+        os.write(error_out, failed.encode())
         os._exit(127)
     os.close(error_out)
     failed = os.read(errors, 4096).decode("utf-8", "replace")
@@ -249,6 +267,7 @@ def decode_request(
     return argv, env, fields[at], parse_limits(fields[at + 1]), last
 
 
+MAX_DEPTH = 256  # directories deeper than this are not emptied: the sandbox is spent
 # What a task can write in its sandbox (its own HOME and /tmp, /dev/shm, /dev/mqueue).
 WRITABLE = ("/home/task", "/tmp", "/dev/shm", "/dev/mqueue")  # noqa: S108
 
@@ -256,14 +275,16 @@ WRITABLE = ("/home/task", "/tmp", "/dev/shm", "/dev/mqueue")  # noqa: S108
 def serve(status_fd: int, control_fd: int) -> int:
     """PID 1 of a sandbox made ahead of its tasks: see the module's docstring."""
     import ctypes
+    import fcntl
     import resource  # noqa: F401 (now, while nothing waits: set_rlimits needs it)
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no task may trace PID 1 or open its fds
+    _SERVING.append(libc)
     for fd in (status_fd, control_fd):
         os.set_inheritable(fd, False)
     for sig in FORWARDED:
-        signal.signal(sig, lambda signum, frame: os.kill(-1, signum))
+        signal.signal(sig, _pass_on)
     modes = {}
     for path in WRITABLE:
         try:  # noqa: SIM105 (no contextlib: see the imports)
@@ -280,6 +301,9 @@ def serve(status_fd: int, control_fd: int) -> int:
             os.write(status_fd, b"error the sandbox could not read its task\n")
             return 127
         argv, env, cwd, limits, last = decode_request(request)
+        for fd in (0, 1, 2):  # the same open files for every task: its flags cleared
+            for command in (fcntl.F_SETFL, fcntl.F_SETOWN, F_SETSIG):
+                fcntl.fcntl(fd, command, 0)
         try:
             os.chdir(cwd)
         except OSError as exc:
@@ -293,7 +317,7 @@ def serve(status_fd: int, control_fd: int) -> int:
         if last:
             return code
         os.chdir("/")
-        if once or not _tidy(modes, libc):
+        if once or not _tidy(modes):
             os.write(status_fd, b"spent\n")
             return code
         os.write(status_fd, b"ready\n")
@@ -343,18 +367,53 @@ def _end_all() -> None:
             return
 
 
-def _tidy(modes: dict[str, int], libc: object) -> bool:
-    """What the last task could write emptied for the next one; False if something is
-    left."""
+def _pass_on(signum: int, frame: object) -> None:
+    """A signal to PID 1 (a timeout, a cancel) passed on to every process of the sandbox."""
+    try:  # noqa: SIM105 (no contextlib: see the imports)
+        os.kill(-1, signum)
+    except ProcessLookupError:
+        pass  # none left: the task has just ended
+
+
+def _keyctl(operation: int, argument: int) -> bool:
+    """keyctl(operation, argument); False if it failed for a reason other than keyctl being
+    refused altogether (a seccomp profile: then no task can add a key either)."""
     import ctypes  # loaded already (serve)
 
+    number = SYS_KEYCTL.get(os.uname().machine)
+    if number is None:
+        return False
+    libc = _SERVING[0]
+    if libc.syscall(number, operation, ctypes.c_long(argument)) == 0:
+        return True
+    return ctypes.get_errno() in (1, 38)  # EPERM, ENOSYS
+
+
+def _tidy(modes: dict[str, int]) -> bool:
+    """What the last task could write emptied for the next one; False if something is
+    left."""
+    try:
+        return _tidy_all(modes)
+    except Exception:  # whatever went wrong, the sandbox is not used again
+        return False
+
+
+def _tidy_all(modes: dict[str, int]) -> bool:
+    import ctypes  # loaded already (serve)
+
+    libc = _SERVING[0]
     clean = True
     for path, mode in modes.items():
         try:
             os.chmod(path, mode)
+            for name in os.listxattr(path, follow_symlinks=False):
+                if name.startswith(("user.", "system.posix_acl_")):
+                    os.removexattr(path, name, follow_symlinks=False)
             clean = _empty(path) and clean
         except OSError:
             clean = False
+    for keyring in (KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING):
+        clean = _keyctl(KEYCTL_CLEAR, keyring) and clean
     kinds = (("shm", "shmctl"), ("sem", "semctl"), ("msg", "msgctl"))
     for name, call in kinds:
         try:
@@ -371,9 +430,11 @@ def _tidy(modes: dict[str, int], libc: object) -> bool:
     return clean
 
 
-def _empty(path: str) -> bool:
+def _empty(path: str, depth: int = 0) -> bool:
     """Everything inside `path` removed (a directory the task closed to itself is opened
-    first); False if something is left."""
+    first); False if something is left, or the tree is deeper than MAX_DEPTH."""
+    if depth > MAX_DEPTH:
+        return False
     clean = True
     with os.scandir(path) as entries:
         names = [entry.name for entry in entries]
@@ -389,7 +450,7 @@ def _empty(path: str) -> bool:
             continue
         try:
             os.chmod(full, 0o700, follow_symlinks=False)
-            clean = _empty(full) and clean
+            clean = _empty(full, depth + 1) and clean
             os.rmdir(full)
         except OSError:
             clean = False

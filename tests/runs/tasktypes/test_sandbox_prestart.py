@@ -249,6 +249,28 @@ def back_in_wait(sandbox: Sandbox, pid: int) -> None:
     )
 
 
+# Left by a task through Python (Debian's, in /usr): what the shell cannot set.
+LEAVE_BY_PYTHON = """
+import ctypes, os, platform
+os.setxattr("/home/task", "user.left", b"yes")
+os.setxattr("/tmp", "user.left", b"yes")
+os.set_blocking(1, False)
+libc = ctypes.CDLL(None, use_errno=True)
+keyctl = {"x86_64": 250, "aarch64": 219}[platform.machine()]
+add_key = {"x86_64": 248, "aarch64": 217}[platform.machine()]
+for keyring in (-4, -5, -3):  # user, user session, session keyrings
+    libc.syscall(add_key, b"user", b"left", b"secret", 6, ctypes.c_long(keyring))
+"""
+
+LOOK_BY_PYTHON = """
+import ctypes, os, platform
+print("xattrs", os.listxattr("/home/task"), os.listxattr("/tmp"))
+print("blocking", os.get_blocking(1))
+libc = ctypes.CDLL(None, use_errno=True)
+request_key = {"x86_64": 249, "aarch64": 218}[platform.machine()]
+print("keys", [libc.syscall(request_key, b"user", b"left", None, 0) > 0 for _ in range(1)])
+"""
+
 LEAVE_EVERYTHING = """
 echo home > $HOME/note; mkdir -p $HOME/deep/er; chmod 000 $HOME/deep
 echo tmp > /tmp/t; mkdir -p /tmp/closed/inside; touch /tmp/closed/inside/f; chmod 000 /tmp/closed
@@ -387,3 +409,43 @@ def test_the_status_of_a_last_task_is_read_after_its_sandbox_ended(
         assert started.read_status() == b"exit 7"
     finally:
         started.close(remove=True)
+
+
+@pytest.mark.usefixtures("one_deep")
+def test_keys_attributes_and_descriptor_flags_do_not_carry_over(
+    make: Callable[..., Sandbox],
+) -> None:
+    sandbox = make()
+    run(sandbox, "true")
+    pid = waiting(sandbox)
+    result, out, used = run(sandbox, f"/usr/bin/python3 -I -c '{LEAVE_BY_PYTHON}' && echo left")
+    assert (result.exit_code, out, used) == (0, "left\n", pid), out
+    back_in_wait(sandbox, pid)
+    result, out, used = run(sandbox, f"/usr/bin/python3 -I -c '{LOOK_BY_PYTHON}'")
+    assert (result.exit_code, used) == (0, pid), out
+    assert out.splitlines() == ["xattrs [] []", "blocking True", "keys [False]"]
+
+
+@pytest.mark.usefixtures("one_deep")
+def test_the_working_directory_is_made_without_following_a_link(
+    make: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    """What a tenant's process may have put in a used sandbox's HOME (through a descriptor
+    of it kept from an earlier task) cannot turn the worker's own making of a task's
+    working directory (as root here) against the host."""
+    sandbox = make()
+    run(sandbox, "true")
+    waiting(sandbox)
+    target = tmp_path / "host-only"
+    target.mkdir(mode=0o755)
+    ready = PRESTARTED.waiting(sandbox)[0]
+    os.symlink(target, ready.workspace.work / "x")
+    sink = OutputSink(1000)
+    result = run_process(["pwd"], env=ENV, cwd="x/y", timeout=30, sink=sink, sandbox=sandbox)
+    assert result.error == (
+        "could not start 'pwd': cannot make the working directory 'x/y': "
+        "Not a directory"  # a link, not followed
+    )
+    assert not ready.alive()  # not used again
+    assert list(target.iterdir()) == []
+    assert os.stat(target).st_uid == 0
