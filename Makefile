@@ -11,6 +11,9 @@ STAMP := $(VENV)/.installed
 # The suite runs against real PostgreSQL and Redis (see README, "Tests").
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+# The suite's processes (pytest-xdist): each has its own test database and its workers
+# their own Redis keys. 0 runs it in one process.
+TEST_PROCESSES ?= 2
 
 .PHONY: install compiler sandbox-tool browser demo demo-distributed bench test lint format openapi clean
 
@@ -84,7 +87,7 @@ bench: install
 # The suite runs with the task sandbox on: it needs bubblewrap (installed here as root).
 test: compiler install sandbox-tool browser
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
-		$(BIN)/python -m pytest $(PYTEST_ARGS)
+		$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

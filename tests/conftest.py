@@ -27,8 +27,9 @@ __all__ = [
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
-    """Each run of the suite its own test database (`test_<name>_run<pid>`), so two runs on
-    one server (a checkout and a CI clone) never drop each other's."""
+    """Each run of the suite its own test database (`test_<name>_run<pid>`, and with
+    pytest-xdist `test_<name>_gw<N>_run<pid>`, one per process), so two runs on one server
+    (a checkout and a CI clone) never drop each other's."""
     from django.conf import settings
 
     for db in settings.DATABASES.values():
