@@ -512,7 +512,9 @@ def limit_hint(limits: Limits, *, exit_code: int | None, tail: bytes) -> str | N
 
 
 def probe(bwrap: str = "bwrap", uid: int | None = None) -> str | None:
-    """None if this process can make a sandbox (as `uid` when root); else why not."""
+    """None if this process can make a sandbox (as `uid` when root); else why not. It uses
+    what a sandbox serving task after task needs of bwrap (SERVED: a POSIX message queue
+    mount, read-only remounts), so an older bwrap is named here, not at the first task."""
     import subprocess
 
     path = shutil.which(bwrap)
@@ -528,11 +530,15 @@ def probe(bwrap: str = "bwrap", uid: int | None = None) -> str | None:
         path,
         "--unshare-user",
         "--unshare-pid",
+        "--unshare-ipc",
         "--die-with-parent",
         *_system_mounts(),
         *_interpreter_mounts(),
         "--proc",
         "/proc",
+        "--dev",
+        "/dev",
+        *SERVED,
         "--",
         interpreter(),
         "-I",

@@ -256,19 +256,26 @@ os.setxattr("/home/task", "user.left", b"yes")
 os.setxattr("/tmp", "user.left", b"yes")
 os.set_blocking(1, False)
 libc = ctypes.CDLL(None, use_errno=True)
+KEYRINGS = (-4, -5, -3)  # user, user session, session keyrings
 keyctl = {"x86_64": 250, "aarch64": 219}[platform.machine()]
 add_key = {"x86_64": 248, "aarch64": 217}[platform.machine()]
-for keyring in (-4, -5, -3):  # user, user session, session keyrings
+for keyring in KEYRINGS:
     libc.syscall(add_key, b"user", b"left", b"secret", 6, ctypes.c_long(keyring))
+found = [libc.syscall(keyctl, 10, ctypes.c_long(k), b"user", b"left", 0) > 0 for k in KEYRINGS]
+print("found", found)
 """
 
+# request_key looks in the task's own session keyring; KEYCTL_SEARCH (10) in the user's
+# and the user session keyrings, which outlive a session.
 LOOK_BY_PYTHON = """
 import ctypes, os, platform
 print("xattrs", os.listxattr("/home/task"), os.listxattr("/tmp"))
 print("blocking", os.get_blocking(1))
 libc = ctypes.CDLL(None, use_errno=True)
 request_key = {"x86_64": 249, "aarch64": 218}[platform.machine()]
-print("keys", [libc.syscall(request_key, b"user", b"left", None, 0) > 0 for _ in range(1)])
+keyctl = {"x86_64": 250, "aarch64": 219}[platform.machine()]
+print("keys", [libc.syscall(request_key, b"user", b"left", None, 0) > 0]
+      + [libc.syscall(keyctl, 10, ctypes.c_long(k), b"user", b"left", 0) > 0 for k in (-4, -5)])
 """
 
 LEAVE_EVERYTHING = """
@@ -419,11 +426,12 @@ def test_keys_attributes_and_descriptor_flags_do_not_carry_over(
     run(sandbox, "true")
     pid = waiting(sandbox)
     result, out, used = run(sandbox, f"/usr/bin/python3 -I -c '{LEAVE_BY_PYTHON}' && echo left")
-    assert (result.exit_code, out, used) == (0, "left\n", pid), out
+    # The keys are there to be found (in each keyring) before the task ends.
+    assert (result.exit_code, out, used) == (0, "found [True, True, True]\nleft\n", pid), out
     back_in_wait(sandbox, pid)
     result, out, used = run(sandbox, f"/usr/bin/python3 -I -c '{LOOK_BY_PYTHON}'")
     assert (result.exit_code, used) == (0, pid), out
-    assert out.splitlines() == ["xattrs [] []", "blocking True", "keys [False]"]
+    assert out.splitlines() == ["xattrs [] []", "blocking True", "keys [False, False, False]"]
 
 
 @pytest.mark.usefixtures("one_deep")
