@@ -54,6 +54,7 @@ class Connection(Stamped):
         HTTP = "http"
 
     AUDIT_SECRET_FIELDS: ClassVar = {"password_encrypted", "extra_encrypted"}
+    ENCRYPTED_FIELDS: ClassVar = ("password_encrypted", "extra_encrypted")  # rotate_keys
 
     name = models.CharField(max_length=63)
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -109,6 +110,7 @@ class Secret(Stamped):
     """A write-only value that specs use as `{{ secrets.NAME }}`; masked wherever it shows."""
 
     AUDIT_SECRET_FIELDS: ClassVar = {"value_encrypted"}
+    ENCRYPTED_FIELDS: ClassVar = ("value_encrypted",)
 
     name = models.CharField(max_length=63)
     value_encrypted = models.TextField()

@@ -42,6 +42,7 @@ class WebhookSecret(TenantOwnedModel):
     valid at once: a rotation gives the older ones an `expires_at` (the overlap)."""
 
     AUDIT_SECRET_FIELDS: ClassVar = {"secret_encrypted"}
+    ENCRYPTED_FIELDS: ClassVar = ("secret_encrypted",)  # rotate_keys
 
     webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="secrets")
     secret_encrypted = models.TextField()

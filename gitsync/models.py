@@ -25,6 +25,7 @@ class GitSource(TenantOwnedModel):
         FAILED = "failed", "failed"
 
     AUDIT_SECRET_FIELDS: ClassVar = {"webhook_secret_encrypted"}
+    ENCRYPTED_FIELDS: ClassVar = ("webhook_secret_encrypted",)  # rotate_keys
 
     name = models.CharField(max_length=63)
     url = models.CharField(max_length=500)

@@ -47,6 +47,8 @@ class Channel(Stamped):
         EMAIL = "email"  # mail to `recipients` through the project's email settings
         WEBHOOK = "webhook"  # the CloudEvent POSTed to a URL, signed with HMAC-SHA256
 
+    ENCRYPTED_FIELDS: ClassVar = ("url_encrypted", "signing_secret_encrypted")  # rotate_keys
+
     kind = models.CharField(max_length=16, choices=Kind.choices)
     recipients = models.JSONField(default=list, blank=True)  # email addresses
     url_encrypted = models.TextField(blank=True)  # a Fernet token, "" for email

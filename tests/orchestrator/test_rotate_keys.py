@@ -7,14 +7,18 @@ from io import StringIO
 
 import pytest
 from cryptography.fernet import Fernet
+from django.apps import apps
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from connections import runtime, services
 from connections.models import Connection, Secret
+from notifications.models import Channel
+from notifications.services import create_channel
 from orchestrator import crypto
 from orchestrator.actors import Actor
 from orchestrator.audit import chain_key
+from orchestrator.management.commands.rotate_keys import encrypted_columns
 from orchestrator.models import AuditEvent
 from tests.harness import Team
 
@@ -121,3 +125,47 @@ def test_it_keeps_updated_at_which_users_read_as_the_last_change(team: Team) -> 
     assert sorted(Secret.objects.dangerously_unscoped().values_list("updated_at", flat=True)) == (
         stamps
     )
+
+
+def test_it_covers_every_encrypted_column_of_every_app() -> None:
+    """A model names its encrypted columns in ENCRYPTED_FIELDS; a column named *_encrypted
+    that is not there would keep its old key and be lost with it."""
+    named = {
+        (model._meta.db_table, field.name)
+        for model in apps.get_models()
+        for field in model._meta.get_fields()
+        if field.name.endswith("_encrypted")
+    }
+    covered = {(model._meta.db_table, column) for model, column in encrypted_columns()}
+    assert covered == named
+    assert {
+        "connections_secret",
+        "events_webhooksecret",
+        "gitsync_gitsource",
+        "notifications_channel",
+    } <= {table for table, _ in covered}
+
+
+def test_notification_channels_keep_their_url_and_signing_secret(team: Team) -> None:
+    slack_url = "https://hooks.slack.com/services/T000/B000/XXXX"
+    with override_settings(ENCRYPTION_KEYS=[OLD]):
+        create_channel(
+            actor=Actor.cli(), tenant=team.tenant, name="ops", kind="slack", url=slack_url
+        )
+        _, signing = create_channel(
+            actor=Actor.cli(),
+            tenant=team.tenant,
+            name="hook",
+            kind="webhook",
+            url="https://receiver.example/hook",
+        )
+    with override_settings(ENCRYPTION_KEYS=[NEW, OLD]):
+        output = _run()
+    assert "notifications_channel.url_encrypted: 2" in output
+    assert "notifications_channel.signing_secret_encrypted: 1" in output
+    rows = Channel.objects.dangerously_unscoped()
+    with override_settings(ENCRYPTION_KEYS=[NEW]):
+        assert crypto.decrypt(rows.get(name="ops").url_encrypted) == slack_url
+        hook = rows.get(name="hook")
+        assert crypto.decrypt(hook.url_encrypted) == "https://receiver.example/hook"
+        assert crypto.decrypt(hook.signing_secret_encrypted) == signing

@@ -1,39 +1,54 @@
 """`manage.py rotate_keys [--dry-run] [--batch-size N]`: re-encrypt every stored secret value
 with the first key of ENCRYPTION_KEYS, so older keys can then be removed.
 
+Every encrypted column of every app is covered: a model names its own in
+`ENCRYPTED_FIELDS` (connection passwords and extras, secrets, workflow webhook secrets,
+git source webhook secrets, notification channel URLs and signing secrets).
+
 Rows are locked and rewritten in batches, one transaction each. A value no configured
 key opens is reported (table, id, column), left as it is, and makes the command fail."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models, transaction
 
-from connections.models import Connection, Secret
 from orchestrator import audit, crypto
 from orchestrator.actors import Actor
 
-# Every encrypted column: (model, column).
-ENCRYPTED: list[tuple[type[models.Model], str]] = [
-    (Connection, "password_encrypted"),
-    (Connection, "extra_encrypted"),
-    (Secret, "value_encrypted"),
-]
+
+def encrypted_columns() -> list[tuple[type[models.Model], str]]:
+    """Every (model, column) holding a value encrypted with ENCRYPTION_KEYS, by table."""
+    found = [
+        (model, column)
+        for model in apps.get_models()
+        for column in getattr(model, "ENCRYPTED_FIELDS", ())
+    ]
+    return sorted(found, key=lambda pair: (pair[0]._meta.db_table, pair[1]))
+
+
+def _rows(model: type[models.Model]) -> models.QuerySet[Any]:
+    """Every row of every tenant (a key rotation is the platform's, not a tenant's)."""
+    manager: Any = model._default_manager
+    unscoped = getattr(manager, "dangerously_unscoped", manager.all)
+    rows: models.QuerySet[Any] = unscoped()
+    return rows
 
 
 def _batches(model: type[models.Model], column: str, size: int) -> Iterator[list[int]]:
-    rows = cast(Any, model).objects.dangerously_unscoped().exclude(**{column: ""})
-    pks = list(rows.order_by("pk").values_list("pk", flat=True))
+    pks = list(_rows(model).exclude(**{column: ""}).order_by("pk").values_list("pk", flat=True))
     for start in range(0, len(pks), size):
         yield pks[start : start + size]
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt every connection password, connection extra and secret value with the "
-    help += "first key of ENCRYPTION_KEYS."
+    help = "Re-encrypt every stored secret value (connections, secrets, webhook secrets, "
+    help += "notification channels' URLs and signing secrets) with the first key of "
+    help += "ENCRYPTION_KEYS."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="count only; change nothing")
@@ -45,7 +60,7 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be 1 or more")
         counts: dict[str, int] = {}
         unreadable: list[str] = []
-        for model, column in ENCRYPTED:
+        for model, column in encrypted_columns():
             label = f"{model._meta.db_table}.{column}"
             counts[label] = 0
             for pks in _batches(model, column, options["batch_size"]):
@@ -73,9 +88,8 @@ class Command(BaseCommand):
     ) -> tuple[int, list[int]]:
         """Re-encrypt one batch under row locks: (values re-encrypted, ids no key opens)."""
         done, failed = 0, []
-        manager = cast(Any, model).objects
         with transaction.atomic():
-            rows = manager.dangerously_unscoped().select_for_update(no_key=True).filter(pk__in=pks)
+            rows = _rows(model).select_for_update(no_key=True).filter(pk__in=pks)
             for pk, ciphertext in rows.values_list("pk", column):
                 if not ciphertext:
                     continue  # cleared since the batch was listed
@@ -87,7 +101,7 @@ class Command(BaseCommand):
                 if not dry_run:
                     # update(), not save(): a key rotation is not a change of the value,
                     # so updated_at (which users read as "last rotated") stays.
-                    manager.dangerously_unscoped().filter(pk=pk).update(**{column: rotated})
+                    _rows(model).filter(pk=pk).update(**{column: rotated})
                 done += 1
         return done, failed
 
