@@ -53,7 +53,17 @@ class Standalone:
         self.concurrency, self.web_threads = concurrency, web_threads
         self.stopped = threading.Event()
 
+    def public_url(self) -> str:
+        """Where people reach this server: PUBLIC_URL when set; else the address it listens
+        on, so that the webhook and reset links it shows work on another --port too (a
+        wildcard host is shown as this machine's loopback)."""
+        if os.environ.get("PUBLIC_URL"):
+            return str(settings.PUBLIC_URL)
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)  # noqa: S104
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
     def start(self) -> None:
+        settings.PUBLIC_URL = self.public_url()
         allow_embedded_broker()  # before the WSGI module, which checks for a real broker
         from waitress.server import create_server
 
