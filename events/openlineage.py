@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from orchestrator.celery import queue_task
 from runs.engine.events import log_tail
 from runs.graph import graph_for
 from runs.models import LineageEvent, TaskAttempt, WorkflowRun
@@ -338,8 +339,6 @@ def resend_due() -> int:
     that lapsed, and events whose message was lost (none when OpenLineage is off)."""
     if not settings.OPENLINEAGE_ENABLED:
         return 0
-    from events.tasks import send_lineage  # the tasks module imports this one
-
     now = timezone.now()
     attempts = sorted(
         set(
@@ -354,5 +353,5 @@ def resend_due() -> int:
         )
     )
     if attempts:
-        send_lineage.delay(attempts)
+        queue_task("events.send_lineage", attempts)
     return len(attempts)

@@ -32,6 +32,7 @@ from gitsync import git
 from gitsync.models import GitSource
 from orchestrator import audit, crypto
 from orchestrator.actors import Actor
+from orchestrator.celery import queue_task
 from orchestrator.context import tenant_scope
 from orchestrator.errors import Conflict, DomainError, FieldError, Invalid, NotFound
 from orchestrator.hooks import Received, problem, rate_limited
@@ -434,12 +435,10 @@ def _record(
 
 def queue_sync(source: GitSource, *, now: dt.datetime | None = None) -> None:
     """Send the source's sync to a worker once this transaction commits."""
-    from gitsync.tasks import sync  # the task module imports this one
-
     GitSource.objects.dangerously_unscoped().filter(pk=source.pk).update(
         sync_queued_at=now or timezone.now()
     )
-    transaction.on_commit(lambda: sync.delay(source.pk))
+    transaction.on_commit(lambda: queue_task("gitsync.sync", source.pk))
 
 
 TICK_SLACK = dt.timedelta(seconds=15)

@@ -23,6 +23,7 @@ from notifications import messages, transports
 from notifications.models import Delivery
 from orchestrator import audit, crypto, metrics
 from orchestrator.actors import Actor
+from orchestrator.celery import queue_task
 from orchestrator.errors import Conflict
 from orchestrator.policy import authorize
 
@@ -51,10 +52,8 @@ def send_after_commit(ids: Iterable[int]) -> None:
 
 
 def _enqueue(ids: list[int]) -> None:
-    from notifications.tasks import deliver as deliver_task  # the tasks module imports this
-
     for delivery_id in ids:
-        deliver_task.delay(delivery_id)
+        queue_task("notifications.deliver", delivery_id)
 
 
 def claim_timeout() -> dt.timedelta:

@@ -17,6 +17,14 @@ app = Celery("orchestrator")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+
+def queue_task(task_name: str, *args: Any) -> None:
+    """Queue the task named `task_name` (its wire name; CELERY_TASK_ROUTES picks its queue)
+    with `args`. By name, through this app, as the engine sends its own: a service queues
+    its app's task without importing the tasks module, which imports the service."""
+    app.send_task(task_name, args, ignore_result=True)
+
+
 EMBEDDED_BROKER_MESSAGE = (
     "CELERY_BROKER_URL is not set, so this process would use the in-process broker, which "
     "only `python manage.py standalone` can use (a separate worker, beat or web server "
