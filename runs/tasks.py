@@ -3,12 +3,14 @@ of the wire format (messages already queued must still run): never rename one.""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from celery import Task, shared_task, signals
 
 from runs import engine, retention, scheduling, worker
 from runs.engine import holding
+from runs.tasktypes import local
 
 __all__ = [
     "execute_batch",
@@ -60,6 +62,14 @@ def _become_holder(sender: Any = None, **kwargs: Any) -> None:
 @signals.worker_ready.connect
 def _start_holding_beat(**kwargs: Any) -> None:
     holding.start_beating()
+
+
+@signals.worker_ready.connect
+def _sweep_left_workspaces(**kwargs: Any) -> None:
+    """What workers killed mid-task left in the sandbox root, removed beside the start."""
+    threading.Thread(
+        target=local.sweep_left_workspaces, name="workspace-sweep", daemon=True
+    ).start()
 
 
 @signals.task_received.connect

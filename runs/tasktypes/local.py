@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import signal
 import tempfile
@@ -26,8 +27,11 @@ from runs.tasktypes.sandbox import (
     SandboxUnavailable,
     init_program,
     limit_hint,
+    sweep_workspaces,
     uid_for,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "TaskOutput",
@@ -35,7 +39,9 @@ __all__ = [
     "check_cwd",
     "process_outcome",
     "sandbox_or_fail",
+    "sandbox_root",
     "scratch",
+    "sweep_left_workspaces",
     "task_limits",
     "task_sandbox",
     "tenant_policy",
@@ -119,7 +125,7 @@ def tenant_sandbox(
         network=tenancy.task_network(policy),
         limits=task_limits(policy, rlimits),
         bwrap=settings.TASK_SANDBOX_BWRAP,
-        root=Path(settings.TASK_SANDBOX_ROOT or Path(tempfile.gettempdir()) / "orc-sandbox"),
+        root=sandbox_root(),
         readonly=tuple(settings.TASK_SANDBOX_READONLY_PATHS),
         mounts=tuple(tenancy.task_mounts(policy)),
         python=python,
@@ -129,6 +135,20 @@ def tenant_sandbox(
         warm_seconds=settings.TASK_SANDBOX_WARM_SECONDS,
         init=init_program(settings.TASK_SANDBOX_INIT),
     )
+
+
+def sandbox_root() -> Path:
+    """Where the worker makes task workspaces (and the sandboxes' /etc): TASK_SANDBOX_ROOT."""
+    return Path(settings.TASK_SANDBOX_ROOT or Path(tempfile.gettempdir()) / "orc-sandbox")
+
+
+def sweep_left_workspaces() -> int:
+    """At a worker's start: remove the task workspaces no live worker holds (what a worker
+    killed mid-task left under TASK_SANDBOX_ROOT, its task's files included)."""
+    removed = sweep_workspaces(sandbox_root())
+    if removed:
+        logger.info("removed %d task workspace(s) left by stopped workers", removed)
+    return removed
 
 
 def check_cwd(cwd: str | None) -> None:

@@ -30,8 +30,10 @@ Pure standard library: building the command line and reading its outcome need no
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -60,9 +62,11 @@ __all__ = [
     "limit_hint",
     "parse_status",
     "probe",
+    "sweep_workspaces",
     "uid_for",
 ]
 
+logger = logging.getLogger(__name__)
 SUPERVISOR = Path(__file__).with_name("supervise.py")
 HOME = "/home/task"  # the task's private working directory, inside the sandbox
 TMP = "/tmp"  # noqa: S108 (the sandbox's own /tmp: a private directory of the task's)
@@ -149,9 +153,14 @@ class Limits:
 @dataclass(frozen=True)
 class Workspace:
     """A task's host directories: `work` (its HOME and working directory) and `tmp`. Made
-    by `Sandbox.workspace`, removed by `remove`."""
+    by `Sandbox.workspace`, removed by `remove`.
+
+    The process that made it holds an exclusive flock on `base` until `remove`: the kernel
+    drops it when that process dies, however it ends, so `sweep_workspaces` can tell what
+    a worker killed with SIGKILL (or by the OOM killer) left from what is in use."""
 
     base: Path
+    _lock: list[int] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def work(self) -> Path:
@@ -162,6 +171,14 @@ class Workspace:
         return self.base / "tmp"
 
     def remove(self) -> None:
+        try:
+            self._remove()
+        finally:
+            while self._lock:  # closed once: a number closed twice could be another's
+                with contextlib.suppress(OSError):
+                    os.close(self._lock.pop())
+
+    def _remove(self) -> None:
         try:  # what most tasks leave: two empty directories (three calls, not a tree walk)
             for emptied in (self.work, self.tmp, self.base):
                 os.rmdir(emptied)
@@ -240,8 +257,10 @@ class Sandbox:
         self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
         check_traversable(self.root)
         base = Path(_mkdtemp(self.root))
+        lock = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # ours until removed (Workspace)
         os.chmod(base, 0o711)  # noqa: S103 (traversable, not listable: the uid's dirs inside)
-        space = Workspace(base)
+        space = Workspace(base, [lock])
         for path in (space.work, space.tmp):
             path.mkdir(mode=0o700)
             if os.geteuid() == 0:
@@ -464,10 +483,46 @@ def check_traversable(root: Path, setting: str = "TASK_SANDBOX_ROOT") -> None:
             )
 
 
+WORKSPACE_PREFIX = "task-"
+SWEEP_MIN_AGE_SECONDS = 60.0
+
+
 def _mkdtemp(root: Path) -> str:
     import tempfile
 
-    return tempfile.mkdtemp(prefix="task-", dir=root)
+    return tempfile.mkdtemp(prefix=WORKSPACE_PREFIX, dir=root)
+
+
+def sweep_workspaces(root: Path, min_age: float = SWEEP_MIN_AGE_SECONDS) -> int:
+    """Remove the task workspaces under `root` that no live process holds (Workspace): what
+    a worker killed mid-task left, the task's files included. One made in the last
+    `min_age` seconds is left alone (its maker locks it right after making it). Returns
+    how many were removed; what cannot be read or removed is left for the next sweep."""
+    try:
+        entries = [e for e in os.scandir(root) if e.name.startswith(WORKSPACE_PREFIX)]
+    except OSError:
+        return 0
+    removed, now = 0, time.time()
+    for entry in entries:
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < min_age:
+                continue
+            held = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone, not a directory, or a link: not ours to follow
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(held)  # in use by a live process
+            continue
+        try:
+            Workspace(Path(entry.path)).remove()
+            removed += 1
+        except OSError as exc:
+            logger.warning("could not remove the left workspace %s: %s", entry.path, exc)
+        finally:
+            os.close(held)
+    return removed
 
 
 # --- outcome ---------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from runs.tasktypes.sandbox import (
     uid_for,
 )
 from tests.subprocesses import ROOT
+from tests.teamcode_support import open_up
 from tests.workers import sandboxed_pids, wait_for
 
 UID = 200_000 + 4242  # a tenant's uid as uid_for gives it (tenant 4242)
@@ -42,13 +43,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as roo
 def _bwrap_works() -> None:
     problem = probe(uid=UID)
     assert problem is None, f"the sandbox must work where the suite runs: {problem}"
-
-
-def _open_up(tmp_path: Path) -> None:
-    """pytest's directories are private: let the tasks' uids through (not list them)."""
-    for path in (tmp_path, *tmp_path.parents):
-        if not os.stat(path).st_mode & 0o001:
-            os.chmod(path, os.stat(path).st_mode | 0o001)
 
 
 def compiled_init() -> str:
@@ -67,7 +61,7 @@ def pid1(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def make(tmp_path: Path, pid1: str) -> Callable[..., Sandbox]:
     root = tmp_path / "sandboxes"
-    _open_up(tmp_path)
+    open_up(tmp_path)
 
     def make(uid: int = UID, **options: object) -> Sandbox:
         return Sandbox(uid=uid, root=root, init=pid1, **options)  # type: ignore[arg-type]
@@ -422,7 +416,7 @@ print("result", result.exit_code, result.error)
 
 
 def _starter(tmp_path: Path, script: str, uid: int = UID) -> list[str]:
-    _open_up(tmp_path)
+    open_up(tmp_path)
     sandboxes = tmp_path / "unprivileged"
     sandboxes.mkdir(mode=0o777)
     os.chmod(sandboxes, 0o777)  # noqa: S103 (the unprivileged worker makes its sandboxes here)
