@@ -65,11 +65,9 @@ def _start_holding_beat(**kwargs: Any) -> None:
 
 
 @signals.worker_ready.connect
-def _sweep_left_workspaces(**kwargs: Any) -> None:
-    """What workers killed mid-task left in the sandbox root, removed beside the start."""
-    threading.Thread(
-        target=local.sweep_left_workspaces, name="workspace-sweep", daemon=True
-    ).start()
+def _sweep_sandbox_root(**kwargs: Any) -> None:
+    """What stopped workers left in the sandbox root, removed beside the start."""
+    threading.Thread(target=local.sweep_sandbox_root, name="sandbox-sweep", daemon=True).start()
 
 
 @signals.task_received.connect

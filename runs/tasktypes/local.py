@@ -27,6 +27,7 @@ from runs.tasktypes.sandbox import (
     SandboxUnavailable,
     init_program,
     limit_hint,
+    sweep_etc_copies,
     sweep_workspaces,
     uid_for,
 )
@@ -41,7 +42,7 @@ __all__ = [
     "sandbox_or_fail",
     "sandbox_root",
     "scratch",
-    "sweep_left_workspaces",
+    "sweep_sandbox_root",
     "task_limits",
     "task_sandbox",
     "tenant_policy",
@@ -142,13 +143,17 @@ def sandbox_root() -> Path:
     return Path(settings.TASK_SANDBOX_ROOT or Path(tempfile.gettempdir()) / "orc-sandbox")
 
 
-def sweep_left_workspaces() -> int:
-    """At a worker's start: remove the task workspaces no live worker holds (what a worker
-    killed mid-task left under TASK_SANDBOX_ROOT, its task's files included)."""
-    removed = sweep_workspaces(sandbox_root())
-    if removed:
-        logger.info("removed %d task workspace(s) left by stopped workers", removed)
-    return removed
+def sweep_sandbox_root() -> tuple[int, int]:
+    """At a worker's start: remove from TASK_SANDBOX_ROOT what no live worker holds, the
+    task workspaces a worker killed mid-task left (its task's files included) and the
+    copies of /etc that the host no longer matches. Returns how many of each."""
+    root = sandbox_root()
+    workspaces, copies = sweep_workspaces(root), sweep_etc_copies(root)
+    if workspaces:
+        logger.info("removed %d task workspace(s) left by stopped workers", workspaces)
+    if copies:
+        logger.info("removed %d copy(ies) of /etc no worker uses", copies)
+    return workspaces, copies
 
 
 def check_cwd(cwd: str | None) -> None:

@@ -41,7 +41,7 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,8 @@ __all__ = [
     "limit_hint",
     "parse_status",
     "probe",
+    "remove_tree",
+    "sweep_etc_copies",
     "sweep_workspaces",
     "uid_for",
 ]
@@ -188,16 +190,21 @@ class Workspace:
                 return
         except OSError:
             pass
-        if os.geteuid() != 0:
-            # The task's files are the worker's own here, but a task may have left
-            # directories it closed to itself (chmod 000): open them before removing.
-            for parent, dirs, _ in os.walk(self.base):
-                for name in dirs:
-                    path = os.path.join(parent, name)
-                    if not os.path.islink(path):
-                        with contextlib.suppress(OSError):
-                            os.chmod(path, 0o700)
-        shutil.rmtree(self.base)
+        remove_tree(self.base)
+
+
+def remove_tree(base: Path) -> None:
+    """Remove `base` and everything in it, links not followed. Not as root, the files are
+    this process's own, but directories closed to their owner (a task's `chmod 000`, a
+    copied root-only /etc directory) are opened first."""
+    if os.geteuid() != 0:
+        for parent, dirs, _ in os.walk(base):
+            for name in dirs:
+                path = os.path.join(parent, name)
+                if not os.path.islink(path):
+                    with contextlib.suppress(OSError):
+                        os.chmod(path, 0o700)
+    shutil.rmtree(base)
 
 
 def uid_for(tenant_id: int, uids: str) -> int:
@@ -498,8 +505,14 @@ def sweep_workspaces(root: Path, min_age: float = SWEEP_MIN_AGE_SECONDS) -> int:
     a worker killed mid-task left, the task's files included. One made in the last
     `min_age` seconds is left alone (its maker locks it right after making it). Returns
     how many were removed; what cannot be read or removed is left for the next sweep."""
+    return _sweep(root, lambda name: name.startswith(WORKSPACE_PREFIX), min_age)
+
+
+def _sweep(folder: Path, ours: Callable[[str], bool], min_age: float) -> int:
+    """Remove the directories in `folder` named `ours` that nobody holds a flock on and
+    that have not changed for `min_age` seconds; links are not followed."""
     try:
-        entries = [e for e in os.scandir(root) if e.name.startswith(WORKSPACE_PREFIX)]
+        entries = [e for e in os.scandir(folder) if ours(e.name)]
     except OSError:
         return 0
     removed, now = 0, time.time()
@@ -516,10 +529,10 @@ def sweep_workspaces(root: Path, min_age: float = SWEEP_MIN_AGE_SECONDS) -> int:
             os.close(held)  # in use by a live process
             continue
         try:
-            Workspace(Path(entry.path)).remove()
+            remove_tree(Path(entry.path))
             removed += 1
         except OSError as exc:
-            logger.warning("could not remove the left workspace %s: %s", entry.path, exc)
+            logger.warning("could not remove %s, left by a stopped worker: %s", entry.path, exc)
         finally:
             os.close(held)
     return removed
@@ -641,6 +654,9 @@ def _etc_binds() -> tuple[str, ...]:
 
 _ETC_LOCK = threading.Lock()
 _ETC_COPIES: dict[Path, tuple[float, Path]] = {}  # root -> (when compared, the copy)
+# The copies this process has used, each held (a shared flock) for the process's lifetime:
+# a sandbox it made may bind one, and `sweep_etc_copies` removes only those nobody holds.
+_ETC_HELD: dict[Path, int] = {}
 _IDENTITIES: set[tuple[Path, int]] = set()
 
 
@@ -656,7 +672,8 @@ def prepared_etc(root: Path) -> Path:
     inside directories stay links (into /usr, which the sandbox has). What the worker
     cannot read is left out; modes are kept, so what only root may read stays so. `passwd`
     and `group` are empty: the task's own are bound over them (`_identity`). Copies the
-    host's /etc no longer matches are left in place: a sandbox may still have one bound."""
+    host's /etc no longer matches stay while a process that used them lives (a sandbox
+    may have one bound); `sweep_etc_copies` removes them after."""
     now = time.monotonic()
     with _ETC_LOCK:
         known = _ETC_COPIES.get(root)
@@ -664,10 +681,35 @@ def prepared_etc(root: Path) -> Path:
             return known[1]
         digest = hashlib.sha256(repr(_etc_state()).encode()).hexdigest()[:20]
         copy = root / "etc" / digest
-        if not copy.is_dir():
+        while not _hold(copy):
             _copy_etc(copy)
         _ETC_COPIES[root] = (now, copy)
         return copy
+
+
+def _hold(copy: Path) -> bool:
+    """Hold `copy` (shared) for this process's lifetime; False if it does not exist (not
+    made yet, or a sweep removed it before the lock was ours)."""
+    if copy in _ETC_HELD:
+        return True
+    try:
+        held = os.open(copy, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    fcntl.flock(held, fcntl.LOCK_SH)
+    if os.fstat(held).st_nlink == 0:  # removed between the open and the lock
+        os.close(held)
+        return False
+    _ETC_HELD[copy] = held
+    return True
+
+
+def sweep_etc_copies(root: Path, min_age: float = SWEEP_MIN_AGE_SECONDS) -> int:
+    """Remove the copies of /etc under `root` (prepared_etc) that no live process holds:
+    those the host no longer matches once the workers that used them are gone, and what a
+    worker killed while copying left (`.new-*`). One changed in the last `min_age`
+    seconds is left alone. Returns how many were removed."""
+    return _sweep(root / "etc", lambda name: True, min_age)
 
 
 def _etc_state() -> list[tuple[str, int, int, int, int]]:

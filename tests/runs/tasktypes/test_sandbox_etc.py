@@ -7,21 +7,35 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from runs.tasktypes import sandbox as sandbox_module
-from runs.tasktypes.sandbox import ETC_PATHS, Sandbox, prepared_etc
+from runs.tasktypes.sandbox import ETC_PATHS, Sandbox, prepared_etc, sweep_etc_copies
 from tests.runs.tasktypes.test_sandbox import make, pid1, sandboxed  # noqa: F401 (fixtures)
+from tests.subprocesses import ROOT
+
+# A worker process that used a copy of a changed host /etc, then stopped.
+USED_BY_ANOTHER = """
+import sys
+from pathlib import Path
+from runs.tasktypes import sandbox
+sandbox.ETC_SOURCE = sys.argv[2]
+sandbox.ETC_PATHS = ("hosts",)
+print(sandbox.prepared_etc(Path(sys.argv[1])))
+"""
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root in CI")
 
 
 @pytest.fixture
-def host_etc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def host_etc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A made-up host /etc: a file, a directory with a link inside, a root-only directory,
     and a top-level link to a file elsewhere."""
     etc = tmp_path / "host-etc"
@@ -38,7 +52,11 @@ def host_etc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(sandbox_module, "ETC_SOURCE", str(etc))
     monkeypatch.setattr(sandbox_module, "ETC_PATHS", ("hosts", "ssl", "localtime", "missing"))
     monkeypatch.setattr(sandbox_module, "_ETC_COPIES", {})
-    return etc
+    held: dict[Path, int] = {}
+    monkeypatch.setattr(sandbox_module, "_ETC_HELD", held)
+    yield etc
+    for fd in held.values():
+        os.close(fd)
 
 
 def test_the_copy_shows_what_binds_would(host_etc: Path, tmp_path: Path) -> None:
@@ -103,3 +121,50 @@ def test_a_mount_inside_etc_keeps_the_binds_one_by_one(
     finally:
         shutil.rmtree(own)
     assert (result.exit_code, out) == (0, "mine\ntask\n" + Path("/etc/hosts").read_text())
+
+
+def _aged(path: Path) -> None:
+    os.utime(path, (time.time() - 3600, time.time() - 3600))
+
+
+def test_copies_no_live_process_holds_are_swept(
+    host_etc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This process holds the copies it used (its sandboxes may bind them); a copy only a
+    stopped worker used, and one a worker killed while copying left, go."""
+    root = tmp_path / "root"
+    monkeypatch.setattr(sandbox_module, "ETC_RECHECK_SECONDS", 0.0)
+    first = prepared_etc(root)
+    (host_etc / "hosts").write_text("10.0.0.1 db\n")
+    second = prepared_etc(root)
+    done = subprocess.run(  # another worker's process, since stopped, used a third
+        [sys.executable, "-c", USED_BY_ANOTHER, str(root), str(host_etc)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    third = Path(done.stdout.strip())
+    half = root / "etc" / ".new-x1y2z3"
+    (half / "ssl").mkdir(parents=True)
+    for path in (first, second, third, half):
+        _aged(path)
+    assert sweep_etc_copies(root) == 2
+    assert sorted(p.name for p in (root / "etc").iterdir()) == sorted([first.name, second.name])
+    assert (first / "hosts").read_text() == "127.0.0.1 localhost\n"
+
+
+def test_a_swept_copy_is_made_again_when_needed(
+    host_etc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    copy = prepared_etc(root)
+    os.close(sandbox_module._ETC_HELD.pop(copy))  # as if this process had not used it
+    _aged(copy)
+    assert sweep_etc_copies(root) == 1
+    monkeypatch.setattr(sandbox_module, "_ETC_COPIES", {})
+    assert prepared_etc(root) == copy
+    assert (copy / "hosts").read_text() == "127.0.0.1 localhost\n"
+    _aged(copy)
+    assert sweep_etc_copies(root) == 0  # held again
