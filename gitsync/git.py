@@ -58,6 +58,10 @@ class Remote:
     kind: str
     host: str
     port: int
+    # The addresses the guard checked (none for local, or when not checked): git and ssh
+    # connect to these, never to a second DNS answer for `host` (which could point
+    # somewhere the guard refuses: DNS rebinding).
+    addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,14 +97,15 @@ def check_remote(
             )
         return Remote("local", "", 0)
     kind, host, port = _host_of(url)
-    if check_network:
-        try:
-            netguard.check_host(host, port, allowed_hosts, resolver, allow=GIT_ALLOW)
-        except netguard.Blocked as exc:
-            raise GitError(f"{url!r}: {exc}") from None
-        except netguard.RequestFailed as exc:
-            raise GitError(f"{url!r}: {exc}") from None
-    return Remote(kind, host, port)
+    if not check_network:
+        return Remote(kind, host, port)
+    try:
+        checked = netguard.check_host(host, port, allowed_hosts, resolver, allow=GIT_ALLOW)
+    except netguard.Blocked as exc:
+        raise GitError(f"{url!r}: {exc}") from None
+    except netguard.RequestFailed as exc:
+        raise GitError(f"{url!r}: {exc}") from None
+    return Remote(kind, host, port, tuple(str(a) for a in checked))
 
 
 # What git hands ssh or curl as the host part of `scheme://<authority>/path`: checked whole,
@@ -197,6 +202,7 @@ def checkout(
         clone = [
             git,
             *protocols,
+            *_pinned(remote),
             "-c",
             "core.symlinks=false",
             "-c",
@@ -219,6 +225,15 @@ def checkout(
         if not re.fullmatch(r"[0-9a-f]{40}", commit):
             raise GitError(f"git rev-parse HEAD answered {commit[:80]!r}, not a commit")
         return _read_specs(work, path, commit, max_file_bytes, max_files)
+
+
+def _pinned(remote: Remote) -> list[str]:
+    """https: curl connects to the checked addresses (CURLOPT_RESOLVE), still verifying
+    the certificate for the host's name."""
+    if remote.kind != "https" or not remote.addresses:
+        return []
+    shown = ",".join(f"[{a}]" if ":" in a else a for a in remote.addresses)
+    return ["-c", f"http.curloptResolve={remote.host}:{remote.port}:{shown}"]
 
 
 def _transport(remote: Remote) -> str:
@@ -262,6 +277,10 @@ def _environment(
                 "-o",
                 f"UserKnownHostsFile={home / 'known_hosts'}",
             ]
+        if remote.addresses:  # the checked address; the host's key looked up by its name
+            # (as known_hosts writes it: [host]:port off port 22; an alias is taken as is)
+            alias = remote.host if remote.port == 22 else f"[{remote.host}]:{remote.port}"
+            ssh += ["-o", f"HostName={remote.addresses[0]}", "-o", f"HostKeyAlias={alias}"]
         if deploy_key:
             ssh += ["-i", str(_write_key(home, deploy_key))]
         else:

@@ -24,7 +24,10 @@ def resolver(host: str, port: int) -> list[str]:
     ],
 )
 def test_it_accepts_https_ssh_and_scp_like_remotes(url: str, remote: Remote) -> None:
-    assert check_remote(url, allow_local=False, resolver=resolver) == remote
+    """With the addresses the guard checked, which git and ssh then connect to."""
+    checked = Remote(remote.kind, remote.host, remote.port, ("93.184.215.14",))
+    assert check_remote(url, allow_local=False, resolver=resolver) == checked
+    assert check_remote(url, allow_local=False, check_network=False) == remote
 
 
 @pytest.mark.parametrize(
@@ -85,7 +88,7 @@ def test_an_allowed_private_host_passes() -> None:
         allowed_hosts=["git.internal"],
         resolver=resolver,
     )
-    assert remote == Remote("ssh", "git.internal", 22)
+    assert remote == Remote("ssh", "git.internal", 22, ("10.0.0.5",))
     assert check_remote("https://10.1.2.3/f.git", allow_local=False, allowed_hosts=["10.0.0.0/8"])
 
 
