@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, viewsets
@@ -19,6 +20,7 @@ from rest_framework.response import Response
 from orchestrator.actors import Actor
 from orchestrator.api.throttling import throttle_tenant_request
 from orchestrator.context import tenant_scope
+from orchestrator.errors import NotFound
 from orchestrator.models import ApiToken, Role, Tenant
 from orchestrator.selectors import authorized_tenant
 
@@ -117,6 +119,16 @@ class TenantScopedViewSet(viewsets.GenericViewSet[Any]):
 
     def get_queryset(self) -> models.QuerySet[Any]:
         return self.safely_get_queryset(self.model.objects.all())  # type: ignore[attr-defined]
+
+    def get_object(self) -> Any:
+        """The object the URL names; a 404 names it as the services' errors do ("pool
+        'x' not found"), not as DRF's lookup does ("No Pool matches the given query.")."""
+        try:
+            return super().get_object()
+        except Http404:
+            named = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field, "")
+            kind = self.model._meta.verbose_name
+            raise NotFound(f"{kind} {named!r} not found") from None
 
     def safely_get_queryset(self, queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
         return queryset

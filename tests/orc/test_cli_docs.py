@@ -186,7 +186,7 @@ def test_the_python_client_example_runs(server: OrcServer, tmp_path: Path) -> No
         timeout=90,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "404 No Workflow matches the given query. []"
+    assert done.stdout.splitlines()[-1] == "404 workflow 'missing' not found []"
 
 
 def test_shell_completion_installs_and_completes(home: Path) -> None:

@@ -146,7 +146,8 @@ def test_it_soft_deletes_a_workflow_and_frees_its_name(team: Team) -> None:
     url = WORKFLOW.format(tenant=team.slug, name="nightly")
     assert send(team.tokens["editor"], "DELETE", url).status_code == 204
 
-    assert_problem(send(team.tokens["viewer"], "GET", url), 404)
+    gone = assert_problem(send(team.tokens["viewer"], "GET", url), 404)
+    assert gone["detail"] == "workflow 'nightly' not found"
     assert_problem(send(team.tokens["viewer"], "GET", url + "versions/"), 404)
     assert_problem(send(team.tokens["editor"], "DELETE", url), 404)
     assert _names(team) == []

@@ -87,7 +87,8 @@ def test_it_creates_reads_resizes_and_deletes_a_pool(team: Team) -> None:
         "slots": 0,
         "description": body["description"],
     }
-    assert_problem(send(team.tokens["viewer"], "GET", _url(team, "warehouse")), 404)
+    gone = assert_problem(send(team.tokens["viewer"], "GET", _url(team, "warehouse")), 404)
+    assert gone["detail"] == "pool 'warehouse' not found"  # as PATCH and DELETE say it
     assert not Pool.objects.dangerously_unscoped().filter(tenant=team.tenant).exists()
 
 
