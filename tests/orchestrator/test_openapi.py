@@ -368,3 +368,18 @@ def test_docs_are_public_by_default_only_with_debug(
         env={**env, "DJANGO_SETTINGS_MODULE": "orchestrator.settings"},
     )
     assert result.stdout.strip() == str(public)
+
+
+def _listed(text: str, opening: str) -> set[str]:
+    """The names in backquotes of the docs/api.md bullet that begins with `opening`."""
+    bullet = text.split(f"- {opening}", 1)[1].split("\n- ", 1)[0]
+    return set(re.findall(r"`\{?([a-z_-]+)\}?`", bullet))
+
+
+def test_docs_api_lists_every_tag_and_path_parameter(document: dict[str, Any]) -> None:
+    """docs/api.md names every resource tag and path parameter the document has."""
+    text = (ROOT / "docs" / "api.md").read_text()
+    tags = {t for ops in document["paths"].values() for op in ops.values() for t in op["tags"]}
+    parameters = {p for path in document["paths"] for p in re.findall(r"\{(\w+)\}", path)}
+    assert _listed(text, "One tag per resource") >= tags
+    assert _listed(text, "One name per path parameter") >= parameters
