@@ -28,12 +28,15 @@ from workflows.spec import NAME_PATTERN
 
 __all__ = [
     "DESCRIPTION_MAX",
+    "POOL_NAMES",
+    "SLOTS_ACCEPTED",
     "SLOTS_MAX",
     "UNSET",
     "USAGE_FIELDS",
     "Usage",
     "create_pool",
     "delete_pool",
+    "field_errors",
     "get_pool",
     "pools_with_usage",
     "update_pool",
@@ -110,6 +113,9 @@ def get_pool(tenant: Tenant, name: str) -> Pool:
 # --- changes ---------------------------------------------------------------------------------
 
 
+SLOTS_ACCEPTED = f"an integer from 0 to {SLOTS_MAX} (0 holds every task of the pool, a pause)"
+
+
 def _name_errors(name: Any) -> list[FieldError]:
     if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
         return [("name", f"{name!r} is not a valid pool name; accepted: {POOL_NAMES}")]
@@ -118,14 +124,15 @@ def _name_errors(name: Any) -> list[FieldError]:
 
 def _slots_errors(slots: Any) -> list[FieldError]:
     if isinstance(slots, bool) or not isinstance(slots, int) or not 0 <= slots <= SLOTS_MAX:
-        return [
-            (
-                "slots",
-                f"{slots!r} is not a number of slots; accepted: an integer from 0 to "
-                f"{SLOTS_MAX} (0 holds every task of the pool, a pause)",
-            )
-        ]
+        return [("slots", f"{slots!r} is not a number of slots; accepted: {SLOTS_ACCEPTED}")]
     return []
+
+
+def field_errors(**values: Any) -> list[FieldError]:
+    """What is wrong with these fields of a pool (name, slots, description), each error
+    naming what would be accepted; the API checks them all at once before the change."""
+    checks = {"name": _name_errors, "slots": _slots_errors, "description": _description_errors}
+    return [error for key, value in values.items() for error in checks[key](value)]
 
 
 def _description_errors(description: Any) -> list[FieldError]:

@@ -15,15 +15,43 @@ from orchestrator.api.base import StrictSerializer, TenantScopedViewSet
 from runs.models import Pool
 from runs.pools import (
     DESCRIPTION_MAX,
+    POOL_NAMES,
+    SLOTS_ACCEPTED,
     SLOTS_MAX,
     create_pool,
     delete_pool,
+    field_errors,
     get_pool,
     update_pool,
     with_usage,
 )
 
 __all__ = ["PoolSerializer", "PoolUpdateSerializer", "PoolViewSet"]
+
+
+def _checked(**field: Any) -> Any:
+    """The one field's value, if the service accepts it; its error otherwise."""
+    errors = field_errors(**field)
+    if errors:
+        raise serializers.ValidationError(errors[0][1])
+    return next(iter(field.values()))
+
+
+def _accepting(accepted: str) -> dict[str, str]:
+    """DRF's messages for a field ("A valid integer is required.") saying what it takes."""
+    return {
+        key: f"{text}; accepted: {accepted}"
+        for key, text in {
+            "required": "required",
+            "null": "may not be null",
+            "blank": "may not be blank",
+            "invalid": "not valid",
+            "min_value": "too small",
+            "max_value": "too large",
+            "max_length": "too long",
+            "max_string_length": "too large",
+        }.items()
+    }
 
 
 class PoolSerializer(StrictSerializer):
@@ -34,11 +62,13 @@ class PoolSerializer(StrictSerializer):
         max_length=100,
         help_text="lowercase letters, digits, - and _, at most 63 characters; fixed once "
         "created (tasks name it as `pool`)",
+        error_messages=_accepting(POOL_NAMES),
     )
     slots = serializers.IntegerField(
         min_value=0,
         max_value=SLOTS_MAX,
         help_text="slots its tasks share while queued or running; 0 holds them all (a pause)",
+        error_messages=_accepting(SLOTS_ACCEPTED),
     )
     description = serializers.CharField(
         max_length=DESCRIPTION_MAX, required=False, allow_blank=True
@@ -54,6 +84,17 @@ class PoolSerializer(StrictSerializer):
     )
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
+
+    # The service's own checks, field by field, so that every invalid field is reported
+    # at once (DRF runs these beside the type checks; `validate` would wait for them).
+    def validate_name(self, value: str) -> str:
+        return _checked(name=value)
+
+    def validate_slots(self, value: int) -> int:
+        return _checked(slots=value)
+
+    def validate_description(self, value: str) -> str:
+        return _checked(description=value)
 
 
 class PoolUpdateSerializer(PoolSerializer):

@@ -110,12 +110,15 @@ def test_the_create_event_records_the_new_pool(team: Team) -> None:
         ({"name": "ware house", "slots": 1}, "name", "not a valid pool name"),
         ({"name": "-lead", "slots": 1}, "name", "starting with a letter or digit"),
         ({"name": "w" * 64, "slots": 1}, "name", "at most 63 characters"),
-        ({"name": "warehouse", "slots": -1}, "slots", ""),
-        ({"name": "warehouse", "slots": 10_001}, "slots", ""),
-        ({"name": "warehouse", "slots": "many"}, "slots", ""),
-        ({"name": "warehouse"}, "slots", ""),
+        ({"name": "warehouse", "slots": -1}, "slots", "an integer from 0 to 10000"),
+        ({"name": "warehouse", "slots": 10_001}, "slots", "an integer from 0 to 10000"),
+        ({"name": "warehouse", "slots": "many"}, "slots", "an integer from 0 to 10000"),
+        ({"name": "warehouse", "slots": True}, "slots", "an integer from 0 to 10000"),
+        ({"name": "warehouse", "slots": 1.5}, "slots", "an integer from 0 to 10000"),
+        ({"name": "warehouse"}, "slots", "required; accepted: an integer from 0 to 10000"),
+        ({"slots": 1}, "name", "required; accepted: lowercase letters"),
         ({"name": "warehouse", "slots": 1, "colour": "red"}, "colour", "accepted: name"),
-        ({"name": "warehouse", "slots": 1, "description": "d" * 501}, "description", ""),
+        ({"name": "warehouse", "slots": 1, "description": "d" * 501}, "description", "500"),
     ],
 )
 def test_it_refuses_bad_fields_at_their_path_and_changes_nothing(
@@ -125,6 +128,12 @@ def test_it_refuses_bad_fields_at_their_path_and_changes_nothing(
     problem = assert_problem(send(team.tokens["editor"], "POST", _url(team), body), 400, path)
     assert words in str(problem["errors"])
     assert tenant_state(team.tenant) == before
+
+
+def test_it_reports_every_bad_field_at_once(team: Team) -> None:
+    body = {"name": "Bad Name", "slots": -1, "description": "d" * 501}
+    problem = assert_problem(send(team.tokens["editor"], "POST", _url(team), body), 400)
+    assert sorted(e["path"] for e in problem["errors"]) == ["description", "name", "slots"]
 
 
 def test_it_refuses_a_bad_change_and_a_name_change(team: Team) -> None:
