@@ -50,6 +50,9 @@ __all__ = [
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 TASK_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,99}$"
+PACKAGE_NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$"
+CALLABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+IMAGE_PATTERN = r"^[^\s]{1,500}$"
 TriggerRule = Literal[
     "all_success",
     "all_failed",
@@ -99,16 +102,24 @@ Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
 Text = Annotated[str, StringConstraints(max_length=10_000)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=500)]
-Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,50}$")]
+TAG_PATTERN = r"^[A-Za-z0-9_.:-]{1,50}$"
+Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 # A dataset: a name or URI of the tenant's own (warehouse.sales_daily, s3://lake/sales).
 DATASET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+=~%-]{0,299}$"
 DatasetName = Annotated[str, StringConstraints(pattern=DATASET_NAME_PATTERN)]
 # A CloudEvents type: reverse-DNS words (com.acme.file.landed), or the engine's own.
 EVENT_TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$"
-EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+# A workflow of this tenant (a name) or of one that shares its events (tenant/name).
+WORKFLOW_REFERENCE_PATTERN = r"^([a-z0-9][a-z0-9_-]{0,62}/)?[a-z0-9][a-z0-9_-]{0,62}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
+# A name templates read (a param, a mapped task's element): an identifier.
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 HttpStatus = Annotated[int, Field(ge=100, le=599)]
-DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
-Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")]
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+Quantity = Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN)]
 
 
 class Strict(BaseModel):
@@ -256,7 +267,8 @@ class Defaults(Strict):
     priority: Annotated[int, Field(ge=-1000, le=1000)] | None = None
 
 
-TimeOfDay = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+TIME_OF_DAY_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+TimeOfDay = Annotated[str, StringConstraints(pattern=TIME_OF_DAY_PATTERN)]
 
 
 class Sla(Strict):
@@ -306,7 +318,7 @@ class Notify(Strict):
 
 
 TriggerParams = Annotated[
-    dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")], Any],
+    dict[Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)], Any],
     Field(max_length=100),
 ]
 
@@ -337,7 +349,7 @@ class EventSpec(Strict):
     workflow: (
         Annotated[
             str,
-            StringConstraints(pattern=r"^([a-z0-9][a-z0-9_-]{0,62}/)?[a-z0-9][a-z0-9_-]{0,62}$"),
+            StringConstraints(pattern=WORKFLOW_REFERENCE_PATTERN),
         ]
         | None
     ) = Field(
@@ -397,7 +409,7 @@ class MapSpec(Strict):
         description="the list: a template expression such as "
         "'{{ tasks.list_files.result }}' (rendered when the task is ready), or a literal list"
     )
-    as_: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = Field(
+    as_: Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)] = Field(
         "item", alias="as", description="the name of the element in the task's templates"
     )
     max: Annotated[int, Field(ge=1, le=10_000)] = Field(
@@ -487,9 +499,9 @@ class ShellTask(TaskBase):
 class Code(Strict):
     """The team code package python tasks call into (docs/team-code.md)."""
 
-    package: Annotated[
-        str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")
-    ] = Field(description="an uploaded package's name, e.g. acme-etl")
+    package: Annotated[str, StringConstraints(pattern=PACKAGE_NAME_PATTERN)] = Field(
+        description="an uploaded package's name, e.g. acme-etl"
+    )
     version: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
         "*",
         description=(
@@ -505,9 +517,9 @@ class PythonTask(TaskBase):
     allow-listed modules without one, in the task sandbox."""
 
     type: Literal["python"]
-    callable: Annotated[
-        str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
-    ] = Field(description="module:function, e.g. reports.daily:build")
+    callable: Annotated[str, StringConstraints(pattern=CALLABLE_PATTERN)] = Field(
+        description="module:function, e.g. reports.daily:build"
+    )
     kwargs: dict[str, Any] = Field(default_factory=dict)
     code: Code | None = Field(
         None, description="the package this task's callable is in; the workflow's by default"
@@ -596,7 +608,7 @@ class ContainerTask(TaskBase):
     """Runs an image as a Kubernetes Job."""
 
     type: Literal["container"]
-    image: Annotated[str, StringConstraints(pattern=r"^[^\s]{1,500}$")]
+    image: Annotated[str, StringConstraints(pattern=IMAGE_PATTERN)]
     command: list[Text] | None = None
     args: list[Text] | None = None
     env: dict[EnvName, Text] = Field(default_factory=dict)
@@ -697,9 +709,9 @@ class WorkflowSpec(Strict):
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
     tags: Annotated[list[Tag], Field(max_length=20)] = Field(default_factory=list)
     schedule: Schedule | None = None
-    params: dict[
-        Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")], Param
-    ] = Field(default_factory=dict)
+    params: dict[Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)], Param] = Field(
+        default_factory=dict
+    )
     defaults: Defaults | None = None
     max_active_runs: Annotated[int, Field(ge=1, le=1000)] = 16
     max_active_tasks: Annotated[int, Field(ge=1, le=1000)] = 16

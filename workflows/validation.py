@@ -25,12 +25,22 @@ from orchestrator.limits import (
 from workflows import dag
 from workflows.python_modules import callable_refusal
 from workflows.spec import (
+    CALLABLE_PATTERN,
     DATASET_NAME_PATTERN,
+    DNS_LABEL_PATTERN,
+    ENV_NAME_PATTERN,
     EVENT_TYPE_PATTERN,
+    IDENTIFIER_PATTERN,
+    IMAGE_PATTERN,
     NAME_PATTERN,
+    PACKAGE_NAME_PATTERN,
+    QUANTITY_PATTERN,
+    TAG_PATTERN,
     TASK_ID_PATTERN,
     TASK_MODELS,
+    TIME_OF_DAY_PATTERN,
     UNION_TAGS,
+    WORKFLOW_REFERENCE_PATTERN,
     WebhookTrigger,
     WorkflowSpec,
 )
@@ -168,6 +178,23 @@ PATTERN_HINTS = {
     "s3://lake/sales); no templates",
     EVENT_TYPE_PATTERN: "an event type is letters, digits and . _ : / -, at most 200 "
     "characters (e.g. com.acme.file.landed)",
+    IDENTIFIER_PATTERN: "a name templates read is letters, digits and _, starting with a "
+    "letter or _, at most 63 characters (e.g. file)",
+    ENV_NAME_PATTERN: "an environment variable's name is letters, digits and _, starting "
+    "with a letter or _, at most 128 characters",
+    TAG_PATTERN: "a tag is 1 to 50 letters, digits and _ . : -",
+    DNS_LABEL_PATTERN: "lowercase letters, digits and -, starting and ending with a letter "
+    "or digit, at most 63 characters (a Kubernetes name)",
+    QUANTITY_PATTERN: "a Kubernetes quantity: a number with an optional unit (m, k, M, G, T, "
+    "Ki, Mi, Gi, Ti), e.g. 500m or 2Gi",
+    TIME_OF_DAY_PATTERN: "a time of day as HH:MM, 00:00 to 23:59",
+    WORKFLOW_REFERENCE_PATTERN: "a workflow's name, or tenant/name for a workflow of a "
+    "tenant that shares its events",
+    PACKAGE_NAME_PATTERN: "a package's name is letters, digits and . _ -, starting and "
+    "ending with a letter or digit, at most 100 characters (e.g. acme-etl)",
+    CALLABLE_PATTERN: "module:function, e.g. reports.daily:build",
+    IMAGE_PATTERN: "an image reference: 1 to 500 characters without spaces, e.g. "
+    "registry.example.com/etl:1.4",
 }
 
 

@@ -74,7 +74,7 @@ def test_it_accepts_webhook_and_event_triggers() -> None:
         (
             [{"event": {"type": "run.succeeded", "workflow": "a/b/c"}}],
             "triggers[0].event.workflow",
-            "should match pattern",
+            "a workflow's name, or tenant/name",
         ),
         (
             [{"event": {"type": "x", "filter": {"subjects": "*"}}}],

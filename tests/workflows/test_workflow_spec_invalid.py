@@ -19,7 +19,6 @@ from workflows.validation import Limits, parse_document, validate_spec
 NOOP = {"type": "noop"}
 NOT_BUILT = "cannot run it yet"
 MISSING = "required field missing"
-PATTERN = "String should match pattern"
 
 
 def with_tasks(**tasks: Any) -> dict[str, Any]:
@@ -165,7 +164,7 @@ CASES = [
     case(
         "python-callable-not-module-colon-function",
         with_task(type="python", callable="reports.daily.build"),
-        "tasks.a.callable", PATTERN,
+        "tasks.a.callable", "is not accepted: module:function, e.g. reports.daily:build",
     ),
     case(
         "http-url-ftp", with_task(type="http", url="ftp://files.example.com/x"),
@@ -179,16 +178,16 @@ CASES = [
     case(
         "container-namespace-not-a-dns-label",
         with_task(type="container", image="busybox", namespace="Team_A"),
-        "tasks.a.namespace", PATTERN,
+        "tasks.a.namespace", "is not accepted: lowercase letters, digits and -",
     ),
     case(
         "container-resource-quantity",
         with_task(type="container", image="busybox", resources={"limits": {"memory": "lots"}}),
-        "tasks.a.resources.limits.memory", PATTERN,
+        "tasks.a.resources.limits.memory", "is not accepted: a Kubernetes quantity",
     ),
     case(
         "shell-env-name", with_task(type="shell", command=["env"], env={"1ST": "x"}),
-        "tasks.a.env.1ST", PATTERN,
+        "tasks.a.env.1ST", "is not accepted: an environment variable's name is",
     ),
     # --- unknown fields, at every level -----------------------------------------------
     case(
@@ -341,7 +340,7 @@ CASES = [
         "task-id-with-a-space", with_tasks(**{"load data": NOOP}),
         "tasks.load data", "a task id is letters, digits, - and _",
     ),
-    case("tag-with-a-space", with_top(tags=["daily sales"]), "tags[0]", PATTERN),
+    case("tag-with-a-space", with_top(tags=["daily sales"]), "tags[0]", "a tag is 1 to 50"),
     case("empty-tasks", with_tasks(), "tasks", "a workflow needs at least one task"),
     case("no-tasks", {"name": "wf"}, "tasks", MISSING),
     case("not-a-mapping", ["name", "tasks"], "", "a workflow spec is a mapping"),
@@ -496,3 +495,54 @@ def test_it_applies_the_tenants_quotas_on_tasks_and_size(team: Team) -> None:
     [(path, message)] = caught.value.errors
     assert (path, "this tenant's limit is 200") == ("", message[message.index("this") :])
     assert tenant_state(team.tenant) == before
+
+
+def _patterns(schema: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(schema, dict):
+        if isinstance(schema.get("pattern"), str):
+            found.add(schema["pattern"])
+        for value in schema.values():
+            found |= _patterns(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            found |= _patterns(value)
+    return found
+
+
+def test_every_pattern_of_the_spec_is_explained_in_words() -> None:
+    """A value a pattern refuses gets a sentence of what is accepted, never the regex."""
+    from workflows.spec import TASK_MODELS, WorkflowSpec
+    from workflows.validation import PATTERN_HINTS
+
+    schemas = [WorkflowSpec.model_json_schema()]
+    for entry in TASK_MODELS.values():
+        models = entry.values() if isinstance(entry, dict) else [entry]
+        schemas += [model.model_json_schema() for model in models]
+    duration = r"^\s*(\d+|(\d+[dD])?(\d+[hH])?(\d+[mM])?(\d+[sS])?)\s*$"  # its own message
+    assert {p for s in schemas for p in _patterns(s)} - {duration} <= set(PATTERN_HINTS)
+
+
+@pytest.mark.parametrize(
+    ("tasks", "path", "words"),
+    [
+        (
+            {"m": {"type": "noop", "map": {"over": [1], "as": "not valid"}}},
+            "tasks.m.map.as",
+            "a name templates read is letters, digits and _",
+        ),
+        (
+            {"p": {"type": "python", "callable": "no-colon"}},
+            "tasks.p.callable",
+            "module:function",
+        ),
+    ],
+)
+def test_a_refused_pattern_says_what_is_accepted(
+    tasks: dict[str, Any], path: str, words: str
+) -> None:
+    with pytest.raises(Invalid) as refused:
+        validate_spec({"name": "flow", "tasks": tasks})
+    messages = dict(refused.value.errors)
+    assert words in messages[path], messages
+    assert "should match pattern" not in str(messages)
