@@ -29,15 +29,14 @@ from runs.pools import (
 __all__ = ["PoolSerializer", "PoolUpdateSerializer", "PoolViewSet"]
 
 
-def _checked(**field: Any) -> Any:
-    """The one field's value, if the service accepts it; its error otherwise."""
+def _check(**field: Any) -> None:
+    """The service's error for the one field given, if it refuses its value."""
     errors = field_errors(**field)
     if errors:
         raise serializers.ValidationError(errors[0][1])
-    return next(iter(field.values()))
 
 
-def _accepting(accepted: str) -> dict[str, str]:
+def _accepting(accepted: str) -> dict[str, Any]:
     """DRF's messages for a field ("A valid integer is required.") saying what it takes."""
     return {
         key: f"{text}; accepted: {accepted}"
@@ -88,13 +87,16 @@ class PoolSerializer(StrictSerializer):
     # The service's own checks, field by field, so that every invalid field is reported
     # at once (DRF runs these beside the type checks; `validate` would wait for them).
     def validate_name(self, value: str) -> str:
-        return _checked(name=value)
+        _check(name=value)
+        return value
 
     def validate_slots(self, value: int) -> int:
-        return _checked(slots=value)
+        _check(slots=value)
+        return value
 
     def validate_description(self, value: str) -> str:
-        return _checked(description=value)
+        _check(description=value)
+        return value
 
 
 class PoolUpdateSerializer(PoolSerializer):
