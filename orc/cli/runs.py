@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from orc.cli.common import ExitCode, OutputOption, state
-from orc.cli.waiting import wait_and_exit
-from orc.client import Run, TaskInstance
+from orc.cli.waiting import failures, wait_and_exit
+from orc.client import ApiError, Run, TaskInstance
 from orc.output import Format, Table, columns, duration, emit, info, state_counts, when
 
 __all__ = ["logs", "register", "runs_app"]
@@ -55,10 +55,11 @@ def _instance_name(instance: TaskInstance) -> str:
 @runs_app.command("show")
 def runs_show(ctx: typer.Context, run_id: RunId, output: OutputOption = Format.TABLE) -> None:
     """A run and its task instances."""
-    client = state(ctx).client()
+    current = state(ctx)
+    client = current.client()
     run = client.get_run(run_id)
-    # In the order the run made them (upstream first), not the API's newest first.
-    instances = sorted(client.list_task_instances(run_id), key=lambda i: i["id"])
+    instances = _in_order(client.list_task_instances(run_id))
+    failed = failures(current, run_id, instances) if output is Format.TABLE else []
 
     def render() -> list[str]:
         lines = [
@@ -80,9 +81,21 @@ def runs_show(ctx: typer.Context, run_id: RunId, output: OutputOption = Format.T
             ]
             for i in instances
         ]
-        return lines + columns(Table(["TASK", "STATE", "TRY", "STARTED", "DURATION"], rows))
+        table = columns(Table(["TASK", "STATE", "TRY", "STARTED", "DURATION"], rows))
+        return lines + table + (["", *failed] if failed else [])
 
     emit(output, {**run, "task_instances": instances}, render)
+
+
+def _in_order(instances: list[TaskInstance]) -> list[TaskInstance]:
+    """Tasks in the order they started (upstream first), those not started after; a mapped
+    task's instances together, by index, where its first one started. Not the API's
+    order (newest first)."""
+    began: dict[str, tuple[bool, str, int]] = {}
+    for i in instances:
+        mine = (not i["started_at"], i["started_at"] or "", i["id"])
+        began[i["task_id"]] = min(began.get(i["task_id"], mine), mine)
+    return sorted(instances, key=lambda i: (began[i["task_id"]], i["map_index"]))
 
 
 @runs_app.command("cancel")
@@ -145,6 +158,12 @@ def logs(
             sys.stdout.flush()
     except KeyboardInterrupt:
         raise typer.Exit(ExitCode.INTERRUPTED) from None
+    except ApiError as refused:
+        if map_index is None and "name one with map_index" in refused.detail:
+            # A mapped task: the API's hint, said as this command takes it.
+            said = refused.detail.replace("name one with map_index", "name one with --map-index")
+            raise ApiError(refused.status, refused.title, said, refused.errors) from None
+        raise
 
 
 def register(app: typer.Typer) -> None:

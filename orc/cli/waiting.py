@@ -9,12 +9,14 @@ from typing import NoReturn
 import typer
 
 from orc.cli.common import ExitCode, State
-from orc.client import ClientError, Run
+from orc.client import ClientError, Run, TaskInstance
 from orc.output import Format, Progress, duration, emit, info, state_counts
 
-__all__ = ["wait_and_exit"]
+__all__ = ["failures", "wait_and_exit"]
 
 FAILED_TASK_STATES = frozenset({"failed"})  # upstream_failed ones never ran
+FAILURES_SHOWN = 10  # failed instances whose error is fetched and shown
+ERROR_SHOWN = 300  # characters of the first line of an error
 
 
 def wait_and_exit(current: State, run_id: int, output: Format, said: str = "") -> NoReturn:
@@ -51,15 +53,41 @@ def wait_and_exit(current: State, run_id: int, output: Format, said: str = "") -
             instances = client.list_task_instances(run_id)
         except ClientError:  # the run's outcome is known: its exit code, not this one's, counts
             instances = []
-        for instance in instances:
-            if instance["state"] in FAILED_TASK_STATES:
-                name = instance["task_id"]
-                index = instance["map_index"]
-                logs: list[str | int] = ["logs", run_id, name]
-                if index >= 0:
-                    logs += ["--map-index", index]
-                info(
-                    f"task {name}{f'[{index}]' if index >= 0 else ''} {instance['state']}; "
-                    f"its log: {current.command(*logs)}"
-                )
+        for line in failures(current, run_id, instances):
+            info(line)
     raise typer.Exit(ExitCode.RUN_FAILED)
+
+
+def failures(current: State, run_id: int, instances: list[TaskInstance]) -> list[str]:
+    """A line per failed task instance (the first FAILURES_SHOWN): its last try's error,
+    which is all there is of a failure that came before any output (a map over too long
+    a list, a missing connection), and how to read its log."""
+    failed = [i for i in instances if i["state"] in FAILED_TASK_STATES]
+    lines = []
+    for instance in failed[:FAILURES_SHOWN]:
+        name, index = instance["task_id"], instance["map_index"]
+        logs: list[str | int] = ["logs", run_id, name]
+        if index >= 0:
+            logs += ["--map-index", index]
+        shown = f"{name}[{index}]" if index >= 0 else name
+        said = _last_error(current, run_id, name, index)
+        lines.append(
+            f"task {shown} {instance['state']}{f': {said}' if said else ''}; "
+            f"its log: {current.command(*logs)}"
+        )
+    if len(failed) > FAILURES_SHOWN:
+        lines.append(f"... and {len(failed) - FAILURES_SHOWN} more failed task instances")
+    return lines
+
+
+def _last_error(current: State, run_id: int, task_id: str, index: int) -> str:
+    try:
+        detail = current.client().get_task_instance(
+            run_id, task_id, map_index=index if index >= 0 else None
+        )
+    except ClientError:
+        return ""
+    attempts = detail.get("attempts") or []
+    error = attempts[-1]["error"] if attempts else ""
+    first = error.strip().splitlines()[0] if error.strip() else ""
+    return first if len(first) <= ERROR_SHOWN else first[: ERROR_SHOWN - 3] + "..."

@@ -283,6 +283,7 @@ tasks:
     type: shell
     command: ["echo", "item {{ item }}"]
     map: {over: [a, b]}
+  after: {type: noop, depends_on: [each]}
 """,
     "daily": """\
 name: daily

@@ -54,7 +54,9 @@ def test_trigger_wait_exits_1_when_the_run_fails(dev_env: dict[str, str]) -> Non
     retried = orc("runs", "retry", str(run["id"]), "--wait", env=dev_env)
     assert retried.code == 1, retried
     assert f"run {run['id']} of failing: running; cleared fail\n" in retried.err
-    assert f"task fail failed; its log: orc logs {run['id']} fail\n" in retried.err
+    assert f"task fail failed: exit code 3; its log: orc logs {run['id']} fail\n" in retried.err
+    shown = orc("runs", "show", str(run["id"]), env=dev_env)
+    assert f"task fail failed: exit code 3; its log: orc logs {run['id']} fail" in shown.out
 
 
 def test_ctrl_c_leaves_the_run_going_and_says_how_to_cancel_it(
@@ -138,9 +140,12 @@ def test_a_mapped_tasks_instances_by_index(dev_env: dict[str, str]) -> None:
     assert done.code == 0, done
     run_id = str(json.loads(done.out)["id"])
     shown = orc("runs", "show", run_id, env=dev_env).out.splitlines()
+    # In the order they started: the mapped instances (made when `each` was ready, after
+    # `after` was) by index, then what depends on them.
     assert [line.split()[:2] for line in shown[7:]] == [
         ["each[0]", "success"],
         ["each[1]", "success"],
+        ["after", "success"],
     ]
     second = orc("logs", run_id, "each", "--map-index", "1", env=dev_env)
     assert (second.code, second.out) == (0, "item b\n")
@@ -148,5 +153,5 @@ def test_a_mapped_tasks_instances_by_index(dev_env: dict[str, str]) -> None:
     assert whole.code == 3
     assert whole.err == (
         f"error: 404 Not Found: task 'each' of run {run_id} is mapped into 2 instances: "
-        "name one with map_index (0 to 1)\n"
+        "name one with --map-index (0 to 1)\n"
     )
