@@ -55,8 +55,11 @@ def _tries_of(name: str, args: Any) -> list[tuple[int, int]]:
 @signals.worker_init.connect
 def _become_holder(sender: Any = None, **kwargs: Any) -> None:
     """In the worker's main process, before its pool forks: its children inherit the
-    holder's name for the tries they keep (holding.py)."""
-    holding.become_holder(str(getattr(sender, "hostname", "") or "worker"))
+    holder's name for the tries they keep (holding.py), and the node's name their attempts
+    record as their worker."""
+    nodename = str(getattr(sender, "hostname", "") or "")
+    holding.become_holder(nodename or "worker")
+    worker.name_worker(nodename)
 
 
 @signals.worker_ready.connect

@@ -35,7 +35,7 @@ from runs.tasktypes.resilience import DB_ERRORS, with_db_retry
 from workflows import dag
 from workflows.templating import render_value
 
-__all__ = ["build_context", "execute", "execute_batch", "render_task"]
+__all__ = ["build_context", "execute", "execute_batch", "name_worker", "render_task"]
 
 logger = logging.getLogger(__name__)
 NATIVE_FIELDS = {"kwargs", "parameters", "json"}  # whole-expression templates keep their type
@@ -54,7 +54,17 @@ NOT_RENDERED = {
     "pool_slots",
     "concurrency",
 }
+# What an attempt records as its `worker`: the Celery node's name (worker1@host) once the
+# worker starts (`name_worker`), so that two workers of one host tell apart; the host's
+# name where no worker started (the embedded mode's first steps, scripts).
 WORKER = socket.gethostname()
+
+
+def name_worker(nodename: str) -> None:
+    """Record `nodename` on the attempts this process (and the pool processes it forks
+    after this) claims."""
+    global WORKER
+    WORKER = nodename[:255] or WORKER
 
 
 # --- templates ---------------------------------------------------------------------------

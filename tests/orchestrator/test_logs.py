@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from runs.models import TaskAttempt
 from tests.runs.engine.helpers import Engine, run_to_end
 from tests.workers import Workers, wait_for
 
@@ -105,6 +107,9 @@ def test_a_worker_logs_its_tries_as_json_lines(transactional_db: None, settings:
                 },
             )
         assert run.state == "success"
+        # The attempt names the Celery node that ran it, not just its host.
+        [attempt] = TaskAttempt.objects.dangerously_unscoped().filter(task_instance__run=run)
+        assert attempt.worker == f"w1@{socket.gethostname()}"
         log = Path(pool.logs[0])
 
         def ended() -> list[dict[str, Any]]:
