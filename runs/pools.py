@@ -229,8 +229,8 @@ def _in_use_message(pool: Pool, shown: list[TaskInstance], in_use: QuerySet[Task
         for ti in shown[:IN_USE_SHOWN]
     )
     more = f" and {count - IN_USE_SHOWN} more" if count > IN_USE_SHOWN else ""
+    hold = "" if pool.slots == 0 else ", or set its slots to 0 to hold them"
     return (
         f"pool {pool.name!r} is in use by {count} unfinished task instance(s): {names}{more}; "
-        "delete it once they have finished or their runs are cancelled, or set its slots "
-        "to 0 to hold them"
+        f"delete it once they have finished or their runs are cancelled{hold}"
     )

@@ -88,6 +88,13 @@ def _to_drf(exc: Exception) -> Exception:
     return exc
 
 
+def _accepted_media(context: dict[str, Any]) -> str:
+    """The request bodies the view reads, by Content-Type."""
+    view = context.get("view")
+    parsers = getattr(view, "parser_classes", None) or api_settings.DEFAULT_PARSER_CLASSES
+    return ", ".join(dict.fromkeys(parser.media_type for parser in parsers))
+
+
 def _summary(errors: list[FieldError]) -> str:
     shown = "; ".join(f"{p}: {m}" if p else m for p, m in errors[:3])
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
@@ -116,6 +123,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        detail = f"{detail.rstrip('.')}; accepted: {_accepted_media(context)}"
     result = problem(response.status_code, detail, code=str(exc.get_codes()))
     for header, value in response.items():
         if header.lower() != "content-type":

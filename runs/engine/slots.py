@@ -211,6 +211,8 @@ def _reason(
     if ti.pool:
         if ti.pool not in pools:
             return f"waiting for pool {ti.pool!r}, which does not exist: create it to release"
+        if pools[ti.pool] == 0:
+            return f"waiting for pool {ti.pool!r}, which is paused (0 slots): give it slots"
         if used_pool[ti.pool] + ti.pool_slots > pools[ti.pool]:
             return (
                 f"waiting for {ti.pool_slots} slot(s) of pool {ti.pool!r} "

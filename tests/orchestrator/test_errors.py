@@ -90,7 +90,8 @@ def test_it_authenticates_before_it_parses_the_body() -> None:
 def test_it_refuses_a_body_that_is_not_json(team: Team) -> None:
     url = f"/api/v1/tenants/{team.slug}/"
     response = api(team.tokens["owner"]).generic("PATCH", url, "name=x", content_type="text/plain")
-    assert_problem(response, 415)
+    refused = assert_problem(response, 415)
+    assert refused["detail"].endswith("; accepted: application/json")
 
 
 def test_it_sends_a_request_id_with_every_response(team: Team) -> None:

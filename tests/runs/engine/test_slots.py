@@ -83,6 +83,21 @@ def test_a_missing_pool_holds_the_task_until_it_is_created(engine: Engine) -> No
     assert (ti.state, ti.wait_reason) == ("queued", "")
 
 
+def test_a_paused_pool_says_so(engine: Engine) -> None:
+    paused = pool(engine, "warehouse", 0)
+    run = trigger(engine, engine.apply(pooled("held", 1)))
+    with engine.scope():
+        ti = TaskInstance.objects.get(run=run)
+    assert (ti.state, ti.wait_reason) == (
+        "scheduled",
+        "waiting for pool 'warehouse', which is paused (0 slots): give it slots",
+    )
+    Pool.objects.dangerously_unscoped().filter(pk=paused.pk).update(slots=1)
+    engine_module.allocate_waiting()
+    ti.refresh_from_db()
+    assert (ti.state, ti.wait_reason) == ("queued", "")
+
+
 def test_a_cancelled_run_gives_its_slots_back_to_the_waiting_ones(engine: Engine) -> None:
     pool(engine, "warehouse", 2)
     first = trigger(engine, engine.apply(pooled("first", 2)))
