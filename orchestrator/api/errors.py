@@ -91,8 +91,8 @@ def _to_drf(exc: Exception) -> Exception:
 def _accepted_media(context: dict[str, Any]) -> str:
     """The request bodies the view reads, by Content-Type."""
     view = context.get("view")
-    parsers = getattr(view, "parser_classes", None) or api_settings.DEFAULT_PARSER_CLASSES
-    return ", ".join(dict.fromkeys(parser.media_type for parser in parsers))
+    parsers: list[Any] = list(getattr(view, "parser_classes", None) or [])
+    return ", ".join(dict.fromkeys(str(p.media_type) for p in parsers)) or "application/json"
 
 
 def _summary(errors: list[FieldError]) -> str:
