@@ -310,6 +310,7 @@ def make_documented_objects() -> DocumentedObjects:
     # the network guard refuses before anything is resolved or connected to.
     source = {"name": "lake-flows", "url": "https://192.0.2.10/acme/flows.git"}
     _created(client, f"{base}/git-sources/", source)
+    _created(client, f"{base}/pools/", {"name": "shared-db", "slots": 4})
     backfill = _created(
         client,
         f"{base}/workflows/daily-sales/backfills/",
@@ -336,6 +337,7 @@ def make_documented_objects() -> DocumentedObjects:
         "sla-misses": str(miss.pk),
         "packages": str(package.pk),
         "git-sources": "lake-flows",
+        "pools": "shared-db",
     }
     return DocumentedObjects(team, by_collection)
 
