@@ -174,7 +174,6 @@ static void close_from(int first, int keep) {
             close(fd);
 }
 
-/* The task forked and exec'd. Returns its pid, or 0 with the reason in `failed`. */
 /* Linux's keyctl operations and special keyrings (linux/keyctl.h), called directly: the C
  * library has no wrapper. */
 #define KEYCTL_JOIN_SESSION_KEYRING 1
@@ -184,6 +183,7 @@ static void close_from(int first, int keep) {
 
 static int serving; /* --serve: tasks follow one another in this sandbox */
 
+/* The task forked and exec'd. Returns its pid, or 0 with the reason in `failed`. */
 static pid_t start(char **argv, char **env, const char *limits, char *failed, size_t size) {
     int errors[2];
     if (pipe2(errors, O_CLOEXEC) != 0) {
