@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from runs.models import TaskAttempt
+from runs.models import TaskAttempt, WorkflowRun
 from tests.runs.engine.helpers import attempts_of, states
 from tests.runs.reliability.conftest import Cluster
 from tests.workers import wait_for
@@ -41,12 +41,23 @@ def test_a_warm_shutdown_finishes_the_running_task(cluster: Cluster) -> None:
 
     cluster.wait_finished([run], 60)
     run.refresh_from_db()
-    assert run.state == "success"
+    assert run.state == "success", _attempts(cluster, run)
     assert set(states(cluster, run).values()) == {"success"}
     assert [(a.try_number, a.state) for a in attempts_of(cluster, run, "long")] == [(1, "success")]
     executions = cluster.executions()
     assert set(executions.values()) == {1}
     assert len(executions) == 7
+
+
+def _attempts(cluster: Cluster, run: WorkflowRun) -> str:
+    """Each task's tries, for a failure's message: which one failed, where, and why."""
+    with cluster.scope():
+        tries = TaskAttempt.objects.filter(task_instance__run=run).order_by("started_at")
+        return "\n".join(
+            f"{a.task_instance.task_id} try {a.try_number} on {a.worker} pid {a.pid}: "
+            f"{a.state} exit {a.exit_code} {a.error!r}"
+            for a in tries.select_related("task_instance")
+        )
 
 
 def _is_parent(parent: int, pid: int) -> bool:
