@@ -171,6 +171,7 @@ class TaskInstance(TypedDict):
     started_at: str | None
     ended_at: str | None
     result: Any
+    error: str  # its last try's
     attempts: list[Attempt] | None  # one instance's answer only
 
 

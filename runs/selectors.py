@@ -375,8 +375,12 @@ def task_instance_list(
     map_index: int | None = None,
     state: str | None = None,
 ) -> QuerySet[TaskInstance]:
-    """The run's instances, narrowed by task, map index and state."""
-    qs = TaskInstance.objects.filter(run=run)
+    """The run's instances, narrowed by task, map index and state, each with its last
+    try's error (`last_error`)."""
+    last = TaskAttempt.objects.filter(task_instance=OuterRef("pk")).order_by("-try_number")
+    qs = TaskInstance.objects.filter(run=run).annotate(
+        last_error=Subquery(last.values("error")[:1])
+    )
     if task_id:
         qs = qs.filter(task_id=task_id)
     if map_index is not None:

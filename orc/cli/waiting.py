@@ -15,7 +15,7 @@ from orc.output import Format, Progress, duration, emit, info, state_counts
 __all__ = ["failures", "wait_and_exit"]
 
 FAILED_TASK_STATES = frozenset({"failed"})  # upstream_failed ones never ran
-FAILURES_SHOWN = 10  # failed instances whose error is fetched and shown
+FAILURES_SHOWN = 10  # failed instances whose error is shown
 ERROR_SHOWN = 300  # characters of the first line of an error
 
 
@@ -70,7 +70,7 @@ def failures(current: State, run_id: int, instances: list[TaskInstance]) -> list
         if index >= 0:
             logs += ["--map-index", index]
         shown = f"{name}[{index}]" if index >= 0 else name
-        said = _last_error(current, run_id, name, index)
+        said = _first_line(instance.get("error") or "")
         lines.append(
             f"task {shown} {instance['state']}{f': {said}' if said else ''}; "
             f"its log: {current.command(*logs)}"
@@ -80,14 +80,6 @@ def failures(current: State, run_id: int, instances: list[TaskInstance]) -> list
     return lines
 
 
-def _last_error(current: State, run_id: int, task_id: str, index: int) -> str:
-    try:
-        detail = current.client().get_task_instance(
-            run_id, task_id, map_index=index if index >= 0 else None
-        )
-    except ClientError:
-        return ""
-    attempts = detail.get("attempts") or []
-    error = attempts[-1]["error"] if attempts else ""
+def _first_line(error: str) -> str:
     first = error.strip().splitlines()[0] if error.strip() else ""
     return first if len(first) <= ERROR_SHOWN else first[: ERROR_SHOWN - 3] + "..."

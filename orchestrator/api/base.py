@@ -45,6 +45,8 @@ def actor_from_request(request: Request, source: str = "api") -> Actor:
 class StrictSerializer(serializers.Serializer[Any]):
     """Rejects fields it does not know, naming the ones it accepts."""
 
+    # Also what is not a string where a text field expects one (DRF would store 5 as "5").
+
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             unknown = sorted(set(data) - set(self.fields))
@@ -53,7 +55,36 @@ class StrictSerializer(serializers.Serializer[Any]):
                 raise serializers.ValidationError(
                     {name: [f"unknown field; accepted: {accepted}"] for name in unknown}
                 )
+            not_text = {
+                name: [f"expected a string, not {_json_type(data[name])}"]
+                for name, field in self.fields.items()
+                if isinstance(field, serializers.CharField)
+                and not field.read_only
+                and name in data
+                and data[name] is not None
+                and not isinstance(data[name], str)
+            }
+            if not_text:  # with the other fields' errors: every bad field at once
+                try:
+                    super().to_internal_value(data)
+                except serializers.ValidationError as others:
+                    if isinstance(others.detail, Mapping):
+                        not_text = {**others.detail, **not_text}
+                raise serializers.ValidationError(not_text)
         return super().to_internal_value(data)
+
+
+def _json_type(value: Any) -> str:
+    """What a JSON value is called: "a number", "a boolean", "an object", "a list"."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
 
 
 TENANT_PARAMETER = OpenApiParameter(

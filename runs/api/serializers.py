@@ -155,6 +155,9 @@ class TaskInstanceSerializer(serializers.ModelSerializer[TaskInstance]):
     map_value = serializers.JSONField(
         read_only=True, help_text="a mapped instance's element of `map.over` (else null)"
     )
+    error = serializers.SerializerMethodField(
+        help_text="its last try's error ('' when it has none: not tried, running, succeeded)"
+    )
     attempts = serializers.SerializerMethodField()
 
     class Meta:
@@ -179,6 +182,7 @@ class TaskInstanceSerializer(serializers.ModelSerializer[TaskInstance]):
             "started_at",
             "ended_at",
             "result",
+            "error",
             "attempts",
         ]
         read_only_fields = fields
@@ -190,6 +194,12 @@ class TaskInstanceSerializer(serializers.ModelSerializer[TaskInstance]):
                 "key, fair share, max_active_tasks ('' when it does not wait)"
             },
         }
+
+    def get_error(self, ti: TaskInstance) -> str:
+        if hasattr(ti, "last_error"):  # the list's (runs.selectors.task_instance_list)
+            return ti.last_error or ""
+        last = ti.attempts.order_by("-try_number").values_list("error", flat=True).first()
+        return last or ""
 
     @extend_schema_field(AttemptSerializer(many=True, allow_null=True))
     def get_attempts(self, ti: TaskInstance) -> list[dict[str, Any]] | None:

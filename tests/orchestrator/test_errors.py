@@ -49,6 +49,24 @@ def test_it_refuses_an_over_long_string_with_its_path(team: Team) -> None:
     assert tenant_state(team.tenant) == before
 
 
+@pytest.mark.parametrize(
+    ("value", "called"),
+    [(5, "a number (5)"), (True, "a boolean"), (["x"], "a list"), ({"x": 1}, "an object")],
+    ids=["number", "boolean", "list", "object"],
+)
+def test_it_refuses_what_is_not_a_string_in_a_text_field(
+    team: Team, value: object, called: str
+) -> None:
+    """DRF alone stores the number 5 as "5": a client's mistake would pass unseen."""
+    before = tenant_state(team.tenant)
+    url = f"/api/v1/tenants/{team.slug}/"
+    problem = assert_problem(
+        send(team.tokens["owner"], "PATCH", url, {"name": value}), 400, path="name"
+    )
+    assert problem["errors"][0]["message"] == f"expected a string, not {called}"
+    assert tenant_state(team.tenant) == before
+
+
 def test_it_reports_nested_paths_with_dots(team: Team) -> None:
     url = f"/api/v1/tenants/{team.slug}/"
     body = {"quotas": {"max_tokens": "many"}}

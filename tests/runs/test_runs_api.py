@@ -16,8 +16,9 @@ from django.utils import timezone
 from orchestrator import tokens
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
-from runs.models import TaskInstance, WorkflowRun
+from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from tests.harness import Team, assert_problem, new_audit_events, send, tenant_state
+from tests.runs.run_states import failed_run
 from workflows.models import Workflow
 from workflows.services import apply_workflow
 
@@ -381,3 +382,29 @@ def test_it_refuses_to_delete_a_workflow_with_active_runs_unless_forced(team: Te
     assert send(team.tokens["viewer"], "get", base).status_code == 200
     assert send(team.tokens["editor"], "delete", f"{base}?force=true").status_code == 204
     assert send(team.tokens["viewer"], "get", base).status_code == 404
+
+
+def test_it_lists_each_instance_with_its_last_tries_error(team: Team) -> None:
+    """What failed and why, without a request per instance (orc prints it after a run)."""
+    run = failed_run(team)
+    for attempt in TaskAttempt.objects.dangerously_unscoped().filter(
+        task_instance__run=run, state="failed"
+    ):
+        attempt.error = f"try {attempt.try_number}: exit code 1"
+        attempt.save(update_fields=["error"])
+    response = send(team.tokens["viewer"], "GET", runs_url(team, f"{run.pk}/tasks/"))
+    assert response.status_code == 200, response.content
+    listed = {t["task_id"]: t["error"] for t in response.json()["results"]}
+    assert listed == {
+        "extract": "",
+        "side": "",
+        "transform": "try 2: exit code 1",
+        "load": "",
+        "report": "",
+    }
+    one = send(team.tokens["viewer"], "GET", runs_url(team, f"{run.pk}/tasks/transform/"))
+    assert one.json()["error"] == "try 2: exit code 1"
+    assert [a["error"] for a in one.json()["attempts"]] == [
+        "try 1: exit code 1",
+        "try 2: exit code 1",
+    ]

@@ -119,6 +119,12 @@ def test_the_create_event_records_the_new_pool(team: Team) -> None:
         ({"slots": 1}, "name", "required; accepted: lowercase letters"),
         ({"name": "warehouse", "slots": 1, "colour": "red"}, "colour", "accepted: name"),
         ({"name": "warehouse", "slots": 1, "description": "d" * 501}, "description", "500"),
+        (
+            {"name": "warehouse", "slots": 1, "description": 5},
+            "description",
+            "expected a string, not a number (5)",
+        ),
+        ({"name": 7, "slots": 1}, "name", "expected a string, not a number (7)"),
     ],
 )
 def test_it_refuses_bad_fields_at_their_path_and_changes_nothing(
@@ -132,6 +138,9 @@ def test_it_refuses_bad_fields_at_their_path_and_changes_nothing(
 
 def test_it_reports_every_bad_field_at_once(team: Team) -> None:
     body = {"name": "Bad Name", "slots": -1, "description": "d" * 501}
+    problem = assert_problem(send(team.tokens["editor"], "POST", _url(team), body), 400)
+    assert sorted(e["path"] for e in problem["errors"]) == ["description", "name", "slots"]
+    body = {"name": "Bad Name", "slots": -1, "description": 5}  # a type error among them
     problem = assert_problem(send(team.tokens["editor"], "POST", _url(team), body), 400)
     assert sorted(e["path"] for e in problem["errors"]) == ["description", "name", "slots"]
 
