@@ -55,7 +55,7 @@ class StrictSerializer(serializers.Serializer[Any]):
                 raise serializers.ValidationError(
                     {name: [f"unknown field; accepted: {accepted}"] for name in unknown}
                 )
-            not_text = {
+            not_text: dict[Any, Any] = {
                 name: [f"expected a string, not {_json_type(data[name])}"]
                 for name, field in self.fields.items()
                 if isinstance(field, serializers.CharField)

@@ -41,7 +41,7 @@ def test_a_warm_shutdown_finishes_the_running_task(cluster: Cluster) -> None:
 
     cluster.wait_finished([run], 60)
     run.refresh_from_db()
-    assert run.state == "success", _attempts(cluster, run)
+    assert run.state == "success", f"{_attempts(cluster, run)}\n{cluster.workers.log_text()}"
     assert set(states(cluster, run).values()) == {"success"}
     assert [(a.try_number, a.state) for a in attempts_of(cluster, run, "long")] == [(1, "success")]
     executions = cluster.executions()
