@@ -116,32 +116,7 @@ def _transactional_tests_can_flush(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("allow_flush_of_append_only_tables")
 
 
-_DB_FIXTURES = frozenset({"db", "transactional_db", "live_server", "django_db_setup"})
-
-
-@pytest.hookimpl(trylast=True)  # after pytest-django's sort, which puts these last
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _drop_empty_endpoint_cases(config, items)
-    _slow_without_a_database_first(items)
-
-
-def _slow_without_a_database_first(items: list[pytest.Item]) -> None:
-    """The slow tests that use no database (servers started as processes: the API fuzz's
-    takes 90 s to set up) first rather than last, where pytest-django's order puts them:
-    at the end they were the tail of a parallel run, with one process left working. Their
-    order among themselves, and every other test's, is kept."""
-
-    def early(item: pytest.Item) -> bool:
-        return (
-            item.get_closest_marker("slow") is not None
-            and item.get_closest_marker("django_db") is None
-            and not _DB_FIXTURES & set(getattr(item, "fixturenames", ()))
-        )
-
-    items[:] = [i for i in items if early(i)] + [i for i in items if not early(i)]
-
-
-def _drop_empty_endpoint_cases(config: pytest.Config, items: list[pytest.Item]) -> None:
     """An endpoint-suite test that applies to none of its cases (no role is below a
     viewer-level endpoint's minimum) is dropped as not applicable, not reported skipped."""
     empty = [
