@@ -54,6 +54,7 @@ class Distributed:
         self.env = {**os.environ, **(env or {})}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.stopped = threading.Event()
+        self.started = 0.0  # time.time() at `start`
 
     def commands(self) -> dict[str, list[str]]:
         celery = [sys.executable, "-m", "celery", "-A", "orchestrator"]
@@ -112,6 +113,7 @@ class Distributed:
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
         for name, argv in self.commands().items():
             with (self.logs / f"{name}.log").open("ab") as log:
                 self.processes[name] = subprocess.Popen(
@@ -125,6 +127,37 @@ class Distributed:
                 )
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+
+    def wait_for_workers(self, timeout: float = 120.0) -> float:
+        """Block until every task worker has said it is ready (its first heartbeat since
+        `start`, which a worker sends once it consumes): a cold start of several Python
+        processes on a small machine takes seconds, which the first run would otherwise
+        spend `queued` with no word why. Returns the seconds waited. RuntimeError: a
+        process ended, or `timeout` passed, naming which and its log."""
+        from orchestrator import metrics
+
+        began = time.time()
+        names = [f"worker{index}" for index in range(1, self.workers + 1)]
+        while True:
+            ended = [name for name in self.exited() if name in names or name == "web"]
+            if ended:
+                raise RuntimeError(self._failed(ended, "ended"))
+            try:
+                beats = metrics.heartbeats()
+            except Exception:  # the store not up yet: look again
+                beats = {}
+            ready = {
+                node.partition("@")[0] for node, stamp in beats.items() if stamp >= self.started
+            }
+            if all(name in ready for name in names):
+                return time.time() - began
+            if time.time() - began > timeout:
+                late = [name for name in names if name not in ready]
+                raise RuntimeError(self._failed(late, f"not ready after {timeout:.0f}s"))
+            time.sleep(0.2)
+
+    def _failed(self, names: list[str], what: str) -> str:
+        return "; ".join(f"{name} {what} (log: {self.logs / (name + '.log')})" for name in names)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopped.set()

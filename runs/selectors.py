@@ -38,6 +38,7 @@ __all__ = [
     "get_run",
     "get_task_instance",
     "instance_key",
+    "last_error",
     "latest_runs",
     "latest_runs_by_workflow",
     "parse_map_index",
@@ -388,6 +389,15 @@ def task_instance_list(
     if state:
         qs = qs.filter(state=state)
     return qs
+
+
+def last_error(ti: TaskInstance) -> str:
+    """The instance's last try's error ('' when it has none): `task_instance_list`
+    annotated it, or it is read."""
+    if hasattr(ti, "last_error"):
+        return str(ti.last_error or "")
+    last = ti.attempts.order_by("-try_number").values_list("error", flat=True).first()
+    return last or ""
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,6 @@ def actor_from_request(request: Request, source: str = "api") -> Actor:
 class StrictSerializer(serializers.Serializer[Any]):
     """Rejects fields it does not know, naming the ones it accepts."""
 
-    # Also what is not a string where a text field expects one (DRF would store 5 as "5").
-
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             unknown = sorted(set(data) - set(self.fields))
@@ -55,6 +53,7 @@ class StrictSerializer(serializers.Serializer[Any]):
                 raise serializers.ValidationError(
                     {name: [f"unknown field; accepted: {accepted}"] for name in unknown}
                 )
+            # What is not a string where a text field expects one (DRF would store 5 as "5").
             not_text: dict[Any, Any] = {
                 name: [f"expected a string, not {_json_type(data[name])}"]
                 for name, field in self.fields.items()

@@ -10,7 +10,7 @@ from orchestrator.api.base import StrictSerializer
 from runs.backfills import progress
 from runs.engine.events import cloudevent
 from runs.models import Backfill, Event, TaskAttempt, TaskInstance, WorkflowRun
-from runs.selectors import TaskGroup
+from runs.selectors import TaskGroup, last_error
 
 __all__ = [
     "AttemptSerializer",
@@ -196,10 +196,7 @@ class TaskInstanceSerializer(serializers.ModelSerializer[TaskInstance]):
         }
 
     def get_error(self, ti: TaskInstance) -> str:
-        if hasattr(ti, "last_error"):  # the list's (runs.selectors.task_instance_list)
-            return ti.last_error or ""
-        last = ti.attempts.order_by("-try_number").values_list("error", flat=True).first()
-        return last or ""
+        return last_error(ti)
 
     @extend_schema_field(AttemptSerializer(many=True, allow_null=True))
     def get_attempts(self, ti: TaskInstance) -> list[dict[str, Any]] | None:

@@ -83,6 +83,13 @@ class TaskInstanceType:
     def map_value(self, root: models.TaskInstance) -> JSON | None:
         return root.map_value  # type: ignore[no-any-return]
 
+    @strawberry_django.field(  # type: ignore[untyped-decorator]
+        description="Its last try's error ('' when it has none: not tried, running, succeeded)."
+    )
+    def error(self, root: models.TaskInstance) -> str:
+        with tenant_scope([root.tenant_id]):
+            return selectors.last_error(root)
+
     @strawberry_django.field(description="The first `limit` tries, in order.")  # type: ignore[untyped-decorator]
     def attempts(
         self, root: models.TaskInstance, limit: int = LIST_LIMIT_DEFAULT

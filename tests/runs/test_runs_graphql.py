@@ -11,8 +11,9 @@ import pytest
 from orchestrator import tokens
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
-from runs.models import TaskInstance, WorkflowRun
+from runs.models import TaskAttempt, TaskInstance, WorkflowRun
 from tests.harness import Team, gql, new_audit_events, tenant_state
+from tests.runs.run_states import failed_run
 from workflows.services import apply_workflow
 
 SPEC: dict[str, Any] = {
@@ -232,3 +233,30 @@ def triggered_as_owner(team: Team) -> int:
     body = trigger(team, "owner")
     assert "errors" not in body, body
     return int(body["data"]["triggerRun"]["id"])
+
+
+def test_it_gives_each_task_instance_its_last_tries_error(team: Team) -> None:
+    run = failed_run(team)
+    for attempt in TaskAttempt.objects.dangerously_unscoped().filter(
+        task_instance__run=run, state="failed"
+    ):
+        attempt.error = f"try {attempt.try_number}: exit code 1"
+        attempt.save(update_fields=["error"])
+    query = """
+    query($t: String!, $id: Int!) {
+      run(tenant: $t, id: $id) { taskInstances { taskId error attempts { error } } }
+    }"""
+    body = gql(team.tokens["viewer"], query, {"t": team.slug, "id": run.pk}).json()
+    assert "errors" not in body, body
+    listed = {t["taskId"]: t for t in body["data"]["run"]["taskInstances"]}
+    assert {name: t["error"] for name, t in listed.items()} == {
+        "extract": "",
+        "side": "",
+        "transform": "try 2: exit code 1",
+        "load": "",
+        "report": "",
+    }
+    assert [a["error"] for a in listed["transform"]["attempts"]] == [
+        "try 1: exit code 1",
+        "try 2: exit code 1",
+    ]

@@ -139,6 +139,15 @@ class Command(BaseCommand):
         )
         service.start()
         self.stdout.write(service.banner() + "\n")
+        if isinstance(service, Distributed):
+            self.stdout.write("Waiting for the workers to start... ", ending="")
+            self.stdout.flush()
+            try:
+                waited = service.wait_for_workers()
+            except RuntimeError as exc:
+                service.stop()
+                raise CommandError(f"the workers did not start: {exc}") from None
+            self.stdout.write(f"ready after {waited:.1f}s.\n")
         sales_api = SalesApi(api_key=secrets.token_urlsafe(18))
         sales_api.start()
         self.set_up_etl(tenant, sales_api)
