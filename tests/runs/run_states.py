@@ -29,6 +29,7 @@ __all__ = [
     "attempt_rows",
     "failed_run",
     "instance_rows",
+    "name_failures_by_try",
     "put",
     "run_row",
     "running_run",
@@ -136,6 +137,14 @@ def failed_run(team: Team) -> WorkflowRun:
     put(run, "report", "upstream_failed")
     _set_run(run, "failed")
     return run
+
+
+def name_failures_by_try(run: WorkflowRun) -> None:
+    """Each failed attempt's error says its try ("try 2: exit code 1"): which one a view
+    shows can then be told."""
+    for attempt in unscoped_attempts().filter(task_instance__run=run, state="failed"):
+        attempt.error = f"try {attempt.try_number}: exit code 1"
+        attempt.save(update_fields=["error"])
 
 
 def succeeded_run(team: Team) -> WorkflowRun:

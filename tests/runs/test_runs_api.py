@@ -16,9 +16,9 @@ from django.utils import timezone
 from orchestrator import tokens
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
-from runs.models import TaskAttempt, TaskInstance, WorkflowRun
+from runs.models import TaskInstance, WorkflowRun
 from tests.harness import Team, assert_problem, new_audit_events, send, tenant_state
-from tests.runs.run_states import failed_run
+from tests.runs.run_states import failed_run, name_failures_by_try
 from workflows.models import Workflow
 from workflows.services import apply_workflow
 
@@ -387,11 +387,7 @@ def test_it_refuses_to_delete_a_workflow_with_active_runs_unless_forced(team: Te
 def test_it_lists_each_instance_with_its_last_tries_error(team: Team) -> None:
     """What failed and why, without a request per instance (orc prints it after a run)."""
     run = failed_run(team)
-    for attempt in TaskAttempt.objects.dangerously_unscoped().filter(
-        task_instance__run=run, state="failed"
-    ):
-        attempt.error = f"try {attempt.try_number}: exit code 1"
-        attempt.save(update_fields=["error"])
+    name_failures_by_try(run)
     response = send(team.tokens["viewer"], "GET", runs_url(team, f"{run.pk}/tasks/"))
     assert response.status_code == 200, response.content
     listed = {t["task_id"]: t["error"] for t in response.json()["results"]}

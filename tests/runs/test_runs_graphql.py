@@ -11,9 +11,9 @@ import pytest
 from orchestrator import tokens
 from orchestrator.actors import Actor
 from orchestrator.context import tenant_scope
-from runs.models import TaskAttempt, TaskInstance, WorkflowRun
+from runs.models import TaskInstance, WorkflowRun
 from tests.harness import Team, gql, new_audit_events, tenant_state
-from tests.runs.run_states import failed_run
+from tests.runs.run_states import failed_run, name_failures_by_try
 from workflows.services import apply_workflow
 
 SPEC: dict[str, Any] = {
@@ -237,11 +237,7 @@ def triggered_as_owner(team: Team) -> int:
 
 def test_it_gives_each_task_instance_its_last_tries_error(team: Team) -> None:
     run = failed_run(team)
-    for attempt in TaskAttempt.objects.dangerously_unscoped().filter(
-        task_instance__run=run, state="failed"
-    ):
-        attempt.error = f"try {attempt.try_number}: exit code 1"
-        attempt.save(update_fields=["error"])
+    name_failures_by_try(run)
     query = """
     query($t: String!, $id: Int!) {
       run(tenant: $t, id: $id) { taskInstances { taskId error attempts { error } } }
